@@ -1,0 +1,103 @@
+"""The Flask application factory.
+
+Nothing builds an app at import time: ``create_app(config)`` reads the settings
+from the environment, lets ``config`` (a mapping, as tests pass it) override
+them, opens the database and registers the ``ivr`` and ``cati`` blueprints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from flask import Flask, g, jsonify
+from sqlalchemy import text
+
+from minping.db import Database
+from minping.settings import Settings, load_settings
+
+#: Keys of ``create_app(config)`` that override :class:`~minping.settings.Settings`.
+SETTING_KEYS = {
+    "DATABASE_URL": "database_url",
+    "SECRET_KEY": "secret_key",
+    "TWILIO_ACCOUNT_SID": "twilio_account_sid",
+    "TWILIO_AUTH_TOKEN": "twilio_auth_token",
+    "TWILIO_FROM_NUMBER": "twilio_from_number",
+    "MINPING_PUBLIC_URL": "public_url",
+    "MINPING_CONFIG": "config_path",
+    "VERIFY_SIGNATURES": "verify_signatures",
+    "MINPING_ENV": "env",
+}
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    app = Flask("minping", instance_relative_config=True)
+    config = dict(config or {})
+    environ = config.pop("ENVIRON", None)
+    settings = load_settings(environ, instance_path=app.instance_path)
+    overrides = {SETTING_KEYS[k]: config.pop(k) for k in list(config) if k in SETTING_KEYS}
+    if overrides:
+        settings = settings.with_overrides(**overrides)
+        if settings.is_production and not settings.verify_signatures:
+            from minping.settings import SettingsError
+
+            raise SettingsError("Twilio signature checks cannot be turned off in production")
+
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.public_url.startswith("https://"),
+        PERMANENT_SESSION_LIFETIME=timedelta(minutes=settings.session_lifetime_minutes),
+        MAX_CONTENT_LENGTH=1 * 1024 * 1024,
+        JSON_AS_ASCII=False,
+    )
+    app.config.update(config)
+    app.extensions["minping.settings"] = settings
+    db = Database(settings.database_url)
+    app.extensions["minping.db"] = db
+
+    from cati.views import bp as cati_bp
+    from ivr.webhooks import bp as ivr_bp
+
+    app.register_blueprint(ivr_bp)
+    app.register_blueprint(cati_bp)
+
+    @app.teardown_appcontext
+    def _close_session(_exc):
+        session = g.pop("db_session", None)
+        if session is not None:
+            session.close()
+
+    @app.get("/healthz")
+    def healthz():
+        return jsonify(status="ok")
+
+    @app.get("/readyz")
+    def readyz():
+        try:
+            with db.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:  # the database is down: not ready
+            return jsonify(status="unavailable", error=type(exc).__name__), 503
+        return jsonify(status="ready")
+
+    return app
+
+
+def settings_of(app: Flask) -> Settings:
+    return app.extensions["minping.settings"]
+
+
+def database_of(app: Flask) -> Database:
+    return app.extensions["minping.db"]
+
+
+def db_session():
+    """The request's database session (closed when the request ends)."""
+    from flask import current_app
+
+    if "db_session" not in g:
+        g.db_session = database_of(current_app).session()
+    return g.db_session
