@@ -1,0 +1,620 @@
+"""Stratified simple random sampling without replacement, replicates, reserve, audit.
+
+The draw works on the *canonical frame*: the frame's contacts sorted by their
+E.164 phone number (code-point order of the strings, which for E.164 is the
+numeric order within a country code).  Position ``i`` of the canonical frame
+is the ``i``-th contact in that order; :func:`canonical_order` computes it.
+Because the order depends only on the contacts, not on the order in which they
+were imported or stored, the same frame and seed always give the same sample.
+
+Algorithm (random sort, [1]_ §4.4; [2]_): one call ``rng.random(N)`` gives
+every canonical-frame contact a key ``U(0, 1)``, in canonical order.  In each
+stratum the contacts are sorted by (key, position); the first ``n_h`` form the
+sample, the next ``r_h`` the reserve.  Sorting i.i.d. uniform keys is a
+uniformly random permutation, so the first ``n_h`` are a simple random sample
+without replacement and every contact of stratum ``h`` has inclusion
+probability ``n_h / N_h``.  The rank in that sort is the release order within
+the stratum.
+
+Replicates: the sample cases of all strata, taken stratum by stratum (strata in
+sorted label order) and in release order within each, are dealt round-robin to
+replicates ``1..R``.  Each replicate is then itself a stratified random
+subsample; within a stratum the replicate sizes differ by at most one, and so
+do the replicates' totals.  Reserve cases form replicate ``R + 1`` with
+``reserve=True``; a reserve case replaces an ineligible number of *its own
+stratum*, in release order, and carries the stratum's sample probability and
+weight (``n_h / N_h`` and ``N_h / n_h``), which is what it has once it stands in
+for an ineligible case.
+
+References
+----------
+.. [1] Tillé, Y. (2006). *Sampling Algorithms*. Springer.
+.. [2] Sunter, A. B. (1977). List sequential sampling with equal or unequal
+   probabilities without replacement. *Applied Statistics* 26(3), 261–268.
+.. [3] Kish, L. (1965). *Survey Sampling*, §4.4 (replicated samples). Wiley.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+
+from minping.errors import MinpingError
+
+__all__ = [
+    "ALGORITHM",
+    "CaseCheck",
+    "Draw",
+    "DrawAudit",
+    "DrawError",
+    "DrawVerification",
+    "DrawnCase",
+    "canonical_order",
+    "draw",
+    "frame_hash",
+    "make_audit",
+    "rederive",
+    "software_version",
+    "verify_draw",
+]
+
+#: Identifies the selection algorithm in the audit record.
+ALGORITHM = "random-sort/v1"
+
+
+class DrawError(MinpingError):
+    """The draw cannot be made or verified with these inputs."""
+
+
+def software_version() -> str:
+    """Return minping's version (``minping.__version__`` or the installed metadata)."""
+    import minping
+
+    v = getattr(minping, "__version__", None)
+    if v:
+        return str(v)
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("minping")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _sorted_labels(labels: Iterable[Hashable]) -> list[Hashable]:
+    labels = list(labels)
+    try:
+        return sorted(labels)
+    except TypeError:
+        return sorted(labels, key=repr)
+
+
+def canonical_order(phones: Sequence[str]) -> np.ndarray:
+    """Return the permutation that sorts a frame into canonical order.
+
+    Parameters
+    ----------
+    phones : sequence of str
+        E.164 numbers of the frame's contacts, in any order; must be unique.
+
+    Returns
+    -------
+    numpy.ndarray of intp
+        ``order`` such that ``[phones[i] for i in order]`` is sorted; position
+        ``p`` of the canonical frame is contact ``order[p]``.
+    """
+    arr = np.asarray(phones, dtype=str)
+    order = np.argsort(arr, kind="stable")
+    if len(arr) > 1:
+        s = arr[order]
+        dup = np.flatnonzero(s[1:] == s[:-1])
+        if dup.size:
+            raise DrawError(f"the frame holds phone number {s[dup[0]]} twice")
+    return order
+
+
+def frame_hash(
+    phones: Sequence[str], groups: Sequence[str], towns: Sequence[str | None] | None = None
+) -> str:
+    """SHA-256 of the canonical frame.
+
+    The frame is sorted by phone and written one contact per line as
+    ``phone TAB group TAB town LF`` in UTF-8 (an empty town for ``None``);
+    the hash of those bytes is returned in hex.  It does not depend on the
+    order of the inputs.
+
+    Parameters
+    ----------
+    phones, groups, towns : sequence
+        Parallel columns of the frame (``towns`` may be omitted).
+    """
+    n = len(phones)
+    if len(groups) != n or (towns is not None and len(towns) != n):
+        raise DrawError("frame_hash: phones, groups and towns must have the same length")
+    order = canonical_order(phones)
+    h = hashlib.sha256()
+    chunk: list[str] = []
+    for i in order:
+        t = "" if towns is None or towns[i] is None else str(towns[i])
+        chunk.append(f"{phones[i]}\t{groups[i]}\t{t}\n")
+        if len(chunk) >= 65536:
+            h.update("".join(chunk).encode("utf-8"))
+            chunk.clear()
+    h.update("".join(chunk).encode("utf-8"))
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class DrawnCase:
+    """One drawn contact.
+
+    Attributes
+    ----------
+    index : int
+        Position in the canonical frame.
+    stratum : hashable
+        The stratum label.
+    order : int
+        Release order within the stratum (1-based; reserve cases follow the
+        sample cases).
+    replicate : int
+        ``1..R`` for sample cases, ``R + 1`` for reserve cases.
+    reserve : bool
+        Whether the case is in the reserve replicate.
+    prob : float
+        Inclusion probability ``n_h / N_h``.
+    weight : float
+        Design weight ``N_h / n_h``.
+    """
+
+    index: int
+    stratum: Hashable
+    order: int
+    replicate: int
+    reserve: bool
+    prob: float
+    weight: float
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    a.setflags(write=False)
+    return a
+
+
+@dataclass(frozen=True, eq=False)
+class Draw:
+    """A stratified sample, column by column (one entry per drawn case).
+
+    Cases are ordered by stratum (sorted labels), then release order.  The
+    arrays are read-only.
+
+    Attributes
+    ----------
+    index : numpy.ndarray of int64
+        Canonical-frame positions.
+    stratum : tuple
+        Stratum label per case.
+    order, replicate : numpy.ndarray of int64
+    reserve : numpy.ndarray of bool
+    prob, weight : numpy.ndarray of float64
+    counts, reserve_counts, population : Mapping
+        Per stratum: sample size ``n_h``, reserve size ``r_h`` and frame size
+        ``N_h``.
+    replicates : int
+        ``R``, the number of sample replicates.
+    """
+
+    index: np.ndarray
+    stratum: tuple[Hashable, ...]
+    order: np.ndarray
+    replicate: np.ndarray
+    reserve: np.ndarray
+    prob: np.ndarray
+    weight: np.ndarray
+    counts: Mapping[Hashable, int]
+    reserve_counts: Mapping[Hashable, int]
+    population: Mapping[Hashable, int]
+    replicates: int
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def cases(self) -> Iterator[DrawnCase]:
+        """Yield the drawn cases one by one."""
+        for i in range(len(self.index)):
+            yield DrawnCase(
+                index=int(self.index[i]),
+                stratum=self.stratum[i],
+                order=int(self.order[i]),
+                replicate=int(self.replicate[i]),
+                reserve=bool(self.reserve[i]),
+                prob=float(self.prob[i]),
+                weight=float(self.weight[i]),
+            )
+
+
+def _labels_array(strata: Sequence[Hashable] | np.ndarray) -> tuple[np.ndarray, list]:
+    """Encode stratum labels as integer codes (labels in sorted order)."""
+    if isinstance(strata, np.ndarray) and strata.ndim == 2:
+        strata = [tuple(row) for row in strata.tolist()]
+    if isinstance(strata, np.ndarray) and strata.dtype != object:
+        uniq, codes = np.unique(strata, return_inverse=True)
+        return codes.astype(np.int64), [u.item() for u in uniq]
+    seq = list(strata)
+    labels = _sorted_labels(set(seq))
+    pos = {lab: i for i, lab in enumerate(labels)}
+    return np.fromiter((pos[s] for s in seq), dtype=np.int64, count=len(seq)), labels
+
+
+def draw(
+    strata: Sequence[Hashable] | np.ndarray,
+    counts: Mapping[Hashable, int],
+    *,
+    rng: np.random.Generator,
+    replicates: int = 1,
+    reserve: int | Mapping[Hashable, int] = 0,
+) -> Draw:
+    """Draw a stratified simple random sample without replacement.
+
+    Parameters
+    ----------
+    strata : array_like
+        Stratum label of each contact of the canonical frame (see the module
+        docstring), in canonical order.
+    counts : mapping stratum -> int
+        Sample size per stratum (e.g. ``Allocation.as_dict()``).  Strata of
+        the frame not in ``counts`` get no cases.
+    rng : numpy.random.Generator
+        Source of randomness, e.g. ``numpy.random.default_rng(seed)``; the
+        audit record stores the seed.
+    replicates : int, default 1
+        Number ``R`` of replicates the sample is split into for release.
+    reserve : int or mapping stratum -> int, default 0
+        Reserve cases *per stratum*, drawn after the sample cases to replace
+        ineligible numbers of the same stratum.  An int applies to every
+        stratum in ``counts`` and is capped at what the stratum has left
+        (``N_h - n_h``); a mapping must fit.
+
+    Returns
+    -------
+    Draw
+
+    Raises
+    ------
+    DrawError
+        A count above its stratum's size or for a stratum absent from the
+        frame, a negative count, ``replicates < 1``.
+    """
+    if not isinstance(replicates, int | np.integer) or replicates < 1:
+        raise DrawError(f"replicates must be a whole number >= 1, got {replicates!r}")
+    codes, labels = _labels_array(strata)
+    code_of = {lab: i for i, lab in enumerate(labels)}
+    sizes = np.bincount(codes, minlength=len(labels))
+    H = len(labels)
+    n_h = np.zeros(H, dtype=np.int64)
+    r_h = np.zeros(H, dtype=np.int64)
+    for lab, c in counts.items():
+        if lab not in code_of:
+            if c:
+                raise DrawError(f"stratum {lab!r} has {c} cases allocated but no contacts")
+            continue
+        if isinstance(c, bool) or not isinstance(c, int | np.integer) or c < 0:
+            raise DrawError(f"stratum {lab!r}: the count must be a whole number >= 0, got {c!r}")
+        h = code_of[lab]
+        if c > sizes[h]:
+            raise DrawError(f"stratum {lab!r}: {c} cases asked but it holds {int(sizes[h])}")
+        n_h[h] = int(c)
+    if isinstance(reserve, Mapping):
+        for lab, c in reserve.items():
+            if lab not in code_of:
+                raise DrawError(f"reserve: stratum {lab!r} has no contacts")
+            h = code_of[lab]
+            if isinstance(c, bool) or not isinstance(c, int | np.integer) or c < 0:
+                raise DrawError(f"reserve for stratum {lab!r} must be >= 0, got {c!r}")
+            if n_h[h] + c > sizes[h]:
+                raise DrawError(
+                    f"stratum {lab!r}: {int(n_h[h])} sample + {c} reserve cases but it holds "
+                    f"{int(sizes[h])}"
+                )
+            r_h[h] = int(c)
+    else:
+        if isinstance(reserve, bool) or not isinstance(reserve, int | np.integer) or reserve < 0:
+            raise DrawError(f"reserve must be a whole number >= 0, got {reserve!r}")
+        for lab in counts:
+            if lab in code_of:
+                h = code_of[lab]
+                r_h[h] = min(int(reserve), int(sizes[h] - n_h[h]))
+
+    keys = rng.random(len(codes))
+    pos = np.arange(len(codes), dtype=np.int64)
+    # sort by stratum, then key, then position
+    perm = np.lexsort((pos, keys, codes))
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+
+    idx_parts, code_parts, order_parts, res_parts = [], [], [], []
+    for h in range(H):
+        m = int(n_h[h] + r_h[h])
+        if m == 0:
+            continue
+        chosen = perm[starts[h] : starts[h] + m]
+        idx_parts.append(chosen)
+        code_parts.append(np.full(m, h, dtype=np.int64))
+        order_parts.append(np.arange(1, m + 1, dtype=np.int64))
+        res_parts.append(np.arange(m) >= n_h[h])
+
+    def cat(parts, dtype):
+        return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype=dtype)
+
+    index = cat(idx_parts, np.int64)
+    code = cat(code_parts, np.int64)
+    order = cat(order_parts, np.int64)
+    is_res = cat(res_parts, bool)
+
+    replicate = np.full(len(index), replicates + 1, dtype=np.int64)
+    main = np.flatnonzero(~is_res)
+    replicate[main] = np.arange(len(main)) % replicates + 1
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p_h = np.where(n_h > 0, n_h / np.maximum(sizes, 1), 0.0)
+        w_h = np.where(n_h > 0, sizes / np.maximum(n_h, 1), 0.0)
+    prob = p_h[code].astype(float)
+    weight = w_h[code].astype(float)
+    lab_of_case = tuple(labels[c] for c in code)
+    return Draw(
+        index=_readonly(index),
+        stratum=lab_of_case,
+        order=_readonly(order),
+        replicate=_readonly(replicate),
+        reserve=_readonly(is_res),
+        prob=_readonly(prob),
+        weight=_readonly(weight),
+        counts={labels[h]: int(n_h[h]) for h in range(H) if n_h[h] or r_h[h]},
+        reserve_counts={labels[h]: int(r_h[h]) for h in range(H) if n_h[h] or r_h[h]},
+        population={labels[h]: int(sizes[h]) for h in range(H)},
+        replicates=int(replicates),
+    )
+
+
+# ---------------------------------------------------------------------------
+# audit and verification
+
+
+def _label_json(label: Hashable) -> object:
+    if isinstance(label, tuple):
+        return [_label_json(x) for x in label]
+    if isinstance(label, np.generic):
+        return label.item()
+    return label
+
+
+def _label_from_json(v: object) -> Hashable:
+    if isinstance(v, list):
+        return tuple(_label_from_json(x) for x in v)
+    return v  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class DrawAudit:
+    """What is needed to re-derive and check a draw.
+
+    Attributes
+    ----------
+    frame_hash : str
+        :func:`frame_hash` of the frame the draw was made from.
+    frame_size : int
+        Number of contacts in that frame.
+    seed : int
+        Seed of the generator (``numpy.random.Generator(bit_generator(seed))``).
+    bit_generator : str
+        Name of the numpy bit generator (``"PCG64"`` for ``default_rng``).
+    method : str
+        Allocation method (see :mod:`sampling.allocation`).
+    allocation : tuple of (stratum, int)
+        Sample size per stratum.
+    reserve : tuple of (stratum, int)
+        Reserve size per stratum.
+    replicates : int
+    software_version : str
+    algorithm : str
+        :data:`ALGORITHM`.
+    timestamp : datetime
+        When the draw was made (given by the caller).
+    extra : tuple of (str, str)
+        Free-form additions, e.g. the unit-assignment digest and seed.
+    """
+
+    frame_hash: str
+    frame_size: int
+    seed: int
+    bit_generator: str
+    method: str
+    allocation: tuple[tuple[Hashable, int], ...]
+    reserve: tuple[tuple[Hashable, int], ...]
+    replicates: int
+    software_version: str
+    algorithm: str
+    timestamp: datetime
+    extra: tuple[tuple[str, str], ...] = field(default=())
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict (tuple stratum labels become lists)."""
+        return {
+            "frame_hash": self.frame_hash,
+            "frame_size": self.frame_size,
+            "seed": self.seed,
+            "bit_generator": self.bit_generator,
+            "method": self.method,
+            "allocation": [[_label_json(k), v] for k, v in self.allocation],
+            "reserve": [[_label_json(k), v] for k, v in self.reserve],
+            "replicates": self.replicates,
+            "software_version": self.software_version,
+            "algorithm": self.algorithm,
+            "timestamp": self.timestamp.isoformat(),
+            "extra": {k: v for k, v in self.extra},
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> DrawAudit:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            frame_hash=d["frame_hash"],
+            frame_size=int(d["frame_size"]),
+            seed=int(d["seed"]),
+            bit_generator=d["bit_generator"],
+            method=d["method"],
+            allocation=tuple((_label_from_json(k), int(v)) for k, v in d["allocation"]),
+            reserve=tuple((_label_from_json(k), int(v)) for k, v in d["reserve"]),
+            replicates=int(d["replicates"]),
+            software_version=d["software_version"],
+            algorithm=d["algorithm"],
+            timestamp=datetime.fromisoformat(d["timestamp"]),
+            extra=tuple(sorted(d.get("extra", {}).items())),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, sort_keys=True)
+
+
+def make_audit(
+    result: Draw,
+    *,
+    frame_digest: str,
+    seed: int,
+    method: str,
+    timestamp: datetime,
+    bit_generator: str = "PCG64",
+    extra: Mapping[str, str] | None = None,
+) -> DrawAudit:
+    """Build the audit record of a draw made with ``Generator(bit_generator(seed))``."""
+    strata = _sorted_labels(result.counts)
+    return DrawAudit(
+        frame_hash=frame_digest,
+        frame_size=int(sum(result.population.values())),
+        seed=int(seed),
+        bit_generator=bit_generator,
+        method=method,
+        allocation=tuple((s, int(result.counts[s])) for s in strata),
+        reserve=tuple((s, int(result.reserve_counts[s])) for s in strata),
+        replicates=result.replicates,
+        software_version=software_version(),
+        algorithm=ALGORITHM,
+        timestamp=timestamp,
+        extra=tuple(sorted((extra or {}).items())),
+    )
+
+
+def rederive(audit: DrawAudit, strata: Sequence[Hashable] | np.ndarray) -> Draw:
+    """Draw again from the canonical frame's strata and the audit record."""
+    if audit.algorithm != ALGORITHM:
+        raise DrawError(
+            f"the draw was made with algorithm {audit.algorithm!r}; this version has {ALGORITHM!r}"
+        )
+    try:
+        bitgen = getattr(np.random, audit.bit_generator)
+    except AttributeError:
+        raise DrawError(f"unknown bit generator {audit.bit_generator!r}") from None
+    rng = np.random.Generator(bitgen(audit.seed))
+    return draw(
+        strata,
+        dict(audit.allocation),
+        rng=rng,
+        replicates=audit.replicates,
+        reserve=dict(audit.reserve),
+    )
+
+
+@dataclass(frozen=True)
+class CaseCheck:
+    """The verification of one case.
+
+    ``status`` is ``"match"``, ``"mismatch"`` (the contact was drawn again,
+    but some of stratum/order/replicate/reserve differ — listed in
+    ``fields``), ``"not_rederived"`` (stored but not in the re-derivation) or
+    ``"missing"`` (in the re-derivation but not stored).
+    """
+
+    index: int
+    status: str
+    fields: tuple[str, ...] = ()
+    stored: DrawnCase | None = None
+    expected: DrawnCase | None = None
+
+
+@dataclass(frozen=True)
+class DrawVerification:
+    """Result of :func:`verify_draw`.
+
+    Attributes
+    ----------
+    matches : bool
+        True when the frame hash matches and every case matches.
+    frame_hash_matches : bool
+    cases : tuple of CaseCheck
+        One per stored or re-derived case, in canonical-frame order.
+    """
+
+    matches: bool
+    frame_hash_matches: bool
+    cases: tuple[CaseCheck, ...]
+
+    @property
+    def problems(self) -> tuple[CaseCheck, ...]:
+        """The cases that do not match."""
+        return tuple(c for c in self.cases if c.status != "match")
+
+
+_COMPARED = ("stratum", "order", "replicate", "reserve")
+
+
+def verify_draw(
+    stored: Iterable[DrawnCase] | Draw,
+    strata: Sequence[Hashable] | np.ndarray,
+    *,
+    audit: DrawAudit,
+    frame_digest: str,
+) -> DrawVerification:
+    """Re-derive a draw from the frame and the audit record, and compare case by case.
+
+    Parameters
+    ----------
+    stored : Draw or iterable of DrawnCase
+        The cases as stored (``index`` = canonical-frame position).
+    strata : array_like
+        Stratum of each contact of the *current* canonical frame.
+    audit : DrawAudit
+        The stored audit record.
+    frame_digest : str
+        :func:`frame_hash` of the current frame.
+
+    Returns
+    -------
+    DrawVerification
+    """
+    hash_ok = frame_digest == audit.frame_hash
+    again = rederive(audit, strata)
+    expected = {c.index: c for c in again.cases()}
+    got: dict[int, DrawnCase] = {}
+    checks: list[CaseCheck] = []
+    cases = stored.cases() if isinstance(stored, Draw) else stored
+    for c in cases:
+        if c.index in got:
+            checks.append(CaseCheck(c.index, "mismatch", ("index",), c, expected.get(c.index)))
+            continue
+        got[c.index] = c
+        e = expected.get(c.index)
+        if e is None:
+            checks.append(CaseCheck(c.index, "not_rederived", (), c, None))
+            continue
+        diff = tuple(f for f in _COMPARED if getattr(c, f) != getattr(e, f))
+        checks.append(CaseCheck(c.index, "mismatch" if diff else "match", diff, c, e))
+    for i, e in expected.items():
+        if i not in got:
+            checks.append(CaseCheck(i, "missing", (), None, e))
+    checks.sort(key=lambda ch: ch.index)
+    ok = hash_ok and all(ch.status == "match" for ch in checks)
+    return DrawVerification(matches=ok, frame_hash_matches=hash_ok, cases=tuple(checks))
