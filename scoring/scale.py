@@ -29,6 +29,19 @@ def _get(option: Any, name: str, default: Any = None) -> Any:
     return getattr(option, name, default)
 
 
+def _label(option: Any, key: str) -> str:
+    """``label`` as text, or the first of a ``labels`` mapping (language -> text)."""
+    label = _get(option, "label")
+    if isinstance(label, str) and label:
+        return label
+    if isinstance(label, Mapping) and label:
+        return str(next(iter(label.values())))
+    labels = _get(option, "labels")
+    if isinstance(labels, Mapping) and labels:
+        return str(labels.get("cmn-CN", next(iter(labels.values()))))
+    return key
+
+
 @dataclass(frozen=True)
 class RatingScale:
     """Keys of the rating scale with their points and labels.
@@ -75,7 +88,8 @@ class RatingScale:
         """Build from options with ``key``, ``points`` (None = outside), ``satisfied``.
 
         Options may be mappings or objects (such as the configuration's
-        ``cfg.scale.options``); ``label`` is used when present.
+        ``cfg.scale.options``); the label is ``label`` when it is text, else
+        the ``cmn-CN`` (or first) entry of a ``labels``/``label`` mapping.
         """
         points: dict[str, float | None] = {}
         satisfied: set[str] = set()
@@ -91,7 +105,7 @@ class RatingScale:
             points[key] = None if value is None else float(value)
             if _get(option, "satisfied", False):
                 satisfied.add(key)
-            labels[key] = str(_get(option, "label", key) or key)
+            labels[key] = _label(option, key)
         return cls(points=points, satisfied=frozenset(satisfied), labels=labels)
 
     @property
