@@ -1,12 +1,15 @@
 """AAPOR case dispositions, final-code selection and outcome rates.
 
 The disposition codes follow the telephone table of the AAPOR *Standard
-Definitions*, 10th edition (2023).  The 10th edition keeps the code numbers of
-the 9th (2016) for telephone surveys; what it adds is a separate aggregate,
-``UR``, for code 3.20 (a working number, unknown whether it reaches an eligible
-respondent).  Here 3.2x is counted in ``UO`` as the 9th edition did: with one
-eligibility estimate ``e`` for all unknown cases the rates are identical either
-way, because every rate treats the two aggregates alike.
+Definitions*, 10th edition (2023) [1]_.  For the outcome rates the 10th
+edition's one change is a separate aggregate, ``UR``, for code 3.20 (a working
+number, unknown whether it reaches an eligible respondent).  Here 3.2x is
+counted in ``UO`` as the 9th edition (2016) did: with one eligibility estimate
+``e`` for all unknown cases the rates are identical either way, because every
+rate treats the two aggregates alike.  Of AAPOR's 4.4x "special technological
+circumstances" only 4.41 (number changed) is kept: the others (cell phone, call
+forwarding, pagers) describe landline random-digit samples, not a list of
+named respondents' phone numbers.
 
 Three kinds of code live in the catalogue:
 
@@ -51,8 +54,6 @@ References
    Surveys*, 10th edition. AAPOR.
 .. [2] AAPOR Outcome Rate Calculator, version 4.0 (2016): default
    e = (I+P+R+NC+O) / (I+P+R+NC+O+NE).
-.. [3] Valliant R, Dever JA, Kreuter F (2013). *Practical Tools for Designing
-   and Weighting Survey Samples*. Springer, sec. 6.
 """
 
 from __future__ import annotations
