@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -303,10 +303,31 @@ def test_ids_categories_groups_and_keys_are_cross_checked(tmp_path):
                 f'{{ id = "ag-{slug}", category = "vertical"',
                 f'{{ id = "ag-{slug}", category = "government"',
             )
-            for slug in (
-                "tax sthj qxj ycj power xf fy jcy gjj post telecom mobile unicom dzj jgsw "
-                "gxs bdc jjdd sbzx kfq rmyy rcb water"
-            ).split()
+            for slug in [
+                "tax",
+                "sthj",
+                "qxj",
+                "ycj",
+                "power",
+                "xf",
+                "fy",
+                "jcy",
+                "gjj",
+                "post",
+                "telecom",
+                "mobile",
+                "unicom",
+                "dzj",
+                "jgsw",
+                "gxs",
+                "bdc",
+                "jjdd",
+                "sbzx",
+                "kfq",
+                "rmyy",
+                "rcb",
+                "water",
+            ]
         ],
         # nobody rates the departments any more
         ('tracks = ["departments", "agencies", "windows"]', 'tracks = ["agencies", "windows"]'),
@@ -450,14 +471,14 @@ def test_holidays_and_campaign_dates():
 def test_utc_times_are_converted_to_the_campaign_time_zone():
     rules = load_config(REAL).calling
     # 01:00 UTC is 09:00 in Shanghai: callable; 13:00 UTC is 21:00: not.
-    assert rules.is_callable(datetime(2026, 11, 17, 1, 0, tzinfo=timezone.utc))
-    assert not rules.is_callable(datetime(2026, 11, 17, 0, 59, tzinfo=timezone.utc))
-    assert not rules.is_callable(datetime(2026, 11, 17, 13, 0, tzinfo=timezone.utc))
-    assert rules.is_callable(datetime(2026, 11, 17, 12, 29, tzinfo=timezone.utc))
+    assert rules.is_callable(datetime(2026, 11, 17, 1, 0, tzinfo=UTC))
+    assert not rules.is_callable(datetime(2026, 11, 17, 0, 59, tzinfo=UTC))
+    assert not rules.is_callable(datetime(2026, 11, 17, 13, 0, tzinfo=UTC))
+    assert rules.is_callable(datetime(2026, 11, 17, 12, 29, tzinfo=UTC))
     # 2026-11-21 23:00 UTC is Sunday 07:00 in Shanghai although it is Saturday in UTC.
-    assert not rules.is_callable(datetime(2026, 11, 21, 23, 0, tzinfo=timezone.utc))
+    assert not rules.is_callable(datetime(2026, 11, 21, 23, 0, tzinfo=UTC))
     # 2026-12-31 18:00 UTC is 2027-01-01 02:00 in Shanghai; 2027-01-01 01:00 UTC is a holiday 09:00.
-    assert not rules.is_callable(datetime(2027, 1, 1, 1, 0, tzinfo=timezone.utc))
+    assert not rules.is_callable(datetime(2027, 1, 1, 1, 0, tzinfo=UTC))
     new_york = ZoneInfo("America/New_York")
     assert rules.is_callable(datetime(2026, 11, 16, 20, 0, tzinfo=new_york))  # Tue 09:00 Shanghai
     with pytest.raises(ValueError, match="timezone-aware"):
@@ -479,7 +500,7 @@ def test_next_callable():
     assert rules.next_callable(_sh(2026, 10, 1, 12, 0)) == _sh(2026, 11, 16, 9, 0)
     assert rules.next_callable(_sh(2027, 1, 15, 20, 30)) is None
     # a UTC input: 2026-11-17 04:10 UTC is 12:10 in Shanghai
-    found = rules.next_callable(datetime(2026, 11, 17, 4, 10, tzinfo=timezone.utc))
+    found = rules.next_callable(datetime(2026, 11, 17, 4, 10, tzinfo=UTC))
     assert found == _sh(2026, 11, 17, 14, 30)
     assert found.utcoffset() == timedelta(hours=8)
 
