@@ -108,7 +108,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -126,6 +125,7 @@ __all__ = [
     "ConfigError",
     "DeductionKind",
     "Flags",
+    "FrozenMap",
     "Group",
     "IvrSettings",
     "Prompts",
@@ -194,8 +194,37 @@ _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*\Z")
 _CHINESE_LANGS = ("cmn", "zh", "yue")
 
 
-def _frozen(mapping: Mapping) -> Mapping:
-    return MappingProxyType(dict(mapping))
+class FrozenMap(Mapping):
+    """A read-only, hashable mapping (the result objects stay immutable and hashable)."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, mapping: Mapping | Iterable = ()) -> None:
+        self._data = dict(mapping)
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._data[key]
+
+    def __iter__(self):
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._data.items()))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Mapping):
+            return self._data == dict(other.items())
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"FrozenMap({self._data!r})"
+
+
+def _frozen(mapping: Mapping) -> FrozenMap:
+    return FrozenMap(mapping)
 
 
 def _uses_chinese_names(lang: str) -> bool:

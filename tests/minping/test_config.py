@@ -158,6 +158,9 @@ def test_result_objects_are_frozen():
         cfg.campaign.sample_size = 10
     with pytest.raises(TypeError):
         cfg.track("windows").weights["phone"] = 1.0
+    # hashable, so a configuration can key a cache
+    assert hash(load_config(REAL)) == hash(cfg)
+    assert load_config(REAL) == cfg
 
 
 def test_default_path_is_the_repository_file_unless_the_environment_names_one(tmp_path):
@@ -420,6 +423,21 @@ def test_a_missing_file_is_a_config_error(tmp_path):
     assert check_config(path) == ["file not found"]
     with pytest.raises(ConfigError, match=r"nowhere\.toml: 1 problem in the survey configuration"):
         load_config(path)
+
+
+def test_recorded_audio_replaces_a_prompt(tmp_path):
+    path = _broken_copy(
+        tmp_path,
+        (
+            '# [prompts.audio.cmn-CN]\n# greeting = "https://example.org/minping/audio/greeting-cmn.mp3"',
+            '[prompts.audio.cmn-CN]\ngreeting = "https://example.org/minping/audio/greeting-cmn.mp3"',
+        ),
+    )
+    cfg = load_config(path)
+    assert cfg.audio("greeting", "cmn-CN") == "https://example.org/minping/audio/greeting-cmn.mp3"
+    assert cfg.audio("greeting") == cfg.audio("greeting", "cmn-CN")
+    assert cfg.audio("greeting", "en") is None
+    assert cfg.audio("thanks", "cmn-CN") is None
 
 
 def test_handoff_can_be_disabled(tmp_path):
