@@ -78,4 +78,4 @@ def sync_campaign(session: Session, cfg) -> Campaign:
 def codes(session: Session, model, campaign_id: int) -> dict[str, int]:
     """Map configuration ids to database ids for one kind of row."""
     rows = session.execute(select(model.code, model.id).where(model.campaign_id == campaign_id))
-    return dict(rows.tuples().all())
+    return {code: id_ for code, id_ in rows}

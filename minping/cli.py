@@ -192,5 +192,14 @@ def demo(directory, database_url, frame_size, seed, as_json) -> None:
         echo_json(summary)
 
 
+def _register_commands() -> None:
+    from minping.commands.score import score
+
+    cli.add_command(score)
+
+
+_register_commands()
+
+
 def main() -> None:
     cli(prog_name="minping")
