@@ -280,6 +280,8 @@ class SampleCase(Base):
     lock_expires_at: Mapped[datetime | None]
     assigned_to: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
     priority: Mapped[int] = mapped_column(Integer, default=0)
+    refusal_conversion: Mapped[bool] = mapped_column(Boolean, default=False)
+    notified_at: Mapped[datetime | None]  # SMS advance notice sent
     version: Mapped[int] = mapped_column(Integer, default=0)
 
     units: Mapped[list[CaseUnit]] = relationship(order_by="CaseUnit.position")
@@ -443,3 +445,82 @@ class AuditLog(Base):
     old: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     new: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     detail: Mapped[str | None] = mapped_column(Text)
+
+
+# --- coordination between processes ---------------------------------------------------------
+
+
+class Lease(Base):
+    """A named lease rows of which processes take turns on (dialer pacing, leader election).
+
+    ``state`` holds what the holder keeps between turns (for the dialer: the
+    time of the last call placed, so the calls-per-second limit holds across
+    processes).
+    """
+
+    __tablename__ = "lease"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(120))
+    expires_at: Mapped[datetime | None]
+    state: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+# --- other inputs of the composite score ------------------------------------------------------
+
+
+class InputImport(Base):
+    """One imported file of ballots, votes or inspection records (all or nothing)."""
+
+    __tablename__ = "input_import"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "kind", "content_hash"),
+        CheckConstraint("kind IN ('assessment', 'online', 'inspection')", name="kind"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    file_name: Mapped[str] = mapped_column(String(500))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    rows: Mapped[int] = mapped_column(Integer)
+    imported_at: Mapped[datetime] = mapped_column(default=utcnow)
+    imported_by: Mapped[str | None] = mapped_column(String(100))
+
+
+class AssessmentBallot(Base):
+    """One in-person assessment ballot's rating of one unit (集中测评)."""
+
+    __tablename__ = "assessment_ballot"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    import_id: Mapped[int] = mapped_column(ForeignKey("input_import.id", ondelete="CASCADE"))
+    venue: Mapped[str] = mapped_column(String(100))
+    ballot: Mapped[str | None] = mapped_column(String(64))
+    unit_id: Mapped[int] = mapped_column(ForeignKey("unit.id"), index=True)
+    rating: Mapped[str] = mapped_column(String(4))
+    source_row: Mapped[int] = mapped_column(Integer)
+
+
+class OnlineVote(Base):
+    """Online vote counts for one unit and one option (网上评议)."""
+
+    __tablename__ = "online_vote"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    import_id: Mapped[int] = mapped_column(ForeignKey("input_import.id", ondelete="CASCADE"))
+    unit_id: Mapped[int] = mapped_column(ForeignKey("unit.id"), index=True)
+    option: Mapped[str] = mapped_column(String(4))
+    count: Mapped[int] = mapped_column(Integer)
+    source_row: Mapped[int] = mapped_column(Integer)
+
+
+class InspectionRecord(Base):
+    """A deduction found by daily inspection (日常考查扣分)."""
+
+    __tablename__ = "inspection_record"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    import_id: Mapped[int] = mapped_column(ForeignKey("input_import.id", ondelete="CASCADE"))
+    unit_id: Mapped[int] = mapped_column(ForeignKey("unit.id"), index=True)
+    on: Mapped[date] = mapped_column(Date)
+    kind: Mapped[str] = mapped_column(String(32))
+    points: Mapped[float] = mapped_column(Float)
+    note: Mapped[str | None] = mapped_column(Text)
+    source_row: Mapped[int] = mapped_column(Integer)

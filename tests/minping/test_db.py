@@ -12,7 +12,8 @@ EXPECTED_TABLES = {
     "campaign", "track", "unit", "respondent_group", "town", "frame", "frame_import",
     "frame_contact", "do_not_call", "sample_draw", "stratum", "sample_case", "case_unit",
     "call_attempt", "attempt_event", "answer", "recording", "disposition_event",
-    "appointment", "app_user", "audit_log",
+    "appointment", "app_user", "audit_log", "lease", "input_import", "assessment_ballot",
+    "online_vote", "inspection_record",
 }
 
 
