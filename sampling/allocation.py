@@ -172,9 +172,7 @@ def _as_int(v: object, name: str, *, minimum: int | None = None) -> int:
     return iv
 
 
-def _aligned(
-    x: Sequence | Mapping | None, labels: tuple, name: str
-) -> list | None:
+def _aligned(x: Sequence | Mapping | None, labels: tuple, name: str) -> list | None:
     if x is None:
         return None
     if isinstance(x, Mapping):
@@ -187,9 +185,7 @@ def _aligned(
         return [x[k] for k in labels]
     values = list(x)
     if len(values) != len(labels):
-        raise AllocationError(
-            f"{name} has {len(values)} values but there are {len(labels)} strata"
-        )
+        raise AllocationError(f"{name} has {len(values)} values but there are {len(labels)} strata")
     return values
 
 
@@ -203,9 +199,7 @@ def _int_vector(x: Sequence | Mapping | None, labels: tuple, name: str) -> np.nd
     )
 
 
-def _bounds(
-    N: np.ndarray, labels: tuple, lower, upper
-) -> tuple[np.ndarray, np.ndarray]:
+def _bounds(N: np.ndarray, labels: tuple, lower, upper) -> tuple[np.ndarray, np.ndarray]:
     lo = _int_vector(lower, labels, "lower")
     up = _int_vector(upper, labels, "upper")
     lo = np.zeros_like(N) if lo is None else lo
@@ -224,9 +218,7 @@ def _bounds(
 
 def _check_total(n: int, lo: np.ndarray, up: np.ndarray, N: np.ndarray) -> None:
     if n > int(N.sum()):
-        raise AllocationError(
-            f"sample size {n} is larger than the frame ({int(N.sum())} contacts)"
-        )
+        raise AllocationError(f"sample size {n} is larger than the frame ({int(N.sum())} contacts)")
     if n > int(up.sum()):
         raise AllocationError(
             f"sample size {n} is larger than the sum of the upper bounds ({int(up.sum())})"
@@ -250,11 +242,15 @@ def _box_allocation(a: np.ndarray, n: float, lo: np.ndarray, up: np.ndarray) -> 
     ([2]_, [3]_).  With ``a_h = N_h`` it is proportional allocation, with
     ``a_h = 1`` equal allocation, under the same bounds.
 
-    Strata with ``a_h = 0`` stay at their lower bound unless the other strata
+    Strata with ``a_h = 0`` (or below ``1e-12`` of the largest weight) stay at their lower bound unless the other strata
     are all at their upper bounds and the total is still short, in which case
     the remainder is spread over them in proportion to their room.
     """
     a = a.astype(float)
+    if a.max(initial=0.0) > 0:
+        # scale-free; weights below 1e-12 of the largest count as zero
+        a = a / a.max()
+        a[a < 1e-12] = 0.0
     lo_f = lo.astype(float)
     up_f = up.astype(float)
     pos = a > 0
@@ -629,7 +625,10 @@ def allocate_two_way(
         if lower is not None or upper is not None:
             raise AllocationError("row_totals cannot be combined with cell bounds")
         Nint = np.array(
-            [[_as_int(flatN[(r, c)], f"N[{r!r}, {c!r}]", minimum=0) for c in cols_t] for r in rows_t],
+            [
+                [_as_int(flatN[(r, c)], f"N[{r!r}, {c!r}]", minimum=0) for c in cols_t]
+                for r in rows_t
+            ],
             dtype=np.int64,
         )
         rt = [_as_int(v, f"row_totals[{rows_t[i]!r}]", minimum=0) for i, v in enumerate(row_totals)]
