@@ -1,0 +1,1 @@
+"""Parts of the local Twilio simulator; the public entry point is :mod:`ivr.simulator`."""
