@@ -72,7 +72,7 @@ def kish(weights: Sequence[float] | np.ndarray) -> Kish:
     """
     w = np.asarray(weights, dtype=float).ravel()
     if w.size and (not np.all(np.isfinite(w)) or np.any(w < 0)):
-        bad = w[~np.isfinite(w) | (w < 0)][0]
+        bad = float(w[~np.isfinite(w) | (w < 0)][0])
         raise BalanceError(f"weights must be finite and >= 0, got {bad!r}")
     n = int(w.size)
     s1 = float(w.sum())
@@ -282,7 +282,7 @@ def unit_balance(
         if not reason:
             if not math.isnan(p) and p < alpha:
                 reason = f"chi-square p = {p:.3g} < {alpha:g}"
-            elif diss > max_dissimilarity:
+            elif diss > max_dissimilarity + 1e-12:
                 reason = f"dissimilarity {diss:.3f} > {max_dissimilarity:g}"
         k = kish(weights[u]) if weights is not None and u in weights else None
         out.append(
