@@ -1,0 +1,490 @@
+"""The life of a case, shared by IVR and CATI.
+
+A case (a drawn contact) is *released* into the field, then *held* by one
+channel at a time: the dialer (``lock_channel = "ivr"``) or one interviewer
+(``"cati"``).  A hold is taken with a conditional ``UPDATE`` that only succeeds
+when nobody holds the case (or the hold has expired), so two dialers, two
+interviewers, or a dialer and an interviewer can never hold one case at once —
+on PostgreSQL and on SQLite alike.  On PostgreSQL the candidate rows are also
+read ``FOR UPDATE SKIP LOCKED`` so that concurrent pickers do not queue on the
+same rows.
+
+Every attempt is a :class:`~minping.models.CallAttempt`; what happens during it
+is appended as :class:`~minping.models.AttemptEvent` rows.  Answers are saved
+the moment they are given (one row per case and unit; a changed answer is
+audited).  When an attempt ends, its AAPOR code is appended to the case's
+disposition history; :func:`scoring.aapor.final_disposition` decides whether the
+case is finished, and the calling rules when it may be tried next.
+
+The service functions take a ``Session`` and a ``now`` (an aware datetime): the
+dialer and the scheduler run on a virtual clock in tests and in the demo.
+Callers commit.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from minping.errors import MinpingError
+from minping.models import (
+    Answer,
+    AttemptEvent,
+    AuditLog,
+    CallAttempt,
+    CaseUnit,
+    DispositionEvent,
+    DoNotCall,
+    FrameContact,
+    SampleCase,
+    Unit,
+)
+from scoring.aapor import disposition, final_disposition
+
+#: Retry outcome (``[calling.retry_delay_minutes]`` key) for a temporary code.
+RETRY_OUTCOME = {
+    "3.12": "busy",
+    "3.13": "no-answer",
+    "3.21": "no-answer",
+    "3.14": "machine",
+    "2.22": "machine",
+    "2.221": "machine",
+    "2.222": "machine",
+    "3.15": "failed",
+    "3.16": "failed",
+    "3.11": "failed",
+    "2.1111": "soft-refusal",
+    "2.1121": "soft-refusal",
+    "2.12": "break-off",
+    "1.2": "break-off",
+    "2.211": "appointment-missed",
+    "2.21": "no-answer",
+}
+DEFAULT_RETRY_OUTCOME = "no-answer"
+
+#: How long a hold lasts when its holder goes silent (crashed dialer, closed browser).
+IVR_HOLD = timedelta(minutes=20)
+CATI_HOLD = timedelta(minutes=30)
+
+IN_FIELD_STATES = ("pending", "in_field", "handoff_cati")
+
+
+class CaseError(MinpingError):
+    """A case cannot do what was asked (held by someone else, already final, ...)."""
+
+
+def new_pseudo_id() -> str:
+    """A pseudonymous respondent id for exports (never derived from the number)."""
+    return "R" + secrets.token_hex(6).upper()
+
+
+# --- holds ------------------------------------------------------------------------------
+
+
+def _free_or_expired(now: datetime):
+    return or_(SampleCase.lock_channel.is_(None), SampleCase.lock_expires_at < now)
+
+
+def try_hold(
+    session: Session,
+    case_id: int,
+    *,
+    channel: str,
+    now: datetime,
+    user_id: int | None = None,
+    hold: timedelta | None = None,
+) -> bool:
+    """Hold a case for ``channel`` if nobody holds it; True when this caller got it."""
+    hold = hold or (IVR_HOLD if channel == "ivr" else CATI_HOLD)
+    result = session.execute(
+        update(SampleCase)
+        .where(
+            SampleCase.id == case_id,
+            SampleCase.state.in_(IN_FIELD_STATES),
+            _free_or_expired(now),
+        )
+        .values(
+            lock_channel=channel,
+            locked_by=user_id,
+            locked_at=now,
+            lock_expires_at=now + hold,
+            version=SampleCase.version + 1,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        return False
+    cached = session.identity_map.get(session.identity_key(SampleCase, case_id))
+    if cached is not None:
+        session.expire(cached)  # the UPDATE bypassed it
+    return True
+
+
+def extend_hold(session: Session, case: SampleCase, *, now: datetime, hold: timedelta) -> None:
+    case.lock_expires_at = now + hold
+
+
+def release_hold(session: Session, case: SampleCase) -> None:
+    case.lock_channel = None
+    case.locked_by = None
+    case.locked_at = None
+    case.lock_expires_at = None
+
+
+def is_held(case: SampleCase, now: datetime) -> bool:
+    return case.lock_channel is not None and (
+        case.lock_expires_at is None or case.lock_expires_at >= now
+    )
+
+
+def _not_on_do_not_call():
+    return ~exists().where(
+        DoNotCall.phone == FrameContact.phone, FrameContact.id == SampleCase.contact_id
+    )
+
+
+def due_for_ivr(now: datetime, *, max_attempts: int):
+    """The condition a case must meet for the dialer to call it now (calling window aside)."""
+    return and_(
+        SampleCase.release_state == "released",
+        SampleCase.state.in_(("pending", "in_field")),
+        _free_or_expired(now),
+        or_(SampleCase.next_attempt_at.is_(None), SampleCase.next_attempt_at <= now),
+        SampleCase.attempts < max_attempts,
+        _not_on_do_not_call(),
+    )
+
+
+def hold_cases_for_ivr(
+    session: Session, *, now: datetime, limit: int, max_attempts: int, draw_id: int | None = None
+) -> list[SampleCase]:
+    """Hold up to ``limit`` due cases for the dialer, oldest due first."""
+    if limit <= 0:
+        return []
+    query = (
+        select(SampleCase.id)
+        .where(due_for_ivr(now, max_attempts=max_attempts))
+        .order_by(
+            SampleCase.next_attempt_at.is_not(None),
+            SampleCase.next_attempt_at,
+            SampleCase.priority.desc(),
+            SampleCase.id,
+        )
+        .limit(limit * 2)
+    )
+    if draw_id is not None:
+        query = query.where(SampleCase.draw_id == draw_id)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True, of=SampleCase)
+    held = []
+    for case_id in session.scalars(query).all():
+        if len(held) == limit:
+            break
+        if try_hold(session, case_id, channel="ivr", now=now):
+            held.append(case_id)
+    if not held:
+        return []
+    return list(session.scalars(select(SampleCase).where(SampleCase.id.in_(held))).all())
+
+
+# --- attempts ---------------------------------------------------------------------------
+
+
+def start_attempt(
+    session: Session,
+    case: SampleCase,
+    *,
+    channel: str,
+    now: datetime,
+    interviewer_id: int | None = None,
+    call_sid: str | None = None,
+    direction: str = "outbound",
+) -> CallAttempt:
+    """Open an attempt on a case the caller holds; counts towards the attempt cap."""
+    if case.state == "final":
+        raise CaseError(f"case {case.id}: already final ({case.final_disposition})")
+    attempt = CallAttempt(
+        case_id=case.id,
+        channel=channel,
+        interviewer_id=interviewer_id,
+        call_sid=call_sid,
+        direction=direction,
+        started_at=now,
+        status="queued",
+    )
+    session.add(attempt)
+    case.attempts += 1
+    case.last_attempt_at = now
+    if case.state == "pending":
+        case.state = "in_field"
+    session.flush()
+    add_event(session, attempt, "started", now=now, payload={"channel": channel})
+    return attempt
+
+
+def add_event(
+    session: Session,
+    attempt: CallAttempt,
+    kind: str,
+    *,
+    now: datetime,
+    payload: dict | None = None,
+    sequence_number: int | None = None,
+    idempotency_token: str | None = None,
+) -> AttemptEvent:
+    event = AttemptEvent(
+        attempt_id=attempt.id,
+        at=now,
+        kind=kind,
+        payload=payload or {},
+        sequence_number=sequence_number,
+        idempotency_token=idempotency_token,
+    )
+    session.add(event)
+    return event
+
+
+@dataclass(frozen=True)
+class Finish:
+    """What :func:`finish_attempt` decided."""
+
+    code: str
+    final: str | None
+    next_attempt_at: datetime | None
+
+
+def finish_attempt(
+    session: Session,
+    case: SampleCase,
+    attempt: CallAttempt,
+    code: str,
+    *,
+    now: datetime,
+    rules,
+    max_attempts: int,
+    by_user_id: int | None = None,
+    note: str | None = None,
+    next_attempt_at: datetime | None = None,
+) -> Finish:
+    """Close an attempt with its AAPOR code and move the case on.
+
+    ``rules`` is the campaign's :class:`~minping.config.CallingRules`.  The case
+    is finished when the code is final or the attempts are used up (the final
+    code then comes from :func:`scoring.aapor.final_disposition`); otherwise the
+    next attempt is due after the outcome's delay, at the next moment inside a
+    calling window (``next_attempt_at`` overrides it, e.g. an appointment).  The
+    hold is released either way.  Finishing an attempt twice is a no-op.
+    """
+    info = disposition(code)  # raises for an unknown code
+    if attempt.outcome is not None:
+        return Finish(attempt.outcome, case.final_disposition, case.next_attempt_at)
+    attempt.outcome = info.code
+    attempt.ended_at = attempt.ended_at or now
+    if note:
+        attempt.note = note
+    if info.eligibility == "eligible" or info.category in ("I", "P"):
+        case.known_eligible = True
+    session.add(
+        DispositionEvent(case_id=case.id, attempt_id=attempt.id, code=info.code,
+                         is_final=info.final, at=now, by_user_id=by_user_id, note=note)
+    )
+    session.flush()
+    codes = case_codes(session, case.id)
+    exhausted = case.attempts >= max_attempts
+    due = None
+    if not exhausted:
+        if next_attempt_at is not None:
+            due = next_attempt_at
+        else:
+            due = rules.next_attempt(now, RETRY_OUTCOME.get(info.code, DEFAULT_RETRY_OUTCOME))
+        if due is None:  # the field period is over
+            exhausted = True
+    final = final_disposition(codes, attempts_exhausted=exhausted)
+    case.current_disposition = info.code
+    if final is not None:
+        case.state = "final"
+        case.final_disposition = final
+        case.next_attempt_at = None
+        if final != info.code:
+            session.add(DispositionEvent(case_id=case.id, attempt_id=None, code=final,
+                                         is_final=True, at=now, by_user_id=by_user_id,
+                                         note="final code chosen from the attempts"))
+    else:
+        case.next_attempt_at = due
+        if case.state == "pending":
+            case.state = "in_field"
+    release_hold(session, case)
+    return Finish(info.code, final, case.next_attempt_at)
+
+
+def case_codes(session: Session, case_id: int) -> list[str]:
+    """The codes of a case's attempts, oldest first."""
+    return list(
+        session.scalars(
+            select(DispositionEvent.code)
+            .where(DispositionEvent.case_id == case_id, DispositionEvent.attempt_id.is_not(None))
+            .order_by(DispositionEvent.at, DispositionEvent.id)
+        ).all()
+    )
+
+
+# --- answers ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CaseUnitState:
+    position: int
+    unit_id: int
+    unit_code: str
+    unit_name: str
+    unit_name_en: str
+    rating: str | None
+    answered: bool
+
+
+def case_units(session: Session, case_id: int) -> list[CaseUnitState]:
+    """The case's assigned units in order, with the answers given so far."""
+    rows = session.execute(
+        select(CaseUnit.position, Unit.id, Unit.code, Unit.name, Unit.name_en, Answer.id,
+               Answer.rating)
+        .join(Unit, Unit.id == CaseUnit.unit_id)
+        .outerjoin(Answer, and_(Answer.case_id == CaseUnit.case_id,
+                                Answer.unit_id == CaseUnit.unit_id))
+        .where(CaseUnit.case_id == case_id)
+        .order_by(CaseUnit.position)
+    ).all()
+    return [
+        CaseUnitState(pos, uid, code, name, name_en, rating, answer_id is not None)
+        for pos, uid, code, name, name_en, answer_id, rating in rows
+    ]
+
+
+def next_unanswered(session: Session, case_id: int) -> CaseUnitState | None:
+    for state in case_units(session, case_id):
+        if not state.answered:
+            return state
+    return None
+
+
+def record_answer(
+    session: Session,
+    case: SampleCase,
+    unit_id: int,
+    rating: str | None,
+    *,
+    channel: str,
+    now: datetime,
+    attempt_id: int | None = None,
+    actor: str,
+    user_id: int | None = None,
+) -> Answer:
+    """Save one rating (``None`` = asked, no valid answer).  Idempotent.
+
+    The unit must be assigned to the case.  Saving the same rating again
+    changes nothing; a different rating replaces the old one and the change is
+    written to the audit log with who, when, the old and the new value.
+    """
+    assigned = session.scalar(
+        select(CaseUnit.id).where(CaseUnit.case_id == case.id, CaseUnit.unit_id == unit_id)
+    )
+    if assigned is None:
+        raise CaseError(f"case {case.id}: unit {unit_id} is not assigned to this case")
+    answer = session.scalar(
+        select(Answer).where(Answer.case_id == case.id, Answer.unit_id == unit_id)
+    )
+    if answer is None:
+        answer = Answer(case_id=case.id, unit_id=unit_id, rating=rating, channel=channel,
+                        attempt_id=attempt_id, answered_at=now, updated_at=now)
+        session.add(answer)
+        session.flush()
+        return answer
+    if answer.rating == rating:
+        return answer
+    session.add(AuditLog(at=now, user_id=user_id, actor=actor, action="answer.change",
+                         entity="answer", entity_id=str(answer.id),
+                         old={"rating": answer.rating, "channel": answer.channel},
+                         new={"rating": rating, "channel": channel},
+                         detail=f"case {case.id} unit {unit_id}"))
+    answer.rating = rating
+    answer.channel = channel
+    answer.attempt_id = attempt_id
+    answer.updated_at = now
+    session.flush()
+    return answer
+
+
+def answer_counts(session: Session, case_id: int) -> tuple[int, int]:
+    """(units with a valid answer, units assigned) for the partial/complete rule."""
+    total = session.scalar(select(func.count()).where(CaseUnit.case_id == case_id)) or 0
+    answered = session.scalar(
+        select(func.count()).where(Answer.case_id == case_id, Answer.rating.is_not(None))
+    ) or 0
+    return answered, total
+
+
+# --- hand-over, opt-out, release --------------------------------------------------------------
+
+
+def hand_to_cati(session: Session, case: SampleCase, *, now: datetime, actor: str,
+                 reason: str) -> None:
+    """Move a case to the CATI queue with the answers so far."""
+    if case.state == "final":
+        raise CaseError(f"case {case.id}: already final ({case.final_disposition})")
+    case.state = "handoff_cati"
+    case.next_attempt_at = now
+    session.add(AuditLog(at=now, actor=actor, action="case.handoff_cati", entity="case",
+                         entity_id=str(case.id), detail=reason))
+
+
+def hand_to_ivr(session: Session, case: SampleCase, *, now: datetime, actor: str,
+                user_id: int | None = None) -> None:
+    if case.state == "final":
+        raise CaseError(f"case {case.id}: already final ({case.final_disposition})")
+    case.state = "in_field"
+    case.next_attempt_at = now
+    session.add(AuditLog(at=now, user_id=user_id, actor=actor, action="case.handoff_ivr",
+                         entity="case", entity_id=str(case.id)))
+
+
+def opt_out(session: Session, case: SampleCase, *, now: datetime, source: str) -> None:
+    """Put the case's number on the do-not-call list at once."""
+    phone = session.scalar(select(FrameContact.phone).where(FrameContact.id == case.contact_id))
+    if session.get(DoNotCall, phone) is None:
+        session.add(DoNotCall(phone=phone, source=source, added_at=now))
+    session.add(AuditLog(at=now, actor=source, action="case.opt_out", entity="case",
+                         entity_id=str(case.id)))
+
+
+def release_replicate(session: Session, draw_id: int, replicate: int, *, now: datetime) -> int:
+    """Release every held case of one replicate into the field; returns how many."""
+    result = session.execute(
+        update(SampleCase)
+        .where(SampleCase.draw_id == draw_id, SampleCase.replicate == replicate,
+               SampleCase.release_state == "held")
+        .values(release_state="released", released_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount
+
+
+def reap_expired_holds(session: Session, *, now: datetime) -> int:
+    """Clear holds whose holder went silent (their attempts stay as they are)."""
+    result = session.execute(
+        update(SampleCase)
+        .where(SampleCase.lock_channel.is_not(None), SampleCase.lock_expires_at < now)
+        .values(lock_channel=None, locked_by=None, locked_at=None, lock_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount
+
+
+def open_attempts(session: Session, *, channel: str | None = None) -> Sequence[CallAttempt]:
+    query = select(CallAttempt).where(CallAttempt.outcome.is_(None))
+    if channel:
+        query = query.where(CallAttempt.channel == channel)
+    return session.scalars(query).all()
