@@ -120,18 +120,22 @@ class RatingScale:
 
         Raises ``ValueError`` naming the first key that is not on the scale.
         """
-        ks = [_key(k) for k in keys]
-        pts = np.empty(len(ks))
-        inside = np.empty(len(ks), dtype=bool)
-        sat = np.empty(len(ks), dtype=bool)
-        for i, k in enumerate(ks):
+        ks = np.asarray([k if isinstance(k, str) else _key(k) for k in keys], dtype=object)
+        if ks.size == 0:
+            return np.empty(0), np.empty(0, dtype=bool), np.empty(0, dtype=bool)
+        distinct, index = np.unique(ks.astype(str), return_inverse=True)
+        pts = np.empty(distinct.size)
+        inside = np.empty(distinct.size, dtype=bool)
+        sat = np.empty(distinct.size, dtype=bool)
+        for j, raw in enumerate(distinct.tolist()):
+            k = _key(raw)
             if k not in self.points:
                 raise ValueError(f"rating {k!r} is not on the scale (keys: {', '.join(self.keys)})")
             value = self.points[k]
-            inside[i] = value is not None
-            pts[i] = np.nan if value is None else value
-            sat[i] = k in self.satisfied
-        return pts, inside, sat
+            inside[j] = value is not None
+            pts[j] = np.nan if value is None else value
+            sat[j] = k in self.satisfied
+        return pts[index], inside[index], sat[index]
 
     def normalise_key(self, value: Any) -> str:
         """The key as the scale spells it."""

@@ -1,0 +1,217 @@
+"""Benchmark: score 145 units over 10,000 phone respondents (8 units each).
+
+Times minping's ``scoring.units.score_units`` (every unit's stratified Hájek
+domain mean, linearised SE with fpc, t interval, Korn–Graubard satisfaction
+interval and the 145 × 145 covariance matrix) against two baselines on the
+same seeded data, when they are available:
+
+- R ``survey``: ``svymean`` on ``subset(design, rated)`` per unit, run through
+  ``Rscript`` (time measured inside R around the loop, and the whole run);
+- ``samplics``: ``TaylorEstimator(PopParam.mean)`` with ``domain=`` per unit.
+
+It prints each time, the ratio against minping, and the largest absolute
+difference in estimates and SEs between each baseline and minping.
+
+Run:  .venv/bin/python bench/scoring.py [--respondents 10000] [--units 145] [--seed 2026]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scoring.scale import RatingScale  # noqa: E402
+from scoring.units import score_units  # noqa: E402
+
+R_SCRIPT = r"""
+suppressPackageStartupMessages(library(survey))
+args <- commandArgs(trailingOnly = TRUE)
+r <- read.csv(args[1], colClasses = "character")
+pop <- read.csv(args[2], colClasses = c("character", "numeric"))
+resp <- unique(r[, c("respondent_id", "stratum")])
+resp$N <- pop$N[match(resp$stratum, pop$stratum)]
+points <- c("1" = 100, "2" = 60, "3" = 0)
+units <- sort(unique(r$unit))
+row <- match(r$respondent_id, resp$respondent_id)
+for (u in units) {
+  y <- rep(NA_real_, nrow(resp))
+  sel <- r$unit == u
+  y[row[sel]] <- unname(points[r$rating[sel]])
+  resp[[u]] <- y
+}
+des <- svydesign(id = ~1, strata = ~stratum, fpc = ~N, data = resp)
+out <- data.frame(unit = units, mean = NA_real_, se = NA_real_)
+elapsed <- system.time({
+  for (k in seq_along(units)) {
+    s <- subset(des, !is.na(des$variables[[units[k]]]))
+    m <- svymean(as.formula(paste0("~`", units[k], "`")), s)
+    out$mean[k] <- coef(m)
+    out$se[k] <- SE(m)
+  }
+})[["elapsed"]]
+write.csv(out, args[3], row.names = FALSE)
+cat(elapsed, "\n")
+"""
+
+
+def generate(respondents: int, units: int, per: int, seed: int):
+    """Seeded ratings: 24 strata (3 groups × 8 towns), each respondent rates ``per`` units."""
+    rng = np.random.default_rng(seed)
+    strata = [f"g{g}-t{t}" for g in range(3) for t in range(8)]
+    share = rng.dirichlet(np.full(len(strata), 5.0))
+    stratum_of = rng.choice(len(strata), size=respondents, p=share)
+    # Population sizes: a few hundred to a few thousand per stratum, N_h ≥ 3 n_h.
+    n_h = np.bincount(stratum_of, minlength=len(strata))
+    big_n = n_h * rng.integers(3, 40, size=len(strata))
+    unit_ids = [f"u{k:03d}" for k in range(units)]
+    # Every unit has its own answer mix: satisfied, basically, dissatisfied, don't know.
+    mix = rng.dirichlet([6.0, 3.0, 1.5, 0.8], size=units)
+    keys = np.array(["1", "2", "3", "0"])
+    rid, st, un, ra = [], [], [], []
+    for i in range(respondents):
+        chosen = rng.choice(units, size=per, replace=False)
+        for k in chosen:
+            rid.append(f"r{i:05d}")
+            st.append(strata[stratum_of[i]])
+            un.append(unit_ids[k])
+            ra.append(keys[rng.choice(4, p=mix[k])])
+    population = {strata[h]: int(big_n[h]) for h in range(len(strata)) if n_h[h] > 0}
+    return rid, st, un, ra, population
+
+
+def run_minping(cols, population, repeat: int):
+    best = float("inf")
+    result = None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        result = score_units(*cols, population)
+        best = min(best, time.perf_counter() - t0)
+    return best, {u.unit: (u.score, u.se) for u in result}
+
+
+def run_r(cols, population, workdir: Path):
+    rscript = shutil.which("Rscript")
+    if rscript is None:
+        return None, "Rscript not found"
+    ratings = workdir / "ratings.csv"
+    pop = workdir / "population.csv"
+    out = workdir / "r_out.csv"
+    script = workdir / "bench.R"
+    with open(ratings, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["respondent_id", "stratum", "unit", "rating"])
+        w.writerows(zip(*cols, strict=True))
+    with open(pop, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["stratum", "N"])
+        w.writerows(population.items())
+    script.write_text(R_SCRIPT)
+    t0 = time.perf_counter()
+    proc = subprocess.run([rscript, str(script), str(ratings), str(pop), str(out)],
+                          capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        return None, "R failed: " + proc.stderr.strip().splitlines()[-1]
+    inner = float(proc.stdout.split()[-1])
+    with open(out, newline="") as f:
+        est = {r["unit"]: (float(r["mean"]), float(r["se"])) for r in csv.DictReader(f)}
+    return (inner, wall, est), None
+
+
+def run_samplics(cols, population):
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from samplics import PopParam, TaylorEstimator
+    except ImportError:
+        return None, "samplics is not installed (pip install samplics)"
+    scale = RatingScale.default()
+    rid, st, un, ra = (np.asarray(c) for c in cols)
+    resp, r = np.unique(rid, return_inverse=True)
+    strata = np.empty(resp.size, dtype=object)
+    strata[r] = st
+    n_h = {h: int((strata == h).sum()) for h in population}
+    weight = np.array([population[h] / n_h[h] for h in strata])
+    fpc = {h: 1.0 - n_h[h] / population[h] for h in population if n_h[h]}
+    points, inside, _ = scale.encode(ra)
+    unit_ids = np.unique(un)
+    t0 = time.perf_counter()
+    est = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for u in unit_ids:
+            sel = (un == u) & inside
+            y = np.ones(resp.size)  # outside the domain: any value (0 makes samplics divide by 0)
+            dom = np.zeros(resp.size, dtype=int)
+            y[r[sel]] = points[sel]
+            dom[r[sel]] = 1
+            e = TaylorEstimator(PopParam.mean)
+            e.estimate(y=y, samp_weight=weight, stratum=strata, domain=dom, fpc=fpc)
+            key = next(k for k in e.point_est if int(k) == 1)
+            est[str(u)] = (float(e.point_est[key]), float(e.stderror[key]))
+    return (time.perf_counter() - t0, est), None
+
+
+def largest_difference(ours, theirs):
+    d_est = max(abs(ours[u][0] - theirs[u][0]) for u in ours)
+    d_se = max(abs(ours[u][1] - theirs[u][1]) for u in ours)
+    return d_est, d_se
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--respondents", type=int, default=10_000)
+    ap.add_argument("--units", type=int, default=145)
+    ap.add_argument("--per", type=int, default=8, help="units rated by each respondent")
+    ap.add_argument("--seed", type=int, default=2026)
+    ap.add_argument("--repeat", type=int, default=5, help="minping runs (best time is kept)")
+    args = ap.parse_args(argv)
+
+    *cols, population = generate(args.respondents, args.units, args.per, args.seed)
+    print(f"data: {args.units} units, {args.respondents} respondents × {args.per} units "
+          f"= {len(cols[0])} ratings in {len(population)} strata (seed {args.seed})")
+    ours_time, ours = run_minping(cols, population, args.repeat)
+    rows = [("minping score_units (all units, with covariance)", ours_time, None, None)]
+    notes = []
+    with tempfile.TemporaryDirectory() as tmp:
+        r_result, why = run_r(cols, population, Path(tmp))
+    if r_result is None:
+        notes.append(f"R survey: skipped ({why})")
+    else:
+        inner, wall, est = r_result
+        d = largest_difference(ours, est)
+        rows.append(("R survey svymean on subset, per unit (loop)", inner, *d))
+        rows.append(("R survey, whole Rscript run (read, build, loop)", wall, *d))
+    s_result, why = run_samplics(cols, population)
+    if s_result is None:
+        notes.append(f"samplics: skipped ({why})")
+    else:
+        s_time, est = s_result
+        rows.append(("samplics TaylorEstimator with domain, per unit", s_time,
+                     *largest_difference(ours, est)))
+
+    print()
+    print(f"{'implementation':52s} {'seconds':>9s} {'× minping':>10s} {'max |Δ est|':>12s} {'max |Δ SE|':>11s}")
+    for name, seconds, d_est, d_se in rows:
+        ratio = seconds / ours_time
+        de = "" if d_est is None else f"{d_est:.2e}"
+        ds = "" if d_se is None else f"{d_se:.2e}"
+        print(f"{name:52s} {seconds:9.3f} {ratio:10.1f} {de:>12s} {ds:>11s}")
+    for note in notes:
+        print(note)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
