@@ -598,6 +598,10 @@ def bootstrap_weights(design: StratifiedDesign, *, replicates: int = 500,
     these are R ``survey``'s ``subbootweights``.  The variance is
     Σ_r (θ_r − θ̄)² / (R − 1).
 
+    The replicates rescale the design's current weights; for a raked design
+    they are not raked again, so they miss the variance reduction of raking
+    (use the linearised variance, which accounts for it, in that case).
+
     Parameters
     ----------
     design : StratifiedDesign

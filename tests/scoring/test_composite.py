@@ -170,3 +170,18 @@ def test_bad_weights_and_parts():
         composite_scores("t", ["A"], {"phone": 0.5, "online": 0.3}, {"phone": {}, "online": {}})
     with pytest.raises(ValueError, match="no scores given for part 'online'"):
         composite_scores("t", ["A"], {"phone": 0.7, "online": 0.3}, {"phone": {}})
+
+
+def test_as_dict_is_plain_json():
+    import json
+
+    track = windows(covariances={"phone": cov})
+    data = [u.as_dict() for u in track]
+    text = json.dumps(data)
+    w5 = next(d for d in data if d["unit"] == "W5")
+    assert w5["composite"] is None and w5["status"] == "no-score" and w5["deduction"] == 2.0
+    w4 = next(d for d in data if d["unit"] == "W4")
+    assert w4["missing"] == ["online"] and w4["weights"] == {"phone": 1.0}
+    assert "NaN" not in text
+    with pytest.raises(KeyError, match="not in track 'windows'"):
+        track["X"]

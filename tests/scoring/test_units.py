@@ -157,3 +157,16 @@ def test_bootstrap_variance_option_is_seeded():
         assert boot.se == pytest.approx(ref.se, rel=0.25)
     with pytest.raises(ValueError, match="needs rng"):
         score_units(*_columns(), POP, variance="bootstrap")
+
+
+def test_unit_with_only_dont_know_has_no_score():
+    scores = score_units(["a", "b", "c", "a", "b"], ["s"] * 5, ["U", "U", "U", "V", "V"],
+                         ["1", "3", "1", "0", "0"], {"s": 10})
+    v = scores["V"]
+    assert v.n == 0 and not v.reliable
+    assert all(math.isnan(x) for x in (v.score, v.se, v.ci_low, v.sat, v.sat_low))
+    d = v.as_dict()
+    assert d["score"] is None and d["sat_high"] is None and d["n"] == 0
+    assert scores.as_dict()["units"][0]["unit"] == "U"
+    with pytest.raises(KeyError, match="'W' has no ratings"):
+        scores["W"]
