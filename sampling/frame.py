@@ -95,9 +95,16 @@ _HEADER_FIELD = {a: f for f, aliases in HEADER_ALIASES.items() for a in aliases}
 _PUNCT = re.compile(r"[\s_\-\.:：（）()\[\]【】*]+")
 
 
+_NOTE = re.compile(r"[（(【\[][^）)】\]]*[）)】\]]")
+
+
 def normalize_header(text: str) -> str:
-    """Normalise a header for matching: case-folded, no spaces, underscores, brackets."""
-    return _PUNCT.sub("", text.replace("\ufeff", "")).casefold()
+    """Normalise a header for matching.
+
+    Drops a BOM and bracketed notes (``电话（必填）`` → ``电话``), spaces,
+    underscores, dashes, dots, colons and asterisks, and case-folds.
+    """
+    return _PUNCT.sub("", _NOTE.sub("", text.replace("\ufeff", ""))).casefold()
 
 
 def detect_encoding(data: bytes) -> str:
