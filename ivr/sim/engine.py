@@ -24,8 +24,9 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Generator, Iterable, Mapping
 from datetime import datetime, timedelta
+from email.utils import format_datetime
 from typing import Any
-from urllib.parse import urlencode, urljoin
+from urllib.parse import urljoin
 
 import numpy as np
 from twilio.request_validator import RequestValidator
@@ -47,6 +48,7 @@ from ivr.sim.transport import (
     WebhookTimeout,
     WebhookTransport,
     WebhookTransportError,
+    query_url,
 )
 
 API_VERSION = "2010-04-01"
@@ -71,6 +73,16 @@ class ApiError(Exception):
         return {"code": self.code, "message": self.message,
                 "more_info": f"https://www.twilio.com/docs/errors/{self.code}",
                 "status": self.status}
+
+
+class _Event:
+    """A scheduled callable; a cancelled one is skipped without moving the clock."""
+
+    __slots__ = ("fn", "cancelled")
+
+    def __init__(self, fn: Callable[[], None]):
+        self.fn = fn
+        self.cancelled = False
 
 
 class _Goto:
@@ -170,7 +182,7 @@ class Simulator:
         self._validator = RequestValidator(auth_token)
         self._sid_counter = itertools.count(1)
         self._event_counter = itertools.count()
-        self._heap: list[tuple[datetime, int, Callable[[], None]]] = []
+        self._heap: list[tuple[datetime, int, _Event]] = []
         self._lock = threading.RLock()
         self._wakeup = threading.Condition(self._lock)
         self._run_lock = threading.RLock()
@@ -214,19 +226,26 @@ class Simulator:
     @property
     def pending_events(self) -> int:
         with self._lock:
-            return len(self._heap)
+            return sum(not event.cancelled for _, _, event in self._heap)
 
     # --- running -------------------------------------------------------------------
 
-    def _schedule(self, delay: float, fn: Callable[[], None]) -> None:
+    def _schedule(self, delay: float, fn: Callable[[], None]) -> _Event:
+        event = _Event(fn)
         with self._lock:
             due = self.clock.now() + timedelta(seconds=max(0.0, delay))
-            heapq.heappush(self._heap, (due, next(self._event_counter), fn))
+            heapq.heappush(self._heap, (due, next(self._event_counter), event))
             self._wakeup.notify_all()
+        return event
+
+    def _drop_cancelled(self) -> None:
+        while self._heap and self._heap[0][2].cancelled:
+            heapq.heappop(self._heap)
 
     def _run_next(self, until: datetime | None = None, *, wait: bool = True) -> bool:
         with self._run_lock:
             with self._lock:
+                self._drop_cancelled()
                 if not self._heap:
                     return False
                 due = self._heap[0][0]
@@ -234,14 +253,14 @@ class Simulator:
                     return False
                 if not wait and due > self.clock.now():
                     return False
-                _, _, fn = heapq.heappop(self._heap)
+                _, _, event = heapq.heappop(self._heap)
             if isinstance(self.clock, VirtualClock):
                 self.clock.advance_to(due)
             else:
                 pause = (due - self.clock.now()).total_seconds()
                 if pause > 0:
                     time.sleep(pause)
-            fn()
+            event.fn()
             return True
 
     def run_until_idle(self, *, max_events: int = 1_000_000) -> int:
@@ -293,6 +312,7 @@ class Simulator:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._run_lock, self._lock:
+                self._drop_cancelled()
                 if not self._heap:
                     return
             time.sleep(0.01)
@@ -303,6 +323,7 @@ class Simulator:
             with self._lock:
                 if self._stopping:
                     return
+                self._drop_cancelled()
                 if not self._heap:
                     self._wakeup.wait(0.5)
                     continue
@@ -539,7 +560,7 @@ class Simulator:
             call.generation += 1
             call.coroutine = coroutine
             generation = call.generation
-        self._schedule(0, lambda: self._step(call, generation))
+        call.step_event = self._schedule(0, lambda: self._step(call, generation))
 
     def _step(self, call: SimCall, generation: int) -> None:
         if call.ended or call.generation != generation or call.coroutine is None:
@@ -549,7 +570,7 @@ class Simulator:
         except StopIteration:
             return
         if not call.ended and call.generation == generation:
-            self._schedule(delay, lambda: self._step(call, generation))
+            call.step_event = self._schedule(delay, lambda: self._step(call, generation))
 
     def _request_end(self, call: SimCall, status: str, reason: str) -> None:
         with self._lock:
@@ -566,7 +587,7 @@ class Simulator:
                 call.end_requested = (status, reason)
                 self._apply_api(call)
 
-        self._schedule(seconds, fire)
+        call.timers.append(self._schedule(seconds, fire))
 
     def _apply_api(self, call: SimCall) -> None:
         """Carry out a hang-up or redirect asked for outside the call's generator."""
@@ -587,6 +608,9 @@ class Simulator:
         with self._lock:
             coroutine, call.coroutine = call.coroutine, None
             call.generation += 1
+            if call.step_event is not None:
+                call.step_event.cancelled = True
+                call.step_event = None
         if coroutine is not None:
             coroutine.close()
 
@@ -635,7 +659,8 @@ class Simulator:
         if call.machine_detection:
             answered_by, seconds = self._amd_result(call)
             if call.async_amd:
-                self._schedule(seconds, lambda: self._amd_callback(call, answered_by, seconds))
+                call.timers.append(self._schedule(
+                    seconds, lambda: self._amd_callback(call, answered_by, seconds)))
             else:
                 yield seconds
                 self._amd_done(call, answered_by, seconds)
@@ -716,6 +741,9 @@ class Simulator:
             call.status = status
             call.end_time = call.date_updated = now
             call.hangup_reason = reason
+        for timer in call.timers:
+            timer.cancelled = True
+        call.timers.clear()
         self._note(call, "hangup", detail=reason)
         self._note(call, "status", text=status)
         for child_sid in call.children:
@@ -764,7 +792,7 @@ class Simulator:
         params = self._call_params(call)
         params["CallbackSource"] = "call-progress-events"
         params["SequenceNumber"] = str(call.sequence)
-        params["Timestamp"] = self.clock.now().strftime("%a, %d %b %Y %H:%M:%S +0000")
+        params["Timestamp"] = format_datetime(self.clock.now())
         call.sequence += 1
         if event == "completed":
             params["CallDuration"] = str(call.duration)
@@ -812,8 +840,7 @@ class Simulator:
         method = method.upper()
         items = tuple((k, str(v)) for k, v in params.items())
         if method == "GET":
-            signed_url = url + ("&" if "?" in url else "?") + urlencode(items) if items else url
-            signature = self._validator.compute_signature(signed_url, {})
+            signature = self._validator.compute_signature(query_url(url, items), {})
         else:
             signature = self._validator.compute_signature(url, dict(items))
         headers = (("X-Twilio-Signature", signature),

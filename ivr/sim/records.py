@@ -7,11 +7,11 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlencode
 
 from twilio.request_validator import RequestValidator
 
 from ivr.sim.behaviour import Persona
+from ivr.sim.transport import query_url
 
 #: Call statuses that end a call.
 FINAL_STATUSES = ("completed", "busy", "no-answer", "canceled", "failed")
@@ -106,9 +106,7 @@ class Exchange:
 
     @property
     def signed_url(self) -> str:
-        if self.method != "GET" or not self.params:
-            return self.url
-        return self.url + ("&" if "?" in self.url else "?") + urlencode(self.params)
+        return query_url(self.url, self.params) if self.method == "GET" else self.url
 
 
 @dataclass(frozen=True)
@@ -229,6 +227,8 @@ class SimCall:
     heard: list[str] = field(default_factory=list)
     documents: int = 0
     children: list[str] = field(default_factory=list)
+    timers: list[Any] = field(default_factory=list)
+    step_event: Any = None
     # control
     ended: bool = False
     end_requested: tuple[str, str] | None = None

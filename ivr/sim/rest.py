@@ -302,7 +302,7 @@ class SimulatorServer:
             handler = type("SimulatorHandler", (_Handler,), {"simulator": self.simulator})
             self._server = ThreadingHTTPServer((self.host, self.port), handler)
             self._server.daemon_threads = True
-            self._thread = threading.Thread(target=self._server.serve_forever,
+            self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
                                             name="twilio-simulator-http", daemon=True)
             self._thread.start()
             self.simulator.api_base_url = (self.public_url or self.base_url).rstrip("/")

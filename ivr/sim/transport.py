@@ -24,6 +24,17 @@ from urllib.parse import urlencode, urlsplit
 import requests
 from werkzeug.test import Client as WerkzeugClient
 
+#: Characters left unescaped in a GET query string.  werkzeug's ``request.url`` shows
+#: them unescaped, so the URL a Flask application rebuilds is the URL that was signed.
+QUERY_SAFE = "!\"$'()*,/:;<>?@[\\]^`{|}"
+
+
+def query_url(url: str, params: tuple[tuple[str, str], ...] | list[tuple[str, str]]) -> str:
+    """``url`` with ``params`` appended as its query string (how GET webhooks are sent)."""
+    if not params:
+        return url
+    return url + ("&" if "?" in url else "?") + urlencode(list(params), safe=QUERY_SAFE)
+
 
 class WebhookTimeout(Exception):
     """The application did not answer within the transport's timeout."""
@@ -95,7 +106,7 @@ class HttpWebhookTransport:
         start = time.monotonic()
         try:
             if request.method == "GET":
-                response = self._session.get(url, params=list(request.params), headers=headers,
+                response = self._session.get(query_url(url, request.params), headers=headers,
                                              timeout=request.timeout, allow_redirects=False)
             else:
                 response = self._session.post(url, data=list(request.params), headers=headers,
@@ -126,17 +137,16 @@ class WsgiWebhookTransport:
 
     def send(self, request: WebhookRequest) -> WebhookResponse:
         url, extra = route(request.url, self.routes)
+        if request.method == "GET":
+            url = query_url(url, request.params)
         parts = urlsplit(url)
         base_url = f"{parts.scheme}://{parts.netloc}"
         headers = dict(request.headers) | extra
         client = WerkzeugClient(self.app)
         start = time.monotonic()
         if request.method == "GET":
-            query = parts.query
-            if request.params:
-                query = (query + "&" if query else "") + urlencode(list(request.params))
             response = client.open(parts.path or "/", base_url=base_url, method="GET",
-                                   query_string=query, headers=headers)
+                                   query_string=parts.query, headers=headers)
         else:
             response = client.open(parts.path or "/", base_url=base_url, method="POST",
                                    query_string=parts.query,
