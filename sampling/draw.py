@@ -556,11 +556,16 @@ class DrawVerification:
     frame_hash_matches : bool
     cases : tuple of CaseCheck
         One per stored or re-derived case, in canonical-frame order.
+    error : str or None
+        Why the draw could not be re-derived at all (e.g. a stratum of the
+        audit record has too few contacts in the current frame); every stored
+        case is then ``"not_rederived"``.
     """
 
     matches: bool
     frame_hash_matches: bool
     cases: tuple[CaseCheck, ...]
+    error: str | None = None
 
     @property
     def problems(self) -> tuple[CaseCheck, ...]:
@@ -596,11 +601,18 @@ def verify_draw(
     DrawVerification
     """
     hash_ok = frame_digest == audit.frame_hash
-    again = rederive(audit, strata)
+    cases = list(stored.cases() if isinstance(stored, Draw) else stored)
+    try:
+        again = rederive(audit, strata)
+    except DrawError as exc:
+        checks = tuple(
+            CaseCheck(c.index, "not_rederived", (), c, None)
+            for c in sorted(cases, key=lambda c: c.index)
+        )
+        return DrawVerification(False, hash_ok, checks, error=str(exc))
     expected = {c.index: c for c in again.cases()}
     got: dict[int, DrawnCase] = {}
     checks: list[CaseCheck] = []
-    cases = stored.cases() if isinstance(stored, Draw) else stored
     for c in cases:
         if c.index in got:
             checks.append(CaseCheck(c.index, "mismatch", ("index",), c, expected.get(c.index)))

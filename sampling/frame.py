@@ -434,6 +434,18 @@ def read_frame(
             [Problem(name, None, None, None, f"cannot read file: {exc.strerror}")]
         ) from None
     digest = hashlib.sha256(data).hexdigest()
+    if data[:8] == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1":
+        raise InputError(
+            [
+                Problem(
+                    name,
+                    None,
+                    None,
+                    None,
+                    "this is an old Excel 97-2003 (.xls) workbook; save it as .xlsx or CSV",
+                )
+            ]
+        )
     is_xlsx = p.suffix.lower() in (".xlsx", ".xlsm") or data[:4] == b"PK\x03\x04"
     if is_xlsx:
         used_enc = "xlsx"

@@ -249,3 +249,12 @@ def test_frame_hash_depends_on_content():
     assert frame_hash(["+8613800000002", "+8613800000001"], ["a", "b"], ["t", None]) == (
         hashlib.sha256(text.encode()).hexdigest()
     )
+
+
+def test_verify_draw_reports_a_frame_that_cannot_give_the_draw():
+    strata, digest, d, audit = _audited()
+    shrunk = [s for s in strata if s != ("deputies", "t2")]
+    v = verify_draw(d, shrunk, audit=audit, frame_digest="f" * 64)
+    assert not v.matches
+    assert v.error == "stratum ('deputies', 't2') has 4 cases allocated but no contacts"
+    assert {ch.status for ch in v.cases} == {"not_rederived"} and len(v.cases) == len(d)

@@ -182,6 +182,10 @@ def test_file_level_errors(tmp_path):
         read_frame(p)
     with pytest.raises(InputError, match="cannot read file"):
         read_frame(tmp_path / "missing.csv")
+    xls = tmp_path / "old.xls"
+    xls.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504))
+    with pytest.raises(InputError, match="save it as .xlsx or CSV"):
+        read_frame(xls)
     p = _write(tmp_path, "e.csv", "", "utf-8")
     with pytest.raises(InputError, match="the file has no rows"):
         read_frame(p)
