@@ -1,0 +1,451 @@
+"""CATI operations: what the interviewer and supervisor screens do, without HTTP.
+
+The views call these functions, and so does :mod:`cati.simulate` (the demo's
+simulated interviewers); tests call them directly.  Each takes a ``Session``
+and a ``now`` and leaves committing to the caller.  The case life cycle itself
+(holds, attempts, answers, dispositions) is :mod:`minping.cases`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import and_, select, update
+from sqlalchemy.orm import Session
+
+from minping import cases
+from minping.cases import CATI_HOLD, CaseError
+from minping.models import (
+    Answer,
+    Appointment,
+    AttemptEvent,
+    AuditLog,
+    CallAttempt,
+    DispositionEvent,
+    FrameContact,
+    SampleCase,
+    User,
+)
+from minping.scheduler import Progress, held_by, next_case
+from scoring.aapor import CATI_CHOICES, disposition
+
+#: The codes an interviewer may close an attempt with.
+CHOICE_CODES = frozenset(d.code for d in CATI_CHOICES)
+#: Soft refusals: they may go to the refusal-conversion queue.
+SOFT_REFUSALS = frozenset({"2.1111", "2.1121"})
+APPOINTMENT_CODE = "2.211"
+
+
+def actor_of(user: User) -> str:
+    return f"{user.role}:{user.username}"
+
+
+def mask_phone(phone: str) -> str:
+    """``+8613800000001`` -> ``138****0001``: the first three and the last four digits."""
+    digits = phone[3:] if phone.startswith("+86") else phone.lstrip("+")
+    if len(digits) <= 7:
+        return "*" * len(digits)
+    return digits[:3] + "*" * (len(digits) - 7) + digits[-4:]
+
+
+def shown_phone(phone: str, user: User) -> str:
+    """The number as ``user`` may see it: full for supervisors, masked for everybody else."""
+    return phone if user.role == "supervisor" else mask_phone(phone)
+
+
+# --- taking and giving back a case -------------------------------------------------------
+
+
+def take_next(session: Session, user: User, *, now: datetime, cfg,
+              progress: Progress | None = None, draw_id: int | None = None,
+              hold: timedelta = CATI_HOLD) -> SampleCase | None:
+    """Hold the best case for ``user`` (see :func:`minping.scheduler.next_case`).
+
+    Attempts left open on cases whose hold has run out (a closed browser) are
+    closed first, so the case can be worked again.
+    """
+    if user.role != "interviewer":
+        raise CaseError(f"user {user.username!r}: only interviewers take cases "
+                        f"(role {user.role})")
+    reap_abandoned(session, now=now, cfg=cfg)
+    return next_case(session, user, now=now, rules=cfg.calling, progress=progress,
+                     draw_id=draw_id, hold=hold)
+
+
+def holding(session: Session, case_id: int, user: User, *, now: datetime) -> SampleCase:
+    """The case, if ``user`` holds it now; else :class:`CaseError`."""
+    case = session.get(SampleCase, case_id)
+    if case is None:
+        raise CaseError(f"case {case_id}: no such case")
+    if not (case.lock_channel == "cati" and case.locked_by == user.id
+            and case.lock_expires_at is not None and case.lock_expires_at >= now):
+        raise CaseError(f"case {case_id}: you do not hold this case (it may have timed out)")
+    return case
+
+
+def keep_alive(session: Session, case: SampleCase, *, now: datetime,
+               hold: timedelta = CATI_HOLD) -> datetime:
+    cases.extend_hold(session, case, now=now, hold=hold)
+    return case.lock_expires_at
+
+
+def open_attempt(session: Session, case: SampleCase, user: User) -> CallAttempt | None:
+    return session.scalar(
+        select(CallAttempt).where(CallAttempt.case_id == case.id, CallAttempt.channel == "cati",
+                                  CallAttempt.interviewer_id == user.id,
+                                  CallAttempt.outcome.is_(None))
+        .order_by(CallAttempt.id.desc()).limit(1)
+    )
+
+
+def give_back(session: Session, case: SampleCase, user: User, *, now: datetime) -> None:
+    """Release a case without calling it (only before dialing)."""
+    if open_attempt(session, case, user) is not None:
+        raise CaseError(f"case {case.id}: a call is open; close it with a disposition")
+    cases.release_hold(session, case)
+    session.add(AuditLog(at=now, user_id=user.id, actor=actor_of(user), action="case.release",
+                         entity="case", entity_id=str(case.id)))
+
+
+def reap_abandoned(session: Session, *, now: datetime, cfg) -> int:
+    """Close CATI attempts left open on cases nobody holds any more.
+
+    The attempt ends as 3.16 (technical problem: the screen was left) unless
+    answers were given during it, then 2.12 (break-off: resumed later where it
+    stopped).  The case is held for the moment of closing it (a conditional
+    update), so two pickers never close one attempt twice.
+    """
+    stale = session.execute(
+        select(CallAttempt.id, CallAttempt.case_id)
+        .join(SampleCase, SampleCase.id == CallAttempt.case_id)
+        .where(CallAttempt.channel == "cati", CallAttempt.outcome.is_(None),
+               (SampleCase.lock_channel.is_(None)) | (SampleCase.lock_expires_at < now))
+    ).all()
+    closed = 0
+    for attempt_id, case_id in stale:
+        if not cases.try_hold(session, case_id, channel="cati", now=now):
+            continue
+        case = session.get(SampleCase, case_id)
+        attempt = session.get(CallAttempt, attempt_id)
+        answered = session.scalar(
+            select(Answer.id).where(Answer.attempt_id == attempt_id).limit(1)
+        )
+        code = "2.12" if answered is not None else "3.16"
+        cases.finish_attempt(session, case, attempt, code, now=now, rules=cfg.calling,
+                             max_attempts=cfg.calling.max_attempts,
+                             note="closed automatically: the screen was left open")
+        closed += 1
+    return closed
+
+
+# --- the call ------------------------------------------------------------------------------
+
+
+def begin_attempt(session: Session, case: SampleCase, user: User, *, now: datetime,
+                  call_sid: str | None = None, how: str = "manual") -> CallAttempt:
+    """Open the attempt (the interviewer dialled, or the gateway is bridging)."""
+    attempt = open_attempt(session, case, user)
+    if attempt is not None:
+        return attempt
+    attempt = cases.start_attempt(session, case, channel="cati", now=now, interviewer_id=user.id,
+                                  call_sid=call_sid)
+    attempt.status = "in-progress" if how == "manual" else "queued"
+    cases.add_event(session, attempt, "dial", now=now, payload={"how": how})
+    return attempt
+
+
+def mark_answered(session: Session, attempt: CallAttempt, *, now: datetime,
+                  consent: bool = False) -> None:
+    """The respondent picked up (and, with ``consent``, agreed to the interview)."""
+    if attempt.answered_at is None:
+        attempt.answered_at = now
+        attempt.status = "in-progress"
+        cases.add_event(session, attempt, "answered", now=now)
+    if consent:
+        cases.add_event(session, attempt, "consent", now=now)
+
+
+def twiml_bridge(respondent: str, *, caller_id: str, timeout: int) -> str:
+    """TwiML that bridges the interviewer's leg to the respondent (no recording)."""
+    from twilio.twiml.voice_response import Dial, VoiceResponse
+
+    response = VoiceResponse()
+    dial = Dial(caller_id=caller_id, timeout=timeout, answer_on_bridge=True)
+    dial.number(respondent)
+    response.append(dial)
+    return str(response)
+
+
+def dial_through_gateway(session: Session, case: SampleCase, user: User, *, now: datetime,
+                         client, from_number: str, cfg) -> CallAttempt:
+    """Click-to-call: Twilio rings ``user.phone`` and, when answered, dials the respondent.
+
+    Recording is never started here; :func:`start_recording` does it once the
+    respondent has consented.
+    """
+    if not user.phone:
+        raise CaseError(f"user {user.username!r}: no phone number on file for click-to-call")
+    phone = session.scalar(select(FrameContact.phone).where(FrameContact.id == case.contact_id))
+    twiml = twiml_bridge(phone, caller_id=from_number, timeout=cfg.calling.ring_timeout_seconds)
+    call = client.calls.create(to=user.phone, from_=from_number, twiml=twiml,
+                               time_limit=cfg.calling.call_time_limit_seconds)
+    attempt = begin_attempt(session, case, user, now=now, call_sid=call.sid, how="gateway")
+    attempt.status = getattr(call, "status", None) or "queued"
+    return attempt
+
+
+def start_recording(session: Session, attempt: CallAttempt, *, now: datetime, client) -> None:
+    """Start recording the bridged call (only after consent); failures are logged, not raised."""
+    if not attempt.call_sid:
+        return
+    try:
+        rec = client.calls(attempt.call_sid).recordings.create()
+        cases.add_event(session, attempt, "recording", now=now, payload={"sid": rec.sid})
+    except Exception as exc:  # the gateway refused: the interview goes on unrecorded
+        cases.add_event(session, attempt, "recording-failed", now=now,
+                        payload={"error": f"{type(exc).__name__}: {exc}"})
+
+
+# --- answers -----------------------------------------------------------------------------
+
+
+def save_answer(session: Session, case: SampleCase, user: User, unit_id: int, key: str | None,
+                *, now: datetime, cfg) -> Answer:
+    """Save the rating ``key`` (a scale key, or ``None`` for no answer) as it is keyed."""
+    if key is not None:
+        cfg.scale.option(key)  # raises KeyError naming the key and the allowed keys
+    attempt = open_attempt(session, case, user)
+    if attempt is None:
+        raise CaseError(f"case {case.id}: dial first (no call is open)")
+    mark_answered(session, attempt, now=now)
+    return cases.record_answer(session, case, unit_id, key, channel="cati", now=now,
+                               attempt_id=attempt.id, actor=actor_of(user), user_id=user.id)
+
+
+def change_answer(session: Session, case: SampleCase, supervisor: User, unit_id: int,
+                  key: str | None, *, now: datetime, cfg, reason: str = "") -> Answer:
+    """A supervisor changes an answer after the fact (audited by ``record_answer``)."""
+    if supervisor.role != "supervisor":
+        raise CaseError(f"user {supervisor.username!r}: only supervisors change answers")
+    if key is not None:
+        cfg.scale.option(key)
+    answer = cases.record_answer(session, case, unit_id, key, channel="cati", now=now,
+                                 actor=actor_of(supervisor), user_id=supervisor.id)
+    if reason:
+        session.add(AuditLog(at=now, user_id=supervisor.id, actor=actor_of(supervisor),
+                             action="answer.change.reason", entity="answer",
+                             entity_id=str(answer.id), detail=reason))
+    return answer
+
+
+# --- closing the attempt -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AppointmentRequest:
+    """A call-back time in the respondent's (the campaign's) local time."""
+
+    day: date
+    at: time
+    kind: str = "soft"  # "hard": only the interviewer who booked it
+
+    def utc(self, cfg) -> datetime:
+        from datetime import UTC
+
+        local = datetime.combine(self.day, self.at, tzinfo=cfg.calling.tz)
+        return local.astimezone(UTC)
+
+
+def close_attempt(session: Session, case: SampleCase, user: User, *, code: str, now: datetime,
+                  cfg, note: str | None = None, appointment: AppointmentRequest | None = None,
+                  refusal_conversion: bool = False) -> cases.Finish:
+    """End the open attempt with a disposition from :data:`scoring.aapor.CATI_CHOICES`.
+
+    An appointment (code 2.211) books a call-back: due at the given local time
+    (stored in UTC), soft (anybody) or hard (only this interviewer).  A soft
+    refusal with ``refusal_conversion`` puts the case in the refusal-conversion
+    queue (experienced interviewers only).  Pending appointments that were due
+    are marked kept (contact made) or missed.
+    """
+    if code not in CHOICE_CODES:
+        raise CaseError(f"disposition: {code!r} is not one of the CATI choices "
+                        f"({', '.join(sorted(CHOICE_CODES))})")
+    info = disposition(code)
+    attempt = open_attempt(session, case, user)
+    if attempt is None:
+        attempt = begin_attempt(session, case, user, now=now, how="manual")
+    due = None
+    if code == APPOINTMENT_CODE:
+        if appointment is None:
+            raise CaseError("appointment: give the date and time of the call-back")
+        if appointment.kind not in ("hard", "soft"):
+            raise CaseError(f"appointment kind: {appointment.kind!r} is not 'hard' or 'soft'")
+        due = appointment.utc(cfg)
+        if due <= now:
+            raise CaseError(f"appointment: {appointment.day} {appointment.at:%H:%M} is not in "
+                            "the future")
+    elif appointment is not None:
+        raise CaseError(f"appointment: only with disposition {APPOINTMENT_CODE}")
+    contact = info.category in ("I", "P", "R", "O") or code == APPOINTMENT_CODE
+    for appt in session.scalars(select(Appointment).where(
+            Appointment.case_id == case.id, Appointment.status == "pending",
+            Appointment.due_at <= now)):
+        appt.status = "kept" if contact else "missed"
+    if attempt.answered_at is None and contact:
+        attempt.answered_at = now
+    attempt.status = "completed"
+    finish = cases.finish_attempt(session, case, attempt, code, now=now, rules=cfg.calling,
+                                  max_attempts=cfg.calling.max_attempts, by_user_id=user.id,
+                                  note=note, next_attempt_at=due)
+    if due is not None and finish.final is None:
+        session.add(Appointment(case_id=case.id, due_at=due, kind=appointment.kind,
+                                interviewer_id=user.id if appointment.kind == "hard" else None,
+                                status="pending", note=note, created_by=user.id,
+                                created_at=now))
+    if code in SOFT_REFUSALS and refusal_conversion and finish.final is None:
+        case.refusal_conversion = True
+    elif info.category in ("I", "P"):
+        case.refusal_conversion = False
+    if case.assigned_to == user.id and finish.final is not None:
+        case.assigned_to = None
+    return finish
+
+
+# --- what the screens show ------------------------------------------------------------------
+
+
+def attempt_history(session: Session, case_id: int) -> list[dict[str, Any]]:
+    """The case's attempts, oldest first, with their outcome and who made them."""
+    names = dict(session.execute(select(User.id, User.display_name)).all())
+    rows = session.scalars(
+        select(CallAttempt).where(CallAttempt.case_id == case_id)
+        .order_by(CallAttempt.started_at, CallAttempt.id)
+    ).all()
+    out = []
+    for a in rows:
+        d = disposition(a.outcome) if a.outcome else None
+        out.append({"id": a.id, "channel": a.channel, "started_at": a.started_at,
+                    "ended_at": a.ended_at,
+                    "interviewer": names.get(a.interviewer_id) if a.interviewer_id else None,
+                    "code": a.outcome, "label_zh": d.label_zh if d else None,
+                    "label_en": d.label_en if d else None, "note": a.note})
+    return out
+
+
+def appointments_of(session: Session, case_id: int) -> list[Appointment]:
+    return list(session.scalars(select(Appointment).where(Appointment.case_id == case_id)
+                                .order_by(Appointment.due_at)))
+
+
+def disposition_history(session: Session, case_id: int) -> list[DispositionEvent]:
+    return list(session.scalars(select(DispositionEvent).where(
+        DispositionEvent.case_id == case_id).order_by(DispositionEvent.at, DispositionEvent.id)))
+
+
+def audit_of_case(session: Session, case_id: int) -> list[AuditLog]:
+    answer_ids = [str(i) for i in session.scalars(select(Answer.id).where(
+        Answer.case_id == case_id))]
+    cond = and_(AuditLog.entity == "case", AuditLog.entity_id == str(case_id))
+    if answer_ids:
+        cond = cond | and_(AuditLog.entity == "answer", AuditLog.entity_id.in_(answer_ids))
+    return list(session.scalars(select(AuditLog).where(cond).order_by(AuditLog.at, AuditLog.id)))
+
+
+def events_of(session: Session, attempt_id: int) -> list[AttemptEvent]:
+    return list(session.scalars(select(AttemptEvent).where(AttemptEvent.attempt_id == attempt_id)
+                                .order_by(AttemptEvent.at, AttemptEvent.id)))
+
+
+def find_cases(session: Session, query: str, *, limit: int = 50) -> list[SampleCase]:
+    """Cases by id (``123``), pseudonymous id (``R…``) or phone number (any part of it)."""
+    q = query.strip()
+    if not q:
+        return []
+    conds = []
+    if q.isdigit():
+        conds.append(SampleCase.id == int(q))
+    if q.upper().startswith("R"):
+        conds.append(SampleCase.pseudo_id == q.upper())
+    digits = "".join(ch for ch in q if ch.isdigit())
+    if len(digits) >= 4:
+        conds.append(SampleCase.contact_id.in_(
+            select(FrameContact.id).where(FrameContact.phone.contains(digits))))
+    if not conds:
+        return []
+    cond = conds[0]
+    for c in conds[1:]:
+        cond = cond | c
+    return list(session.scalars(select(SampleCase).where(cond).order_by(SampleCase.id)
+                                .limit(limit)))
+
+
+# --- supervisor actions -------------------------------------------------------------------
+
+
+def reassign(session: Session, case: SampleCase, supervisor: User, interviewer_id: int | None,
+             *, now: datetime) -> None:
+    """Reserve the case for one interviewer (``None``: anybody)."""
+    if interviewer_id is not None:
+        target = session.get(User, interviewer_id)
+        if target is None or target.role != "interviewer":
+            raise CaseError(f"interviewer: {interviewer_id!r} is not an interviewer")
+    old = case.assigned_to
+    case.assigned_to = interviewer_id
+    session.add(AuditLog(at=now, user_id=supervisor.id, actor=actor_of(supervisor),
+                         action="case.reassign", entity="case", entity_id=str(case.id),
+                         old={"assigned_to": old}, new={"assigned_to": interviewer_id}))
+
+
+def hand_over(session: Session, case: SampleCase, supervisor: User, channel: str, *,
+              now: datetime) -> None:
+    """Send a case to the IVR queue or the CATI queue."""
+    if cases.is_held(case, now):
+        raise CaseError(f"case {case.id}: held by {case.lock_channel} now; try again later")
+    if channel == "ivr":
+        cases.hand_to_ivr(session, case, now=now, actor=actor_of(supervisor),
+                          user_id=supervisor.id)
+    elif channel == "cati":
+        cases.hand_to_cati(session, case, now=now, actor=actor_of(supervisor),
+                           reason="sent to CATI by a supervisor")
+    else:
+        raise CaseError(f"channel: {channel!r} is not 'ivr' or 'cati'")
+
+
+def release_next_replicate(session: Session, draw_id: int, supervisor: User, *,
+                           now: datetime) -> tuple[int | None, int]:
+    """Release the lowest replicate that still has held cases: (replicate, cases released)."""
+    from sqlalchemy import func
+
+    replicate = session.scalar(select(func.min(SampleCase.replicate)).where(
+        SampleCase.draw_id == draw_id, SampleCase.release_state == "held"))
+    if replicate is None:
+        return None, 0
+    n = cases.release_replicate(session, draw_id, replicate, now=now)
+    session.add(AuditLog(at=now, user_id=supervisor.id, actor=actor_of(supervisor),
+                         action="draw.release_replicate", entity="sample_draw",
+                         entity_id=str(draw_id), new={"replicate": replicate, "cases": n}))
+    return replicate, n
+
+
+def expire_holds_of(session: Session, user: User) -> int:
+    """Release every hold of ``user`` (at logout)."""
+    result = session.execute(
+        update(SampleCase)
+        .where(SampleCase.lock_channel == "cati", SampleCase.locked_by == user.id)
+        .values(lock_expires_at=SampleCase.locked_at)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount
+
+
+__all__ = [
+    "APPOINTMENT_CODE", "AppointmentRequest", "CHOICE_CODES", "SOFT_REFUSALS", "actor_of",
+    "appointments_of", "attempt_history", "audit_of_case", "begin_attempt", "change_answer",
+    "close_attempt", "dial_through_gateway", "disposition_history", "events_of",
+    "expire_holds_of", "find_cases", "give_back", "hand_over", "held_by", "holding",
+    "keep_alive", "mark_answered", "mask_phone", "open_attempt", "reap_abandoned", "reassign",
+    "release_next_replicate", "save_answer", "shown_phone", "start_recording", "take_next",
+    "twiml_bridge",
+]

@@ -1,0 +1,301 @@
+"""Which case an interviewer calls next (the CATI scheduler).
+
+:func:`next_case` picks the best case for one interviewer and holds it for
+them with :func:`minping.cases.try_hold` (a conditional ``UPDATE``), so two
+interviewers, or an interviewer and the IVR dialer, never get one case.  On
+PostgreSQL the candidate rows are read ``FOR UPDATE SKIP LOCKED``: concurrent
+pickers step over each other's candidates instead of queueing on them.
+
+Eligibility (every rule must hold):
+
+* the case is released and still in the field (``pending``, ``in_field`` or
+  ``handoff_cati``), and its number is not on the do-not-call list;
+* nobody holds it (an expired hold counts as free): not an interviewer, not
+  the dialer in the middle of an IVR call;
+* the outcome's delay has passed (``next_attempt_at`` is empty or due);
+* its attempts are under the cap;
+* ``now`` is inside the calling window (one time zone per campaign);
+* a refusal-conversion case goes only to an ``experienced`` interviewer;
+* a case reassigned to an interviewer (``assigned_to``) goes only to them;
+* a pending *hard* appointment belongs to its interviewer: nobody else gets
+  the case until :data:`HARD_APPOINTMENT_GRACE` after the agreed time.
+
+Order, best first:
+
+1. due appointments (oldest first);
+2. cases handed over from the IVR (``state == "handoff_cati"``);
+3. the supervisor's ``priority`` (higher first);
+4. the stratum furthest behind its target (lowest share of completes to
+   target), then the case whose least-advanced unit is furthest behind (share
+   of the unit's target rated so far);
+5. the oldest last attempt (never-tried cases first), then the case id.
+
+The stratum ranking is evaluated in SQL over every candidate; the unit ranking
+is applied in Python within the first :data:`WINDOW` candidates of that order
+(units are a case's secondary balance: within the most-behind stratum the
+candidates are re-ranked by their units).
+
+An interviewer who already holds a case gets that case back (a reloaded page
+or a second tab does not take a second case).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, case, exists, func, literal, or_, select
+from sqlalchemy.orm import Session
+
+from minping.cases import CATI_HOLD, IN_FIELD_STATES, try_hold
+from minping.models import (
+    Answer,
+    Appointment,
+    CaseUnit,
+    DoNotCall,
+    FrameContact,
+    SampleCase,
+    Stratum,
+    User,
+)
+
+#: After a hard appointment's time, how long only its interviewer may take the case.
+HARD_APPOINTMENT_GRACE = timedelta(minutes=15)
+
+#: Candidates read (and, on PostgreSQL, row-locked) per pick.
+WINDOW = 32
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Share of target reached per stratum and per unit (0 = nothing yet).
+
+    ``stratum`` maps stratum id to completes / target; ``unit`` maps unit id to
+    rated answers / unit target (the number of released, non-reserve cases the
+    unit is assigned to).  Missing keys count as 0.
+    """
+
+    stratum: Mapping[int, float] = field(default_factory=dict)
+    unit: Mapping[int, float] = field(default_factory=dict)
+
+
+def field_progress(session: Session, *, draw_id: int | None = None) -> Progress:
+    """Compute :class:`Progress` from the database (two aggregate queries)."""
+    strata = select(Stratum.id, Stratum.target)
+    completes = select(SampleCase.stratum_id, func.count()).where(
+        SampleCase.final_disposition == "1.1"
+    ).group_by(SampleCase.stratum_id)
+    unit_target = (
+        select(CaseUnit.unit_id, func.count())
+        .join(SampleCase, SampleCase.id == CaseUnit.case_id)
+        .where(SampleCase.release_state == "released", SampleCase.is_reserve.is_(False))
+        .group_by(CaseUnit.unit_id)
+    )
+    rated = (
+        select(Answer.unit_id, func.count())
+        .where(Answer.rating.is_not(None))
+        .group_by(Answer.unit_id)
+    )
+    if draw_id is not None:
+        strata = strata.where(Stratum.draw_id == draw_id)
+        completes = completes.where(SampleCase.draw_id == draw_id)
+        unit_target = unit_target.where(SampleCase.draw_id == draw_id)
+        rated = rated.join(SampleCase, SampleCase.id == Answer.case_id).where(
+            SampleCase.draw_id == draw_id
+        )
+    done = dict(session.execute(completes).all())
+    stratum = {
+        sid: (done.get(sid, 0) / target if target else 1.0)
+        for sid, target in session.execute(strata).all()
+    }
+    got = dict(session.execute(rated).all())
+    unit = {uid: got.get(uid, 0) / n for uid, n in session.execute(unit_target).all() if n}
+    return Progress(stratum=stratum, unit=unit)
+
+
+class ProgressCache:
+    """:func:`field_progress`, recomputed at most every ``seconds`` (thread-safe).
+
+    Progress moves slowly (a complete every few minutes per interviewer), so a
+    busy call center need not aggregate the whole field on every pick.
+    """
+
+    def __init__(self, seconds: float = 10.0):
+        self.seconds = seconds
+        self._lock = threading.Lock()
+        self._value: dict[int | None, tuple[float, Progress]] = {}
+
+    def get(self, session: Session, *, draw_id: int | None = None) -> Progress:
+        stamp = time.monotonic()
+        with self._lock:
+            cached = self._value.get(draw_id)
+            if cached is not None and stamp - cached[0] < self.seconds:
+                return cached[1]
+        progress = field_progress(session, draw_id=draw_id)
+        with self._lock:
+            self._value[draw_id] = (stamp, progress)
+        return progress
+
+
+def _not_on_do_not_call():
+    return ~exists().where(
+        DoNotCall.phone == FrameContact.phone, FrameContact.id == SampleCase.contact_id
+    )
+
+
+def _due_appointment(now: datetime):
+    return exists().where(
+        Appointment.case_id == SampleCase.id,
+        Appointment.status == "pending",
+        Appointment.due_at <= now,
+    )
+
+
+def _hard_appointment_of_another(now: datetime, user_id: int):
+    return exists().where(
+        Appointment.case_id == SampleCase.id,
+        Appointment.status == "pending",
+        Appointment.kind == "hard",
+        Appointment.interviewer_id.is_not(None),
+        Appointment.interviewer_id != user_id,
+        Appointment.due_at > now - HARD_APPOINTMENT_GRACE,
+    )
+
+
+def eligible_for(interviewer: User, *, now: datetime, max_attempts: int):
+    """The SQL condition a case must meet to be given to ``interviewer`` now."""
+    conditions = [
+        SampleCase.release_state == "released",
+        SampleCase.state.in_(IN_FIELD_STATES),
+        or_(SampleCase.lock_channel.is_(None), SampleCase.lock_expires_at < now),
+        or_(SampleCase.next_attempt_at.is_(None), SampleCase.next_attempt_at <= now),
+        SampleCase.attempts < max_attempts,
+        or_(SampleCase.assigned_to.is_(None), SampleCase.assigned_to == interviewer.id),
+        _not_on_do_not_call(),
+        ~_hard_appointment_of_another(now, interviewer.id),
+    ]
+    if not interviewer.experienced:
+        conditions.append(SampleCase.refusal_conversion.is_(False))
+    return and_(*conditions)
+
+
+def held_by(session: Session, user_id: int, *, now: datetime) -> SampleCase | None:
+    """The case ``user_id`` holds for CATI now, if any."""
+    return session.scalar(
+        select(SampleCase).where(
+            SampleCase.lock_channel == "cati",
+            SampleCase.locked_by == user_id,
+            SampleCase.lock_expires_at >= now,
+            SampleCase.state.in_(IN_FIELD_STATES),
+        ).order_by(SampleCase.locked_at.desc()).limit(1)
+    )
+
+
+def _unit_floor(session: Session, case_ids: list[int], progress: Progress) -> dict[int, float]:
+    """Per case, the progress of its least-advanced unit."""
+    floor: dict[int, float] = {cid: 1.0 for cid in case_ids}
+    if not case_ids:
+        return floor
+    rows = session.execute(
+        select(CaseUnit.case_id, CaseUnit.unit_id).where(CaseUnit.case_id.in_(case_ids))
+    ).all()
+    for cid, uid in rows:
+        floor[cid] = min(floor[cid], progress.unit.get(uid, 0.0))
+    return floor
+
+
+def next_case(
+    session: Session,
+    interviewer: User,
+    *,
+    now: datetime,
+    rules,
+    max_attempts: int | None = None,
+    draw_id: int | None = None,
+    progress: Progress | None = None,
+    hold: timedelta = CATI_HOLD,
+) -> SampleCase | None:
+    """Hold and return the best case for ``interviewer`` at ``now``; ``None`` if none.
+
+    Parameters
+    ----------
+    session : Session
+        The caller commits (the hold is an ``UPDATE`` in this transaction).
+    interviewer : User
+        The interviewer asking.
+    now : datetime
+        Aware "current" time (a virtual clock in tests and the demo).
+    rules : minping.config.CallingRules
+        Calling windows and the attempt cap.
+    max_attempts : int, optional
+        Overrides ``rules.max_attempts``.
+    draw_id : int, optional
+        Restrict to one draw.
+    progress : Progress, optional
+        Share of target per stratum and unit; computed when omitted.
+    hold : timedelta
+        How long the hold lasts without a keep-alive.
+    """
+    current = held_by(session, interviewer.id, now=now)
+    if current is not None:
+        return current
+    if not rules.is_callable(now):
+        return None
+    cap = rules.max_attempts if max_attempts is None else max_attempts
+    if progress is None:
+        progress = field_progress(session, draw_id=draw_id)
+
+    due = _due_appointment(now)
+    handoff = SampleCase.state == "handoff_cati"
+    if progress.stratum:
+        stratum_share = case(
+            *[(SampleCase.stratum_id == sid, literal(share))
+              for sid, share in progress.stratum.items()],
+            else_=literal(0.0),
+        )
+    else:
+        stratum_share = literal(0.0)
+    query = (
+        select(SampleCase.id, due.label("due"), handoff.label("handoff"), SampleCase.priority,
+               stratum_share.label("stratum_share"), SampleCase.last_attempt_at)
+        .where(eligible_for(interviewer, now=now, max_attempts=cap))
+        .order_by(
+            due.desc(),
+            handoff.desc(),
+            SampleCase.priority.desc(),
+            stratum_share,
+            SampleCase.last_attempt_at.is_not(None),
+            SampleCase.last_attempt_at,
+            SampleCase.id,
+        )
+        .limit(WINDOW)
+    )
+    if draw_id is not None:
+        query = query.where(SampleCase.draw_id == draw_id)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True, of=SampleCase)
+    rows = session.execute(query).all()
+    if not rows:
+        return None
+    floor = _unit_floor(session, [r.id for r in rows], progress)
+    epoch = datetime.min.replace(tzinfo=now.tzinfo)
+
+    def key(r):
+        return (
+            not r.due,
+            not r.handoff,
+            -r.priority,
+            round(float(r.stratum_share), 9),
+            floor[r.id],
+            r.last_attempt_at is not None,
+            r.last_attempt_at or epoch,
+            r.id,
+        )
+
+    for row in sorted(rows, key=key):
+        if try_hold(session, row.id, channel="cati", now=now, user_id=interviewer.id, hold=hold):
+            return session.get(SampleCase, row.id)
+    return None
