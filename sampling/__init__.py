@@ -44,7 +44,7 @@ from sampling.draw import (
     rederive,
     verify_draw,
 )
-from sampling.frame import FrameFile, SkippedRow, read_frame, write_rejects
+from sampling.frame import FrameFile, FrameRow, SkippedRow, read_frame, write_rejects
 
 __all__ = [
     "Allocation",
@@ -57,6 +57,7 @@ __all__ = [
     "DrawVerification",
     "DrawnCase",
     "FrameFile",
+    "FrameRow",
     "Kish",
     "SkippedRow",
     "StratumBalance",

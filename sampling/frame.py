@@ -45,6 +45,7 @@ from minping.errors import InputError, Problem
 __all__ = [
     "HEADER_ALIASES",
     "FrameFile",
+    "FrameRow",
     "PhoneNormalizer",
     "SkippedRow",
     "detect_encoding",
@@ -211,6 +212,17 @@ class SkippedRow:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class FrameRow:
+    """One contact to import (see :meth:`FrameFile.rows`)."""
+
+    row: int
+    phone: str
+    group: str
+    town: str | None
+    attributes: Mapping[str, str]
+
+
 @dataclass(frozen=True)
 class FrameFile:
     """What :func:`read_frame` found in a frame file.
@@ -276,6 +288,19 @@ class FrameFile:
 
     def __len__(self) -> int:
         return len(self.phones)
+
+    def rows(self) -> Iterator[FrameRow]:
+        """Yield the contacts to import one by one (row-wise view of the columns)."""
+        names = list(self.attributes)
+        cols = [self.attributes[k] for k in names]
+        for i in range(len(self.phones)):
+            yield FrameRow(
+                row=self.source_rows[i],
+                phone=self.phones[i],
+                group=self.groups[i],
+                town=self.towns[i],
+                attributes={k: c[i] for k, c in zip(names, cols, strict=True)},
+            )
 
     @property
     def ok(self) -> bool:

@@ -81,6 +81,14 @@ def test_gb18030_csv_with_bad_rows_names_every_one(tmp_path):
     assert ff.source_rows == (2, 3, 8)
     assert ff.attributes == {"姓名": ("张三", "李四", "周九"), "备注": ("", "老客户", "")}
     assert ff.columns == {"姓名": "name", "电话": "phone", "类别": "group", "乡镇": "town"}
+    second = list(ff.rows())[1]
+    assert (second.row, second.phone, second.group, second.town) == (
+        3,
+        "+8613912345678",
+        "business",
+        "xinan",
+    )
+    assert second.attributes == {"姓名": "李四", "备注": "老客户"}
 
 
 def test_rejects_file(tmp_path):
