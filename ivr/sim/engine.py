@@ -14,9 +14,11 @@ call generators and sends webhooks, never while holding ``_lock``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import heapq
 import itertools
+import logging
 import math
 import re
 import threading
@@ -51,6 +53,7 @@ from ivr.sim.transport import (
     query_url,
 )
 
+_logger = logging.getLogger("ivr.simulator")
 API_VERSION = "2010-04-01"
 APPLICATION_ERROR_TEXT = "We are sorry, an application error has occurred. Goodbye."
 CALL_EVENTS = ("initiated", "ringing", "answered", "completed")
@@ -98,6 +101,12 @@ _END = object()  # a verb's outcome: the call is over
 def valid_address(number: str) -> bool:
     """E.164 phone number, or a ``client:``/``sip:`` address."""
     return bool(_E164.match(number) or _OTHER_ADDRESS.match(number))
+
+
+def _last(form: Mapping[str, list[str]], name: str) -> str | None:
+    """The last value of a form field (Twilio takes the last of repeated ones)."""
+    values = form.get(name)
+    return values[-1] if values else None
 
 
 def _bool(value: str | None, default: bool) -> bool:
@@ -177,6 +186,7 @@ class Simulator:
         self.exchanges: list[Exchange] = []
         self.api_requests: list[tuple[datetime, str, str, int]] = []
         self.webhook_faults: list[WebhookFault] = []
+        self.errors: list[BaseException] = []
         self._personas: dict[str, Persona] = {}
         self._callback_faults: dict[str | None, CallbackFaults] = {}
         self._validator = RequestValidator(auth_token)
@@ -209,6 +219,9 @@ class Simulator:
         """Apply ``faults`` to calls created from now on to ``to`` (or to every number)."""
         with self._lock:
             self._callback_faults[to] = faults
+
+    def _faults_for(self, number: str) -> CallbackFaults:
+        return self._callback_faults.get(number, self._callback_faults.get(None, CallbackFaults()))
 
     def add_webhook_fault(self, fault: WebhookFault) -> None:
         with self._lock:
@@ -312,6 +325,8 @@ class Simulator:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._run_lock, self._lock:
+                if self.errors:
+                    raise RuntimeError("a simulator event failed") from self.errors[0]
                 self._drop_cancelled()
                 if not self._heap:
                     return
@@ -331,7 +346,12 @@ class Simulator:
                 if pause > 0:
                     self._wakeup.wait(min(pause, 0.5))
                     continue
-            self._run_next(wait=False)
+            try:
+                self._run_next(wait=False)
+            except Exception as exc:  # keep serving other calls; wait_until_idle re-raises
+                _logger.exception("simulator event failed")
+                with self._lock:
+                    self.errors.append(exc)
 
     # --- ids -------------------------------------------------------------------------
 
@@ -358,11 +378,7 @@ class Simulator:
 
     def create_call(self, form: Mapping[str, list[str]]) -> SimCall:
         """``POST /Accounts/{sid}/Calls.json`` (form values are lists, as repeated)."""
-
-        def one(name: str, default: str | None = None) -> str | None:
-            values = form.get(name)
-            return values[-1] if values else default
-
+        one = functools.partial(_last, form)
         to, from_ = one("To"), one("From")
         if not to:
             raise ApiError(400, 21201, "No 'To' number is specified")
@@ -408,8 +424,7 @@ class Simulator:
                 record=_bool(one("Record"), False),
                 recording_status_callback=one("RecordingStatusCallback"),
                 date_created=now, date_updated=now, persona=self.persona(to),
-                callback_faults=self._callback_faults.get(
-                    to, self._callback_faults.get(None, CallbackFaults())),
+                callback_faults=self._faults_for(to),
             )
             self.calls[call.sid] = call
             self._note(call, "status", text="queued")
@@ -418,12 +433,8 @@ class Simulator:
 
     def update_call(self, sid: str, form: Mapping[str, list[str]]) -> SimCall:
         """``POST /Calls/{sid}.json``: ``Status=completed|canceled`` or ``Url``/``Twiml``."""
-        call = self._get_call(sid)
-
-        def one(name: str) -> str | None:
-            values = form.get(name)
-            return values[-1] if values else None
-
+        call = self.get_call(sid)
+        one = functools.partial(_last, form)
         status, url, twiml = one("Status"), one("Url"), one("Twiml")
         with self._lock:
             if one("StatusCallback"):
@@ -461,21 +472,20 @@ class Simulator:
                      and (parent_call_sid is None or c.parent_call_sid == parent_call_sid)]
         return sorted(calls, key=lambda c: c.date_created, reverse=True)
 
-    def _get_call(self, sid: str) -> SimCall:
+    def _lookup(self, store: Mapping[str, Any], collection: str, sid: str) -> Any:
         with self._lock:
-            call = self.calls.get(sid)
-        if call is None:
+            item = store.get(sid)
+        if item is None:
             raise ApiError(404, 20404, f"The requested resource /{API_VERSION}/Accounts/"
-                                       f"{self.account_sid}/Calls/{sid}.json was not found")
-        return call
+                                       f"{self.account_sid}/{collection}/{sid}.json was not found")
+        return item
+
+    def get_call(self, sid: str) -> SimCall:
+        return self._lookup(self.calls, "Calls", sid)
 
     def create_message(self, form: Mapping[str, list[str]]) -> SimMessage:
         """``POST /Accounts/{sid}/Messages.json``: stored; status callbacks sent, delivered."""
-
-        def one(name: str) -> str | None:
-            values = form.get(name)
-            return values[-1] if values else None
-
+        one = functools.partial(_last, form)
         to, from_, service = one("To"), one("From"), one("MessagingServiceSid")
         body = one("Body")
         if not to:
@@ -497,13 +507,20 @@ class Simulator:
         self._schedule(3.0, lambda: self._message_status(message, "delivered"))
         return message
 
-    def get_message(self, sid: str) -> SimMessage:
+    def list_messages(self, *, to: str | None = None) -> list[SimMessage]:
         with self._lock:
-            message = self.messages.get(sid)
-        if message is None:
-            raise ApiError(404, 20404, f"The requested resource /{API_VERSION}/Accounts/"
-                                       f"{self.account_sid}/Messages/{sid}.json was not found")
-        return message
+            messages = [m for m in self.messages.values() if to is None or m.to == to]
+        return sorted(messages, key=lambda m: m.date_created, reverse=True)
+
+    def record_api_request(self, method: str, path: str, status: int) -> None:
+        with self._lock:
+            self.api_requests.append((self.clock.now(), method, path, status))
+
+    def get_message(self, sid: str) -> SimMessage:
+        return self._lookup(self.messages, "Messages", sid)
+
+    def get_recording(self, sid: str) -> Recording:
+        return self._lookup(self.recordings, "Recordings", sid)
 
     def _message_status(self, message: SimMessage, status: str) -> None:
         with self._lock:
@@ -538,16 +555,12 @@ class Simulator:
             now = self.clock.now()
             call = SimCall(
                 sid=self._sid("CA"), account_sid=self.account_sid, to=to, from_=from_,
-                direction="inbound", url=url, method=method.upper(), twiml=None,
-                fallback_url=fallback_url, fallback_method="POST",
-                status_callback=status_callback,
+                direction="inbound", url=url, method=method.upper(),
+                fallback_url=fallback_url, status_callback=status_callback,
                 status_callback_method=status_callback_method.upper(),
-                status_callback_events=events, timeout=60, time_limit=time_limit,
-                machine_detection=None, async_amd=False, async_amd_callback=None,
-                async_amd_method="POST", record=False, recording_status_callback=None,
+                status_callback_events=events, time_limit=time_limit,
                 date_created=now, date_updated=now, persona=self.persona(from_),
-                callback_faults=self._callback_faults.get(
-                    from_, self._callback_faults.get(None, CallbackFaults())),
+                callback_faults=self._faults_for(from_),
             )
             self.calls[call.sid] = call
             self._start(call, self._inbound_life(call))
@@ -1123,14 +1136,9 @@ class Simulator:
             child = SimCall(
                 sid=self._sid("CA"), account_sid=self.account_sid, to=target,
                 from_=verb.get("callerId", call.to if call.direction == "inbound" else call.from_),
-                direction="outbound-dial", url=None, method="POST", twiml=None,
-                fallback_url=None, fallback_method="POST", status_callback=None,
-                status_callback_method="POST", status_callback_events=frozenset(),
-                timeout=int(timeout), time_limit=_int(verb.get("timeLimit"), 14400),
-                machine_detection=None, async_amd=False, async_amd_callback=None,
-                async_amd_method="POST", record=False, recording_status_callback=None,
-                date_created=now, date_updated=now, persona=persona,
-                parent_call_sid=call.sid)
+                direction="outbound-dial", timeout=int(timeout),
+                time_limit=_int(verb.get("timeLimit"), 14400), status_callback_events=frozenset(),
+                date_created=now, date_updated=now, persona=persona, parent_call_sid=call.sid)
             self.calls[child.sid] = child
             call.children.append(child.sid)
         self._set_status(child, "ringing")

@@ -190,24 +190,24 @@ class SimCall:
     to: str
     from_: str
     direction: str
-    url: str | None
-    method: str
-    twiml: str | None
-    fallback_url: str | None
-    fallback_method: str
-    status_callback: str | None
-    status_callback_method: str
-    status_callback_events: frozenset[str]
-    timeout: int
-    time_limit: int
-    machine_detection: str | None
-    async_amd: bool
-    async_amd_callback: str | None
-    async_amd_method: str
-    record: bool
-    recording_status_callback: str | None
     date_created: datetime
     persona: Persona
+    url: str | None = None
+    method: str = "POST"
+    twiml: str | None = None
+    fallback_url: str | None = None
+    fallback_method: str = "POST"
+    status_callback: str | None = None
+    status_callback_method: str = "POST"
+    status_callback_events: frozenset[str] = frozenset({"completed"})
+    timeout: int = 60
+    time_limit: int = 14400
+    machine_detection: str | None = None
+    async_amd: bool = False
+    async_amd_callback: str | None = None
+    async_amd_method: str = "POST"
+    record: bool = False
+    recording_status_callback: str | None = None
     parent_call_sid: str | None = None
     status: str = "queued"
     date_updated: datetime | None = None

@@ -146,8 +146,7 @@ def handle_api(sim: Simulator, method: str, path: str, query: Mapping[str, list[
                                                authorization)
     except ApiError as exc:
         status, body, content_type = exc.status, json.dumps(exc.as_dict()).encode(), JSON
-    with sim._lock:
-        sim.api_requests.append((sim.clock.now(), method.upper(), path, status))
+    sim.record_api_request(method.upper(), path, status)
     return status, body, content_type
 
 
@@ -158,13 +157,9 @@ def _dispatch(sim: Simulator, method: str, path: str, query: Mapping[str, list[s
     if match is None:
         raise ApiError(404, 20404, f"The requested resource {path} was not found")
     if name == "audio" and method == "GET":
-        recording = sim.recordings.get(match["sid"])
-        if recording is None:
-            raise ApiError(404, 20404, f"The requested resource {path} was not found")
-        return 200, silent_wav(recording.duration), "audio/x-wav"
+        return 200, silent_wav(sim.get_recording(match["sid"]).duration), "audio/x-wav"
     if _credentials(authorization) != (sim.account_sid, sim.auth_token):
-        error = ApiError(401, 20003, "Authenticate")
-        raise error
+        raise ApiError(401, 20003, "Authenticate")
     if match["account"] != sim.account_sid:
         raise ApiError(404, 20404, f"The requested resource {path} was not found")
     allowed = {"calls": ("GET", "POST"), "call": ("GET", "POST"), "messages": ("GET", "POST"),
@@ -190,21 +185,16 @@ def _dispatch(sim: Simulator, method: str, path: str, query: Mapping[str, list[s
     if name == "call" and method == "POST":
         return ok(200, call_resource(sim, sim.update_call(match["sid"], form)))
     if name == "call":
-        return ok(200, call_resource(sim, sim._get_call(match["sid"])))
+        return ok(200, call_resource(sim, sim.get_call(match["sid"])))
     if name == "messages" and method == "POST":
         return ok(201, message_resource(sim, sim.create_message(form)))
     if name == "messages":
-        with sim._lock:
-            messages = sorted(sim.messages.values(), key=lambda m: m.date_created, reverse=True)
-        messages = [m for m in messages if one("To") in (None, m.to)]
+        messages = sim.list_messages(to=one("To"))
         return ok(200, _page(sim, f"{base}/Messages.json", "messages",
                              [message_resource(sim, m) for m in messages], query))
     if name == "message":
         return ok(200, message_resource(sim, sim.get_message(match["sid"])))
-    recording = sim.recordings.get(match["sid"])
-    if recording is None:
-        raise ApiError(404, 20404, f"The requested resource {path} was not found")
-    return ok(200, recording_resource(sim, recording))
+    return ok(200, recording_resource(sim, sim.get_recording(match["sid"])))
 
 
 def _as_lists(values: Mapping[str, Any] | None) -> dict[str, list[str]]:

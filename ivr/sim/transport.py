@@ -128,7 +128,9 @@ class WsgiWebhookTransport:
 
     Every URL goes to ``app``.  Without ``routes`` the application sees exactly the
     public URL; with them it sees the transport address plus proxy headers.  A
-    response slower than the request's timeout is reported as a timeout.
+    response slower than the request's timeout is reported as a timeout.  An
+    exception the application lets through (Flask with ``TESTING``) propagates to
+    the caller of ``run_until_idle``, so a test sees the application's bug itself.
     """
 
     def __init__(self, app, *, routes: Mapping[str, str] | None = None):

@@ -266,6 +266,8 @@ def test_interview_end_to_end(harness_factory):
 
     (recording_url,) = app.config["RECORDINGS"]
     assert recording_url == call.transcript.of_kind("record")[0].url
+    recording = h.client.recordings(recording_url.rsplit("/", 1)[1]).fetch()
+    assert (recording.call_sid, recording.duration) == (sid, "6")
     if h.kind == "http":
         audio = requests.get(recording_url, timeout=5)
         assert audio.status_code == 200 and audio.content[:4] == b"RIFF"
