@@ -194,8 +194,10 @@ def demo(directory, database_url, frame_size, seed, as_json) -> None:
 
 def _register_commands() -> None:
     from minping.commands.score import score
+    from minping.commands.serve import serve
 
     cli.add_command(score)
+    cli.add_command(serve)
 
 
 _register_commands()

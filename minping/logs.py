@@ -1,0 +1,64 @@
+"""Structured logs: one JSON object per line, with the case and call ids.
+
+Code that handles a call or a case logs with ``extra={"case_id": ..., "call_sid": ...}``
+(or sets ``flask.g.log_context``); the formatter adds those fields, so a
+supervisor's question "what happened to case 1234?" is one ``grep`` away.
+Set ``MINPING_LOG_FORMAT=text`` for human-readable lines on a terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from datetime import UTC, datetime
+
+CONTEXT_FIELDS = ("case_id", "call_sid", "attempt_id", "user", "request_id", "path", "status")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        data = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        context = _flask_context()
+        for key in CONTEXT_FIELDS:
+            value = getattr(record, key, None)
+            if value is None:
+                value = context.get(key)
+            if value is not None:
+                data[key] = value
+        if record.exc_info:
+            data["exc"] = self.formatException(record.exc_info)
+        return json.dumps(data, ensure_ascii=False)
+
+
+def _flask_context() -> dict:
+    try:
+        from flask import g, has_app_context
+
+        if has_app_context():
+            return dict(getattr(g, "log_context", {}) or {})
+    except ImportError:  # pragma: no cover
+        pass
+    return {}
+
+
+def configure_logging(level: str | None = None, fmt: str | None = None) -> None:
+    """Send minping's logs to stderr, as JSON lines unless ``MINPING_LOG_FORMAT=text``."""
+    level = (level or os.environ.get("MINPING_LOG_LEVEL", "INFO")).upper()
+    fmt = fmt or os.environ.get("MINPING_LOG_FORMAT", "json")
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "text":
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    else:
+        handler.setFormatter(JsonFormatter())
+    for name in ("minping", "ivr", "cati", "sampling", "scoring"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(level)
+        logger.propagate = False
