@@ -1,5 +1,467 @@
-"""Interviewer and supervisor screens (blueprint ``cati``, mounted at ``/cati``)."""
+"""Interviewer and supervisor screens (blueprint ``cati``, mounted at ``/cati``).
 
-from flask import Blueprint
+Routes stay thin: they check who is asking, parse the request and call
+:mod:`cati.service`, :mod:`minping.scheduler` and :mod:`minping.fieldstats`.
 
-bp = Blueprint("cati", __name__, url_prefix="/cati", template_folder="templates")
+The app's clock is ``app.config["MINPING_CLOCK"]`` (a callable returning an
+aware UTC datetime; default: the system clock), so tests and demos can move
+time forward and watch appointments come due.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from sqlalchemy import func, select
+
+from cati import service
+from cati.auth import (
+    attempt_login,
+    check_csrf,
+    csrf_token,
+    load_user,
+    login_required,
+    roles_required,
+)
+from cati.i18n import LANGUAGES, gettext, prompt_language
+from minping import fieldstats
+from minping.app import db_session, settings_of
+from minping.cases import CaseError, case_units
+from minping.models import (
+    Answer,
+    Appointment,
+    FrameContact,
+    SampleCase,
+    SampleDraw,
+    Stratum,
+    User,
+)
+from minping.scheduler import ProgressCache
+from scoring.aapor import CATI_CHOICES
+
+bp = Blueprint("cati", __name__, url_prefix="/cati", template_folder="templates",
+               static_folder="static", static_url_path="/static")
+
+SUPERVISORS = ("supervisor", "statistician")
+
+
+def now() -> datetime:
+    clock = current_app.config.get("MINPING_CLOCK")
+    return clock() if clock else datetime.now(UTC)
+
+
+def survey_config():
+    cfg = current_app.extensions.get("cati.config")
+    if cfg is None:
+        from minping.config import load_config
+
+        cfg = current_app.config.get("MINPING_SURVEY_CONFIG") or load_config(
+            settings_of(current_app).config_path)
+        current_app.extensions["cati.config"] = cfg
+    return cfg
+
+
+def progress_cache() -> ProgressCache:
+    cache = current_app.extensions.get("cati.progress")
+    if cache is None:
+        cache = ProgressCache(current_app.config.get("CATI_PROGRESS_SECONDS", 10.0))
+        current_app.extensions["cati.progress"] = cache
+    return cache
+
+
+def twilio_client():
+    """The telephony gateway's client, or ``None`` for manual dialing."""
+    factory = current_app.config.get("CATI_TWILIO_CLIENT")
+    if factory is not None:
+        return factory()
+    settings = settings_of(current_app)
+    from minping.settings import SIMULATOR_ACCOUNT_SID
+
+    if not settings.twilio_api_url and settings.twilio_account_sid == SIMULATOR_ACCOUNT_SID:
+        return None
+    from twilio.rest import Client
+
+    client = Client(settings.twilio_account_sid, settings.twilio_auth_token)
+    if settings.twilio_api_url:
+        client.api.base_url = settings.twilio_api_url.rstrip("/")
+    return client
+
+
+@bp.before_app_request
+def _before():
+    if request.blueprint == "cati":
+        load_user()
+        check_csrf()
+
+
+@bp.app_context_processor
+def _context():
+    if request.blueprint != "cati":
+        return {}
+    return {"_": gettext, "csrf_token": csrf_token, "user": g.get("user"),
+            "lang": g.user.language if g.get("user") else "zh", "LANGUAGES": LANGUAGES}
+
+
+@bp.errorhandler(CaseError)
+def _case_error(exc):
+    if request.is_json or request.headers.get("X-CSRF-Token"):
+        return jsonify(ok=False, error=str(exc)), 409
+    flash(str(exc), "error")
+    return redirect(url_for("cati.work" if g.user and g.user.role == "interviewer"
+                            else "cati.search"))
+
+
+@bp.errorhandler(403)
+def _forbidden(exc):
+    return render_template("cati/error.html", code=403,
+                           message=gettext("You are not allowed to open this page.")), 403
+
+
+# --- log-in ----------------------------------------------------------------------------------
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    error = None
+    if request.method == "POST":
+        user, reason = attempt_login(request.form.get("username", "").strip(),
+                                     request.form.get("password", ""), now=now())
+        if user is not None:
+            target = request.args.get("next", "")
+            if not target.startswith("/cati/") or target.startswith("//"):
+                target = url_for("cati.index")
+            return redirect(target)
+        error = (gettext("Too many failed attempts: the account is locked for a while.")
+                 if reason == "locked" else gettext("Wrong user name or password."))
+    return render_template("cati/login.html", error=error), (401 if error else 200)
+
+
+@bp.post("/logout")
+@login_required
+def logout():
+    from flask import session
+
+    service.expire_holds_of(db_session(), g.user)
+    db_session().commit()
+    session.clear()
+    return redirect(url_for("cati.login"))
+
+
+@bp.post("/language")
+@login_required
+def language():
+    lang = request.form.get("language", "zh")
+    if lang in LANGUAGES:
+        g.user.language = lang
+        db_session().commit()
+    return redirect(request.referrer or url_for("cati.index"))
+
+
+@bp.get("/")
+@login_required
+def index():
+    if g.user.role == "interviewer":
+        return redirect(url_for("cati.work"))
+    return redirect(url_for("cati.dashboard"))
+
+
+# --- interviewer ------------------------------------------------------------------------------
+
+
+@bp.get("/work")
+@roles_required("interviewer")
+def work():
+    s = db_session()
+    t = now()
+    current = service.held_by(s, g.user.id, now=t)
+    my_appointments = s.execute(
+        select(Appointment, SampleCase.pseudo_id)
+        .join(SampleCase, SampleCase.id == Appointment.case_id)
+        .where(Appointment.status == "pending", Appointment.interviewer_id == g.user.id)
+        .order_by(Appointment.due_at).limit(20)
+    ).all()
+    tz = survey_config().calling.tz
+    return render_template("cati/work.html", current=current, appointments=my_appointments,
+                           tz=tz, now=t, callable=survey_config().calling.is_callable(t))
+
+
+@bp.post("/next")
+@roles_required("interviewer")
+def take_next():
+    s = db_session()
+    t = now()
+    case = service.take_next(s, g.user, now=t, cfg=survey_config(),
+                             progress=progress_cache().get(s))
+    s.commit()
+    if case is None:
+        flash(gettext("No case is available now."), "info")
+        return redirect(url_for("cati.work"))
+    return redirect(url_for("cati.case_screen", case_id=case.id))
+
+
+def _case_context(s, case, *, for_user):
+    cfg = survey_config()
+    lang = prompt_language(cfg, for_user.language)
+    phone = s.scalar(select(FrameContact.phone).where(FrameContact.id == case.contact_id))
+    units = case_units(s, case.id)
+    channels = dict(s.execute(select(Answer.unit_id, Answer.channel)
+                              .where(Answer.case_id == case.id)).all())
+    scale = [{"key": o.key, "label": o.label(lang)} for o in cfg.scale.options]
+    return {
+        "case": case,
+        "phone": service.shown_phone(phone, for_user),
+        "greeting": cfg.render_prompt("greeting", lang),
+        "consent": cfg.render_prompt("consent", lang),
+        "units": [{"unit_id": u.unit_id, "name": u.unit_name if lang != "en" else u.unit_name_en,
+                   "rating": u.rating, "answered": u.answered, "position": u.position,
+                   "channel": channels.get(u.unit_id)}
+                  for u in units],
+        "scale": scale,
+        "history": service.attempt_history(s, case.id),
+        "appointments": service.appointments_of(s, case.id),
+        "choices": CATI_CHOICES,
+        "tz": cfg.calling.tz,
+        "stratum": s.get(Stratum, case.stratum_id),
+    }
+
+
+@bp.get("/case/<int:case_id>")
+@roles_required("interviewer")
+def case_screen(case_id):
+    s = db_session()
+    t = now()
+    case = service.holding(s, case_id, g.user, now=t)
+    attempt = service.open_attempt(s, case, g.user)
+    local_now = t.astimezone(survey_config().calling.tz)
+    return render_template("cati/case.html", attempt=attempt, local_now=local_now,
+                           telephony=twilio_client() is not None and bool(g.user.phone),
+                           **_case_context(s, case, for_user=g.user))
+
+
+@bp.post("/case/<int:case_id>/dial")
+@roles_required("interviewer")
+def dial(case_id):
+    s = db_session()
+    t = now()
+    case = service.holding(s, case_id, g.user, now=t)
+    client = twilio_client()
+    how = request.args.get("how") or request.form.get("how") or "manual"
+    if client is not None and g.user.phone and how != "manual":
+        attempt = service.dial_through_gateway(
+            s, case, g.user, now=t, client=client,
+            from_number=settings_of(current_app).twilio_from_number, cfg=survey_config())
+    else:
+        attempt = service.begin_attempt(s, case, g.user, now=t, how="manual")
+    s.commit()
+    return jsonify(ok=True, attempt_id=attempt.id, call_sid=attempt.call_sid)
+
+
+@bp.post("/case/<int:case_id>/consent")
+@roles_required("interviewer")
+def consent(case_id):
+    s = db_session()
+    t = now()
+    case = service.holding(s, case_id, g.user, now=t)
+    attempt = service.open_attempt(s, case, g.user)
+    if attempt is None:
+        raise CaseError(gettext("Dial first."))
+    service.mark_answered(s, attempt, now=t, consent=True)
+    if current_app.config.get("CATI_RECORD_AFTER_CONSENT") and attempt.call_sid:
+        client = twilio_client()
+        if client is not None:
+            service.start_recording(s, attempt, now=t, client=client)
+    s.commit()
+    return jsonify(ok=True)
+
+
+@bp.post("/case/<int:case_id>/answer")
+@roles_required("interviewer")
+def answer(case_id):
+    s = db_session()
+    t = now()
+    case = service.holding(s, case_id, g.user, now=t)
+    data = request.get_json(silent=True) or {}
+    try:
+        unit_id = int(data.get("unit_id"))
+    except (TypeError, ValueError):
+        return jsonify(ok=False, error=f"unit_id: {data.get('unit_id')!r} is not a number"), 400
+    key = data.get("key")
+    try:
+        service.save_answer(s, case, g.user, unit_id, key, now=t, cfg=survey_config())
+    except KeyError as exc:
+        return jsonify(ok=False, error=f"key: {exc.args[0]}"), 400
+    service.keep_alive(s, case, now=t)
+    s.commit()
+    return jsonify(ok=True, unit_id=unit_id, key=key)
+
+
+@bp.post("/case/<int:case_id>/keepalive")
+@roles_required("interviewer")
+def keepalive(case_id):
+    s = db_session()
+    t = now()
+    case = service.holding(s, case_id, g.user, now=t)
+    until = service.keep_alive(s, case, now=t)
+    s.commit()
+    return jsonify(ok=True, until=until.isoformat())
+
+
+@bp.post("/case/<int:case_id>/release")
+@roles_required("interviewer")
+def release(case_id):
+    s = db_session()
+    t = now()
+    case = service.holding(s, case_id, g.user, now=t)
+    service.give_back(s, case, g.user, now=t)
+    s.commit()
+    return redirect(url_for("cati.work"))
+
+
+def _parse_appointment(form):
+    day, at = form.get("appt_date", "").strip(), form.get("appt_time", "").strip()
+    if not day and not at:
+        return None
+    try:
+        return service.AppointmentRequest(day=date.fromisoformat(day),
+                                          at=time.fromisoformat(at),
+                                          kind=form.get("appt_kind", "soft"))
+    except ValueError:
+        raise CaseError(f"appointment: date {day!r} / time {at!r} is not YYYY-MM-DD / HH:MM"
+                        ) from None
+
+
+@bp.post("/case/<int:case_id>/close")
+@roles_required("interviewer")
+def close(case_id):
+    s = db_session()
+    t = now()
+    case = service.holding(s, case_id, g.user, now=t)
+    code = request.form.get("code", "")
+    appointment = _parse_appointment(request.form) if code == service.APPOINTMENT_CODE else None
+    finish = service.close_attempt(
+        s, case, g.user, code=code, now=t, cfg=survey_config(),
+        note=request.form.get("note", "").strip() or None, appointment=appointment,
+        refusal_conversion=request.form.get("conversion") == "1")
+    s.commit()
+    flash(gettext("Case {case} closed: {code}.", case=case.pseudo_id, code=finish.code), "info")
+    return redirect(url_for("cati.work"))
+
+
+# --- supervisor and statistician -------------------------------------------------------------
+
+
+@bp.get("/dashboard")
+@roles_required(*SUPERVISORS)
+def dashboard():
+    s = db_session()
+    draws = s.execute(select(SampleDraw.id, func.count(SampleCase.id))
+                      .join(SampleCase, SampleCase.draw_id == SampleDraw.id)
+                      .where(SampleCase.release_state == "held")
+                      .group_by(SampleDraw.id)).all()
+    return render_template("cati/dashboard.html", held=draws,
+                           refresh_ms=current_app.config.get("CATI_REFRESH_MS", 3000))
+
+
+@bp.get("/dashboard.json")
+@roles_required(*SUPERVISORS)
+def dashboard_json():
+    s = db_session()
+    data = fieldstats.dashboard(s, now=now())
+    return jsonify(data)
+
+
+@bp.get("/cases")
+@roles_required(*SUPERVISORS)
+def search():
+    s = db_session()
+    q = request.args.get("q", "")
+    found = service.find_cases(s, q) if q else []
+    phones = dict(s.execute(select(FrameContact.id, FrameContact.phone).where(
+        FrameContact.id.in_([c.contact_id for c in found]))).all()) if found else {}
+    rows = [{"case": c, "phone": service.shown_phone(phones[c.contact_id], g.user)}
+            for c in found]
+    return render_template("cati/search.html", q=q, rows=rows)
+
+
+@bp.get("/cases/<int:case_id>")
+@roles_required(*SUPERVISORS)
+def case_detail(case_id):
+    s = db_session()
+    case = s.get(SampleCase, case_id)
+    if case is None:
+        abort(404)
+    interviewers = s.scalars(select(User).where(User.role == "interviewer", User.active)
+                             .order_by(User.username)).all()
+    return render_template("cati/case_detail.html", interviewers=interviewers,
+                           dispositions=service.disposition_history(s, case_id),
+                           audit=service.audit_of_case(s, case_id),
+                           **_case_context(s, case, for_user=g.user))
+
+
+@bp.post("/cases/<int:case_id>/answer")
+@roles_required("supervisor")
+def change_answer(case_id):
+    s = db_session()
+    case = s.get(SampleCase, case_id) or abort(404)
+    key = request.form.get("key", "").strip() or None
+    try:
+        service.change_answer(s, case, g.user, int(request.form["unit_id"]), key, now=now(),
+                              cfg=survey_config(), reason=request.form.get("reason", "").strip())
+    except KeyError as exc:
+        raise CaseError(f"key: {exc.args[0]}") from None
+    s.commit()
+    flash(gettext("Answer changed (kept in the audit log)."), "info")
+    return redirect(url_for("cati.case_detail", case_id=case_id))
+
+
+@bp.post("/cases/<int:case_id>/reassign")
+@roles_required("supervisor")
+def reassign(case_id):
+    s = db_session()
+    case = s.get(SampleCase, case_id) or abort(404)
+    raw = request.form.get("interviewer_id", "")
+    service.reassign(s, case, g.user, int(raw) if raw else None, now=now())
+    s.commit()
+    flash(gettext("Case reassigned."), "info")
+    return redirect(url_for("cati.case_detail", case_id=case_id))
+
+
+@bp.post("/cases/<int:case_id>/handover")
+@roles_required("supervisor")
+def handover(case_id):
+    s = db_session()
+    case = s.get(SampleCase, case_id) or abort(404)
+    service.hand_over(s, case, g.user, request.form.get("channel", ""), now=now())
+    s.commit()
+    flash(gettext("Case handed over."), "info")
+    return redirect(url_for("cati.case_detail", case_id=case_id))
+
+
+@bp.post("/release-replicate")
+@roles_required("supervisor")
+def release_replicate():
+    s = db_session()
+    draw_id = request.form.get("draw_id", type=int)
+    if draw_id is None:
+        draw_id = s.scalar(select(func.max(SampleDraw.id)))
+    if draw_id is None:
+        raise CaseError(gettext("There is no draw yet."))
+    replicate, n = service.release_next_replicate(s, draw_id, g.user, now=now())
+    s.commit()
+    if replicate is None:
+        flash(gettext("Every replicate is already released."), "info")
+    else:
+        flash(gettext("Replicate {r} released: {n} cases.", r=replicate, n=n), "info")
+    return redirect(url_for("cati.dashboard"))

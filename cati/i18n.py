@@ -1,0 +1,176 @@
+"""The CATI screens' translation function and catalogue.
+
+Every string the screens show goes through :func:`gettext` (``_`` in the
+templates).  The source strings are English; the catalogue gives Chinese, the
+default language.  A user's language is ``User.language`` (``"zh"`` or
+``"en"``); before log-in the screens are in Chinese.  A string missing from the
+catalogue is shown in English (the test suite checks that none is missing).
+"""
+
+from __future__ import annotations
+
+from flask import g
+
+#: Languages a user may pick, with their names in their own language.
+LANGUAGES = {"zh": "中文", "en": "English"}
+DEFAULT_LANGUAGE = "zh"
+
+ZH: dict[str, str] = {
+    "AAPOR calculator default (I+P+R+NC+O)/(I+P+R+NC+O+NE)":
+        "AAPOR 计算器默认值 (I+P+R+NC+O)/(I+P+R+NC+O+NE)",
+    "Actions": "操作",
+    "All units rated: choose the disposition.": "全部单位已评价：请选择结果代码。",
+    "Answer changed (kept in the audit log).": "答案已修改（已记入审计日志）。",
+    "Answers": "答案",
+    "Appointment (respondent's local time)": "预约（受访者当地时间）",
+    "Appointments": "预约",
+    "Attempts": "拨打次数",
+    "Attempts per hour": "每小时拨打",
+    "Attempts so far": "拨打记录",
+    "Audit log": "审计日志",
+    "Average interview (s)": "平均访问时长（秒）",
+    "Back to the case": "回到该样本",
+    "Call (rings your phone first)": "呼叫（先振铃您的电话）",
+    "Call open": "通话中",
+    "Calls in progress": "正在进行的通话",
+    "Case": "样本",
+    "Case handed over.": "样本已转交。",
+    "Case id, respondent id or phone number": "样本编号、受访者编号或电话号码",
+    "Case reassigned.": "样本已重新分配。",
+    "Case {case} closed: {code}.": "样本 {case} 已结束本次拨打：{code}。",
+    "Cases": "样本数",
+    "Cases held": "占用中的样本",
+    "Change": "修改",
+    "Close the attempt": "结束本次拨打",
+    "Code": "代码",
+    "Completed": "成功访问",
+    "Completes": "成功访问",
+    "Consent given": "受访者同意",
+    "Consent recorded": "已记录同意",
+    "Dashboard": "督导面板",
+    "Date": "日期",
+    "Dial first (the call is not open).": "请先拨号（通话尚未开始）。",
+    "Dial first.": "请先拨号。",
+    "Disposition": "结果代码",
+    "Disposition history": "结果代码记录",
+    "Dispositions": "结果代码分布",
+    "Due (local time)": "预约时间（当地）",
+    "Every replicate is already released.": "所有批次均已投放。",
+    "Fieldwork": "调查进度",
+    "Final": "最终",
+    "Find a case": "查找样本",
+    "Finished": "已结束",
+    "Give the case back without calling": "不拨打，退回样本",
+    "Group": "分组",
+    "Hand to CATI": "转人工访问",
+    "Hand to IVR": "转语音自动访问",
+    "Hours": "小时",
+    "How do you rate the work of {unit}?": "请您对{unit}的工作作风进行评价。",
+    "I dialled": "我已拨号",
+    "In progress": "进行中",
+    "Interviewer": "访员",
+    "Interviewer productivity": "访员工作效率",
+    "Kind": "类型",
+    "Language": "语言",
+    "Local time": "当地时间",
+    "Log in": "登录",
+    "Log out": "退出",
+    "Minping CATI": "民评 电话访问系统",
+    "Mode": "方式",
+    "My appointments": "我的预约",
+    "My work": "我的工作",
+    "Next case": "下一个样本",
+    "No attempt yet.": "尚未拨打。",
+    "No case found.": "未找到样本。",
+    "No case is available now.": "目前没有可拨打的样本。",
+    "None.": "无。",
+    "Not saved": "未保存",
+    "Note": "备注",
+    "Outcome": "结果",
+    "Outside the calling hours: no case can be called now.": "当前不在拨打时段，暂无样本可拨。",
+    "Overall": "总体",
+    "Password": "密码",
+    "Phone": "电话",
+    "Queue": "队列",
+    "Rated": "已评价",
+    "Rating": "评价",
+    "Ratings": "评价",
+    "Reason": "原因",
+    "Reassign": "重新分配",
+    "Reassign to": "分配给",
+    "Refusal conversion": "拒访转化",
+    "Release the next replicate": "投放下一批样本",
+    "Released": "已投放",
+    "Replicate {r} released: {n} cases.": "第 {r} 批已投放：{n} 个样本。",
+    "Respondent id": "受访者编号",
+    "Response rates (AAPOR)": "应答率（AAPOR）",
+    "Save": "保存",
+    "Saved": "已保存",
+    "Script": "访问脚本",
+    "Search": "查找",
+    "Seconds": "秒",
+    "Send to the refusal-conversion queue": "转入拒访转化队列",
+    "Share of target": "完成比例",
+    "State": "状态",
+    "Strata": "各层进度",
+    "Stratum": "层",
+    "Target": "目标",
+    "There is no draw yet.": "尚未抽样。",
+    "Time": "时间",
+    "Too many failed attempts: the account is locked for a while.":
+        "密码错误次数过多，账号已被暂时锁定。",
+    "Unit": "单位",
+    "Units": "各单位进度",
+    "User name": "用户名",
+    "When (local time)": "时间（当地）",
+    "Wrong user name or password.": "用户名或密码错误。",
+    "You are not allowed to open this page.": "您无权访问此页面。",
+    "You hold case {case}.": "您正在处理样本 {case}。",
+    "anybody": "任何访员",
+    "draw {d}: {n} cases held back": "第 {d} 次抽样：{n} 个样本未投放",
+    "e = {e} ({basis}); RR3, RR4, REF2 and CON2 use it. Interim codes for cases still in the field.":
+        "e = {e}（{basis}）；RR3、RR4、REF2、CON2 使用该值。尚在调查中的样本按当前暂定代码计。",
+    "final": "最终",
+    "given": "指定值",
+    "hard": "硬预约（仅本人）",
+    "keys 0-9 answer, Enter confirms, Backspace goes back": "数字键 0-9 作答，回车确认，退格返回上一题",
+    "no": "否",
+    "open": "进行中",
+    "soft": "软预约（任何访员）",
+    "updated": "更新于",
+    "yes": "是",
+    # roles, case states, appointment states
+    "interviewer": "访员",
+    "supervisor": "督导",
+    "statistician": "统计人员",
+    "pending": "待拨打",
+    "in_field": "调查中",
+    "handoff_cati": "转人工",
+    "kept": "已履约",
+    "missed": "未接通",
+    "cancelled": "已取消",
+}
+
+CATALOGUES: dict[str, dict[str, str]] = {"zh": ZH, "en": {}}
+
+
+def current_language() -> str:
+    user = g.get("user") if g else None
+    lang = getattr(user, "language", None) or DEFAULT_LANGUAGE
+    return lang if lang in CATALOGUES else DEFAULT_LANGUAGE
+
+
+def gettext(text: str, **values: object) -> str:
+    """``text`` in the current user's language, with ``{name}`` placeholders filled."""
+    translated = CATALOGUES[current_language()].get(text, text)
+    return translated.format(**values) if values else translated
+
+
+def prompt_language(cfg, user_language: str) -> str:
+    """The survey's prompt language for a screen language (``zh`` -> ``cmn-CN``)."""
+    if user_language == "en" and "en" in cfg.languages:
+        return "en"
+    for lang in cfg.languages:
+        if lang.split("-")[0] in ("cmn", "zh"):
+            return lang
+    return cfg.campaign.default_language
