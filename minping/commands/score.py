@@ -1,7 +1,14 @@
-"""``minping score``: unit scores from plain files.
+"""``minping score``: unit scores from plain files or from the database.
 
     minping score --ratings ratings.csv --population population.csv [--json]
                   [--level 0.95] [--min-raters 30] [--ci-method beta|wilson|logit]
+    minping score [--json] [--composite] [--rake groups,towns]
+                  [--variance linearised|bootstrap --replicates 500 --seed 1]
+
+Without ``--ratings`` the scores come from the database (``DATABASE_URL``):
+the respondents are the cases with final disposition 1.1 or 1.2, weighted
+N_h/n_h (see ``minping.scores``); ``--composite`` adds the composite score of
+every unit per track with its flag and rank interval.
 
 Ratings columns ``respondent_id,stratum,unit,rating``; population columns
 ``stratum,N`` (CSV in UTF-8 or GB18030, or XLSX).  The design is stratified
@@ -67,6 +74,36 @@ def render_table(scores: UnitScores) -> str:
     return "\n".join(out)
 
 
+def render_composites(results) -> str:
+    """Every track's composites as plain-text tables."""
+    out = []
+    pct = f"{results.options['level'] * 100:g}%"
+    for t in results.tracks:
+        out.append("")
+        out.append(f"track {t.id} ({t.name}): composite = "
+                   + " + ".join(f"{w:g}·{p}" for p, w in t.weights.items() if w) + " − deductions")
+        header = ("unit", "composite", f"{pct} CI", "deducted", "flag", "rank [interval]", "")
+        lines = []
+        for c in sorted(t.scores, key=lambda c: (-c.composite if math.isfinite(c.composite)
+                                                 else math.inf, c.unit)):
+            note = []
+            if c.missing:
+                note.append("missing " + ", ".join(c.missing))
+            if c.status != "no-score" and not c.reliable:
+                note.append("unreliable")
+            lines.append((c.unit, _fmt(c.composite), _interval(c.ci_low, c.ci_high),
+                          _fmt(c.deduction, 2), c.flag or "",
+                          "—" if c.rank is None else f"{c.rank} [{c.rank_low}, {c.rank_high}]",
+                          "; ".join(note) if c.status != "no-score" else "no composite"))
+        widths = [max(len(row[i]) for row in [header, *lines]) for i in range(len(header))]
+        for row in [header, *lines]:
+            out.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    out.append("")
+    out.append(f"flags: below {results.threshold:g} with {results.correction} correction "
+               f"across the units of a track")
+    return "\n".join(out)
+
+
 @click.command("score")
 @click.option("--ratings", "ratings_path", type=click.Path(dir_okay=False),
               help="Ratings file: respondent_id,stratum,unit,rating (CSV or XLSX).")
@@ -79,13 +116,32 @@ def render_table(scores: UnitScores) -> str:
               help="Units with fewer raters in their domain are marked unreliable.")
 @click.option("--ci-method", type=click.Choice(["beta", "wilson", "logit"]), default="beta",
               show_default=True, help="Interval for the satisfaction rate (beta = Korn–Graubard).")
-def score(ratings_path: str | None, population_path: str | None, as_json: bool, level: float,
-          min_raters: int, ci_method: str) -> None:
-    """Score every unit from a ratings file and a population file."""
-    if not ratings_path or not population_path:
-        raise click.UsageError(
-            "--ratings and --population are required in this version "
-            "(scoring from the database is not available here)")
+@click.option("--composite", is_flag=True,
+              help="Database mode: add the composite per track with flags and rank intervals.")
+@click.option("--rake", default="", metavar="groups,towns",
+              help="Database mode: rake the weights to the frame's margins (groups, towns).")
+@click.option("--variance", type=click.Choice(["linearised", "bootstrap"]), default="linearised",
+              show_default=True, help="Database mode: linearised or Rao–Wu–Yue bootstrap variance.")
+@click.option("--replicates", type=click.IntRange(min=2), default=500, show_default=True,
+              help="Bootstrap replicates.")
+@click.option("--seed", type=int, default=1, show_default=True, help="Bootstrap seed.")
+@click.option("--database-url", envvar="DATABASE_URL", help="Database URL (env DATABASE_URL).")
+@click.pass_context
+def score(ctx: click.Context, ratings_path: str | None, population_path: str | None,
+          as_json: bool, level: float, min_raters: int, ci_method: str, composite: bool,
+          rake: str, variance: str, replicates: int, seed: int,
+          database_url: str | None) -> None:
+    """Score every unit from the database, or from a ratings file and a population file."""
+    if bool(ratings_path) != bool(population_path):
+        raise click.UsageError("--ratings and --population go together (or give neither to "
+                               "score from the database)")
+    if not ratings_path:
+        src = ctx.get_parameter_source("min_raters")
+        _score_database(as_json=as_json, level=level, ci_method=ci_method,
+                        min_raters=None if src == click.core.ParameterSource.DEFAULT else min_raters,
+                        composite=composite, rake=rake, variance=variance,
+                        replicates=replicates, seed=seed, database_url=database_url)
+        return
     try:
         ratings, population = load_phone(ratings_path, population_path)
         scores = score_units(ratings.respondent_id, ratings.stratum, ratings.unit,
@@ -99,3 +155,33 @@ def score(ratings_path: str | None, population_path: str | None, as_json: bool, 
         click.echo(json.dumps(scores.as_dict(), ensure_ascii=False, indent=2))
     else:
         click.echo(render_table(scores))
+
+
+def _score_database(*, as_json: bool, level: float, ci_method: str, min_raters: int | None,
+                    composite: bool, rake: str, variance: str, replicates: int, seed: int,
+                    database_url: str | None) -> None:
+    from minping.cli import cli_settings, echo_json
+    from minping.config import load_config
+    from minping.db import Database
+    from minping.scores import run_scoring
+
+    margins = tuple(m.strip() for m in rake.split(",") if m.strip())
+    cfg = load_config()
+    db = Database(cli_settings(database_url).database_url)
+    try:
+        results = run_scoring(db, cfg, level=level, ci_method=ci_method, min_raters=min_raters,
+                              rake=margins, variance=variance, replicates=replicates,  # type: ignore[arg-type]
+                              seed=seed)
+    except MinpingError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        db.dispose()
+    if as_json:
+        data = results.as_dict()
+        if not composite:
+            data.pop("tracks")
+        echo_json(data)
+    else:
+        click.echo(render_table(results.phone))
+        if composite:
+            click.echo(render_composites(results))

@@ -72,4 +72,4 @@ def test_files_are_required(files):
     ratings, _ = files
     result = CliRunner().invoke(score, ["--ratings", str(ratings)])
     assert result.exit_code == 2
-    assert "--ratings and --population are required in this version" in result.stderr
+    assert "--ratings and --population go together" in result.stderr

@@ -1,0 +1,442 @@
+"""Scores from the database: load the phone ratings and the design, run the core.
+
+Who counts as a respondent
+--------------------------
+A *respondent* is a sampled case whose final disposition is AAPOR 1.1
+(complete) or 1.2 (partial).  Every respondent counts in n_h, the number of
+respondents of stratum h, whatever they answered; the design weight is
+N_h/n_h with N_h the stratum's population (``Stratum.population``).  A
+respondent's rows are the units assigned to the case (``CaseUnit``) and any
+other unit it answered; a rating of "don't know" (a key without points), an
+answer left empty, or an assigned unit never asked puts the respondent outside
+that unit's domain.  Cases still in the field, refusals, non-contacts and
+every other disposition are not respondents: their answers (a break-off's
+first ratings, say) are not scored until the case ends as 1.1 or 1.2.
+
+The draw is the campaign's latest ``SampleDraw`` unless another is named.
+
+Raking (``rake=("groups", "towns")``) calibrates the weights to the frame's
+counts per respondent group and per town, scaled to the draw's population
+Σ N_h so that both margins have the same total.
+
+Other parts of the composite come from the imported tables
+(``minping.inputs``): assessment ballots, online vote counts and inspection
+deductions.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from minping.errors import MinpingError
+from minping.models import (
+    Answer,
+    AssessmentBallot,
+    Campaign,
+    CaseUnit,
+    DispositionEvent,
+    FrameContact,
+    InputImport,
+    InspectionRecord,
+    OnlineVote,
+    RespondentGroup,
+    SampleCase,
+    SampleDraw,
+    Stratum,
+    Town,
+    Unit,
+)
+from sampling.balance import unit_balance
+from scoring.aapor import counts_from_codes, final_disposition, outcome_rates
+from scoring.composite import (
+    assessment_scores,
+    composite_scores,
+    deduction_totals,
+    online_scores,
+    phone_parts,
+)
+from scoring.report import (
+    ScoringResults,
+    StratumRow,
+    TrackResult,
+    UnitInfo,
+    UnitRaters,
+    write_report,
+)
+from scoring.scale import RatingScale
+from scoring.units import RespondentMargin, UnitScores, score_units
+
+__all__ = [
+    "RESPONDENT_CODES",
+    "PhoneData",
+    "load_phone_data",
+    "rating_scale",
+    "run_scoring",
+    "score_and_report",
+]
+
+#: Final dispositions whose cases are respondents (AAPOR I and P).
+RESPONDENT_CODES = ("1.1", "1.2")
+RAKE_MARGINS = ("groups", "towns")
+#: The key an unanswered (or never asked) unit gets in the long table.
+UNANSWERED = ""
+
+
+def rating_scale(cfg) -> RatingScale:
+    """The configured scale, plus the empty key for "not answered" (outside the domain)."""
+    base = RatingScale.from_options(cfg.scale.options)
+    return RatingScale(points={**base.points, UNANSWERED: None}, satisfied=base.satisfied,
+                       labels={**base.labels, UNANSWERED: ""})
+
+
+@dataclass(frozen=True)
+class Respondent:
+    case_id: int
+    pseudo_id: str
+    stratum: str
+    group: str
+    town: str
+    disposition: str
+
+
+@dataclass(frozen=True)
+class PhoneData:
+    """The phone survey as the core needs it: respondents, long ratings table, N_h.
+
+    ``rating`` holds scale keys, ``""`` for a unit not answered.  ``units``
+    lists every unit code column of the export (all units of the campaign).
+    """
+
+    campaign_id: int
+    draw_id: int
+    stratification: str
+    respondents: tuple[Respondent, ...]
+    respondent_id: tuple[str, ...]
+    stratum: tuple[str, ...]
+    unit: tuple[str, ...]
+    rating: tuple[str, ...]
+    population: dict[str, float]
+    frame_id: int
+
+    @property
+    def n_h(self) -> dict[str, int]:
+        return dict(Counter(r.stratum for r in self.respondents))
+
+    def weight(self, stratum: str) -> float:
+        """The design weight N_h/n_h of a respondent of ``stratum``."""
+        return self.population[stratum] / self.n_h[stratum]
+
+
+def _campaign(session: Session, cfg) -> Campaign:
+    campaign = session.scalar(select(Campaign).where(Campaign.code == cfg.campaign.id))
+    if campaign is None:
+        raise MinpingError(f"campaign {cfg.campaign.id!r} is not in the database "
+                           "(run the demo or load the campaign first)")
+    return campaign
+
+
+def _draw(session: Session, campaign_id: int, draw_id: int | None) -> SampleDraw:
+    q = select(SampleDraw).where(SampleDraw.campaign_id == campaign_id)
+    if draw_id is not None:
+        q = q.where(SampleDraw.id == draw_id)
+    draw = session.scalar(q.order_by(SampleDraw.id.desc()).limit(1))
+    if draw is None:
+        raise MinpingError("no sample has been drawn yet" if draw_id is None
+                           else f"there is no draw {draw_id} in this campaign")
+    return draw
+
+
+def load_phone_data(session: Session, cfg, *, draw_id: int | None = None) -> PhoneData:
+    """Respondents (final 1.1/1.2) of the draw, their ratings and the strata's N_h."""
+    campaign = _campaign(session, cfg)
+    draw = _draw(session, campaign.id, draw_id)
+    strata = {sid: (code, n) for sid, code, n in session.execute(
+        select(Stratum.id, Stratum.code, Stratum.population).where(Stratum.draw_id == draw.id))}
+    groups = {i: c for c, i in _codes(session, RespondentGroup, campaign.id).items()}
+    towns = {i: c for c, i in _codes(session, Town, campaign.id).items()}
+    rows = session.execute(
+        select(SampleCase.id, SampleCase.pseudo_id, SampleCase.stratum_id,
+               FrameContact.group_id, FrameContact.town_id, SampleCase.final_disposition)
+        .join(FrameContact, FrameContact.id == SampleCase.contact_id)
+        .where(SampleCase.draw_id == draw.id,
+               SampleCase.final_disposition.in_(RESPONDENT_CODES))
+        .order_by(SampleCase.id)
+    ).all()
+    respondents = tuple(
+        Respondent(cid, pid, strata[sid][0], groups[gid], towns.get(tid, "") if tid else "", disp)
+        for cid, pid, sid, gid, tid, disp in rows
+    )
+    by_case = {r.case_id: r for r in respondents}
+    unit_code = dict(session.execute(select(Unit.id, Unit.code)
+                                     .where(Unit.campaign_id == campaign.id)).all())
+    cells: dict[tuple[int, int], str] = {}
+    for case_id, unit_id in session.execute(
+        select(CaseUnit.case_id, CaseUnit.unit_id).join(SampleCase, SampleCase.id == CaseUnit.case_id)
+        .where(SampleCase.draw_id == draw.id,
+               SampleCase.final_disposition.in_(RESPONDENT_CODES))
+    ):
+        cells[(case_id, unit_id)] = UNANSWERED
+    for case_id, unit_id, rating in session.execute(
+        select(Answer.case_id, Answer.unit_id, Answer.rating)
+        .join(SampleCase, SampleCase.id == Answer.case_id)
+        .where(SampleCase.draw_id == draw.id,
+               SampleCase.final_disposition.in_(RESPONDENT_CODES))
+    ):
+        cells[(case_id, unit_id)] = UNANSWERED if rating is None else str(rating).strip()
+    order = sorted(cells, key=lambda k: (k[0], unit_code[k[1]]))
+    return PhoneData(
+        campaign_id=campaign.id,
+        draw_id=draw.id,
+        stratification=draw.stratification,
+        respondents=respondents,
+        respondent_id=tuple(by_case[c].pseudo_id for c, _ in order),
+        stratum=tuple(by_case[c].stratum for c, _ in order),
+        unit=tuple(unit_code[u] for _, u in order),
+        rating=tuple(cells[k] for k in order),
+        population={code: float(n) for code, n in strata.values()},
+        frame_id=draw.frame_id,
+    )
+
+
+def _codes(session: Session, model, campaign_id: int) -> dict[str, int]:
+    return dict(session.execute(select(model.code, model.id).where(model.campaign_id == campaign_id)).all())
+
+
+def _margins(session: Session, data: PhoneData, names: Sequence[str]) -> list[RespondentMargin]:
+    """Frame counts per group / per town, scaled to Σ N_h of the draw."""
+    out = []
+    total = sum(data.population.values())
+    for name in names:
+        if name not in RAKE_MARGINS:
+            raise MinpingError(f"--rake: unknown margin {name!r} (known: {', '.join(RAKE_MARGINS)})")
+        column, model = ((FrameContact.group_id, RespondentGroup) if name == "groups"
+                         else (FrameContact.town_id, Town))
+        labels = {i: c for c, i in _codes(session, model, data.campaign_id).items()}
+        counts = {labels.get(k, "") if k else "": float(n) for k, n in session.execute(
+            select(column, func.count()).where(FrameContact.frame_id == data.frame_id).group_by(column))}
+        frame_total = sum(counts.values())
+        if frame_total == 0:
+            raise MinpingError(f"--rake {name}: the draw's frame has no contacts")
+        totals = {k: v * total / frame_total for k, v in counts.items()}
+        attr = "group" if name == "groups" else "town"
+        out.append(RespondentMargin(name=name, totals=totals,
+                                    category_of={r.pseudo_id: getattr(r, attr)
+                                                 for r in data.respondents}))
+    return out
+
+
+def score_phone(session: Session, cfg, *, level: float = 0.95, ci_method: str = "beta",
+                min_raters: int | None = None, rake: Sequence[str] = (),
+                variance: Literal["linearised", "bootstrap"] = "linearised",
+                replicates: int = 500, seed: int | None = None,
+                draw_id: int | None = None) -> tuple[PhoneData, UnitScores]:
+    """The per-unit phone scores of the database's respondents (see the module notes)."""
+    data = load_phone_data(session, cfg, draw_id=draw_id)
+    if not data.respondents:
+        raise MinpingError(f"draw {data.draw_id} has no respondents yet "
+                           f"(cases with final disposition {' or '.join(RESPONDENT_CODES)})")
+    for stratum, n in sorted(data.n_h.items()):
+        if n == 1 and data.population[stratum] > 1:
+            raise MinpingError(
+                f"stratum {stratum!r} has a single respondent (N_h = {data.population[stratum]:g}), "
+                "so its variance cannot be estimated; score when it has at least 2")
+    margins = _margins(session, data, rake)
+    rng = np.random.default_rng(seed) if variance == "bootstrap" else None
+    try:
+        scores = score_units(
+            data.respondent_id, data.stratum, data.unit, data.rating, data.population,
+            scale=rating_scale(cfg), level=level, ci_method=ci_method,  # type: ignore[arg-type]
+            min_raters=cfg.campaign.min_raters if min_raters is None else min_raters,
+            margins=margins, variance=variance, replicates=replicates, rng=rng)
+    except ValueError as exc:
+        raise MinpingError(f"draw {data.draw_id}: {exc}") from exc
+    return data, scores
+
+
+def other_parts(session: Session, cfg, campaign_id: int) -> tuple[dict, dict, dict[str, float]]:
+    """Assessment and online part scores and deductions from the imported tables."""
+    scale = RatingScale.from_options(cfg.scale.options)
+    ballots = session.execute(
+        select(Unit.code, AssessmentBallot.rating).join(Unit, Unit.id == AssessmentBallot.unit_id)
+        .join(InputImport, InputImport.id == AssessmentBallot.import_id)
+        .where(InputImport.campaign_id == campaign_id)).all()
+    votes: dict[tuple[str, str], float] = defaultdict(float)
+    for code, option, count in session.execute(
+        select(Unit.code, OnlineVote.option, OnlineVote.count).join(Unit, Unit.id == OnlineVote.unit_id)
+        .join(InputImport, InputImport.id == OnlineVote.import_id)
+        .where(InputImport.campaign_id == campaign_id)):
+        votes[(code, option)] += count
+    deductions = session.execute(
+        select(Unit.code, InspectionRecord.points).join(Unit, Unit.id == InspectionRecord.unit_id)
+        .join(InputImport, InputImport.id == InspectionRecord.import_id)
+        .where(InputImport.campaign_id == campaign_id)).all()
+    assessment = assessment_scores([u for u, _ in ballots], [r for _, r in ballots], scale=scale)
+    online = online_scores([u for u, _ in votes], [o for _, o in votes], list(votes.values()),
+                           scale=scale)
+    return assessment, online, deduction_totals([u for u, _ in deductions], [p for _, p in deductions])
+
+
+def _outcomes(session: Session, draw_id: int) -> tuple[list[str], int]:
+    """Final (or, for open cases, interim) codes of the released cases; and how many are open."""
+    events: dict[int, list[str]] = defaultdict(list)
+    for case_id, code in session.execute(
+        select(DispositionEvent.case_id, DispositionEvent.code)
+        .join(SampleCase, SampleCase.id == DispositionEvent.case_id)
+        .where(SampleCase.draw_id == draw_id, SampleCase.release_state == "released")
+        .order_by(DispositionEvent.case_id, DispositionEvent.at, DispositionEvent.id)):
+        events[case_id].append(code)
+    codes, open_cases = [], 0
+    for case_id, final in session.execute(
+        select(SampleCase.id, SampleCase.final_disposition)
+        .where(SampleCase.draw_id == draw_id, SampleCase.release_state == "released")):
+        if final:
+            codes.append(final)
+        else:
+            open_cases += 1
+            codes.append(final_disposition(events.get(case_id, []), attempts_exhausted=True))
+    return codes, open_cases
+
+
+def _strata_rows(session: Session, draw_id: int, data: PhoneData, groups, towns) -> tuple[StratumRow, ...]:
+    drawn: Counter = Counter()
+    released: Counter = Counter()
+    for sid, state in session.execute(select(SampleCase.stratum_id, SampleCase.release_state)
+                                      .where(SampleCase.draw_id == draw_id)):
+        drawn[sid] += 1
+        released[sid] += state == "released"
+    n_h = data.n_h
+    rows = []
+    for s in session.scalars(select(Stratum).where(Stratum.draw_id == draw_id).order_by(Stratum.code)):
+        rows.append(StratumRow(code=s.code, group=groups.get(s.group_id, ""),
+                               town=towns.get(s.town_id, "") if s.town_id else "",
+                               population=s.population, target=s.target, drawn=drawn[s.id],
+                               released=released[s.id], respondents=n_h.get(s.code, 0)))
+    return tuple(rows)
+
+
+def _unit_raters(session: Session, data: PhoneData, scale: RatingScale) -> tuple[UnitRaters, ...]:
+    """Raters by group per unit: assigned (released cases) and in the unit's domain."""
+    campaign_groups = {i: c for c, i in _codes(session, RespondentGroup, data.campaign_id).items()}
+    unit_code = dict(session.execute(select(Unit.id, Unit.code)
+                                     .where(Unit.campaign_id == data.campaign_id)).all())
+    assigned: dict[str, Counter] = defaultdict(Counter)
+    for unit_id, group_id in session.execute(
+        select(CaseUnit.unit_id, FrameContact.group_id)
+        .join(SampleCase, SampleCase.id == CaseUnit.case_id)
+        .join(FrameContact, FrameContact.id == SampleCase.contact_id)
+        .where(SampleCase.draw_id == data.draw_id, SampleCase.release_state == "released")):
+        assigned[unit_code[unit_id]][campaign_groups[group_id]] += 1
+    group_of = {r.pseudo_id: r.group for r in data.respondents}
+    _, inside, _ = scale.encode(data.rating)
+    answered: dict[str, Counter] = defaultdict(Counter)
+    for rid, unit, ok in zip(data.respondent_id, data.unit, inside.tolist(), strict=True):
+        if ok:
+            answered[unit][group_of[rid]] += 1
+    units = sorted(u for u in assigned if sum(assigned[u].values()) > 0)
+    if not units:
+        return ()
+    balance = unit_balance({u: dict(assigned[u]) for u in units},
+                           answered={u: dict(answered.get(u, {})) for u in units},
+                           shares={u: {g: float(n) for g, n in assigned[u].items()} for u in units})
+    return tuple(sorted(
+        (UnitRaters(unit=str(b.unit), assigned=dict(zip(b.groups, b.assigned, strict=True)),
+                    answered=dict(zip(b.groups, b.answered, strict=True)),
+                    p_value=b.p_value, dissimilarity=b.dissimilarity, passed=b.passed,
+                    reason=b.reason) for b in balance),
+        key=lambda r: r.unit))
+
+
+def run_scoring(db, cfg, *, level: float | None = None, ci_method: str = "beta",
+                min_raters: int | None = None, rake: Sequence[str] = (),
+                variance: Literal["linearised", "bootstrap"] = "linearised",
+                replicates: int = 500, seed: int | None = None,
+                correction: str | None = None, threshold: float | None = None,
+                draw_id: int | None = None) -> ScoringResults:
+    """Score everything the database holds: phone scores, composites, flags, ranks, rates.
+
+    Parameters
+    ----------
+    db : minping.db.Database
+    cfg : SurveyConfig
+        Weights of the tracks, the scale, ``min_raters`` and the flag rule.
+    level : float, optional
+        Confidence level (default ``cfg.flags.confidence``).
+    ci_method : {"beta", "wilson", "logit"}
+        Interval of the satisfaction rate (beta = Korn–Graubard).
+    min_raters : int, optional
+        Default ``cfg.campaign.min_raters``.
+    rake : sequence of {"groups", "towns"}
+        Population margins from the frame to rake the weights to.
+    variance : {"linearised", "bootstrap"}
+        With ``"bootstrap"``, ``replicates`` Rao–Wu–Yue replicates drawn with
+        ``numpy.random.default_rng(seed)``.
+    correction, threshold : optional
+        Override ``cfg.flags``.
+    draw_id : int, optional
+        Default: the campaign's latest draw.
+    """
+    level = cfg.flags.confidence if level is None else level
+    min_raters = cfg.campaign.min_raters if min_raters is None else int(min_raters)
+    correction = correction or cfg.flags.correction
+    threshold = cfg.flags.threshold if threshold is None else float(threshold)
+    with db.session() as session:
+        data, phone = score_phone(session, cfg, level=level, ci_method=ci_method,
+                                  min_raters=min_raters, rake=rake, variance=variance,
+                                  replicates=replicates, seed=seed, draw_id=draw_id)
+        assessment, online, deductions = other_parts(session, cfg, data.campaign_id)
+        groups_by_id = {i: c for c, i in _codes(session, RespondentGroup, data.campaign_id).items()}
+        towns_by_id = {i: c for c, i in _codes(session, Town, data.campaign_id).items()}
+        strata = _strata_rows(session, data.draw_id, data, groups_by_id, towns_by_id)
+        codes, open_cases = _outcomes(session, data.draw_id)
+        raters = _unit_raters(session, data, rating_scale(cfg))
+    rates = outcome_rates(counts_from_codes(codes)) if codes else None
+    parts = {"phone": phone_parts(phone), "assessment": assessment, "online": online, "onsite": {}}
+    tracks = []
+    for track in cfg.tracks:
+        scores = composite_scores(
+            track.id, [u.id for u in track.units], dict(track.weights), parts, deductions,
+            covariances={"phone": phone.cov}, threshold=threshold,
+            correction=correction, level=level, min_raters=min_raters)  # type: ignore[arg-type]
+        tracks.append(TrackResult(
+            id=track.id, name=track.name, name_en=track.name_en, weights=dict(track.weights),
+            units=tuple(UnitInfo(u.id, u.name, u.name_en, track.id, u.category) for u in track.units),
+            scores=scores))
+    return ScoringResults(
+        campaign=cfg.campaign.name, campaign_en=cfg.campaign.name_en,
+        center=cfg.campaign.polling_center, center_en=cfg.campaign.polling_center_en,
+        draw_id=data.draw_id, stratification=data.stratification,
+        options={"level": level, "ci_method": ci_method, "min_raters": min_raters,
+                 "rake": list(rake), "variance": variance,
+                 "replicates": replicates if variance == "bootstrap" else None,
+                 "seed": seed if variance == "bootstrap" else None, "fpc": True},
+        threshold=threshold, correction=correction,
+        phone=phone, assessment=assessment, online=online, deductions=deductions,
+        tracks=tuple(tracks), strata=strata, respondents=len(data.respondents),
+        rates=rates, open_cases=open_cases, unit_raters=raters,
+        groups={g.id: (g.name, g.name_en) for g in cfg.groups},
+        towns={t.id: (t.name, t.name_en) for t in cfg.towns},
+        generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    )
+
+
+def score_and_report(db, cfg, out_dir: str | Path, *, lang: str = "zh", **options) -> dict:
+    """Score, write the report to ``out_dir`` and return a summary for printing.
+
+    The summary has ``report`` (the path of ``index.html``), ``respondents``,
+    and ``tracks``: per track its ``rows`` (unit, name, composite, ci_low,
+    ci_high, flag, rank, rank_low, rank_high, reliable, status), and the
+    counts ``below`` and ``possibly_below``.
+    """
+    results = run_scoring(db, cfg, **options)
+    path = write_report(results, out_dir, lang=lang)
+    return {"report": str(path), "respondents": results.respondents,
+            "tracks": results.summary_rows()}
