@@ -293,8 +293,6 @@ def close_attempt(session: Session, case: SampleCase, user: User, *, code: str, 
             Appointment.case_id == case.id, Appointment.status == "pending",
             Appointment.due_at <= now)):
         appt.status = "kept" if contact else "missed"
-    if attempt.answered_at is None and contact:
-        attempt.answered_at = now
     attempt.status = "completed"
     finish = cases.finish_attempt(session, case, attempt, code, now=now, rules=cfg.calling,
                                   max_attempts=cfg.calling.max_attempts, by_user_id=user.id,

@@ -9,8 +9,11 @@
   var status = document.getElementById("answer-status");
   var callState = document.getElementById("call-state");
   var items = Array.prototype.slice.call(box.querySelectorAll("li.unit[data-asked='1']"));
-  var validKeys = Array.prototype.map.call(document.querySelectorAll(".scale kbd"),
-    function (k) { return k.textContent.trim(); });
+  var labels = {};
+  Array.prototype.forEach.call(document.querySelectorAll(".scale li"), function (li) {
+    labels[li.dataset.key] = li.dataset.label;
+  });
+  var validKeys = Object.keys(labels);
   var open = box.dataset.open === "1";
   var current = 0;
 
@@ -38,7 +41,7 @@
   function save(li, key) {
     if (!open) { status.textContent = T.dial_first; return; }
     li.dataset.rating = key;
-    li.querySelector(".answer").textContent = key;
+    li.querySelector(".answer").textContent = key + " " + labels[key];
     li.classList.add("pending");
     post(box.dataset.answerUrl, {unit_id: Number(li.dataset.unit), key: key}).then(function (d) {
       li.classList.remove("pending");
@@ -78,7 +81,13 @@
 
   function dial(how) {
     post(box.dataset.dialUrl + "?how=" + how, {}).then(function (d) {
-      if (d.ok) { open = true; callState.textContent = T.call_open; box.focus(); }
+      if (d.ok) {
+        open = true;
+        callState.textContent = T.call_open;
+        var back = document.getElementById("give-back");
+        if (back) { back.hidden = true; }
+        box.focus();
+      }
       else { callState.textContent = d.error || ""; }
     });
   }
