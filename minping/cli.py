@@ -193,10 +193,14 @@ def demo(directory, database_url, frame_size, seed, as_json) -> None:
 
 
 def _register_commands() -> None:
+    from minping.commands.report import export, input_group, report
     from minping.commands.score import score
     from minping.commands.serve import serve
 
     cli.add_command(score)
+    cli.add_command(report)
+    cli.add_command(export)
+    cli.add_command(input_group)
     cli.add_command(serve)
 
 

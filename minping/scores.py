@@ -56,7 +56,7 @@ from minping.models import (
     Unit,
 )
 from sampling.balance import unit_balance
-from scoring.aapor import counts_from_codes, final_disposition, outcome_rates
+from scoring.aapor import counts_from_codes, disposition, final_disposition, outcome_rates
 from scoring.composite import (
     assessment_scores,
     composite_scores,
@@ -64,6 +64,7 @@ from scoring.composite import (
     online_scores,
     phone_parts,
 )
+from scoring.export import RespondentTable, unit_column
 from scoring.report import (
     ScoringResults,
     StratumRow,
@@ -80,6 +81,7 @@ __all__ = [
     "PhoneData",
     "load_phone_data",
     "rating_scale",
+    "respondent_table",
     "run_scoring",
     "score_and_report",
 ]
@@ -440,3 +442,56 @@ def score_and_report(db, cfg, out_dir: str | Path, *, lang: str = "zh", **option
     path = write_report(results, out_dir, lang=lang)
     return {"report": str(path), "respondents": results.respondents,
             "tracks": results.summary_rows()}
+
+
+def respondent_table(db, cfg, *, draw_id: int | None = None, lang: str = "zh") -> RespondentTable:
+    """One row per respondent with the design variables and a column per unit.
+
+    See ``scoring.export`` for the columns.  Labels are Chinese unless
+    ``lang="en"``.  No phone number is read.
+    """
+    zh = lang == "zh"
+    with db.session() as session:
+        data = load_phone_data(session, cfg, draw_id=draw_id)
+    scale = RatingScale.from_options(cfg.scale.options)
+    if not all(k.isdigit() for k in scale.keys):
+        raise MinpingError("the export needs numeric scale keys (keypad digits)")
+    n_h = data.n_h
+    rows = sorted(data.respondents, key=lambda r: r.pseudo_id)
+    cells = {(rid, unit): key for rid, unit, key in zip(data.respondent_id, data.unit, data.rating,
+                                                        strict=True)}
+    columns: dict[str, list] = {
+        "respondent_id": [r.pseudo_id for r in rows],
+        "stratum": [r.stratum for r in rows],
+        "group": [r.group for r in rows],
+        "town": [r.town for r in rows],
+        "weight": [data.population[r.stratum] / n_h[r.stratum] for r in rows],
+        "N_h": [data.population[r.stratum] for r in rows],
+        "n_h": [n_h[r.stratum] for r in rows],
+        "disposition": [r.disposition for r in rows],
+        "disposition_n": [int(r.disposition.replace(".", "")) for r in rows],
+    }
+    labels = {
+        "respondent_id": "受访者编号（化名）" if zh else "Respondent (pseudonymous id)",
+        "stratum": "层" if zh else "Stratum",
+        "group": "受访群体" if zh else "Respondent group",
+        "town": "乡镇" if zh else "Town",
+        "weight": "设计权数 N_h/n_h" if zh else "Design weight N_h/n_h",
+        "N_h": "层总体数 N_h" if zh else "Stratum population N_h",
+        "n_h": "层应答人数 n_h" if zh else "Respondents in the stratum n_h",
+        "disposition": "AAPOR 最终处理代码" if zh else "AAPOR final disposition",
+        "disposition_n": "AAPOR 最终处理代码（数值）" if zh else "AAPOR final disposition (number)",
+    }
+    dispositions = {}
+    for code in RESPONDENT_CODES:
+        d = disposition(code)
+        dispositions[int(code.replace(".", ""))] = f"{code} {d.label_zh if zh else d.label_en}"
+    rating_labels = {int(o.key): o.label("cmn-CN" if zh else "en") for o in cfg.scale.options}
+    value_labels: dict[str, dict[int, str]] = {"disposition_n": dispositions}
+    for unit in cfg.units:
+        col = unit_column(unit.id)
+        columns[col] = [None if cells.get((r.pseudo_id, unit.id), "") == UNANSWERED
+                        else int(cells[(r.pseudo_id, unit.id)]) for r in rows]
+        labels[col] = f"{unit.name if zh else unit.name_en} ({unit.id})"
+        value_labels[col] = rating_labels
+    return RespondentTable(columns=columns, variable_labels=labels, value_labels=value_labels)
