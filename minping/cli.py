@@ -202,6 +202,8 @@ def _register_commands() -> None:
     cli.add_command(export)
     cli.add_command(input_group)
     cli.add_command(serve)
+    cli.add_command(__import__("minping.commands.sample", fromlist=["_"]).frame_group)
+    cli.add_command(__import__("minping.commands.sample", fromlist=["_"]).sample_group)
 
 
 _register_commands()

@@ -1,0 +1,349 @@
+"""Frame import: read a frame file and store its contacts, all or nothing.
+
+:func:`import_frame` reads a CSV or XLSX frame file with
+:func:`sampling.frame.read_frame`, checking it against the campaign's groups
+and towns (their ids, Chinese and English names are all accepted), the
+do-not-call list and the numbers already in the frame, and stores the contacts
+in one transaction:
+
+* a file with problems imports nothing; :class:`~minping.errors.InputError`
+  lists every bad row (row, column, value, why);
+* with ``skip_invalid=True`` the good rows are imported and the bad ones are
+  written to a rejects file (:func:`sampling.frame.write_rejects`) that can be
+  fixed and imported again;
+* importing the same file again changes nothing: the file's SHA-256 is stored
+  in :class:`~minping.models.FrameImport`, and numbers already in the frame are
+  skipped;
+* numbers on the do-not-call list are not imported (counted as suppressed).
+
+Bulk insert: PostgreSQL ``COPY ... FROM STDIN`` (psycopg 3), SQLite
+``executemany`` in batches of :data:`BATCH` rows, both on the session's
+connection, so the contacts and the import record commit or roll back together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from minping.campaign import codes, sync_campaign
+from minping.errors import InputError, MinpingError, Problem
+from minping.models import DoNotCall, Frame, FrameContact, FrameImport, RespondentGroup, Town
+from sampling.frame import FrameFile, read_frame, write_rejects
+
+__all__ = [
+    "BATCH",
+    "DEFAULT_FRAME",
+    "ImportResult",
+    "frame_labels",
+    "get_frame",
+    "import_frame",
+    "insert_contacts",
+]
+
+#: Name of the frame when the user names none.
+DEFAULT_FRAME = "main"
+#: Rows per ``executemany`` batch on SQLite (and per progress report).
+BATCH = 50_000
+
+_COLUMNS = ("frame_id", "import_id", "phone", "group_id", "town_id", "source_row", "attributes")
+
+Progress = Callable[[str, int, int | None], None]
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What :func:`import_frame` did.
+
+    ``noop`` is true when this very file (same SHA-256) was imported before
+    into the frame; nothing was read or stored then.  ``problems`` are the bad
+    rows (only non-empty with ``skip_invalid``: otherwise they raise).
+    """
+
+    frame: str
+    frame_id: int
+    file: str
+    sha256: str
+    encoding: str | None
+    rows_read: int
+    imported: int
+    rejected_rows: int
+    suppressed: int
+    already_in_frame: int
+    frame_size: int
+    noop: bool
+    problems: tuple[Problem, ...] = ()
+    rejects_file: str | None = None
+    seconds: float = 0.0
+    import_id: int | None = None
+    notes: tuple[str, ...] = field(default=())
+
+    def as_dict(self) -> dict:
+        return {
+            "frame": self.frame,
+            "frame_id": self.frame_id,
+            "file": self.file,
+            "sha256": self.sha256,
+            "encoding": self.encoding,
+            "rows_read": self.rows_read,
+            "imported": self.imported,
+            "rejected_rows": self.rejected_rows,
+            "suppressed": self.suppressed,
+            "already_in_frame": self.already_in_frame,
+            "frame_size": self.frame_size,
+            "noop": self.noop,
+            "problems": [p.as_dict() for p in self.problems],
+            "rejects_file": self.rejects_file,
+            "seconds": round(self.seconds, 3),
+            "import_id": self.import_id,
+        }
+
+
+def frame_labels(cfg) -> tuple[dict[str, str], dict[str, str]]:
+    """Accepted labels → id for the configured groups and towns (id, Chinese and English name)."""
+    groups: dict[str, str] = {}
+    for g in cfg.groups:
+        for label in (g.id, g.name, g.name_en):
+            groups[label] = g.id
+    towns: dict[str, str] = {}
+    for t in cfg.towns:
+        for label in (t.id, t.name, t.name_en):
+            towns[label] = t.id
+    return groups, towns
+
+
+def get_frame(session: Session, campaign_id: int, name: str | None, *, create: bool = False
+              ) -> Frame:
+    """The campaign's frame called ``name``; with ``name=None`` the only frame there is.
+
+    With ``create=True`` a missing frame is created (``name`` defaults to
+    :data:`DEFAULT_FRAME`).
+    """
+    if name is None:
+        frames = session.scalars(
+            select(Frame).where(Frame.campaign_id == campaign_id).order_by(Frame.id)
+        ).all()
+        if len(frames) == 1:
+            return frames[0]
+        if len(frames) > 1:
+            names = ", ".join(repr(f.name) for f in frames)
+            raise MinpingError(f"the campaign has {len(frames)} frames ({names}); name one with --frame")
+        if not create:
+            raise MinpingError("the campaign has no frame yet; import one with `minping frame import`")
+        name = DEFAULT_FRAME
+    frame = session.scalar(
+        select(Frame).where(Frame.campaign_id == campaign_id, Frame.name == name)
+    )
+    if frame is None:
+        if not create:
+            raise MinpingError(f"no frame named {name!r} in the campaign")
+        frame = Frame(campaign_id=campaign_id, name=name, synthetic=False)
+        session.add(frame)
+        session.flush()
+    return frame
+
+
+def _frame_size(session: Session, frame_id: int) -> int:
+    return int(session.scalar(
+        select(func.count()).select_from(FrameContact).where(FrameContact.frame_id == frame_id)
+    ) or 0)
+
+
+def import_frame(
+    session: Session,
+    cfg,
+    path: str | os.PathLike,
+    *,
+    frame_name: str | None = None,
+    encoding: str | None = None,
+    skip_invalid: bool = False,
+    rejects_path: str | os.PathLike | None = None,
+    imported_by: str | None = None,
+    region: str = "CN",
+    progress: Progress | None = None,
+) -> ImportResult:
+    """Import a frame file into the campaign's frame (the caller commits).
+
+    Parameters
+    ----------
+    session : Session
+        Everything happens on this session; on any error nothing is stored
+        once the caller rolls back (``Database.transaction`` does).
+    cfg : SurveyConfig
+        The campaign configuration (groups and towns).
+    path : path-like
+        CSV (UTF-8, UTF-8 with BOM, GB18030) or XLSX file.
+    frame_name : str, optional
+        The frame to import into; created if missing.  Default: the
+        campaign's only frame, or :data:`DEFAULT_FRAME`.
+    encoding : str, optional
+        The CSV's encoding (detected when omitted).
+    skip_invalid : bool
+        Import the good rows when some rows have problems, and write the bad
+        ones to ``rejects_path`` (default ``<file>.rejects.csv``).
+    imported_by : str, optional
+        Who imported (stored on the import record).
+    progress : callable(stage, done, total), optional
+        Called while reading (``stage="read"``) and storing (``"store"``).
+
+    Returns
+    -------
+    ImportResult
+
+    Raises
+    ------
+    minping.errors.InputError
+        The file cannot be read, or (without ``skip_invalid``) some rows have
+        problems: every one is listed and nothing is stored.
+    """
+    started = time.perf_counter()
+    campaign = sync_campaign(session, cfg)
+    frame = get_frame(session, campaign.id, frame_name, create=True)
+    name = str(path)
+    try:
+        with open(path, "rb") as fh:
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    except OSError as exc:
+        raise InputError([Problem(name, None, None, None,
+                                  f"cannot read file: {exc.strerror or exc}")]) from None
+    earlier = session.scalar(
+        select(FrameImport).where(FrameImport.frame_id == frame.id,
+                                  FrameImport.content_hash == digest)
+    )
+    if earlier is not None:
+        return ImportResult(
+            frame=frame.name, frame_id=frame.id, file=name, sha256=digest, encoding=None,
+            rows_read=0, imported=0, rejected_rows=0, suppressed=0, already_in_frame=0,
+            frame_size=_frame_size(session, frame.id), noop=True,
+            seconds=time.perf_counter() - started, import_id=earlier.id,
+            notes=(f"this file was imported on {earlier.imported_at:%Y-%m-%d %H:%M} UTC "
+                   f"(import {earlier.id}); nothing to do",),
+        )
+
+    group_ids = codes(session, RespondentGroup, campaign.id)
+    town_ids = codes(session, Town, campaign.id)
+    group_code = {v: k for k, v in group_ids.items()}
+    town_code = {v: k for k, v in town_ids.items()}
+    existing = {
+        phone: (group_code[g], town_code.get(t) if t is not None else None)
+        for phone, g, t in session.execute(
+            select(FrameContact.phone, FrameContact.group_id, FrameContact.town_id)
+            .where(FrameContact.frame_id == frame.id)
+        )
+    }
+    dnc = set(session.scalars(select(DoNotCall.phone)).all())
+    known_groups, known_towns = frame_labels(cfg)
+    ff = read_frame(
+        path,
+        encoding=encoding,
+        region=region,
+        known_groups=known_groups,
+        known_towns=known_towns,
+        do_not_call=dnc,
+        existing_phones=existing,
+        progress=(lambda n: progress("read", n, None)) if progress else None,
+    )
+    rejected_rows = len({p.row for p in ff.problems})
+    rejects_file = None
+    if ff.problems:
+        if not skip_invalid:
+            ff.raise_for_problems()
+        rejects_file = str(rejects_path or Path(name).with_suffix(".rejects.csv"))
+        write_rejects(ff, rejects_file)
+
+    record = FrameImport(
+        frame_id=frame.id, file_name=Path(name).name[:500], content_hash=digest,
+        rows_read=ff.rows_read, rows_imported=len(ff), rows_rejected=rejected_rows,
+        rows_suppressed=len(ff.suppressed), imported_by=imported_by,
+    )
+    session.add(record)
+    session.flush()
+    insert_contacts(session, frame.id, record.id, ff, group_ids=group_ids, town_ids=town_ids,
+                    progress=progress)
+    return ImportResult(
+        frame=frame.name, frame_id=frame.id, file=name, sha256=digest, encoding=ff.encoding,
+        rows_read=ff.rows_read, imported=len(ff), rejected_rows=rejected_rows,
+        suppressed=len(ff.suppressed), already_in_frame=len(ff.already_in_frame),
+        frame_size=_frame_size(session, frame.id), noop=False, problems=ff.problems,
+        rejects_file=rejects_file, seconds=time.perf_counter() - started, import_id=record.id,
+    )
+
+
+def _copy_text(value: str) -> str:
+    """Escape a value for PostgreSQL's COPY text format."""
+    return (value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+            .replace("\r", "\\r"))
+
+
+def insert_contacts(
+    session: Session,
+    frame_id: int,
+    import_id: int | None,
+    ff: FrameFile,
+    *,
+    group_ids: dict[str, int],
+    town_ids: dict[str, int],
+    progress: Progress | None = None,
+) -> int:
+    """Bulk-insert the contacts of ``ff`` on the session's connection; returns how many.
+
+    PostgreSQL: ``COPY frame_contact (...) FROM STDIN`` in text format.
+    SQLite: ``executemany`` in batches of :data:`BATCH`.  Nothing is committed.
+    """
+    n = len(ff)
+    if n == 0:
+        return 0
+    names = list(ff.attributes)
+    cols = [ff.attributes[k] for k in names]
+    gid = [group_ids[g] for g in ff.groups]
+    tid = [town_ids[t] if t is not None else None for t in ff.towns]
+    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+    def attrs(i: int) -> str:
+        return dumps({k: c[i] for k, c in zip(names, cols, strict=True)}) if names else "{}"
+
+    conn = session.connection()
+    table = FrameContact.__table__.name
+    if conn.dialect.name == "postgresql":
+        raw = conn.connection.driver_connection
+        sql = f"COPY {table} ({', '.join(_COLUMNS)}) FROM STDIN"
+        null = "\\N"
+        imp = null if import_id is None else str(import_id)
+        with raw.cursor() as cur, cur.copy(sql) as copy:
+            for start in range(0, n, BATCH):
+                stop = min(n, start + BATCH)
+                lines = []
+                for i in range(start, stop):
+                    t = null if tid[i] is None else tid[i]
+                    lines.append(
+                        f"{frame_id}\t{imp}\t{ff.phones[i]}\t{gid[i]}\t{t}\t"
+                        f"{ff.source_rows[i]}\t{_copy_text(attrs(i))}\n"
+                    )
+                copy.write("".join(lines))
+                if progress:
+                    progress("store", stop, n)
+    else:
+        placeholders = ", ".join("?" for _ in _COLUMNS)
+        sql = f"INSERT INTO {table} ({', '.join(_COLUMNS)}) VALUES ({placeholders})"
+        raw_cursor = conn.connection.driver_connection.cursor()
+        try:
+            for start in range(0, n, BATCH):
+                stop = min(n, start + BATCH)
+                raw_cursor.executemany(
+                    sql,
+                    [(frame_id, import_id, ff.phones[i], gid[i], tid[i], ff.source_rows[i],
+                      attrs(i)) for i in range(start, stop)],
+                )
+                if progress:
+                    progress("store", stop, n)
+        finally:
+            raw_cursor.close()
+    return n
