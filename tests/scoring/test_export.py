@@ -1,0 +1,103 @@
+"""``minping export``: respondent-level files that re-estimate to the same numbers."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pandas as pd
+import pyreadstat
+import pytest
+
+from scoring.export import RespondentTable, unit_column, write_export
+from tests.scoring.test_db_scores import UNITS, scored_field
+
+#: A phone number standing alone (the digits of a weight such as 15.384615384615385 are not one).
+PHONE = re.compile(r"\+86\d{11}|(?<![\d.])1[3-9]\d{9}(?!\d)")
+
+
+def _export(runner, fmt, path):
+    out = runner.invoke(["export", "--format", fmt, "--out", str(path), "--json"])
+    assert out.exit_code == 0, out.output
+    return json.loads(out.stdout)
+
+
+def test_csv_reestimates_to_the_same_scores(db, runner, tmp_path):
+    field = scored_field(db)
+    info = _export(runner, "csv", tmp_path / "respondents.csv")
+    assert info["respondents"] == field.respondents
+    text = (tmp_path / "respondents.csv").read_text(encoding="utf-8")
+    assert not PHONE.search(text)
+    assert not any(phone[3:] in text for phone in field.phones)
+    d = pd.read_csv(tmp_path / "respondents.csv", dtype={"disposition": str})
+    assert list(d.columns[:9]) == ["respondent_id", "stratum", "group", "town", "weight", "N_h",
+                                   "n_h", "disposition", "disposition_n"]
+    assert len(d) == d["respondent_id"].nunique() == 30
+    assert set(d["disposition"]) == {"1.1", "1.2"}
+    assert (d["weight"] == d["N_h"] / d["n_h"]).all()
+    # Long table from the wide file: an empty cell is outside the unit's domain, like "0".
+    cols = {unit_column(u): u for u in UNITS}
+    long = d.melt(id_vars=["respondent_id", "stratum"], value_vars=list(cols),
+                  var_name="column", value_name="rating")
+    long["unit"] = long["column"].map(cols)
+    long["rating"] = long["rating"].fillna(0).astype(int).astype(str)
+    ratings = tmp_path / "ratings.csv"
+    long[["respondent_id", "stratum", "unit", "rating"]].to_csv(ratings, index=False)
+    population = tmp_path / "population.csv"
+    d.groupby("stratum")["N_h"].first().rename("N").reset_index().to_csv(population, index=False)
+    again = runner.invoke(["score", "--ratings", str(ratings), "--population", str(population),
+                           "--json", "--min-raters", "5"])
+    assert again.exit_code == 0, again.output
+    direct = runner.invoke(["score", "--json", "--min-raters", "5"])
+    a = {u["unit"]: u for u in json.loads(again.stdout)["units"]}
+    b = {u["unit"]: u for u in json.loads(direct.stdout)["units"]}
+    assert sorted(a) == sorted(b) == sorted(UNITS)
+    for unit in UNITS:
+        for key in ("n", "score", "se", "df", "ci_low", "ci_high", "sat", "sat_low", "sat_high"):
+            assert a[unit][key] == pytest.approx(b[unit][key], rel=1e-12, abs=1e-12), (unit, key)
+
+
+@pytest.mark.parametrize("fmt,reader", [("sav", pyreadstat.read_sav), ("dta", pyreadstat.read_dta)])
+def test_spss_and_stata_files_carry_labels(db, runner, tmp_path, fmt, reader):
+    field = scored_field(db)
+    path = tmp_path / f"respondents.{fmt}"
+    _export(runner, fmt, path)
+    df, meta = reader(str(path))
+    assert len(df) == field.respondents
+    labels = dict(zip(meta.column_names, meta.column_labels, strict=True))
+    assert labels["u_fgw"] == "县发展和改革委员会 (fgw)"
+    assert labels["u_win_tax"] == "县税务局窗口 (win-tax)"
+    values = {k: {int(v): t for v, t in m.items()} for k, m in meta.variable_value_labels.items()}
+    assert values["u_fgw"] == {1: "满意", 2: "基本满意", 3: "不满意", 0: "不了解"}
+    assert values["disposition_n"][11].startswith("1.1 ") and values["disposition_n"][12].startswith("1.2 ")
+    assert set(df["disposition_n"]) == {11, 12}
+    # the ratings read back equal what was answered
+    answered = {(r, u): int(k) for r, _, u, k in field.ratings}
+    for _, row in df.iterrows():
+        for unit in UNITS:
+            value = row[unit_column(unit)]
+            key = answered.get((row["respondent_id"], unit))
+            assert (pd.isna(value) and key is None) or value == key
+
+
+def test_xlsx_has_a_codebook(db, runner, tmp_path):
+    scored_field(db)
+    path = tmp_path / "respondents.xlsx"
+    _export(runner, "xlsx", path)
+    book = pd.read_excel(path, sheet_name=None)
+    assert set(book) == {"data", "codebook"}
+    assert len(book["data"]) == 30
+    code = book["codebook"].set_index("variable")
+    assert code.loc["u_fgw", "values"] == "1 = 满意; 2 = 基本满意; 3 = 不满意; 0 = 不了解"
+
+
+def test_phone_numbers_are_refused():
+    with pytest.raises(ValueError, match="phone number"):
+        RespondentTable(columns={"respondent_id": ["+8613912345678"]}, variable_labels={},
+                        value_labels={})
+
+
+def test_unknown_format(tmp_path):
+    table = RespondentTable(columns={"a": [1]}, variable_labels={}, value_labels={})
+    with pytest.raises(ValueError, match="format must be one of"):
+        write_export(table, tmp_path / "x.txt", "txt")
