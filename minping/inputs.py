@@ -34,9 +34,12 @@ from minping.models import AssessmentBallot, InputImport, InspectionRecord, Onli
 from scoring.inputs import read_ballots, read_inspections, read_table, read_votes
 from scoring.scale import RatingScale
 
-__all__ = ["KINDS", "ImportResult", "import_input"]
+__all__ = ["KINDS", "SAMPLE_INPUTS", "ImportResult", "import_input", "import_samples",
+           "sample_files"]
 
 KINDS = ("assessment", "online", "inspection")
+#: The synthetic sample inputs bundled for the demo (see the README there).
+SAMPLE_INPUTS = Path(__file__).resolve().parents[1] / "config" / "sample-inputs"
 _PART = {"assessment": "assessment", "online": "online"}
 _COLUMNS = {"assessment": ("venue", "unit", "rating"), "online": ("unit", "option", "count"),
             "inspection": ("unit", "date", "kind", "points")}
@@ -147,19 +150,19 @@ def import_input(db, cfg, kind: str, path: str | Path, *,
             session.flush()
             source_rows = [row for row, _ in table.rows]
             if kind == "assessment":
-                session.execute(insert(AssessmentBallot), [
+                session.connection().execute(insert(AssessmentBallot.__table__), [
                     {"import_id": record.id, "venue": v[:100], "ballot": None, "unit_id": units[u],
                      "rating": r, "source_row": sr}
                     for v, u, r, sr in zip(content.venue, content.unit, content.rating, source_rows,
                                            strict=True)])
             elif kind == "online":
-                session.execute(insert(OnlineVote), [
+                session.connection().execute(insert(OnlineVote.__table__), [
                     {"import_id": record.id, "unit_id": units[u], "option": o, "count": int(c),
                      "source_row": sr}
                     for u, o, c, sr in zip(content.unit, content.option, content.count.tolist(),
                                            source_rows, strict=True)])
             else:
-                session.execute(insert(InspectionRecord), [
+                session.connection().execute(insert(InspectionRecord.__table__), [
                     {"import_id": record.id, "unit_id": units[u], "on": d,
                      "kind": kinds[k.strip().lower()], "points": float(p), "note": None,
                      "source_row": sr}
@@ -205,3 +208,17 @@ def _already_counted(session, campaign_id: int, kind: str, file: str, rows, cont
                 problems.append(Problem(file, row, "venue", rec["venue"],
                                         f"unit {u!r} already has ballots from this venue in {prior}"))
     return problems
+
+
+def sample_files(folder: str | Path = SAMPLE_INPUTS) -> list[tuple[str, Path]]:
+    """The bundled synthetic inputs (``synthetic-*.csv``) with their kinds."""
+    folder = Path(folder)
+    return ([("assessment", p) for p in sorted(folder.glob("synthetic-assessment-*.csv"))]
+             + [("online", folder / "synthetic-online-votes.csv"),
+                ("inspection", folder / "synthetic-inspections.csv")])
+
+
+def import_samples(db, cfg, folder: str | Path = SAMPLE_INPUTS) -> list[ImportResult]:
+    """Import the bundled synthetic inputs: ballots, votes, inspections (a no-op the second time)."""
+    return [import_input(db, cfg, kind, path, imported_by="sample")
+            for kind, path in sample_files(folder)]

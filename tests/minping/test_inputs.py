@@ -105,3 +105,47 @@ def test_inspection_problems(db, tmp_path):
     problems = [(p.row, p.field) for p in info.value.problems]
     assert problems == [(2, "date"), (3, "kind"), (4, "points")]
     assert _count(db, InspectionRecord) == 0
+
+
+
+def test_bundled_synthetic_samples_are_valid():
+    from minping.inputs import sample_files
+    from scoring.inputs import read_ballots, read_inspections, read_votes
+    from scoring.scale import RatingScale
+
+    cfg = load_config()
+    scale = RatingScale.from_options(cfg.scale.options)
+    units = [u.id for u in cfg.units]
+    files = sample_files()
+    assert [k for k, _ in files].count("assessment") == 9
+    venues = set()
+    for kind, path in files:
+        if kind == "assessment":
+            ballots = read_ballots(path, scale=scale, units=units)
+            venues |= set(ballots.venue)
+            tracks = {cfg.unit(u).track for u in ballots.unit}
+            assert tracks in ({"departments"}, {"agencies"}), path
+            assert len(ballots.unit) == (109 * 39 if tracks == {"departments"} else 140 * 76)
+        elif kind == "online":
+            votes = read_votes(path, scale=scale, units=units)
+            assert votes.count.sum() == 300_000
+            assert {cfg.unit(u).track for u in votes.unit} == {"windows"}
+            assert len(set(votes.unit)) == 30
+        else:
+            records = read_inspections(path, units=units)
+            assert set(records.kind) == {"conduct", "routine-lapse"}
+            assert ((records.points >= 0.1) & (records.points <= 2.0)).all()
+    assert len(venues) == 9  # 8 town venues and the enterprise session
+
+
+def test_bundled_sample_files_import(db):
+    from minping.inputs import import_input, sample_files
+
+    cfg = load_config()
+    files = [(k, p) for k, p in sample_files() if "enterprises" in p.name or k != "assessment"]
+    first = [import_input(db, cfg, k, p) for k, p in files]
+    assert not any(r.already for r in first)
+    assert _count(db, AssessmentBallot) == 109 * 39
+    with db.session() as s:
+        assert s.scalar(select(func.sum(OnlineVote.count))) == 300_000
+    assert all(import_input(db, cfg, k, p).already for k, p in files)
