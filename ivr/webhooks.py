@@ -1,5 +1,234 @@
-"""Twilio webhooks (blueprint ``ivr``, mounted at ``/ivr``)."""
+"""Twilio webhooks (blueprint ``ivr``, mounted at ``/ivr``).
 
-from flask import Blueprint
+=====================  =====================================================
+``POST /ivr/voice``     an outbound call was answered (``?attempt=``)
+``POST /ivr/inbound``   a call to the survey number (caller ID decides)
+``POST /ivr/consent``   the key pressed at the consent question
+``POST /ivr/answer``    the key pressed at a question (``?pos=&try=``)
+``POST /ivr/comment``   the ``<Record>`` of a spoken comment finished
+``POST /ivr/status``    call status callbacks (initiated ... completed)
+``POST /ivr/amd``       AsyncAmd result (``AnsweredBy``)
+=====================  =====================================================
+
+Every request must carry a valid ``X-Twilio-Signature`` computed over the
+*public* URL -- ``MINPING_PUBLIC_URL`` plus the request's path and query -- and
+the POSTed form, so the check holds behind a reverse proxy whatever host or
+scheme the application sees.  Unsigned or mis-signed requests get 403 before
+anything is read or written.  Development may turn the check off
+(``MINPING_VERIFY_SIGNATURES=0``); production cannot.
+
+The app's clock (``app.extensions["ivr.clock"]``, a callable returning an aware
+UTC datetime) and REST client (``app.extensions["ivr.twilio_client"]``) can be
+injected: the field-period simulation runs the webhooks on a virtual clock.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from flask import Blueprint, Response, abort, current_app, request
+from sqlalchemy.exc import IntegrityError
+from twilio.request_validator import RequestValidator
+
+from ivr import flow, service
+from minping.app import db_session, settings_of
 
 bp = Blueprint("ivr", __name__, url_prefix="/ivr")
+
+TWIML = "text/xml"
+
+
+def _twiml(body: str, status: int = 200) -> Response:
+    return Response(body, status=status, mimetype=TWIML)
+
+
+def now() -> datetime:
+    clock = current_app.extensions.get("ivr.clock")
+    return clock() if clock is not None else datetime.now(UTC)
+
+
+def survey_config():
+    """The survey configuration (loaded once per app from the settings' path)."""
+    cfg = current_app.extensions.get("ivr.config")
+    if cfg is None:
+        from minping.config import load_config
+
+        cfg = load_config(settings_of(current_app).config_path)
+        current_app.extensions["ivr.config"] = cfg
+    return cfg
+
+
+def twilio_client():
+    client = current_app.extensions.get("ivr.twilio_client")
+    if client is None:
+        from ivr.gateway import rest_client
+
+        client = rest_client(settings_of(current_app))
+        current_app.extensions["ivr.twilio_client"] = client
+    return client
+
+
+def public_request_url() -> str:
+    """The URL Twilio requested: the public URL, the path and the query as sent."""
+    url = settings_of(current_app).public_url + request.path
+    query = request.query_string.decode("latin-1")
+    return f"{url}?{query}" if query else url
+
+
+@bp.before_request
+def verify_signature():
+    settings = settings_of(current_app)
+    if not settings.verify_signatures:
+        return None
+    signature = request.headers.get("X-Twilio-Signature", "")
+    form = request.form if request.method == "POST" else {}
+    if not signature or not RequestValidator(settings.twilio_auth_token).validate(
+            public_request_url(), form, signature):
+        abort(403, description="invalid or missing X-Twilio-Signature")
+    return None
+
+
+def _urls() -> service.Urls:
+    return service.Urls(settings_of(current_app).public_url)
+
+
+def _int_arg(name: str, default: int | None = None) -> int | None:
+    value = request.args.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        abort(400, description=f"query parameter {name!r} must be a whole number, got {value!r}")
+    if number < 0 or number > 2**31 - 1:
+        abort(400, description=f"query parameter {name!r} is out of range: {value!r}")
+    return number
+
+
+def _digits() -> str:
+    digits = request.form.get("Digits", "").strip()
+    return digits if len(digits) <= 32 else digits[:32]
+
+
+def _attempt(required_sid: bool = True):
+    call_sid = request.form.get("CallSid", "").strip()
+    if required_sid and not call_sid:
+        abort(400, description="CallSid is missing")
+    attempt_id = _int_arg("attempt")
+    return service.find_attempt(db_session(), attempt_id=attempt_id, call_sid=call_sid or None)
+
+
+def _commit(body: str) -> Response:
+    db_session().commit()
+    return _twiml(body)
+
+
+@bp.post("/voice")
+def voice():
+    attempt = _attempt()
+    if attempt is None:
+        return _twiml(flow.hangup())
+    return _commit(service.start_call(db_session(), survey_config(), attempt, urls=_urls(),
+                                      now=now(), answered_by=request.form.get("AnsweredBy")))
+
+
+@bp.post("/inbound")
+def inbound():
+    call_sid = request.form.get("CallSid", "").strip()
+    if not call_sid:
+        abort(400, description="CallSid is missing")
+    return _commit(service.inbound(db_session(), survey_config(),
+                                   caller=request.form.get("From", "").strip(),
+                                   call_sid=call_sid, urls=_urls(), now=now()))
+
+
+@bp.post("/consent")
+def consent():
+    attempt = _attempt()
+    if attempt is None:
+        return _twiml(flow.hangup())
+    return _commit(service.consent(db_session(), survey_config(), attempt, digits=_digits(),
+                                   tries=_int_arg("try", 0), urls=_urls(), now=now()))
+
+
+@bp.post("/answer")
+def answer():
+    attempt = _attempt()
+    if attempt is None:
+        return _twiml(flow.hangup())
+    pos = _int_arg("pos")
+    if pos is None:
+        abort(400, description="query parameter 'pos' is missing")
+    return _commit(service.answer(db_session(), survey_config(), attempt, pos=pos,
+                                  digits=_digits(), tries=_int_arg("try", 0), urls=_urls(),
+                                  now=now()))
+
+
+@bp.post("/comment")
+def comment():
+    attempt = _attempt()
+    if attempt is None:
+        return _twiml(flow.hangup())
+    try:
+        duration = int(request.form.get("RecordingDuration", ""))
+    except ValueError:
+        duration = None
+    return _commit(service.save_comment(
+        db_session(), attempt, recording_url=request.form.get("RecordingUrl") or None,
+        recording_sid=request.form.get("RecordingSid") or None, duration=duration, now=now()))
+
+
+def _token() -> str | None:
+    token = request.headers.get("I-Twilio-Idempotency-Token", "").strip()
+    return token[:200] or None
+
+
+@bp.post("/status")
+def status():
+    attempt = _attempt()
+    if attempt is None:  # an unknown call (an unknown caller's inbound call, say)
+        return _twiml(flow.empty())
+    if not request.form.get("CallStatus"):
+        abort(400, description="CallStatus is missing")
+    session = db_session()
+    try:
+        service.record_status(session, survey_config(), attempt, request.form, token=_token(),
+                              now=now())
+        session.commit()
+    except IntegrityError:  # the same callback, delivered twice at the same moment
+        session.rollback()
+    return _twiml(flow.empty())
+
+
+@bp.post("/amd")
+def amd():
+    attempt = _attempt()
+    if attempt is None:
+        return _twiml(flow.empty())
+    answered_by = request.form.get("AnsweredBy", "").strip()
+    if not answered_by:
+        abort(400, description="AnsweredBy is missing")
+    session = db_session()
+    try:
+        machine = service.record_amd(session, attempt, answered_by=answered_by, token=_token(),
+                                     now=now())
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        return _twiml(flow.empty())
+    if machine and attempt.call_sid:
+        # no questions for a machine: end the call now (no message is left)
+        from twilio.base.exceptions import TwilioException
+
+        try:
+            twilio_client().calls(attempt.call_sid).update(status="completed")
+        except TwilioException as exc:
+            current_app.logger.warning("could not hang up %s: %s", attempt.call_sid, exc)
+    return _twiml(flow.empty())
+
+
+@bp.errorhandler(400)
+@bp.errorhandler(403)
+def _client_error(exc):
+    return Response(f"{exc.code} {exc.name}: {exc.description}\n", status=exc.code,
+                    mimetype="text/plain")

@@ -1,0 +1,201 @@
+"""A whole IVR field period against the local Twilio simulator, on a virtual clock.
+
+:func:`run_ivr_field_period` wires the pieces the way production runs them --
+the Flask app's webhooks (signed requests, checked), the dialer with its
+pacing and calling rules, the real ``twilio`` REST client -- but the telephone
+network is :class:`ivr.simulator.Simulator` in-process and time is a
+:class:`~ivr.sim.clock.VirtualClock`, so days of fieldwork run in seconds.
+``minping simulate`` and ``minping demo`` call it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+from sqlalchemy import func, select
+
+from ivr.dialer import Dialer
+from ivr.gateway import simulator_client
+from minping.errors import MinpingError
+from minping.models import Answer, CallAttempt, DoNotCall, Recording, SampleCase
+from minping.settings import SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN, SIMULATOR_FROM_NUMBER
+from scoring.aapor import counts_from_codes, final_disposition, outcome_rates
+
+#: The public URL the simulated calls use (never resolved: webhooks run in-process).
+SIMULATED_PUBLIC_URL = "https://minping-simulated.invalid"
+_FINAL_STATUSES = ("completed", "busy", "no-answer", "canceled", "failed")
+
+
+def _attempt_codes(session, draw_id: int | None) -> dict[int, list[str]]:
+    from minping.models import DispositionEvent
+
+    query = (select(DispositionEvent.case_id, DispositionEvent.code)
+             .where(DispositionEvent.attempt_id.is_not(None))
+             .order_by(DispositionEvent.case_id, DispositionEvent.at, DispositionEvent.id))
+    if draw_id is not None:
+        query = query.join(SampleCase, SampleCase.id == DispositionEvent.case_id).where(
+            SampleCase.draw_id == draw_id)
+    codes: dict[int, list[str]] = {}
+    for case_id, code in session.execute(query):
+        codes.setdefault(case_id, []).append(code)
+    return codes
+
+
+def run_ivr_field_period(db, cfg, *, start: datetime, days: float, seed: int,
+                         draw_id: int | None = None, behaviour=None,
+                         public_url: str = SIMULATED_PUBLIC_URL,
+                         progress: Callable[[str], None] | None = None) -> dict:
+    """Dial every released case of the database for ``days`` from ``start``.
+
+    Parameters
+    ----------
+    db : minping.db.Database
+        A migrated database holding released cases with assigned units.
+    cfg : minping.config.SurveyConfig
+    start : datetime
+        Aware start of the field period (the virtual clock starts there).
+    days : float
+        Length of the field period; calls in flight at its end are played out.
+    seed : int
+        Seeds the simulated respondents (same seed, same run).
+    draw_id : int, optional
+        Only this draw's cases.
+    behaviour : ivr.simulator.BehaviourModel, optional
+        The respondent model (default: the simulator's).
+    progress : callable, optional
+        Receives a progress line now and then.
+
+    Returns
+    -------
+    dict
+        ``calls``, ``attempts``, ``answers``, ``interviews`` (1.1 and 1.2 attempt
+        outcomes), ``cases_final``, ``cases_in_field``, ``final_dispositions``
+        (code -> cases, with the period over: ``attempts_exhausted``),
+        ``do_not_call``, ``handed_to_cati``, ``recordings``, ``sms_notices``,
+        ``max_concurrent_calls`` and ``max_calls_in_one_second`` observed at the
+        simulator, ``rates`` (AAPOR RR1..CON3 with e), ``virtual_start``,
+        ``virtual_end``, ``wall_seconds``.
+    """
+    from ivr.simulator import Simulator, VirtualClock, WsgiWebhookTransport
+    from minping import create_app
+
+    if start.tzinfo is None:
+        raise MinpingError(f"start must be a timezone-aware datetime, got {start.isoformat()}")
+    if days <= 0:
+        raise MinpingError(f"days must be > 0, got {days!r}")
+    wall = time.monotonic()
+    app = create_app({
+        "ENVIRON": {"MINPING_ENV": "development", "MINPING_SECRET_KEY": "simulation"},
+        "DATABASE_URL": db.url, "MINPING_PUBLIC_URL": public_url,
+        "TWILIO_ACCOUNT_SID": SIMULATOR_ACCOUNT_SID, "TWILIO_AUTH_TOKEN": SIMULATOR_AUTH_TOKEN,
+        "TWILIO_FROM_NUMBER": SIMULATOR_FROM_NUMBER,
+    })
+    clock = VirtualClock(start)
+    kwargs = {"behaviour": behaviour} if behaviour is not None else {}
+    sim = Simulator(account_sid=SIMULATOR_ACCOUNT_SID, auth_token=SIMULATOR_AUTH_TOKEN,
+                    rng=np.random.default_rng(seed), transport=WsgiWebhookTransport(app),
+                    clock=clock, calls_per_second=cfg.calling.calls_per_second, **kwargs)
+    client = simulator_client(sim)
+    app.extensions.update({"ivr.clock": clock.now, "ivr.twilio_client": client,
+                           "ivr.config": cfg})
+    dialer = Dialer(db, cfg, client, public_url=public_url, from_number=SIMULATOR_FROM_NUMBER,
+                    now=clock.now, sleep=sim.advance, draw_id=draw_id)
+    end = start + timedelta(days=days)
+    try:
+        dialer.reconcile()
+        _dial_until(dialer, sim, clock, end, progress)
+        sim.run_until_idle()  # calls in flight at the end of the period play out
+        summary = _summary(db, draw_id, sim)
+    finally:
+        app.extensions["minping.db"].dispose()
+    summary.update(virtual_start=start.astimezone(UTC).isoformat(),
+                   virtual_end=clock.now().isoformat(),
+                   sms_notices=dialer.progress.notices, retried_429=dialer.progress.retried_429,
+                   wall_seconds=round(time.monotonic() - wall, 2))
+    return summary
+
+
+def _dial_until(dialer: Dialer, sim, clock, end: datetime, progress) -> None:
+    seen = 0
+    last_note = time.monotonic()
+    while clock.now() < end:
+        result = dialer.step()
+        now = clock.now()
+        if progress and time.monotonic() - last_note > 2.0:
+            progress(f"{now:%Y-%m-%d %H:%M} UTC | " + dialer.progress.line())
+            last_note = time.monotonic()
+        if result.blocked == "done":
+            return
+        if result.blocked == "concurrency":
+            # run the network until some call ends (a final status callback arrives)
+            while clock.now() < end:
+                seen = len(sim.exchanges)
+                sim.advance(1.0)
+                if any(x.purpose == "status-callback"
+                       and dict(x.params).get("CallStatus") in _FINAL_STATUSES
+                       for x in sim.exchanges[seen:]):
+                    break
+            continue
+        target = result.wait_until
+        if result.blocked == "idle":
+            cap = now + timedelta(seconds=60)
+            target = cap if target is None else min(max(target, now), cap)
+        elif target is None:
+            target = end
+        seconds = (min(target, end) - now).total_seconds()
+        sim.advance(max(seconds, 0.001))
+
+
+def _summary(db, draw_id: int | None, sim) -> dict:
+    with db.session() as s:
+        case_filter = [] if draw_id is None else [SampleCase.draw_id == draw_id]
+        states = Counter(dict(s.execute(select(SampleCase.state, func.count())
+                                        .where(SampleCase.release_state == "released",
+                                               *case_filter)
+                                        .group_by(SampleCase.state)).all()))
+        attempt_q = select(CallAttempt.outcome, func.count()).where(CallAttempt.channel == "ivr")
+        if draw_id is not None:
+            attempt_q = attempt_q.join(SampleCase, SampleCase.id == CallAttempt.case_id).where(
+                SampleCase.draw_id == draw_id)
+        outcomes = Counter(dict(s.execute(attempt_q.group_by(CallAttempt.outcome)).all()))
+        released = list(s.scalars(select(SampleCase.id).where(
+            SampleCase.release_state == "released", *case_filter)).all())
+        codes = _attempt_codes(s, draw_id)
+        finals = Counter(final_disposition(codes.get(cid, []), attempts_exhausted=True)
+                         for cid in released)
+        answers = s.scalar(select(func.count()).select_from(Answer)
+                           .where(Answer.rating.is_not(None))) or 0
+        dnc = s.scalar(select(func.count()).select_from(DoNotCall)) or 0
+        recordings = s.scalar(select(func.count()).select_from(Recording)) or 0
+    intervals = sorted((c.date_created, c.end_time or c.date_updated)
+                       for c in sim.calls.values() if c.direction == "outbound-api")
+    events = sorted([(a, 1) for a, _ in intervals] + [(b, -1) for _, b in intervals],
+                    key=lambda e: (e[0], e[1]))
+    live = peak = 0
+    for _, delta in events:
+        live += delta
+        peak = max(peak, live)
+    per_second = Counter(a.replace(microsecond=0) for a, _ in intervals)
+    rates = outcome_rates(counts_from_codes(list(finals.elements()))) if released else None
+    return {
+        "cases": len(released),
+        "calls": len(intervals),
+        "attempts": sum(outcomes.values()),
+        "attempt_outcomes": {k or "open": v for k, v in sorted(outcomes.items(),
+                                                              key=lambda kv: kv[0] or "")},
+        "interviews": outcomes.get("1.1", 0) + outcomes.get("1.2", 0),
+        "answers": answers,
+        "cases_final": states.get("final", 0),
+        "cases_in_field": states.get("pending", 0) + states.get("in_field", 0),
+        "handed_to_cati": states.get("handoff_cati", 0),
+        "final_dispositions": dict(sorted(finals.items())),
+        "do_not_call": dnc,
+        "recordings": recordings,
+        "max_concurrent_calls": peak,
+        "max_calls_in_one_second": max(per_second.values(), default=0),
+        "rates": rates.as_dict() if rates else None,
+    }

@@ -1,0 +1,104 @@
+"""TwiML for the keypad interview (pure: configuration and URLs in, XML out).
+
+Each function returns the text of one TwiML document built with
+``twilio.twiml.voice_response.VoiceResponse``.  Prompts come from the survey
+configuration: a ``<Play>`` where ``[prompts.audio.<lang>]`` gives a recording,
+else a ``<Say>`` with the language's voice.  Questions are
+``<Gather input="dtmf" numDigits="1" finishOnKey="" actionOnEmptyResult="true">``
+so that silence reaches the application too (it re-asks, then moves on).
+
+References
+----------
+.. [1] Twilio, TwiML ``<Gather>``, ``<Say>``, ``<Play>``, ``<Record>``,
+   https://www.twilio.com/docs/voice/twiml
+.. [2] Twilio, Text-to-speech voices and languages ("cmn-CN" with Polly.Zhiyu),
+   https://www.twilio.com/docs/voice/twiml/say/text-speech
+"""
+
+from __future__ import annotations
+
+from twilio.twiml.voice_response import Gather, VoiceResponse
+
+#: Our prompt language -> Twilio's ``language`` attribute of ``<Say>``.
+TWILIO_LANGUAGES = {"en": "en-US", "cmn-CN": "cmn-CN", "zh": "cmn-CN", "zh-CN": "cmn-CN"}
+
+
+def twilio_language(lang: str) -> str:
+    """The ``language`` Twilio pairs with the configured voice for ``lang``."""
+    return TWILIO_LANGUAGES.get(lang, lang)
+
+
+def speak(target: VoiceResponse | Gather, cfg, key: str, lang: str, **values: object) -> None:
+    """Append prompt ``key`` to ``target``: recorded audio if configured, else speech."""
+    audio = cfg.audio(key, lang)
+    if audio:
+        target.play(audio)
+    else:
+        target.say(cfg.render_prompt(key, lang, **values), voice=cfg.ivr.voice(lang),
+                   language=twilio_language(lang))
+
+
+def _gather(cfg, action: str) -> Gather:
+    return Gather(input="dtmf", num_digits=1, finish_on_key="", action_on_empty_result=True,
+                  timeout=cfg.ivr.gather_timeout_seconds, action=action, method="POST")
+
+
+def greeting(cfg, lang: str, *, action: str, notice: str | None = None) -> str:
+    """The greeting naming the center and the purpose, then the consent question.
+
+    ``notice`` is a prompt key said first (``invalid_key`` / ``no_answer`` on a re-ask);
+    the greeting itself is only said on the first try.
+    """
+    response = VoiceResponse()
+    gather = _gather(cfg, action)
+    if notice:
+        speak(gather, cfg, notice, lang)
+    else:
+        speak(gather, cfg, "greeting", lang)
+    speak(gather, cfg, "consent", lang)
+    response.append(gather)
+    return str(response)
+
+
+def question(cfg, lang: str, *, unit: str, track: str = "", action: str,
+             notice: str | None = None) -> str:
+    """One rating question (``notice``: a prompt said before it on a re-ask)."""
+    response = VoiceResponse()
+    gather = _gather(cfg, action)
+    if notice:
+        speak(gather, cfg, notice, lang)
+    speak(gather, cfg, "question", lang, unit=unit, track=track)
+    response.append(gather)
+    return str(response)
+
+
+def closing(cfg, lang: str, *, comment_action: str | None) -> str:
+    """Thanks; then, if ``comment_action`` is given, a capped ``<Record>`` for a comment."""
+    response = VoiceResponse()
+    speak(response, cfg, "thanks", lang)
+    if comment_action:
+        speak(response, cfg, "comment_invitation", lang)
+        response.record(max_length=cfg.ivr.comment_max_seconds, action=comment_action,
+                        method="POST", play_beep=True, timeout=5, trim="trim-silence")
+    response.hangup()
+    return str(response)
+
+
+def goodbye(cfg, lang: str, key: str) -> str:
+    """Say prompt ``key`` (opt-out confirmation, hand-over, unknown caller...) and hang up."""
+    response = VoiceResponse()
+    speak(response, cfg, key, lang)
+    response.hangup()
+    return str(response)
+
+
+def hangup() -> str:
+    """Hang up without a word (an answering machine, a call that is over)."""
+    response = VoiceResponse()
+    response.hangup()
+    return str(response)
+
+
+def empty() -> str:
+    """An empty document (the answer to status callbacks)."""
+    return str(VoiceResponse())

@@ -1,0 +1,458 @@
+"""IVR service functions: what each Twilio webhook does to the database.
+
+The webhooks stay thin (:mod:`ivr.webhooks`): they check the signature, parse
+the request and call one of these functions with a session, the survey
+configuration and ``now``; the function changes the database and returns the
+TwiML to answer with.  The caller commits -- at once, so that an answer is
+stored the moment it arrives.
+
+Where the call stands travels in the action URLs (``attempt``, ``pos`` = the
+position of the unit asked, ``try`` = re-asks so far), so the webhooks keep no
+state between requests; the attempt's ``call_sid`` must match the request's
+``CallSid``.
+
+Status callbacks are appended as :class:`~minping.models.AttemptEvent` rows
+(their idempotency token is unique: a repeated callback is stored once) and only
+move the attempt's state forward (:data:`STATUS_RANK`); the final status closes
+the attempt with an AAPOR code (:func:`scoring.aapor.from_twilio_status`) through
+:func:`minping.cases.finish_attempt`.
+
+References
+----------
+.. [1] Twilio, Status callbacks and ``SequenceNumber``,
+   https://www.twilio.com/docs/voice/api/call-resource#statuscallbackevent
+.. [2] Twilio, Answering Machine Detection (AsyncAmd),
+   https://www.twilio.com/docs/voice/answering-machine-detection
+.. [3] AAPOR, Standard Definitions (2016), telephone dispositions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import urlencode
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ivr import flow
+from minping import cases
+from minping.models import (
+    AttemptEvent,
+    CallAttempt,
+    DoNotCall,
+    FrameContact,
+    Recording,
+    SampleCase,
+)
+from scoring.aapor import from_twilio_status
+
+#: Forward order of Twilio call statuses; an attempt never moves to a lower rank.
+STATUS_RANK = {
+    "queued": 0,
+    "initiated": 1,
+    "ringing": 2,
+    "in-progress": 3,
+    "answered": 3,
+    "completed": 4,
+    "busy": 4,
+    "no-answer": 4,
+    "canceled": 4,
+    "failed": 4,
+}
+FINAL_RANK = 4
+ANSWERED_BY = ("human", "unknown", "fax", "machine_start", "machine_end_beep",
+               "machine_end_silence", "machine_end_other")
+NOT_A_PERSON = ("fax", "machine_start", "machine_end_beep", "machine_end_silence",
+                "machine_end_other")
+#: Status callback fields kept in the event payload.
+STATUS_FIELDS = ("CallStatus", "SequenceNumber", "Timestamp", "CallDuration", "SipResponseCode",
+                 "AnsweredBy", "Direction", "ErrorCode", "CallbackSource")
+
+
+@dataclass(frozen=True)
+class Urls:
+    """Builds the absolute public URLs of the webhooks (``base`` = the public URL)."""
+
+    base: str
+
+    def _url(self, name: str, **query: object) -> str:
+        return f"{self.base}/ivr/{name}" + (f"?{urlencode(query)}" if query else "")
+
+    def voice(self, attempt_id: int) -> str:
+        return self._url("voice", attempt=attempt_id)
+
+    def consent(self, attempt_id: int, tries: int = 0) -> str:
+        return self._url("consent", attempt=attempt_id, **{"try": tries})
+
+    def answer(self, attempt_id: int, pos: int, tries: int = 0) -> str:
+        return self._url("answer", attempt=attempt_id, pos=pos, **{"try": tries})
+
+    def comment(self, attempt_id: int) -> str:
+        return self._url("comment", attempt=attempt_id)
+
+    def status(self, attempt_id: int | None = None) -> str:
+        return self._url("status", attempt=attempt_id) if attempt_id else self._url("status")
+
+    def amd(self, attempt_id: int) -> str:
+        return self._url("amd", attempt=attempt_id)
+
+
+# --- lookups ------------------------------------------------------------------------------
+
+
+def find_attempt(session: Session, *, attempt_id: int | None, call_sid: str | None
+                 ) -> CallAttempt | None:
+    """The IVR attempt a request belongs to, or ``None``.
+
+    With ``attempt_id`` the attempt's CallSid must match (it is filled in on the
+    first request if the dialer has not stored it yet); without it the CallSid
+    alone identifies the attempt (inbound calls, status callbacks configured at
+    the phone number).
+    """
+    if attempt_id is not None:
+        attempt = session.get(CallAttempt, attempt_id)
+        if attempt is None or attempt.channel != "ivr":
+            return None
+        if call_sid:
+            if attempt.call_sid is None:
+                attempt.call_sid = call_sid
+            elif attempt.call_sid != call_sid:
+                return None
+        return attempt
+    if not call_sid:
+        return None
+    return session.scalar(select(CallAttempt).where(CallAttempt.call_sid == call_sid,
+                                                    CallAttempt.channel == "ivr"))
+
+
+def language_of(cfg, case: SampleCase) -> str:
+    return case.language if case.language in cfg.languages else cfg.campaign.default_language
+
+
+def _event_kinds(session: Session, attempt_id: int) -> set[str]:
+    return set(session.scalars(select(AttemptEvent.kind).where(
+        AttemptEvent.attempt_id == attempt_id)).all())
+
+
+def _unit_texts(cfg, state: cases.CaseUnitState, lang: str) -> tuple[str, str]:
+    chinese = lang.split("-")[0] in ("cmn", "zh", "yue")
+    name = state.unit_name if chinese else state.unit_name_en
+    try:
+        track = cfg.track(cfg.unit(state.unit_code).track).label(lang)
+    except KeyError:
+        track = ""
+    return name, track
+
+
+# --- the interview -----------------------------------------------------------------------
+
+
+def _opted_out(session: Session, attempt: CallAttempt) -> bool:
+    return session.scalar(select(AttemptEvent.id).where(
+        AttemptEvent.attempt_id == attempt.id, AttemptEvent.kind == "opt_out").limit(1)) is not None
+
+
+def _is_machine(attempt: CallAttempt) -> bool:
+    return attempt.answered_by in NOT_A_PERSON
+
+
+def start_call(session: Session, cfg, attempt: CallAttempt, *, urls: Urls, now: datetime,
+               answered_by: str | None = None) -> str:
+    """The call's first document: greeting and consent (nothing for a machine)."""
+    case = session.get(SampleCase, attempt.case_id)
+    if answered_by and not attempt.answered_by:
+        attempt.answered_by = answered_by
+    if attempt.outcome is not None or case.state == "final":
+        return flow.hangup()
+    if _is_machine(attempt):
+        cases.add_event(session, attempt, "machine_hangup", now=now,
+                        payload={"answered_by": attempt.answered_by})
+        return flow.hangup()
+    cases.add_event(session, attempt, "greeting", now=now)
+    return flow.greeting(cfg, language_of(cfg, case), action=urls.consent(attempt.id))
+
+
+def consent(session: Session, cfg, attempt: CallAttempt, *, digits: str, tries: int,
+            urls: Urls, now: datetime) -> str:
+    """The answer to the consent question: start, opt out, hand over, or re-ask."""
+    case = session.get(SampleCase, attempt.case_id)
+    lang = language_of(cfg, case)
+    if (attempt.outcome is not None or case.state == "final" or _is_machine(attempt)
+            or _opted_out(session, attempt)):
+        return flow.hangup()
+    cases.add_event(session, attempt, "digits", now=now,
+                    payload={"step": "consent", "digits": digits, "try": tries})
+    ivr = cfg.ivr
+    if digits == ivr.opt_out_key:
+        return _opt_out(session, cfg, case, attempt, lang, now=now)
+    if ivr.handoff_key and digits == ivr.handoff_key:
+        return _hand_over(session, cfg, case, attempt, lang, now=now)
+    if digits == ivr.start_key:
+        cases.add_event(session, attempt, "consent", now=now)
+        return _next_question(session, cfg, case, attempt, lang, urls=urls)
+    if digits == ivr.repeat_key:
+        return flow.greeting(cfg, lang, action=urls.consent(attempt.id, tries))
+    if tries < ivr.max_reasks:
+        notice = "invalid_key" if digits else "no_answer"
+        return flow.greeting(cfg, lang, action=urls.consent(attempt.id, tries + 1), notice=notice)
+    cases.add_event(session, attempt, "no_consent", now=now)
+    return flow.goodbye(cfg, lang, "no_answer")
+
+
+def answer(session: Session, cfg, attempt: CallAttempt, *, pos: int, digits: str, tries: int,
+           urls: Urls, now: datetime) -> str:
+    """A key pressed (or silence) at the question about the unit at position ``pos``."""
+    case = session.get(SampleCase, attempt.case_id)
+    lang = language_of(cfg, case)
+    if (attempt.outcome is not None or case.state == "final" or _is_machine(attempt)
+            or _opted_out(session, attempt)):
+        return flow.hangup()
+    units = cases.case_units(session, case.id)
+    current = next((u for u in units if u.position == pos), None)
+    if current is None:  # a position this case does not have: carry on where it stands
+        return _next_question(session, cfg, case, attempt, lang, urls=urls, units=units)
+    cases.add_event(session, attempt, "digits", now=now,
+                    payload={"step": "question", "pos": pos, "digits": digits, "try": tries})
+    ivr = cfg.ivr
+    if digits == ivr.opt_out_key:
+        return _opt_out(session, cfg, case, attempt, lang, now=now)
+    if ivr.handoff_key and digits == ivr.handoff_key:
+        return _hand_over(session, cfg, case, attempt, lang, now=now)
+    name, track = _unit_texts(cfg, current, lang)
+    if digits == ivr.repeat_key:
+        return flow.question(cfg, lang, unit=name, track=track,
+                             action=urls.answer(attempt.id, pos, tries))
+    if digits and digits in cfg.scale.keys:
+        cases.record_answer(session, case, current.unit_id, digits, channel="ivr", now=now,
+                            attempt_id=attempt.id, actor="ivr")
+    elif tries < ivr.max_reasks:
+        notice = "invalid_key" if digits else "no_answer"
+        return flow.question(cfg, lang, unit=name, track=track,
+                             action=urls.answer(attempt.id, pos, tries + 1), notice=notice)
+    elif not current.answered:
+        cases.record_answer(session, case, current.unit_id, None, channel="ivr", now=now,
+                            attempt_id=attempt.id, actor="ivr")
+    return _next_question(session, cfg, case, attempt, lang, urls=urls)
+
+
+def _next_question(session: Session, cfg, case: SampleCase, attempt: CallAttempt, lang: str, *,
+                   urls: Urls, units: list | None = None) -> str:
+    units = units if units is not None else cases.case_units(session, case.id)
+    nxt = next((u for u in units if not u.answered), None)
+    if nxt is None:
+        comment = urls.comment(attempt.id) if cfg.ivr.record_comment else None
+        return flow.closing(cfg, lang, comment_action=comment)
+    name, track = _unit_texts(cfg, nxt, lang)
+    return flow.question(cfg, lang, unit=name, track=track,
+                         action=urls.answer(attempt.id, nxt.position))
+
+
+def _opt_out(session: Session, cfg, case: SampleCase, attempt: CallAttempt, lang: str, *,
+             now: datetime) -> str:
+    """The opt-out key: do-not-call at once; the call's end closes the case as 2.112.
+
+    The attempt stays open until the final status callback (the call is still
+    live while the confirmation plays, and open attempts are what the dialer's
+    concurrency limit counts); the code is then the final refusal 2.112.
+    """
+    cases.opt_out(session, case, now=now, source="ivr-keypad")
+    cases.add_event(session, attempt, "opt_out", now=now)
+    return flow.goodbye(cfg, lang, "opt_out_confirmation")
+
+
+def _hand_over(session: Session, cfg, case: SampleCase, attempt: CallAttempt, lang: str, *,
+               now: datetime) -> str:
+    """The hand-over key: the case goes to the CATI queue with its answers so far."""
+    cases.add_event(session, attempt, "handoff", now=now)
+    if case.state != "final":
+        cases.hand_to_cati(session, case, now=now, actor="ivr", reason="hand-over key pressed")
+    return flow.goodbye(cfg, lang, "handoff")
+
+
+def save_comment(session: Session, attempt: CallAttempt, *, recording_url: str | None,
+                 recording_sid: str | None, duration: int | None, now: datetime) -> str:
+    """Store the link to a spoken comment (once per recording) and hang up."""
+    if recording_url:
+        known = recording_sid and session.scalar(
+            select(Recording.id).where(Recording.recording_sid == recording_sid))
+        if not known:
+            session.add(Recording(case_id=attempt.case_id, attempt_id=attempt.id, kind="comment",
+                                  url=recording_url[:500], recording_sid=recording_sid,
+                                  duration_seconds=duration, created_at=now))
+            cases.add_event(session, attempt, "comment", now=now,
+                            payload={"recording_sid": recording_sid, "duration": duration})
+    return flow.hangup()
+
+
+# --- inbound calls --------------------------------------------------------------------------
+
+
+def case_for_caller(session: Session, phone: str, *, now: datetime) -> SampleCase | None:
+    """The released, unfinished case whose number is ``phone`` (newest draw first)."""
+    if not phone or session.get(DoNotCall, phone) is not None:
+        return None
+    return session.scalar(
+        select(SampleCase).join(FrameContact, FrameContact.id == SampleCase.contact_id)
+        .where(FrameContact.phone == phone, SampleCase.release_state == "released",
+               SampleCase.state.in_(("pending", "in_field")))
+        .order_by(SampleCase.draw_id.desc(), SampleCase.id).limit(1)
+    )
+
+
+def inbound(session: Session, cfg, *, caller: str, call_sid: str, urls: Urls,
+            now: datetime) -> str:
+    """A call to the survey number: a known respondent resumes; others hear who we are."""
+    existing = find_attempt(session, attempt_id=None, call_sid=call_sid)
+    if existing is not None:  # Twilio retried the request
+        return start_call(session, cfg, existing, urls=urls, now=now)
+    case = case_for_caller(session, caller, now=now)
+    lang = cfg.campaign.default_language
+    if case is None or not cases.try_hold(session, case.id, channel="ivr", now=now):
+        return flow.goodbye(cfg, lang, "unknown_caller")
+    session.refresh(case)
+    attempt = cases.start_attempt(session, case, channel="ivr", now=now, call_sid=call_sid,
+                                  direction="inbound")
+    attempt.status, attempt.status_rank = "in-progress", STATUS_RANK["in-progress"]
+    attempt.answered_at = now
+    attempt.answered_by = "human"
+    return start_call(session, cfg, attempt, urls=urls, now=now)
+
+
+# --- status callbacks and the end of an attempt ---------------------------------------------------
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def record_status(session: Session, cfg, attempt: CallAttempt, params: Mapping[str, str], *,
+                  token: str | None, now: datetime) -> str:
+    """Store one status callback; move the attempt forward; close it on a final status.
+
+    Returns ``"duplicate"`` (already stored: nothing changed), ``"stale"``
+    (stored, but older than the attempt's state), ``"advanced"`` or ``"closed"``.
+    """
+    if token and session.scalar(select(AttemptEvent.id).where(
+            AttemptEvent.idempotency_token == token)) is not None:
+        return "duplicate"
+    status = params.get("CallStatus", "")
+    seq = _int_or_none(params.get("SequenceNumber"))
+    cases.add_event(session, attempt, "status", now=now,
+                    payload={k: params[k] for k in STATUS_FIELDS if k in params},
+                    sequence_number=seq, idempotency_token=token)
+    rank = STATUS_RANK.get(status)
+    answered_by = params.get("AnsweredBy")
+    if answered_by in ANSWERED_BY and not attempt.answered_by:
+        attempt.answered_by = answered_by
+    if seq is not None and seq > attempt.last_sequence:
+        attempt.last_sequence = seq
+    if status == "in-progress" and attempt.answered_at is None:
+        attempt.answered_at = now
+    if rank is None or rank <= attempt.status_rank:
+        return "stale"
+    attempt.status, attempt.status_rank = status, rank
+    if rank < FINAL_RANK:
+        return "advanced"
+    close_attempt(session, cfg, attempt, call_status=status, answered_by=answered_by,
+                  sip_code=_int_or_none(params.get("SipResponseCode")),
+                  duration=_int_or_none(params.get("CallDuration")), now=now)
+    return "closed"
+
+
+def record_amd(session: Session, attempt: CallAttempt, *, answered_by: str,
+               token: str | None, now: datetime) -> bool:
+    """Store an AsyncAmd result; True when the call reached a machine or a fax."""
+    if token and session.scalar(select(AttemptEvent.id).where(
+            AttemptEvent.idempotency_token == token)) is not None:
+        return False
+    cases.add_event(session, attempt, "amd", now=now, payload={"AnsweredBy": answered_by},
+                    idempotency_token=token)
+    if answered_by in ANSWERED_BY and attempt.answered_by in (None, "unknown"):
+        attempt.answered_by = answered_by
+    return attempt.outcome is None and answered_by in NOT_A_PERSON
+
+
+def _slot(rules, when: datetime) -> int:
+    hour = when.astimezone(rules.tz).hour
+    return 0 if hour < 12 else 1 if hour < 17 else 2
+
+
+def spread_retry(rules, *, now: datetime, outcome: str, tried: set[int]) -> datetime | None:
+    """The next attempt time, moved to a part of the day not tried yet.
+
+    Parts of the day (campaign time): morning (before 12:00), afternoon (12:00 to
+    17:00), evening (from 17:00).  After the outcome's retry delay, the first
+    callable moment in a part of the day where the case was not yet tried
+    without contact; once every part was tried, simply the first callable moment.
+    """
+    due = rules.next_attempt(now, outcome)
+    if due is None or tried >= {0, 1, 2}:
+        return due
+    for _ in range(12):
+        if due is None or _slot(rules, due) not in tried:
+            return due
+        local = due.astimezone(rules.tz)
+        boundary = (12, 17, 24)[_slot(rules, due)]
+        nxt = local.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(hours=boundary)
+        due = rules.next_callable(nxt)
+    return due
+
+
+def close_attempt(session: Session, cfg, attempt: CallAttempt, *, call_status: str,
+                  answered_by: str | None = None, sip_code: int | None = None,
+                  duration: int | None = None, now: datetime, error: str | None = None):
+    """Close an IVR attempt from the call's final status; returns the ``Finish`` (or None).
+
+    The code: :func:`scoring.aapor.from_twilio_status` with the answers of the
+    case (answers are kept across calls), whether this call passed the consent
+    step, the AMD result, the SIP code.  A hand-over keeps the case out of the
+    dialer's queue for an interviewer; an interview that asked every unit
+    leaves nothing to retry, so its code is made final.
+    """
+    if attempt.outcome is not None:
+        return None
+    case = session.get(SampleCase, attempt.case_id)
+    attempt.ended_at = attempt.ended_at or now
+    if duration is not None:
+        attempt.duration_seconds = duration
+    if error:
+        attempt.error = error
+    kinds = _event_kinds(session, attempt.id)
+    if answered_by not in ANSWERED_BY:
+        answered_by = attempt.answered_by if attempt.answered_by in ANSWERED_BY else None
+    handoff = "handoff" in kinds
+    had_consent = "consent" in kinds or handoff
+    answered, total = cases.answer_counts(session, case.id)
+    status = call_status if call_status in STATUS_RANK and STATUS_RANK[call_status] == FINAL_RANK \
+        else "failed"
+    if sip_code is not None and not 100 <= sip_code <= 699:
+        sip_code = None
+    code = from_twilio_status(status, answered_by=answered_by, sip_code=sip_code,
+                              had_consent=had_consent,
+                              answered_units=answered if had_consent else 0,
+                              total_units=total, refused="opt_out" in kinds,
+                              known_eligible=case.known_eligible)
+    if case.state == "final":
+        return cases.finish_attempt(session, case, attempt, code, now=now, rules=cfg.calling,
+                                    max_attempts=cfg.calling.max_attempts)
+    max_attempts = cfg.calling.max_attempts
+    next_at = None
+    if handoff:
+        max_attempts = max(max_attempts, case.attempts + 1)
+        next_at = now
+    elif had_consent and cases.next_unanswered(session, case.id) is None:
+        max_attempts = min(max_attempts, case.attempts)  # nothing left to ask
+    else:
+        outcome = cases.RETRY_OUTCOME.get(code, cases.DEFAULT_RETRY_OUTCOME)
+        if outcome in ("busy", "no-answer", "machine"):
+            tried = {_slot(cfg.calling, a.started_at) for a in session.scalars(
+                select(CallAttempt).where(CallAttempt.case_id == case.id,
+                                          CallAttempt.answered_at.is_(None))).all()}
+            next_at = spread_retry(cfg.calling, now=now, outcome=outcome, tried=tried)
+    return cases.finish_attempt(session, case, attempt, code, now=now, rules=cfg.calling,
+                                max_attempts=max_attempts, next_attempt_at=next_at)
