@@ -490,6 +490,8 @@ def respondent_table(db, cfg, *, draw_id: int | None = None, lang: str = "zh") -
     value_labels: dict[str, dict[int, str]] = {"disposition_n": dispositions}
     for unit in cfg.units:
         col = unit_column(unit.id)
+        if col in columns:
+            raise MinpingError(f"units {unit.id!r} and another unit share the export column {col!r}")
         columns[col] = [None if cells.get((r.pseudo_id, unit.id), "") == UNANSWERED
                         else int(cells[(r.pseudo_id, unit.id)]) for r in rows]
         labels[col] = f"{unit.name if zh else unit.name_en} ({unit.id})"

@@ -168,7 +168,7 @@ TEXT: dict[str, dict[str, str]] = {
         "unreliable": "评价人数不足{n}，结果不可靠", "no-score": "无综合得分",
         "missing": "缺少：", "stratum": "层", "group": "群体", "town": "乡镇",
         "population": "总体数N_h", "target": "目标样本", "drawn": "抽取", "released": "释放",
-        "respondents": "应答人数n_h", "gap": "差额", "by_group": "各群体评价人数（应答/分派）",
+        "respondents": "应答人数n_h", "respondents_total": "应答者（1.1 与 1.2）", "gap": "差额", "by_group": "各群体评价人数（应答/分派）",
         "p_value": "卡方p值", "dissimilarity": "相异指数", "passed": "通过", "yes": "是",
         "no": "否", "none_flagged": "本类无预警单位。", "open_cases": "尚在访问中的案例",
         "rate": "比率", "value": "数值", "count": "案例数", "generated": "生成时间",
@@ -186,7 +186,8 @@ TEXT: dict[str, dict[str, str]] = {
         "unreliable": "fewer than {n} raters: unreliable", "no-score": "no composite",
         "missing": "missing: ", "stratum": "Stratum", "group": "Group", "town": "Town",
         "population": "Population N_h", "target": "Target", "drawn": "Drawn",
-        "released": "Released", "respondents": "Respondents n_h", "gap": "Gap",
+        "released": "Released", "respondents": "Respondents n_h",
+        "respondents_total": "Respondents (1.1 and 1.2)", "gap": "Gap",
         "by_group": "Raters by group (answered / assigned)", "p_value": "Chi-square p",
         "dissimilarity": "Dissimilarity", "passed": "Passed", "yes": "yes", "no": "no",
         "none_flagged": "No unit of this track is flagged.",
@@ -312,7 +313,7 @@ def _track_rows(results: ScoringResults, track: TrackResult, lang: str) -> list[
     for c in order:
         ph = results.phone.units[results.phone.unit_ids.index(c.unit)] if c.unit in results.phone.unit_ids else None
         notes = []
-        if (ph is None and "phone" in track.weights) or (ph is not None and not ph.reliable):
+        if (ph is not None and not ph.reliable) or (c.status != "no-score" and not c.reliable):
             notes.append(T["unreliable"].format(n=results.options["min_raters"]))
         if c.missing:
             notes.append(T["missing"] + "、".join(T.get(p, p) for p in c.missing)
