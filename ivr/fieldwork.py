@@ -107,7 +107,7 @@ def run_ivr_field_period(db, cfg, *, start: datetime, days: float, seed: int,
     end = start + timedelta(days=days)
     try:
         dialer.reconcile()
-        _dial_until(dialer, sim, clock, end, progress)
+        drive(dialer, sim, end, progress=progress)
         sim.run_until_idle()  # calls in flight at the end of the period play out
         summary = _summary(db, draw_id, sim)
     finally:
@@ -119,8 +119,15 @@ def run_ivr_field_period(db, cfg, *, start: datetime, days: float, seed: int,
     return summary
 
 
-def _dial_until(dialer: Dialer, sim, clock, end: datetime, progress) -> None:
-    seen = 0
+def drive(dialer: Dialer, sim, end: datetime, *, progress: Callable[[str], None] | None = None
+          ) -> None:
+    """Run ``dialer`` against ``sim`` (on its virtual clock) until ``end`` or nothing is left.
+
+    Between dialer steps the simulator's network runs: to the moment the
+    dialer asked to be woken (rate limit, calling window, next due case), or
+    until some call ends when the calls in flight are at their limit.
+    """
+    clock = sim.clock
     last_note = time.monotonic()
     while clock.now() < end:
         result = dialer.step()

@@ -204,6 +204,8 @@ def _register_commands() -> None:
     cli.add_command(serve)
     cli.add_command(__import__("minping.commands.sample", fromlist=["_"]).frame_group)
     cli.add_command(__import__("minping.commands.sample", fromlist=["_"]).sample_group)
+    cli.add_command(__import__("minping.commands.dial", fromlist=["_"]).dial)
+    cli.add_command(__import__("minping.commands.dial", fromlist=["_"]).simulate)
 
 
 _register_commands()
