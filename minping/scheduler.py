@@ -30,10 +30,12 @@ Order, best first:
    of the unit's target rated so far);
 5. the oldest last attempt (never-tried cases first), then the case id.
 
-The stratum ranking is evaluated in SQL over every candidate; the unit ranking
-is applied in Python within the first :data:`WINDOW` candidates of that order
-(units are a case's secondary balance: within the most-behind stratum the
-candidates are re-ranked by their units).
+The stratum ranking is evaluated in SQL, one tier at a time (the urgent
+cases, then the strata from the furthest behind, then cases a supervisor
+pushed back), so each query sorts few rows; the unit ranking is applied in
+Python within the first :data:`WINDOW` candidates of a tier (units are a
+case's secondary balance: within the most-behind stratum the candidates are
+re-ranked by their units).
 
 An interviewer who already holds a case gets that case back (a reloaded page
 or a second tab does not take a second case).
@@ -129,15 +131,25 @@ class ProgressCache:
         self._value: dict[int | None, tuple[float, Progress]] = {}
 
     def get(self, session: Session, *, draw_id: int | None = None) -> Progress:
+        """The cached progress; one caller at a time recomputes it, the others keep
+        the previous value meanwhile (the first call of all waits for it)."""
         stamp = time.monotonic()
-        with self._lock:
+        cached = self._value.get(draw_id)
+        if cached is not None and stamp - cached[0] < self.seconds:
+            return cached[1]
+        if cached is not None and not self._lock.acquire(blocking=False):
+            return cached[1]  # somebody else is recomputing it
+        if cached is None:
+            self._lock.acquire()
+        try:
             cached = self._value.get(draw_id)
-            if cached is not None and stamp - cached[0] < self.seconds:
+            if cached is not None and time.monotonic() - cached[0] < self.seconds:
                 return cached[1]
-        progress = field_progress(session, draw_id=draw_id)
-        with self._lock:
-            self._value[draw_id] = (stamp, progress)
-        return progress
+            progress = field_progress(session, draw_id=draw_id)
+            self._value[draw_id] = (time.monotonic(), progress)
+            return progress
+        finally:
+            self._lock.release()
 
 
 def _not_on_do_not_call():
@@ -250,6 +262,33 @@ def next_case(
 
     due = _due_appointment(now)
     handoff = SampleCase.state == "handoff_cati"
+    base = eligible_for(interviewer, now=now, max_attempts=cap)
+    if draw_id is not None:
+        base = and_(base, SampleCase.draw_id == draw_id)
+    # Tiers that keep the order exact while each query sorts few rows: the
+    # urgent cases (due appointment, hand-over, raised priority); then the
+    # ordinary cases stratum by stratum, furthest behind first (strata that
+    # tie are one tier); then the cases a supervisor pushed back.
+    tiers = [or_(due, handoff, SampleCase.priority > 0)]
+    by_share: dict[float, list[int]] = {}
+    for sid, share in progress.stratum.items():
+        by_share.setdefault(round(float(share), 9), []).append(sid)
+    ordinary = and_(~due, ~handoff, SampleCase.priority == 0)
+    known = [sid for ids in by_share.values() for sid in ids]
+    unknown = ~SampleCase.stratum_id.in_(known) if known else literal(True)
+    tiers.append(and_(ordinary, unknown))  # strata without progress: share 0
+    for share in sorted(by_share):
+        tiers.append(and_(ordinary, SampleCase.stratum_id.in_(by_share[share])))
+    tiers.append(and_(~due, ~handoff, SampleCase.priority < 0))
+    for tier in tiers:
+        case_ = _pick(session, interviewer, now=now, where=and_(base, tier), due=due,
+                      handoff=handoff, progress=progress, hold=hold)
+        if case_ is not None:
+            return case_
+    return None
+
+
+def _pick(session, interviewer, *, now, where, due, handoff, progress, hold):
     if progress.stratum:
         stratum_share = case(
             *[(SampleCase.stratum_id == sid, literal(share))
@@ -261,7 +300,7 @@ def next_case(
     query = (
         select(SampleCase.id, due.label("due"), handoff.label("handoff"), SampleCase.priority,
                stratum_share.label("stratum_share"), SampleCase.last_attempt_at)
-        .where(eligible_for(interviewer, now=now, max_attempts=cap))
+        .where(where)
         .order_by(
             due.desc(),
             handoff.desc(),
@@ -273,13 +312,30 @@ def next_case(
         )
         .limit(WINDOW)
     )
-    if draw_id is not None:
-        query = query.where(SampleCase.draw_id == draw_id)
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True, of=SampleCase)
     rows = session.execute(query).all()
     if not rows:
         return None
+    floor = _unit_floor(session, [r.id for r in rows], progress)
+    epoch = datetime.min.replace(tzinfo=now.tzinfo)
+
+    def key(r):
+        return (
+            not r.due,
+            not r.handoff,
+            -r.priority,
+            round(float(r.stratum_share), 9),
+            floor[r.id],
+            r.last_attempt_at is not None,
+            r.last_attempt_at or epoch,
+            r.id,
+        )
+
+    for row in sorted(rows, key=key):
+        if try_hold(session, row.id, channel="cati", now=now, user_id=interviewer.id, hold=hold):
+            return session.get(SampleCase, row.id)
+    return None
     floor = _unit_floor(session, [r.id for r in rows], progress)
     epoch = datetime.min.replace(tzinfo=now.tzinfo)
 

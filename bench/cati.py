@@ -1,0 +1,254 @@
+"""Next-case latency for 50 concurrent interviewers over 100,000 cases on PostgreSQL.
+
+Creates a throw-away database on the server named by ``MINPING_BENCH_PG_URL``
+(default ``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``), loads
+100,000 released cases (24 strata, 8 units each) with COPY, then runs in the
+same process, one after the other:
+
+* **next case**: 50 threads, each its own session, each asking
+  :func:`minping.scheduler.next_case` repeatedly (the hold is one transaction;
+  the call is then closed in a second, unmeasured transaction that releases
+  the case and moves its next attempt two hours on);
+* **baseline**: the same 50 threads running a plain indexed ``SELECT`` of one
+  ``sample_case`` row by primary key, one transaction each.
+
+It prints p50 and p99 of both and their ratio, and drops the database.
+
+Run: ``.venv/bin/python bench/cati.py [--cases 100000] [--interviewers 50] [--picks 40]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import statistics
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+from sqlalchemy import create_engine, select, text, update  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy.orm import sessionmaker  # noqa: E402
+
+from minping.campaign import codes, sync_campaign  # noqa: E402
+from minping.config import load_config  # noqa: E402
+from minping.db import Database  # noqa: E402
+from minping.models import (  # noqa: E402
+    Frame,
+    RespondentGroup,
+    SampleCase,
+    SampleDraw,
+    Stratum,
+    Town,
+    Unit,
+    User,
+)
+from minping.scheduler import ProgressCache, next_case  # noqa: E402
+from minping.users import create_user  # noqa: E402
+
+ADMIN = os.environ.get("MINPING_BENCH_PG_URL",
+                       "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+#: Wednesday 10:00 in Asia/Shanghai: inside the calling window.
+NOW = datetime(2026, 12, 2, 2, 0, tzinfo=UTC)
+
+
+def copy_rows(raw, table: str, columns: list[str], rows) -> None:
+    buf = io.StringIO()
+    for row in rows:
+        buf.write("\t".join("\\N" if v is None else str(v) for v in row) + "\n")
+    with raw.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as cp:
+        cp.write(buf.getvalue())
+
+
+def load(db: Database, n_cases: int, n_users: int, seed: int) -> list[int]:
+    cfg = load_config()
+    rng = np.random.default_rng(seed)
+    with db.transaction() as s:
+        campaign = sync_campaign(s, cfg)
+        groups = codes(s, RespondentGroup, campaign.id)
+        towns = codes(s, Town, campaign.id)
+        units = codes(s, Unit, campaign.id)
+        frame = Frame(campaign_id=campaign.id, name="bench", synthetic=True)
+        s.add(frame)
+        s.flush()
+        draw = SampleDraw(campaign_id=campaign.id, frame_id=frame.id, frame_hash="0" * 64,
+                          seed=str(seed), stratification="group_town", method="bench",
+                          sample_size=n_cases, software_version="bench")
+        s.add(draw)
+        s.flush()
+        strata = []
+        for g in cfg.groups:
+            for t in cfg.towns:
+                st = Stratum(draw_id=draw.id, code=f"{g.id}:{t.id}", group_id=groups[g.id],
+                             town_id=towns[t.id], population=n_cases, target=n_cases // 24)
+                s.add(st)
+                strata.append((st, g.id, t.id))
+        s.flush()
+        user_ids = [create_user(s, username=f"bench{i:02d}", password="bench-password",
+                                role="interviewer").id for i in range(n_users)]
+        frame_id, draw_id = frame.id, draw.id
+        strata = [(st.id, g, t) for st, g, t in strata]
+    unit_pool = {g.id: [units[u.id] for u in cfg.units_for_group(g.id)] for g in cfg.groups}
+    which = rng.integers(0, len(strata), size=n_cases)
+    raw = db.engine.raw_connection()
+    try:
+        dbapi = raw.driver_connection
+        copy_rows(dbapi, "frame_contact", ["id", "frame_id", "phone", "group_id", "town_id",
+                                           "source_row", "attributes"],
+                  ((i + 1, frame_id, f"+86138{i:08d}", groups[strata[which[i]][1]],
+                    towns[strata[which[i]][2]], i + 2, "{}") for i in range(n_cases)))
+        last = [None if rng.random() < 0.5 else
+                (NOW - timedelta(minutes=int(m))).isoformat()
+                for m in rng.integers(60, 5000, size=n_cases)]
+        copy_rows(dbapi, "sample_case",
+                  ["id", "draw_id", "contact_id", "stratum_id", "pseudo_id", "inclusion_prob",
+                   "weight", "replicate", "is_reserve", "draw_order", "release_state",
+                   "released_at", "state", "language", "attempts", "last_attempt_at",
+                   "known_eligible", "priority", "refusal_conversion", "version"],
+                  ((i + 1, draw_id, i + 1, strata[which[i]][0], f"B{i:011d}", 0.1, 10.0, 1,
+                    "f", i, "released", NOW.isoformat(), "in_field" if last[i] else "pending",
+                    "cmn-CN", 1 if last[i] else 0, last[i], "f", 0, "f", 0)
+                   for i in range(n_cases)))
+        cu_rows = []
+        k = cfg.campaign.units_per_respondent
+        for i in range(n_cases):
+            pool = unit_pool[strata[which[i]][1]]
+            for pos, j in enumerate(rng.choice(len(pool), size=k, replace=False)):
+                cu_rows.append((i * k + pos + 1, i + 1, pool[j], pos))
+        copy_rows(dbapi, "case_unit", ["id", "case_id", "unit_id", "position"], cu_rows)
+        with dbapi.cursor() as cur:
+            for table in ("frame_contact", "sample_case", "case_unit"):
+                cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                            f"(SELECT max(id) FROM {table}))")
+                cur.execute(f"ANALYZE {table}")
+        dbapi.commit()
+    finally:
+        raw.close()
+    return user_ids
+
+
+def run_threads(n: int, work) -> tuple[list[float], list[BaseException]]:
+    times: list[float] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(n)
+
+    def target(i: int) -> None:
+        try:
+            barrier.wait()
+            mine = work(i)
+            with lock:
+                times.extend(mine)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return times, errors
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.array(values) * 1000, q))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cases", type=int, default=100_000)
+    ap.add_argument("--interviewers", type=int, default=50)
+    ap.add_argument("--picks", type=int, default=40, help="next-case requests per interviewer")
+    ap.add_argument("--seed", type=int, default=1)
+    args = ap.parse_args(argv)
+
+    admin = create_engine(ADMIN, isolation_level="AUTOCOMMIT")
+    name = f"minping_bench_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(ADMIN).set(database=name).render_as_string(hide_password=False)
+    db = Database(url)
+    db.engine.dispose()  # one connection per thread: a pool as large as the crowd
+    db.engine = create_engine(db.url, pool_size=args.interviewers + 5, max_overflow=0)
+    db.sessionmaker = sessionmaker(db.engine, expire_on_commit=False)
+    try:
+        t0 = time.perf_counter()
+        db.upgrade()
+        users = load(db, args.cases, args.interviewers, args.seed)
+        print(f"loaded {args.cases:,} cases x {load_config().campaign.units_per_respondent} "
+              f"units in {time.perf_counter() - t0:.1f} s; {args.interviewers} interviewers, "
+              f"{args.picks} picks each")
+        rules = load_config().calling
+        cache = ProgressCache(10.0)
+        given: list[int] = []
+        glock = threading.Lock()
+
+        def pick_work(i: int) -> list[float]:
+            out = []
+            uid = users[i]
+            for _ in range(args.picks):
+                started = time.perf_counter()
+                with db.transaction() as s:
+                    user = s.get(User, uid)
+                    case = next_case(s, user, now=NOW, rules=rules, progress=cache.get(s))
+                    case_id = case.id if case is not None else None
+                out.append(time.perf_counter() - started)
+                if case_id is None:
+                    continue
+                with glock:
+                    given.append(case_id)
+                with db.transaction() as s:  # the call, unmeasured: released, due later
+                    s.execute(update(SampleCase).where(SampleCase.id == case_id).values(
+                        lock_channel=None, locked_by=None, locked_at=None, lock_expires_at=None,
+                        attempts=SampleCase.attempts + 1, last_attempt_at=NOW,
+                        next_attempt_at=NOW + timedelta(hours=2)))
+            return out
+
+        rng = np.random.default_rng(args.seed)
+        ids = rng.integers(1, args.cases + 1, size=(args.interviewers, args.picks))
+
+        def select_work(i: int) -> list[float]:
+            out = []
+            for case_id in ids[i]:
+                started = time.perf_counter()
+                with db.transaction() as s:
+                    s.execute(select(SampleCase).where(SampleCase.id == int(case_id))).first()
+                out.append(time.perf_counter() - started)
+            return out
+
+        with db.session() as s:
+            cache.get(s)  # the progress aggregate, recomputed by one caller every 10 s
+        run_threads(args.interviewers, select_work)  # warm the pool and the caches
+        base, errors_b = run_threads(args.interviewers, select_work)
+        picks, errors_p = run_threads(args.interviewers, pick_work)
+        if errors_b or errors_p:
+            print("errors:", errors_b[:3], errors_p[:3], file=sys.stderr)
+            return 1
+        dupes = len(given) - len(set(given))
+        p50, p99 = pct(picks, 50), pct(picks, 99)
+        b50, b99 = pct(base, 50), pct(base, 99)
+        print(f"{'':24}{'p50 ms':>10}{'p99 ms':>10}{'n':>8}")
+        print(f"{'next case (scheduler)':24}{p50:>10.2f}{p99:>10.2f}{len(picks):>8}")
+        print(f"{'indexed SELECT 1 row':24}{b50:>10.2f}{b99:>10.2f}{len(base):>8}")
+        print(f"{'ratio':24}{p50 / b50:>10.1f}{p99 / b99:>10.1f}")
+        print(f"cases given: {len(given)}, given twice: {dupes}, "
+              f"mean pick {statistics.mean(picks) * 1000:.2f} ms")
+        return 0 if dupes == 0 else 1
+    finally:
+        db.dispose()
+        with admin.connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                              "WHERE datname = :n AND pid <> pg_backend_pid()"), {"n": name})
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
