@@ -268,7 +268,7 @@ class Dialer:
                         attempt.call_sid = call.sid
                     cases.add_event(s, attempt, "placed", now=self.now(),
                                     payload={"call_sid": call.sid, "to": phone,
-                                             "tries": tries + 1})
+                                             "tries": tries + 1, "dialer": self.name})
                 self.progress.placed += 1
                 self.progress.in_flight = in_flight
                 return

@@ -1,0 +1,63 @@
+"""Two dialer processes against one PostgreSQL database."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from sqlalchemy import select
+
+from minping.db import Database
+from minping.models import AttemptEvent, CallAttempt
+from tests.builders import build_field
+from tests.ivr.dialer_worker import CALLS_PER_SECOND, MAX_ATTEMPTS, MAX_CONCURRENT
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_two_dialer_processes_never_dial_a_case_twice_at_once(pg_server):
+    url = pg_server.create_database()
+    db = Database(url)
+    db.upgrade()
+    field = build_field(db, n_cases=2000, units_per_case=1)
+    started = time.monotonic()
+    workers = [subprocess.Popen([sys.executable, "-m", "tests.ivr.dialer_worker", url, str(seed),
+                                 "35"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True) for seed in (1, 2)]
+    for worker in workers:
+        out, err = worker.communicate(timeout=55)
+        assert worker.returncode == 0, err
+    assert time.monotonic() - started < 60
+    with db.session() as s:
+        attempts = s.execute(select(CallAttempt.case_id, CallAttempt.started_at,
+                                    CallAttempt.ended_at, CallAttempt.outcome)).all()
+        dialers = s.execute(select(AttemptEvent.payload).where(AttemptEvent.kind == "placed"))
+        by_dialer = defaultdict(int)
+        for (payload,) in dialers:
+            by_dialer[payload["dialer"]] += 1
+    db.dispose()
+    assert set(by_dialer) == {"worker-1", "worker-2"}  # both took part
+    assert len({a.case_id for a in attempts}) >= 1000
+    assert all(a.outcome is not None and a.ended_at is not None for a in attempts)
+    per_case = defaultdict(list)
+    for a in attempts:
+        per_case[a.case_id].append((a.started_at, a.ended_at))
+    for case_id, spans in per_case.items():
+        assert len(spans) <= MAX_ATTEMPTS, case_id
+        spans.sort()
+        for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+            assert start >= end, f"case {case_id} dialed while an attempt was open"
+    # the limits hold across both processes
+    starts = sorted(a.started_at for a in attempts)
+    gaps = [(b - a).total_seconds() for a, b in zip(starts, starts[1:], strict=False)]
+    assert min(gaps) >= 1 / CALLS_PER_SECOND - 1e-4
+    edges = sorted([(a.started_at, 1) for a in attempts] + [(a.ended_at, -1) for a in attempts])
+    live = peak = 0
+    for _, step in edges:
+        live += step
+        peak = max(peak, live)
+    assert peak <= MAX_CONCURRENT
+    assert len(field.case_ids) == 2000
