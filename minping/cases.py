@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 from minping.errors import MinpingError
 from minping.models import (
     Answer,
+    Appointment,
     AttemptEvent,
     AuditLog,
     CallAttempt,
@@ -149,13 +150,21 @@ def _not_on_do_not_call():
 
 
 def due_for_ivr(now: datetime, *, max_attempts: int):
-    """The condition a case must meet for the dialer to call it now (calling window aside)."""
+    """The condition a case must meet for the dialer to call it now (calling window aside).
+
+    Cases that belong to interviewers are left to them: a case reassigned to a
+    named interviewer, a case in the refusal-conversion queue, and a case with a
+    pending appointment (the respondent agreed a time with a person).
+    """
     return and_(
         SampleCase.release_state == "released",
         SampleCase.state.in_(("pending", "in_field")),
         _free_or_expired(now),
         or_(SampleCase.next_attempt_at.is_(None), SampleCase.next_attempt_at <= now),
         SampleCase.attempts < max_attempts,
+        SampleCase.refusal_conversion.is_(False),
+        SampleCase.assigned_to.is_(None),
+        ~exists().where(Appointment.case_id == SampleCase.id, Appointment.status == "pending"),
         _not_on_do_not_call(),
     )
 

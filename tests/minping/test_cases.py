@@ -6,7 +6,14 @@ import pytest
 from sqlalchemy import select
 
 from minping import cases
-from minping.models import AuditLog, DispositionEvent, DoNotCall, SampleCase
+from minping.models import (
+    Appointment,
+    AuditLog,
+    DispositionEvent,
+    DoNotCall,
+    SampleCase,
+    User,
+)
 from tests.builders import FIELD_START, build_field
 
 NOW = FIELD_START
@@ -27,14 +34,22 @@ def test_a_case_is_held_by_one_channel_at_a_time(db):
 
 
 def test_dialer_holds_only_due_released_cases(db):
-    field = build_field(db, n_cases=5)
+    field = build_field(db, n_cases=8)
+    ids = field.case_ids
     with db.transaction() as s:
-        s.get(SampleCase, field.case_ids[0]).next_attempt_at = NOW + timedelta(hours=1)
-        s.get(SampleCase, field.case_ids[1]).release_state = "held"
-        s.add(DoNotCall(phone=field.phones[field.case_ids[2]], source="test"))
+        s.get(SampleCase, ids[0]).next_attempt_at = NOW + timedelta(hours=1)
+        s.get(SampleCase, ids[1]).release_state = "held"
+        s.add(DoNotCall(phone=field.phones[ids[2]], source="test"))
+        # cases that belong to interviewers are not dialed by IVR
+        s.get(SampleCase, ids[3]).refusal_conversion = True
+        s.add(Appointment(case_id=ids[4], due_at=NOW, kind="soft", status="pending"))
+        user = User(username="li", display_name="李", password_hash="x", role="interviewer")
+        s.add(user)
+        s.flush()
+        s.get(SampleCase, ids[5]).assigned_to = user.id
     with db.transaction() as s:
         held = cases.hold_cases_for_ivr(s, now=NOW, limit=10, max_attempts=6)
-        assert sorted(c.id for c in held) == sorted(field.case_ids[3:])
+        assert sorted(c.id for c in held) == sorted(ids[6:])
     with db.transaction() as s:
         assert cases.hold_cases_for_ivr(s, now=NOW, limit=10, max_attempts=6) == []
 
