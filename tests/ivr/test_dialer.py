@@ -1,0 +1,119 @@
+"""The dialer's error handling, reconciliation and the ``dial`` / ``simulate`` commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sqlalchemy import select, update
+
+from ivr.dialer import Dialer
+from ivr.simulator import (
+    CallbackFaults,
+    Persona,
+    RealClock,
+    Simulator,
+    SimulatorServer,
+    WsgiWebhookTransport,
+)
+from minping.models import AttemptEvent, FrameContact
+from minping.settings import SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN, SIMULATOR_FROM_NUMBER
+from tests.builders import FIELD_START
+
+
+def test_http_429_is_retried_with_back_off(rig_factory):
+    # the account takes one call every 20 s; the dialer would go faster
+    rig = rig_factory(n_cases=3, sim_kwargs={"calls_per_second": 0.05})
+    rig.dialer.rules = __import__("dataclasses").replace(rig.cfg.calling, calls_per_second=10.0)
+    for i in range(3):
+        rig.persona(i, line="busy")
+    for _ in range(3):
+        rig.dialer.step()
+        rig.clock.advance(0.1)
+    assert rig.dialer.progress.retried_429 >= 2
+    assert rig.dialer.progress.errors == 0
+    assert len(rig.sim.calls) == 3
+    created = sorted(c.date_created for c in rig.sim.calls.values())
+    assert all((b - a).total_seconds() >= 19.9 for a, b in zip(created, created[1:],
+                                                                  strict=False))
+
+
+def test_other_gateway_errors_are_recorded_on_the_attempt(rig_factory):
+    rig = rig_factory()
+    with rig.db.transaction() as s:
+        s.execute(update(FrameContact).values(phone="12345"))  # not a number Twilio takes
+    rig.dialer.step()
+    (attempt,) = rig.attempts()
+    assert attempt.outcome == "3.16" and "21211" in attempt.error
+    case = rig.case()
+    assert case.state == "in_field" and case.lock_channel is None
+    assert case.next_attempt_at is not None
+
+
+def test_stale_attempts_are_reconciled_against_the_gateway_on_start(rig_factory):
+    rig = rig_factory()
+    rig.sim.set_callback_faults(CallbackFaults(drop=frozenset({"completed"})))
+    rig.persona(line="busy")
+    rig.dial()
+    (attempt,) = rig.attempts()
+    assert attempt.outcome is None  # the final callback never came
+    fresh = Dialer(rig.db, rig.cfg, rig.client, public_url=rig.public_url,
+                   from_number=SIMULATOR_FROM_NUMBER, now=rig.clock.now)
+    assert fresh.reconcile() == 1
+    (attempt,) = rig.attempts()
+    assert attempt.outcome == "3.12" and rig.case().lock_channel is None
+    with rig.db.session() as s:
+        assert s.scalar(select(AttemptEvent.kind).where(AttemptEvent.kind == "reconciled"))
+
+
+def test_simulate_command_runs_a_field_period(runner, db):
+    from tests.builders import build_field
+
+    build_field(db, n_cases=12, units_per_case=2)
+    result = runner.invoke(["simulate", "--days", "2", "--seed", "5", "--json",
+                            "--start", FIELD_START.isoformat()])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["cases"] == 12 and summary["calls"] >= 12
+    assert summary["max_calls_in_one_second"] <= 1
+    assert summary["max_concurrent_calls"] <= 20
+    assert sum(summary["final_dispositions"].values()) == 12
+    assert summary["sms_notices"] == 12
+
+
+def test_dial_command_places_calls_through_the_rest_api(runner, db, app, tmp_path):
+    """``minping dial`` against the simulator over HTTP on the real clock."""
+    from tests.builders import build_field
+
+    build_field(db, n_cases=3, units_per_case=1)
+    config = tmp_path / "survey.toml"
+    text = (Path(__file__).resolve().parents[2] / "config" / "survey.toml").read_text(encoding="utf-8")
+    for day in ("mon", "tue", "wed", "thu", "fri", "sat"):
+        text = text.replace(f'{day} = ["', f'{day} = ["00:00-23:59", "XX')
+    text = text.replace('sun = []', 'sun = ["00:00-23:59"]')
+    import re
+
+    text = re.sub(r'"XX[^\]]*\]', "]", text)
+    text = re.sub(r"start_date = .*", "start_date = 2025-01-01", text)
+    text = re.sub(r"end_date = .*", "end_date = 2030-12-31", text)
+    text = text.replace("sms_advance_notice = true", "sms_advance_notice = false")
+    config.write_text(text, encoding="utf-8")
+    import numpy as np
+
+    sim = Simulator(account_sid=SIMULATOR_ACCOUNT_SID, auth_token=SIMULATOR_AUTH_TOKEN,
+                    rng=np.random.default_rng(1), transport=WsgiWebhookTransport(app),
+                    clock=RealClock())
+    for i in range(3):
+        sim.set_persona(f"+86138{i:08d}", Persona(line="busy"))
+    with SimulatorServer(sim) as server:
+        sim.start()
+        try:
+            result = runner.invoke(["dial", "--max-seconds", "4", "--json"], env={
+                "TWILIO_API_URL": server.base_url, "MINPING_CONFIG": str(config),
+                "MINPING_PUBLIC_URL": "http://testserver.local"})
+        finally:
+            sim.stop()
+    assert result.exit_code == 0, result.output
+    counters = json.loads(result.output)
+    assert counters["placed"] == 3 and counters["errors"] == 0
+    assert {c.to for c in sim.calls.values()} == {f"+86138{i:08d}" for i in range(3)}
