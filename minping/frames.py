@@ -277,6 +277,10 @@ def import_frame(
     )
 
 
+#: JSON string literal of a str (C-accelerated when available), as json.dumps writes it.
+_encode_string = getattr(json.encoder, "c_encode_basestring", None) or json.encoder.encode_basestring
+
+
 def _copy_text(value: str) -> str:
     """Escape a value for PostgreSQL's COPY text format."""
     return (value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
@@ -305,10 +309,13 @@ def insert_contacts(
     cols = [ff.attributes[k] for k in names]
     gid = [group_ids[g] for g in ff.groups]
     tid = [town_ids[t] if t is not None else None for t in ff.towns]
-    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    # JSON objects of string values, written directly (same text as json.dumps with
+    # ensure_ascii=False and compact separators, without building a dict per row)
+    esc = _encode_string
+    keys = [esc(k) + ":" for k in names]
 
     def attrs(i: int) -> str:
-        return dumps({k: c[i] for k, c in zip(names, cols, strict=True)}) if names else "{}"
+        return "{" + ",".join(k + esc(c[i]) for k, c in zip(keys, cols, strict=True)) + "}"
 
     conn = session.connection()
     table = FrameContact.__table__.name
