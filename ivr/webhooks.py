@@ -118,9 +118,24 @@ def _attempt(required_sid: bool = True):
     return service.find_attempt(db_session(), attempt_id=attempt_id, call_sid=call_sid or None)
 
 
-def _commit(body: str) -> Response:
-    db_session().commit()
-    return _twiml(body)
+def _transact(work) -> Response:
+    """Run ``work()`` (returns TwiML) and commit at once; a clash is retried once.
+
+    Two deliveries of the same request at the same moment (Twilio retrying a slow
+    webhook) can both try to insert the same answer: the loser's transaction is
+    rolled back and run again, and then finds the answer already stored.
+    """
+    session = db_session()
+    for tries in (1, 2):
+        try:
+            body = work()
+            session.commit()
+            return _twiml(body)
+        except IntegrityError:
+            session.rollback()
+            if tries == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 @bp.post("/voice")
@@ -128,7 +143,7 @@ def voice():
     attempt = _attempt()
     if attempt is None:
         return _twiml(flow.hangup())
-    return _commit(service.start_call(db_session(), survey_config(), attempt, urls=_urls(),
+    return _transact(lambda: service.start_call(db_session(), survey_config(), attempt, urls=_urls(),
                                       now=now(), answered_by=request.form.get("AnsweredBy")))
 
 
@@ -137,7 +152,7 @@ def inbound():
     call_sid = request.form.get("CallSid", "").strip()
     if not call_sid:
         abort(400, description="CallSid is missing")
-    return _commit(service.inbound(db_session(), survey_config(),
+    return _transact(lambda: service.inbound(db_session(), survey_config(),
                                    caller=request.form.get("From", "").strip(),
                                    call_sid=call_sid, urls=_urls(), now=now()))
 
@@ -147,7 +162,7 @@ def consent():
     attempt = _attempt()
     if attempt is None:
         return _twiml(flow.hangup())
-    return _commit(service.consent(db_session(), survey_config(), attempt, digits=_digits(),
+    return _transact(lambda: service.consent(db_session(), survey_config(), attempt, digits=_digits(),
                                    tries=_int_arg("try", 0), urls=_urls(), now=now()))
 
 
@@ -159,7 +174,7 @@ def answer():
     pos = _int_arg("pos")
     if pos is None:
         abort(400, description="query parameter 'pos' is missing")
-    return _commit(service.answer(db_session(), survey_config(), attempt, pos=pos,
+    return _transact(lambda: service.answer(db_session(), survey_config(), attempt, pos=pos,
                                   digits=_digits(), tries=_int_arg("try", 0), urls=_urls(),
                                   now=now()))
 
@@ -173,7 +188,7 @@ def comment():
         duration = int(request.form.get("RecordingDuration", ""))
     except ValueError:
         duration = None
-    return _commit(service.save_comment(
+    return _transact(lambda: service.save_comment(
         db_session(), attempt, recording_url=request.form.get("RecordingUrl") or None,
         recording_sid=request.form.get("RecordingSid") or None, duration=duration, now=now()))
 
