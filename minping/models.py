@@ -28,6 +28,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -182,6 +183,7 @@ class FrameContact(Base):
     __table_args__ = (
         UniqueConstraint("frame_id", "phone"),
         Index("ix_frame_contact_frame_group_town", "frame_id", "group_id", "town_id"),
+        Index("ix_frame_contact_phone", "phone"),  # the do-not-call check
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     frame_id: Mapped[int] = mapped_column(ForeignKey("frame.id", ondelete="CASCADE"))
@@ -241,6 +243,12 @@ class Stratum(Base):
     target: Mapped[int] = mapped_column(Integer)  # n_h allocated
 
 
+#: Released cases still in the field (the predicate of the scheduler's partial indexes).
+IN_FIELD_SQL = "release_state = 'released' AND state IN ('pending', 'in_field', 'handoff_cati')"
+#: Cases handed over from the IVR or with a supervisor's priority.
+URGENT_SQL = "state = 'handoff_cati' OR priority <> 0"
+
+
 class SampleCase(Base):
     """A drawn contact: its design variables and where it stands in the field."""
 
@@ -253,6 +261,17 @@ class SampleCase(Base):
         ),
         CheckConstraint("lock_channel IS NULL OR lock_channel IN ('ivr', 'cati')", name="lock"),
         Index("ix_sample_case_queue", "draw_id", "release_state", "state", "next_attempt_at"),
+        # the CATI scheduler (minping.scheduler): cases in the field in calling order, per
+        # stratum and overall; the few urgent ones; the case an interviewer holds
+        Index("ix_sample_case_pick_stratum", "stratum_id", "last_attempt_at", "id",
+              postgresql_where=text(IN_FIELD_SQL), sqlite_where=text(IN_FIELD_SQL)),
+        Index("ix_sample_case_pick", "last_attempt_at", "id",
+              postgresql_where=text(IN_FIELD_SQL), sqlite_where=text(IN_FIELD_SQL)),
+        Index("ix_sample_case_urgent", "priority", "state",
+              postgresql_where=text(URGENT_SQL), sqlite_where=text(URGENT_SQL)),
+        Index("ix_sample_case_holder", "locked_by",
+              postgresql_where=text("locked_by IS NOT NULL"),
+              sqlite_where=text("locked_by IS NOT NULL")),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     draw_id: Mapped[int] = mapped_column(ForeignKey("sample_draw.id", ondelete="CASCADE"))
@@ -311,6 +330,8 @@ class CallAttempt(Base):
     __table_args__ = (
         CheckConstraint("channel IN ('ivr', 'cati')", name="channel"),
         Index("ix_call_attempt_case", "case_id", "started_at"),
+        Index("ix_call_attempt_open", "case_id", postgresql_where=text("outcome IS NULL"),
+              sqlite_where=text("outcome IS NULL")),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("sample_case.id", ondelete="CASCADE"))
@@ -397,6 +418,7 @@ class Appointment(Base):
         CheckConstraint("kind IN ('hard', 'soft')", name="kind"),
         CheckConstraint("status IN ('pending', 'kept', 'missed', 'cancelled')", name="status"),
         Index("ix_appointment_due", "status", "due_at"),
+        Index("ix_appointment_case", "case_id"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("sample_case.id", ondelete="CASCADE"))

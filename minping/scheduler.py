@@ -49,7 +49,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, case, exists, func, literal, or_, select
+from sqlalchemy import and_, case, false, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from minping.cases import CATI_HOLD, IN_FIELD_STATES, try_hold
@@ -153,27 +153,29 @@ class ProgressCache:
 
 
 def _not_on_do_not_call():
-    return ~exists().where(
-        DoNotCall.phone == FrameContact.phone, FrameContact.id == SampleCase.contact_id
+    # NOT IN over a subquery: evaluated once per query (a hashed set of the
+    # contacts whose number is on the list), not once per candidate row
+    return SampleCase.contact_id.not_in(
+        select(FrameContact.id).join(DoNotCall, DoNotCall.phone == FrameContact.phone)
     )
 
 
 def _due_appointment(now: datetime):
-    return exists().where(
-        Appointment.case_id == SampleCase.id,
-        Appointment.status == "pending",
-        Appointment.due_at <= now,
+    return SampleCase.id.in_(
+        select(Appointment.case_id).where(Appointment.status == "pending",
+                                          Appointment.due_at <= now)
     )
 
 
 def _hard_appointment_of_another(now: datetime, user_id: int):
-    return exists().where(
-        Appointment.case_id == SampleCase.id,
-        Appointment.status == "pending",
-        Appointment.kind == "hard",
-        Appointment.interviewer_id.is_not(None),
-        Appointment.interviewer_id != user_id,
-        Appointment.due_at > now - HARD_APPOINTMENT_GRACE,
+    return SampleCase.id.in_(
+        select(Appointment.case_id).where(
+            Appointment.status == "pending",
+            Appointment.due_at > now - HARD_APPOINTMENT_GRACE,
+            Appointment.kind == "hard",
+            Appointment.interviewer_id.is_not(None),
+            Appointment.interviewer_id != user_id,
+        )
     )
 
 
@@ -247,7 +249,8 @@ def next_case(
     draw_id : int, optional
         Restrict to one draw.
     progress : Progress, optional
-        Share of target per stratum and unit; computed when omitted.
+        Share of target per stratum and unit; computed when omitted (pass
+        :meth:`ProgressCache.get` in a busy call center).
     hold : timedelta
         How long the hold lasts without a keep-alive.
     """
@@ -265,41 +268,67 @@ def next_case(
     base = eligible_for(interviewer, now=now, max_attempts=cap)
     if draw_id is not None:
         base = and_(base, SampleCase.draw_id == draw_id)
-    # Tiers that keep the order exact while each query sorts few rows: the
-    # urgent cases (due appointment, hand-over, raised priority); then the
-    # ordinary cases stratum by stratum, furthest behind first (strata that
-    # tie are one tier); then the cases a supervisor pushed back.
-    tiers = [or_(due, handoff, SampleCase.priority > 0)]
-    by_share: dict[float, list[int]] = {}
-    for sid, share in progress.stratum.items():
-        by_share.setdefault(round(float(share), 9), []).append(sid)
-    ordinary = and_(~due, ~handoff, SampleCase.priority == 0)
-    known = [sid for ids in by_share.values() for sid in ids]
-    unknown = ~SampleCase.stratum_id.in_(known) if known else literal(True)
-    tiers.append(and_(ordinary, unknown))  # strata without progress: share 0
-    for share in sorted(by_share):
-        tiers.append(and_(ordinary, SampleCase.stratum_id.in_(by_share[share])))
-    tiers.append(and_(~due, ~handoff, SampleCase.priority < 0))
-    for tier in tiers:
-        case_ = _pick(session, interviewer, now=now, where=and_(base, tier), due=due,
-                      handoff=handoff, progress=progress, hold=hold)
+    pick = dict(session=session, interviewer=interviewer, now=now, progress=progress,
+                hold=hold)
+    # The few urgent cases, each kind sorted on the whole order key: due
+    # appointments, then hand-overs, then cases a supervisor raised.
+    urgent = [due, and_(~due, handoff), and_(~due, ~handoff, SampleCase.priority > 0)]
+    for tier in urgent:
+        case_ = _pick_sorted(where=and_(base, tier), due=due, handoff=handoff, **pick)
         if case_ is not None:
             return case_
-    return None
+    # The ordinary cases, stratum by stratum from the furthest behind (strata
+    # that tie are one tier), each in calling order straight off an index.
+    ordinary = and_(base, ~due, ~handoff, SampleCase.priority == 0)
+    for strata in stratum_tiers(session, progress, draw_id=draw_id):
+        case_ = _pick_in_order(where=and_(ordinary, SampleCase.stratum_id.in_(strata)),
+                               **pick)
+        if case_ is not None:
+            return case_
+    # Last, the cases a supervisor pushed back.
+    return _pick_sorted(where=and_(base, ~due, ~handoff, SampleCase.priority < 0), due=due,
+                        handoff=handoff, **pick)
 
 
-def _pick(session, interviewer, *, now, where, due, handoff, progress, hold):
-    if progress.stratum:
-        stratum_share = case(
-            *[(SampleCase.stratum_id == sid, literal(share))
-              for sid, share in progress.stratum.items()],
-            else_=literal(0.0),
-        )
-    else:
-        stratum_share = literal(0.0)
+def stratum_tiers(session: Session, progress: Progress, *,
+                  draw_id: int | None = None) -> list[list[int]]:
+    """Stratum ids grouped by share of target, furthest behind first.
+
+    Strata missing from ``progress`` count as share 0; strata that tie (to 9
+    decimals) form one group.
+    """
+    query = select(Stratum.id)
+    if draw_id is not None:
+        query = query.where(Stratum.draw_id == draw_id)
+    by_share: dict[float, list[int]] = {}
+    for sid in session.scalars(query):
+        share = round(float(progress.stratum.get(sid, 0.0)), 9)
+        by_share.setdefault(share, []).append(sid)
+    return [sorted(by_share[share]) for share in sorted(by_share)]
+
+
+def _lock(session: Session, query):
+    if session.get_bind().dialect.name == "postgresql":
+        return query.with_for_update(skip_locked=True, of=SampleCase)
+    return query
+
+
+def _stratum_share(progress: Progress):
+    if not progress.stratum:
+        return literal(0.0)
+    return case(
+        *[(SampleCase.stratum_id == sid, literal(share))
+          for sid, share in progress.stratum.items()],
+        else_=literal(0.0),
+    )
+
+
+def _pick_sorted(*, session, interviewer, now, where, due, handoff, progress, hold):
+    """Pick from a small tier: the database sorts it on the whole order key."""
+    stratum_share = _stratum_share(progress)
     query = (
         select(SampleCase.id, due.label("due"), handoff.label("handoff"), SampleCase.priority,
-               stratum_share.label("stratum_share"), SampleCase.last_attempt_at)
+               SampleCase.stratum_id, SampleCase.last_attempt_at)
         .where(where)
         .order_by(
             due.desc(),
@@ -312,9 +341,32 @@ def _pick(session, interviewer, *, now, where, due, handoff, progress, hold):
         )
         .limit(WINDOW)
     )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True, of=SampleCase)
-    rows = session.execute(query).all()
+    rows = session.execute(_lock(session, query)).all()
+    return _hold_best(session, interviewer, rows, now=now, progress=progress, hold=hold)
+
+
+def _pick_in_order(*, session, interviewer, now, where, progress, hold):
+    """Pick from a tier of equal strata: never-tried cases by id, then the oldest last
+    attempt first.  Two queries, each an ordered walk of a partial index that stops
+    after :data:`WINDOW` rows (``NULLS FIRST`` would need a sort on PostgreSQL)."""
+    cols = (SampleCase.id, false().label("due"), false().label("handoff"), SampleCase.priority,
+            SampleCase.stratum_id, SampleCase.last_attempt_at)
+    never = (
+        select(*cols).where(where, SampleCase.last_attempt_at.is_(None))
+        .order_by(SampleCase.id).limit(WINDOW)
+    )
+    rows = list(session.execute(_lock(session, never)).all())
+    if len(rows) < WINDOW:
+        tried = (
+            select(*cols).where(where, SampleCase.last_attempt_at.is_not(None))
+            .order_by(SampleCase.last_attempt_at, SampleCase.id).limit(WINDOW - len(rows))
+        )
+        rows += session.execute(_lock(session, tried)).all()
+    return _hold_best(session, interviewer, rows, now=now, progress=progress, hold=hold)
+
+
+def _hold_best(session, interviewer, rows, *, now, progress, hold):
+    """Re-rank the candidates by their least-advanced unit and hold the first free one."""
     if not rows:
         return None
     floor = _unit_floor(session, [r.id for r in rows], progress)
@@ -325,26 +377,7 @@ def _pick(session, interviewer, *, now, where, due, handoff, progress, hold):
             not r.due,
             not r.handoff,
             -r.priority,
-            round(float(r.stratum_share), 9),
-            floor[r.id],
-            r.last_attempt_at is not None,
-            r.last_attempt_at or epoch,
-            r.id,
-        )
-
-    for row in sorted(rows, key=key):
-        if try_hold(session, row.id, channel="cati", now=now, user_id=interviewer.id, hold=hold):
-            return session.get(SampleCase, row.id)
-    return None
-    floor = _unit_floor(session, [r.id for r in rows], progress)
-    epoch = datetime.min.replace(tzinfo=now.tzinfo)
-
-    def key(r):
-        return (
-            not r.due,
-            not r.handoff,
-            -r.priority,
-            round(float(r.stratum_share), 9),
+            round(float(progress.stratum.get(r.stratum_id, 0.0)), 9),
             floor[r.id],
             r.last_attempt_at is not None,
             r.last_attempt_at or epoch,
