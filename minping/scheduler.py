@@ -49,7 +49,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, case, false, func, literal, or_, select
+from sqlalchemy import and_, case, false, func, literal, or_, select, true, union_all
 from sqlalchemy.orm import Session
 
 from minping.cases import CATI_HOLD, IN_FIELD_STATES, try_hold
@@ -152,12 +152,19 @@ class ProgressCache:
             self._lock.release()
 
 
-def _not_on_do_not_call():
-    # NOT IN over a subquery: evaluated once per query (a hashed set of the
-    # contacts whose number is on the list), not once per candidate row
-    return SampleCase.contact_id.not_in(
+def on_do_not_call(session: Session, contact_ids: list[int]) -> set[int]:
+    """Which of ``contact_ids`` have their number on the do-not-call list.
+
+    Asked of the few candidates a pick reads (primary-key lookups), not as a
+    condition over the whole field: the planner would otherwise join the whole
+    frame to the list on every pick.
+    """
+    if not contact_ids:
+        return set()
+    return set(session.scalars(
         select(FrameContact.id).join(DoNotCall, DoNotCall.phone == FrameContact.phone)
-    )
+        .where(FrameContact.id.in_(contact_ids))
+    ))
 
 
 def _due_appointment(now: datetime):
@@ -180,7 +187,11 @@ def _hard_appointment_of_another(now: datetime, user_id: int):
 
 
 def eligible_for(interviewer: User, *, now: datetime, max_attempts: int):
-    """The SQL condition a case must meet to be given to ``interviewer`` now."""
+    """The SQL condition a case must meet to be given to ``interviewer`` now.
+
+    The do-not-call list is not part of it: :func:`on_do_not_call` checks the
+    candidates.
+    """
     conditions = [
         SampleCase.release_state == "released",
         SampleCase.state.in_(IN_FIELD_STATES),
@@ -188,7 +199,6 @@ def eligible_for(interviewer: User, *, now: datetime, max_attempts: int):
         or_(SampleCase.next_attempt_at.is_(None), SampleCase.next_attempt_at <= now),
         SampleCase.attempts < max_attempts,
         or_(SampleCase.assigned_to.is_(None), SampleCase.assigned_to == interviewer.id),
-        _not_on_do_not_call(),
         ~_hard_appointment_of_another(now, interviewer.id),
     ]
     if not interviewer.experienced:
@@ -270,13 +280,17 @@ def next_case(
         base = and_(base, SampleCase.draw_id == draw_id)
     pick = dict(session=session, interviewer=interviewer, now=now, progress=progress,
                 hold=hold)
-    # The few urgent cases, each kind sorted on the whole order key: due
-    # appointments, then hand-overs, then cases a supervisor raised.
-    urgent = [due, and_(~due, handoff), and_(~due, ~handoff, SampleCase.priority > 0)]
-    for tier in urgent:
-        case_ = _pick_sorted(where=and_(base, tier), due=due, handoff=handoff, **pick)
-        if case_ is not None:
-            return case_
+    # The few urgent cases (due appointments, hand-overs, cases a supervisor
+    # raised), found through their own indexes and sorted on the whole order key.
+    urgent = SampleCase.id.in_(union_all(
+        select(Appointment.case_id).where(Appointment.status == "pending",
+                                          Appointment.due_at <= now),
+        select(SampleCase.id).where(SampleCase.state == "handoff_cati"),
+        select(SampleCase.id).where(SampleCase.priority > 0),
+    ))
+    case_ = _pick_sorted(where=and_(base, urgent), due=due, handoff=handoff, **pick)
+    if case_ is not None:
+        return case_
     # The ordinary cases, stratum by stratum from the furthest behind (strata
     # that tie are one tier), each in calling order straight off an index.
     ordinary = and_(base, ~due, ~handoff, SampleCase.priority == 0)
@@ -313,35 +327,68 @@ def _lock(session: Session, query):
     return query
 
 
+_share_expr: tuple[Progress | None, object] = (None, None)
+
+
 def _stratum_share(progress: Progress):
+    """``CASE stratum_id WHEN ... THEN share END``; built once per :class:`Progress`."""
+    global _share_expr
+    cached, expr = _share_expr
+    if cached is progress:
+        return expr
     if not progress.stratum:
-        return literal(0.0)
-    return case(
-        *[(SampleCase.stratum_id == sid, literal(share))
-          for sid, share in progress.stratum.items()],
-        else_=literal(0.0),
-    )
+        expr = literal(0.0)
+    else:
+        expr = case(
+            *[(SampleCase.stratum_id == sid, literal(share))
+              for sid, share in progress.stratum.items()],
+            else_=literal(0.0),
+        )
+    _share_expr = (progress, expr)
+    return expr
+
+
+def _window(session: Session, fetch) -> list:
+    """Up to :data:`WINDOW` candidates from ``fetch(excluded_ids)``, those on the
+    do-not-call list dropped; read on past a window that was all on the list."""
+    excluded: list[int] = []
+    while True:
+        rows = fetch(excluded)
+        banned = on_do_not_call(session, [r.contact_id for r in rows])
+        keep = [r for r in rows if r.contact_id not in banned]
+        if keep or len(rows) < WINDOW:
+            return keep
+        excluded.extend(r.id for r in rows)
+
+
+def _not_in(excluded: list[int]):
+    return SampleCase.id.not_in(excluded) if excluded else true()
 
 
 def _pick_sorted(*, session, interviewer, now, where, due, handoff, progress, hold):
     """Pick from a small tier: the database sorts it on the whole order key."""
     stratum_share = _stratum_share(progress)
-    query = (
-        select(SampleCase.id, due.label("due"), handoff.label("handoff"), SampleCase.priority,
-               SampleCase.stratum_id, SampleCase.last_attempt_at)
-        .where(where)
-        .order_by(
-            due.desc(),
-            handoff.desc(),
-            SampleCase.priority.desc(),
-            stratum_share,
-            SampleCase.last_attempt_at.is_not(None),
-            SampleCase.last_attempt_at,
-            SampleCase.id,
+
+    def fetch(excluded):
+        query = (
+            select(SampleCase.id, SampleCase.contact_id, due.label("due"),
+                   handoff.label("handoff"), SampleCase.priority, SampleCase.stratum_id,
+                   SampleCase.last_attempt_at)
+            .where(where, _not_in(excluded))
+            .order_by(
+                due.desc(),
+                handoff.desc(),
+                SampleCase.priority.desc(),
+                stratum_share,
+                SampleCase.last_attempt_at.is_not(None),
+                SampleCase.last_attempt_at,
+                SampleCase.id,
+            )
+            .limit(WINDOW)
         )
-        .limit(WINDOW)
-    )
-    rows = session.execute(_lock(session, query)).all()
+        return session.execute(_lock(session, query)).all()
+
+    rows = _window(session, fetch)
     return _hold_best(session, interviewer, rows, now=now, progress=progress, hold=hold)
 
 
@@ -349,19 +396,26 @@ def _pick_in_order(*, session, interviewer, now, where, progress, hold):
     """Pick from a tier of equal strata: never-tried cases by id, then the oldest last
     attempt first.  Two queries, each an ordered walk of a partial index that stops
     after :data:`WINDOW` rows (``NULLS FIRST`` would need a sort on PostgreSQL)."""
-    cols = (SampleCase.id, false().label("due"), false().label("handoff"), SampleCase.priority,
-            SampleCase.stratum_id, SampleCase.last_attempt_at)
-    never = (
-        select(*cols).where(where, SampleCase.last_attempt_at.is_(None))
-        .order_by(SampleCase.id).limit(WINDOW)
-    )
-    rows = list(session.execute(_lock(session, never)).all())
-    if len(rows) < WINDOW:
-        tried = (
-            select(*cols).where(where, SampleCase.last_attempt_at.is_not(None))
-            .order_by(SampleCase.last_attempt_at, SampleCase.id).limit(WINDOW - len(rows))
+    cols = (SampleCase.id, SampleCase.contact_id, false().label("due"),
+            false().label("handoff"), SampleCase.priority, SampleCase.stratum_id,
+            SampleCase.last_attempt_at)
+
+    def fetch(excluded):
+        never = (
+            select(*cols).where(where, _not_in(excluded), SampleCase.last_attempt_at.is_(None))
+            .order_by(SampleCase.id).limit(WINDOW)
         )
-        rows += session.execute(_lock(session, tried)).all()
+        rows = list(session.execute(_lock(session, never)).all())
+        if len(rows) < WINDOW:
+            tried = (
+                select(*cols)
+                .where(where, _not_in(excluded), SampleCase.last_attempt_at.is_not(None))
+                .order_by(SampleCase.last_attempt_at, SampleCase.id).limit(WINDOW - len(rows))
+            )
+            rows += session.execute(_lock(session, tried)).all()
+        return rows
+
+    rows = _window(session, fetch)
     return _hold_best(session, interviewer, rows, now=now, progress=progress, hold=hold)
 
 
