@@ -46,7 +46,7 @@ from ivr.simulator import (
     WebhookResponse,
     twilio_client,
 )
-from minping.config import TimeWindow
+from minping.config import FrozenMap, TimeWindow
 from minping.models import Answer, AuditLog, CallAttempt, CaseUnit
 from minping.settings import SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN, SIMULATOR_FROM_NUMBER
 
@@ -76,18 +76,26 @@ def fast_behaviour(**changes) -> BehaviourModel:
 
 
 def open_all_day(cfg, *, max_concurrent: int = 400, calls_per_second: float = 500.0,
-                 max_attempts: int | None = None):
-    """``cfg`` with a calling window open around the clock today (no SMS notice)."""
+                 max_attempts: int | None = None, retry_now: bool = False):
+    """``cfg`` with a calling window open around the clock today (no SMS notice).
+
+    With ``retry_now`` a case may be called again as soon as its attempt ends.
+    """
     rules = cfg.calling
     today = datetime.now(UTC).date()
     window = (TimeWindow(dtime(0, 0), dtime(23, 59, 59, 999999)),)
+    retry = (FrozenMap({k: timedelta(0) for k in rules.retry_delays}) if retry_now
+             else rules.retry_delays)
     calling = dataclasses.replace(
-        rules, windows={d: window for d in range(7)}, holidays=frozenset(),
+        rules, windows=FrozenMap({d: window for d in range(7)}), holidays=frozenset(),
         start_date=today - timedelta(days=2), end_date=today + timedelta(days=2),
         calls_per_second=calls_per_second, max_concurrent_calls=max_concurrent,
-        max_attempts=max_attempts or rules.max_attempts)
+        max_attempts=max_attempts or rules.max_attempts, retry_delays=retry)
     ivr = dataclasses.replace(cfg.ivr, sms_advance_notice=False)
-    return dataclasses.replace(cfg, calling=calling, ivr=ivr)
+    campaign = dataclasses.replace(cfg.campaign,
+                                   start_date=min(cfg.campaign.start_date, today - timedelta(2)),
+                                   end_date=max(cfg.campaign.end_date, today + timedelta(2)))
+    return dataclasses.replace(cfg, calling=calling, ivr=ivr, campaign=campaign)
 
 
 class TimedTransport(HttpWebhookTransport):
