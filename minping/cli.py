@@ -179,15 +179,27 @@ def user_add(username, role, display_name, language, password, database_url, as_
               type=click.Path(file_okay=False), help="Folder for the demo database and outputs.")
 @click.option("--database-url", envvar="DATABASE_URL",
               help="Run on this database instead of a fresh SQLite file in --dir.")
-@click.option("--frame-size", default=60_000, show_default=True, type=click.IntRange(1_000))
-@click.option("--seed", default=20261126, show_default=True, type=int)
+@click.option("--frame-size", default=60_000, show_default=True, type=click.IntRange(1_000),
+              help="Contacts in the synthetic frame.")
+@click.option("--size", type=click.IntRange(20), default=None,
+              help="Sample size (default: the configuration's, 2,020).")
+@click.option("--seed", default=20261126, show_default=True, type=int,
+              help="Seeds the frame, the draw and the simulated respondents.")
+@click.option("--ivr-days", default=6.0, show_default=True, type=click.FloatRange(0.1),
+              help="Length of the simulated IVR field period.")
+@click.option("--cati-days", default=3.0, show_default=True, type=click.FloatRange(0.1),
+              help="Length of the simulated CATI phase.")
+@click.option("--interviewers", default=12, show_default=True, type=click.IntRange(1),
+              help="Simulated interviewers in the CATI phase.")
 @click.option("--json", "as_json", is_flag=True)
-def demo(directory, database_url, frame_size, seed, as_json) -> None:
+def demo(directory, database_url, frame_size, size, seed, ivr_days, cati_days, interviewers,
+         as_json) -> None:
     """Run the whole job on a synthetic campaign (SQLite and the local Twilio simulator)."""
     from minping.demo import run_demo
 
     summary = run_demo(directory=directory, database_url=database_url, frame_size=frame_size,
-                       seed=seed, echo=None if as_json else click.echo)
+                       size=size, seed=seed, ivr_days=ivr_days, cati_days=cati_days,
+                       interviewers=interviewers, echo=None if as_json else click.echo)
     if as_json:
         echo_json(summary)
 

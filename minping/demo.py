@@ -9,21 +9,23 @@ the demo only talks to the local Twilio simulator.
 
 from __future__ import annotations
 
+import csv
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from datetime import time as dtime
 from pathlib import Path
 
 import numpy as np
 import phonenumbers
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select, update
 
-from minping.campaign import codes, sync_campaign
+from minping.campaign import sync_campaign
 from minping.config import load_config
 from minping.db import Database
 from minping.errors import MinpingError
-from minping.models import Campaign, Frame, FrameContact, RespondentGroup, Town, Unit
+from minping.models import Frame
 
 SYNTHETIC_FRAME = "synthetic demo frame (合成演示样本框)"
 
@@ -123,16 +125,63 @@ def synthetic_frame(cfg, size: int, *, rng: np.random.Generator) -> list[Synthet
     return out
 
 
+def _every(seconds: float, fn: Callable[[str], None]) -> Callable[[str], None]:
+    """Pass at most one progress line per ``seconds`` of wall time to ``fn``."""
+    last = [0.0]
+
+    def note(line: str) -> None:
+        if time.monotonic() - last[0] >= seconds:
+            last[0] = time.monotonic()
+            fn(line)
+
+    return note
+
+
+def write_frame_csv(cfg, contacts: list[SyntheticContact], path: Path) -> Path:
+    """Write the synthetic frame as a polling center would get it: a CSV with Chinese headers."""
+    groups = {g.id: g.name for g in cfg.groups}
+    towns = {t.id: t.name for t in cfg.towns}
+    with path.open("w", encoding="utf-8-sig", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["电话", "类别", "乡镇", "备注"])
+        for c in contacts:
+            national = c.phone.removeprefix("+86")
+            writer.writerow([national, groups[c.group], towns[c.town], "合成数据 synthetic"])
+    return path
+
+
+def field_start(cfg) -> datetime:
+    """The first moment inside a calling window on the campaign's first day."""
+    rules = cfg.calling
+    first = datetime.combine(cfg.campaign.start_date, dtime(0, 0), tzinfo=rules.tz)
+    start = rules.next_callable(first)
+    if start is None:
+        raise MinpingError("the campaign has no calling window between its start and end dates")
+    return start
+
+
 def run_demo(
     *,
     directory: str | Path,
     database_url: str | None = None,
     frame_size: int = 60_000,
+    size: int | None = None,
     seed: int = 20261126,
+    ivr_days: float = 6.0,
+    cati_days: float = 3.0,
+    interviewers: int = 12,
     config_path: str | None = None,
     echo: Callable[[str], None] | None = print,
 ) -> dict:
-    """Run the demo and return its summary (what ``--json`` prints)."""
+    """Run the whole job and return its summary (what ``--json`` prints)."""
+    from cati.simulate import run_cati_phase
+    from ivr.fieldwork import run_ivr_field_period
+    from minping.draws import balance_report, draw_sample, release_all
+    from minping.frames import import_frame
+    from minping.inputs import import_samples
+    from minping.scores import respondent_table, score_and_report
+    from scoring.export import write_export
+
     say = echo or (lambda _msg: None)
     started = time.perf_counter()
     directory = Path(directory)
@@ -142,11 +191,21 @@ def run_demo(
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
         database_url = f"sqlite:///{path.resolve()}"
-
     cfg = load_config(config_path)
+    size = size or cfg.campaign.sample_size
+    summary: dict = {"database": database_url, "seed": seed, "phases": {}}
+    phases = summary["phases"]
+
+    def phase(n: int, title: str) -> float:
+        say(f"[{n}/8] {title}")
+        return time.perf_counter()
+
+    def done(name: str, t0: float, **data) -> None:
+        phases[name] = {**data, "seconds": round(time.perf_counter() - t0, 2)}
+
     db = Database(database_url)
     try:
-        say(f"[1/2] database {db.dialect}: creating the schema")
+        t0 = phase(1, f"database ({db.dialect}) and campaign configuration")
         db.upgrade()
         with db.transaction() as session:
             if session.scalar(select(func.count()).select_from(Frame)):
@@ -154,94 +213,151 @@ def run_demo(
                     f"the database {database_url!r} already holds a frame; the demo needs an "
                     "empty database (give a new --dir, or an empty --database-url)"
                 )
-            campaign = sync_campaign(session, cfg)
-            say(
-                f"      campaign {cfg.campaign.id}: {len(cfg.tracks)} tracks, "
-                f"{len(cfg.units)} units, {len(cfg.groups)} groups, {len(cfg.towns)} towns"
-            )
+            sync_campaign(session, cfg)
+        say(f"      {cfg.campaign.id}: {len(cfg.tracks)} tracks, {len(cfg.units)} units, "
+            f"{len(cfg.groups)} groups, {len(cfg.towns)} towns")
+        done("campaign", t0, units=len(cfg.units))
 
-            say(f"[2/2] synthetic frame: generating {frame_size:,} contacts (seed {seed})")
-            contacts = synthetic_frame(cfg, frame_size, rng=np.random.default_rng(seed))
-            frame = Frame(campaign_id=campaign.id, name=SYNTHETIC_FRAME, synthetic=True)
-            session.add(frame)
-            session.flush()
-            group_ids = codes(session, RespondentGroup, campaign.id)
-            town_ids = codes(session, Town, campaign.id)
-            rows = [
-                {
-                    "frame_id": frame.id,
-                    "phone": c.phone,
-                    "group_id": group_ids[c.group],
-                    "town_id": town_ids[c.town],
-                    "source_row": n + 2,
-                    "attributes": {"synthetic": True},
-                }
-                for n, c in enumerate(contacts)
-            ]
-            for start in range(0, len(rows), 5_000):
-                session.execute(insert(FrameContact), rows[start : start + 5_000])
-        summary = describe(db, cfg)
+        t0 = phase(2, f"synthetic sampling frame: {frame_size:,} contacts, imported from CSV")
+        contacts = synthetic_frame(cfg, frame_size, rng=np.random.default_rng(seed))
+        frame_csv = write_frame_csv(cfg, contacts, directory / "frame-synthetic.csv")
+        with db.transaction() as session:
+            imported = import_frame(session, cfg, frame_csv, frame_name=SYNTHETIC_FRAME,
+                                    imported_by="demo")
+            session.execute(update(Frame).where(Frame.id == imported.frame_id)
+                            .values(synthetic=True))
+        say(f"      {imported.imported:,} contacts imported from {frame_csv.name} "
+            "(SYNTHETIC numbers; no call leaves this machine)")
+        done("frame", t0, contacts=imported.imported, file=str(frame_csv))
+
+        t0 = phase(3, f"stratified draw of {size:,} respondents and unit assignment")
+        with db.transaction() as session:
+            drawn = draw_sample(session, cfg, size=size, seed=seed, strata="group",
+                                method="proportional", replicates=2, reserve=20,
+                                frame=SYNTHETIC_FRAME)
+            release_all(session, cfg, now=field_start(cfg))
+        say(f"      {drawn.cases:,} cases in {len(drawn.strata)} strata "
+            f"(+{drawn.reserve_cases} reserve), released")
+        say(f"      {drawn.k} units per respondent; raters per unit "
+            f"{drawn.unit_min}-{drawn.unit_max}; seed {drawn.seed}; frame hash {drawn.frame_hash[:12]}…")
+        done("draw", t0, **{k: v for k, v in drawn.as_dict().items()
+                            if k in ("draw_id", "size", "seed", "frame_hash", "cases",
+                                     "reserve_cases", "raters_per_unit")})
+
+        start = field_start(cfg)
+        t0 = phase(4, f"IVR field period: {ivr_days:g} days from {start:%Y-%m-%d %H:%M} "
+                      "against the local Twilio simulator (virtual clock)")
+        ivr = run_ivr_field_period(db, cfg, start=start, days=ivr_days, seed=seed,
+                                   progress=_every(10.0, lambda line: say(f"      {line}")))
+        say(f"      {ivr.get('calls', 0):,} calls, {ivr.get('answers', 0):,} answers, "
+            f"{ivr.get('interviews', 0):,} interviews")
+        done("ivr", t0, **{k: ivr[k] for k in ("calls", "answers", "interviews",
+                                               "handed_to_cati", "do_not_call") if k in ivr})
+
+        cati_start = cfg.calling.next_callable(start + timedelta(days=ivr_days)) or start
+        t0 = phase(5, f"CATI phase: {interviewers} simulated interviewers work the cases "
+                      f"IVR did not finish ({cati_days:g} days)")
+        cati = run_cati_phase(db, cfg, start=cati_start, interviewers=interviewers, seed=seed,
+                              days=cati_days)
+        say(f"      {cati['attempts']:,} attempts, {cati['cati_completes']:,} completes; "
+            f"{cati['cases_still_in_field']:,} cases still in the field")
+        done("cati", t0, **{k: cati[k] for k in ("attempts", "cati_completes", "codes",
+                                                 "cases_still_in_field")})
+
+        t0 = phase(6, "in-person assessment ballots, online votes and inspection records "
+                      "(bundled synthetic files)")
+        inputs = import_samples(db, cfg)
+        for r in inputs:
+            say(f"      {r.kind}: {Path(r.file).name} ({r.rows:,} rows)")
+        done("inputs", t0, files=len(inputs))
+
+        t0 = phase(7, "balance, scores, flags, ranks and the HTML report")
+        with db.session() as session:
+            balance = balance_report(session, cfg)
+        report = score_and_report(db, cfg, directory / "report")
+        done("scoring", t0, report=report["report"])
+
+        t0 = phase(8, "respondent-level exports (CSV, SPSS, Stata; no phone numbers)")
+        table = respondent_table(db, cfg)
+        exports = [str(write_export(table, directory / "export" / f"respondents.{fmt}", fmt))
+                   for fmt in ("csv", "sav", "dta")]
+        done("exports", t0, files=exports)
+        summary.update(final_summary(db, cfg, balance, report))
     finally:
         db.dispose()
-    summary["database"] = database_url
-    summary["seconds"] = round(time.perf_counter() - started, 2)
+
+    summary["report"] = report["report"]
+    summary["exports"] = exports
+    summary["seconds"] = round(time.perf_counter() - started, 1)
     say("")
-    for line in format_summary(summary):
+    for line in format_final(summary):
         say(line)
     return summary
 
 
-def describe(db: Database, cfg) -> dict:
-    """What the database holds: campaign, units per track, frame by group and town."""
+def final_summary(db: Database, cfg, balance: dict, report: dict) -> dict:
+    """Completes by stratum, AAPOR rates, and the per-track table with flags."""
+    from minping.fieldstats import case_outcomes, rates_by
+
     with db.session() as session:
-        campaign = session.scalar(select(Campaign).where(Campaign.code == cfg.campaign.id))
-        units = Counter(
-            session.scalars(select(Unit.track_id).where(Unit.campaign_id == campaign.id)).all()
-        )
-        track_units = {t.code: units[t.id] for t in campaign.tracks}
-        group_names = {
-            gid: code for code, gid in codes(session, RespondentGroup, campaign.id).items()
-        }
-        town_names = {tid: code for code, tid in codes(session, Town, campaign.id).items()}
-        cells = session.execute(
-            select(FrameContact.group_id, FrameContact.town_id, func.count()).group_by(
-                FrameContact.group_id, FrameContact.town_id
-            )
-        ).all()
-    frame = {g.id: {t.id: 0 for t in cfg.towns} for g in cfg.groups}
-    for gid, tid, n in cells:
-        frame[group_names[gid]][town_names[tid]] = n
+        outcomes = case_outcomes(session)
+    rates = rates_by(outcomes, lambda _o: "all").get("all", {})
     return {
-        "campaign": cfg.campaign.id,
-        "tracks": track_units,
-        "units": sum(track_units.values()),
-        "frame": {
-            "name": SYNTHETIC_FRAME,
-            "synthetic": True,
-            "contacts": sum(n for _, _, n in cells),
-            "by_group_town": frame,
-        },
+        "units": len(cfg.units),
+        "strata": [
+            {k: r[k] for k in ("stratum", "frame_size", "target", "drawn", "completed", "gap")}
+            for r in balance["strata"]
+        ],
+        "completed": balance["totals"]["completed"],
+        "respondents": report.get("respondents"),
+        "rates": rates,
+        "balance": {"failing_units": balance["failing_units"], "kish": balance["kish"]},
+        "tracks": report["tracks"],
     }
 
 
-def format_summary(summary: dict) -> list[str]:
-    frame = summary["frame"]
-    by = frame["by_group_town"]
-    towns = list(next(iter(by.values())).keys())
-    width = max(len(t) for t in towns + ["total"]) + 1
-    lines = [
-        f"campaign {summary['campaign']}: {summary['units']} units "
-        + "("
-        + ", ".join(f"{k} {v}" for k, v in summary["tracks"].items())
-        + ")",
-        f"frame '{frame['name']}': {frame['contacts']:,} contacts (SYNTHETIC)",
-        "group".ljust(10) + "".join(t.rjust(width) for t in towns) + "total".rjust(width),
-    ]
-    for group, row in by.items():
+def _pct(x) -> str:
+    return "—" if x is None else f"{100 * x:.1f}%"
+
+
+def _num(x, spec: str = ".1f") -> str:
+    return "—" if x is None else format(x, spec)
+
+
+def format_final(summary: dict) -> list[str]:
+    lines = ["== summary", "completes by stratum (AAPOR 1.1) against the target:"]
+    for r in summary["strata"]:
+        lines.append(f"  {r['stratum']:<12} N {r['frame_size']:>7,}  target {r['target']:>5,}  "
+                     f"drawn {r['drawn']:>5,}  completed {r['completed']:>5,}")
+    rates = summary["rates"]
+    if rates:
         lines.append(
-            group.ljust(10)
-            + "".join(f"{row[t]:>{width},}" for t in towns)
-            + f"{sum(row.values()):>{width},}"
+            f"response: RR1 {_pct(rates.get('RR1'))}  RR3 {_pct(rates.get('RR3'))}  "
+            f"COOP1 {_pct(rates.get('COOP1'))}  REF1 {_pct(rates.get('REF1'))}  "
+            f"CON1 {_pct(rates.get('CON1'))}  (e = {_num(rates.get('e'), '.3f')}, "
+            f"{rates.get('e_basis', '')})"
         )
+    lines.append(f"respondents scored (1.1 and 1.2): {summary.get('respondents')}")
+    for track in summary["tracks"]:
+        rows = track["rows"]
+        lines.append("")
+        lines.append(f"{track['name']} ({track['track']}): {len(rows)} units; "
+                     f"below 70: {track['below']}, possibly below 70: "
+                     f"{track['possibly_below']}")
+        lines.append(f"  {'unit':<14}{'composite':>10}  {'95% CI':<15}{'rank':>10}  flag")
+        ordered = sorted(rows, key=lambda r: (r["composite"] is None, -(r["composite"] or 0)))
+        for r in ordered:
+            ci = ("—" if r["ci_low"] is None
+                  else f"[{r['ci_low']:.1f}, {r['ci_high']:.1f}]")
+            rank = "—" if r.get("rank") is None else (
+                f"{r['rank']} ({r['rank_low']}-{r['rank_high']})")
+            flag = r.get("flag") or ""
+            if not r.get("reliable", True):
+                flag = (flag + " unreliable").strip()
+            lines.append(f"  {r['unit']:<14}{_num(r['composite']):>10}  {ci:<15}{rank:>10}  {flag}")
+    lines.append("")
+    lines.append(f"report: {summary['report']}")
+    lines.append("exports: " + ", ".join(summary["exports"]))
     lines.append(f"database: {summary['database']}")
+    lines.append(f"finished in {summary['seconds']} s")
     return lines

@@ -4,6 +4,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from minping.config import default_config_path
 
 
@@ -75,21 +77,27 @@ def test_unknown_command_is_a_usage_error(runner):
     assert result.exit_code == 2
 
 
-def test_demo_loads_the_campaign_and_a_synthetic_frame(tmp_path, db_url, runner):
-    args = ["demo", "--dir", str(tmp_path / "demo"), "--frame-size", "3000", "--json"]
-    if db_url.startswith("postgresql"):
-        args += ["--database-url", db_url]
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # PostgreSQL: tests/scaleout
+def test_demo_runs_the_whole_job(tmp_path, db_url, runner):
+    out = tmp_path / "demo"
+    args = ["demo", "--dir", str(out), "--frame-size", "3000", "--size", "150",
+            "--ivr-days", "2", "--cati-days", "1", "--interviewers", "3", "--json"]
     result = runner.invoke(args, env={"DATABASE_URL": ""})
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
     assert summary["units"] == 145
-    assert summary["frame"]["contacts"] == 3000
-    assert summary["frame"]["synthetic"] is True
-    by = summary["frame"]["by_group_town"]
-    assert set(by) == {"residents", "deputies", "business"}
-    assert all(len(row) == 8 for row in by.values())
-    # a second run on the same non-empty database is refused, nothing changed
-    if db_url.startswith("postgresql"):
-        again = runner.invoke(args)
-        assert again.exit_code == 1 and "already holds a frame" in again.stderr
-    shutil.rmtree(tmp_path / "demo", ignore_errors=True)
+    assert summary["phases"]["frame"]["contacts"] == 3000
+    assert summary["phases"]["draw"]["cases"] == 150
+    assert {r["stratum"] for r in summary["strata"]} == {"residents", "deputies", "business"}
+    assert sum(r["drawn"] for r in summary["strata"]) == 150
+    assert summary["phases"]["ivr"]["calls"] > 0
+    assert summary["completed"] > 0
+    assert 0 < summary["rates"]["RR3"] <= 1 and summary["rates"]["e_basis"]
+    assert {t["track"] for t in summary["tracks"]} == {"departments", "agencies", "windows"}
+    assert sum(len(t["rows"]) for t in summary["tracks"]) == 145
+    assert Path(summary["report"]).is_file()
+    assert all(Path(f).is_file() for f in summary["exports"])
+    # the demo starts from a fresh SQLite file each time
+    again = runner.invoke(args, env={"DATABASE_URL": ""})
+    assert again.exit_code == 0, again.output
+    shutil.rmtree(out, ignore_errors=True)
