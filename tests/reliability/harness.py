@@ -77,7 +77,7 @@ def fast_behaviour(**changes) -> BehaviourModel:
 
 def open_all_day(cfg, *, max_concurrent: int = 400, calls_per_second: float = 500.0,
                  max_attempts: int | None = None, retry_now: bool = False):
-    """``cfg`` with a calling window open around the clock today (no SMS notice).
+    """``cfg`` with a calling window open around the clock today (no SMS notice, short rings).
 
     With ``retry_now`` a case may be called again as soon as its attempt ends.
     """
@@ -90,7 +90,8 @@ def open_all_day(cfg, *, max_concurrent: int = 400, calls_per_second: float = 50
         rules, windows=FrozenMap({d: window for d in range(7)}), holidays=frozenset(),
         start_date=today - timedelta(days=2), end_date=today + timedelta(days=2),
         calls_per_second=calls_per_second, max_concurrent_calls=max_concurrent,
-        max_attempts=max_attempts or rules.max_attempts, retry_delays=retry)
+        max_attempts=max_attempts or rules.max_attempts, retry_delays=retry,
+        ring_timeout_seconds=2)  # a line nobody answers rings 2 s (real time), not 30
     ivr = dataclasses.replace(cfg.ivr, sms_advance_notice=False)
     campaign = dataclasses.replace(cfg.campaign,
                                    start_date=min(cfg.campaign.start_date, today - timedelta(2)),

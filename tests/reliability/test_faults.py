@@ -56,7 +56,7 @@ def _open_attempts(db) -> int:
 def test_app_server_killed_mid_load_keeps_every_acknowledged_answer_and_cases_resume(pg_server):
     db = Database(pg_server.create_database("minping_kill"))
     db.upgrade()
-    n = 120
+    n = 60
     field = build_field(db, n_cases=n, units_per_case=3)
     cfg = open_all_day(field.cfg, max_attempts=3, retry_now=True)
     stack = Stack(db, cfg, n_sims=2)
@@ -166,7 +166,7 @@ def test_postgres_restarted_mid_load_app_recovers_and_loses_nothing():
         cluster.start()
         db = Database(cluster.create_database("minping"))
         db.upgrade()
-        n = 100
+        n = 60
         field = build_field(db, n_cases=n + 20, units_per_case=3)
         cfg = open_all_day(field.cfg, max_attempts=1)
         stack = Stack(db, cfg, n_sims=2)
@@ -211,7 +211,7 @@ def test_postgres_restarted_mid_load_app_recovers_and_loses_nothing():
 def test_dialer_killed_and_restarted_never_dials_a_case_twice(pg_server):
     db = Database(pg_server.create_database("minping_dialer"))
     db.upgrade()
-    n = 80
+    n = 45
     field = build_field(db, n_cases=n, units_per_case=2)
     cfg = open_all_day(field.cfg, max_attempts=1)
     stack = Stack(db, cfg, n_sims=1)
