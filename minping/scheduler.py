@@ -30,12 +30,25 @@ Order, best first:
    of the unit's target rated so far);
 5. the oldest last attempt (never-tried cases first), then the case id.
 
-The stratum ranking is evaluated in SQL, one tier at a time (the urgent
-cases, then the strata from the furthest behind, then cases a supervisor
-pushed back), so each query sorts few rows; the unit ranking is applied in
-Python within the first :data:`WINDOW` candidates of a tier (units are a
-case's secondary balance: within the most-behind stratum the candidates are
-re-ranked by their units).
+How a pick stays fast on a large field (every query reads a few rows):
+
+* the urgent cases (due appointments, hand-overs, raised priority) are found
+  through their own indexes (``ix_appointment_due``, the partial
+  ``ix_sample_case_urgent``) and sorted on the whole order key;
+* the ordinary cases are taken one tier at a time, a tier being the strata
+  that share the lowest share of target still having eligible cases; the
+  stratum ranking comes from :class:`Progress` (computed once per refresh by
+  :class:`ProgressCache`, not per pick), so within a tier the order is only
+  the last attempt, read straight off the partial indexes
+  ``ix_sample_case_pick_stratum`` / ``ix_sample_case_pick`` and stopped after
+  :data:`WINDOW` rows (never-tried cases first: two queries, because
+  PostgreSQL cannot walk a plain index ``NULLS FIRST``);
+* appointments are conditions on ``appointment`` read once per query (hashed
+  subqueries), and the do-not-call list is checked only on the candidates
+  read (:func:`on_do_not_call`);
+* the unit ranking is applied in Python within the :data:`WINDOW` candidates
+  of a tier (units are a case's secondary balance: within the most-behind
+  stratum the candidates are re-ranked by their units).
 
 An interviewer who already holds a case gets that case back (a reloaded page
 or a second tab does not take a second case).
@@ -49,7 +62,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, case, false, func, literal, or_, select, true, union_all
+from sqlalchemy import and_, case, false, func, literal, null, or_, select, true, union_all
 from sqlalchemy.orm import Session
 
 from minping.cases import CATI_HOLD, IN_FIELD_STATES, try_hold
@@ -368,15 +381,22 @@ def _not_in(excluded: list[int]):
 def _pick_sorted(*, session, interviewer, now, where, due, handoff, progress, hold):
     """Pick from a small tier: the database sorts it on the whole order key."""
     stratum_share = _stratum_share(progress)
+    due_at = (
+        select(func.min(Appointment.due_at))
+        .where(Appointment.case_id == SampleCase.id, Appointment.status == "pending",
+               Appointment.due_at <= now)
+        .scalar_subquery()
+    )
 
     def fetch(excluded):
         query = (
             select(SampleCase.id, SampleCase.contact_id, due.label("due"),
-                   handoff.label("handoff"), SampleCase.priority, SampleCase.stratum_id,
-                   SampleCase.last_attempt_at)
+                   due_at.label("due_at"), handoff.label("handoff"), SampleCase.priority,
+                   SampleCase.stratum_id, SampleCase.last_attempt_at)
             .where(where, _not_in(excluded))
             .order_by(
                 due.desc(),
+                due_at,
                 handoff.desc(),
                 SampleCase.priority.desc(),
                 stratum_share,
@@ -397,7 +417,7 @@ def _pick_in_order(*, session, interviewer, now, where, progress, hold):
     attempt first.  Two queries, each an ordered walk of a partial index that stops
     after :data:`WINDOW` rows (``NULLS FIRST`` would need a sort on PostgreSQL)."""
     cols = (SampleCase.id, SampleCase.contact_id, false().label("due"),
-            false().label("handoff"), SampleCase.priority, SampleCase.stratum_id,
+            null().label("due_at"), false().label("handoff"), SampleCase.priority, SampleCase.stratum_id,
             SampleCase.last_attempt_at)
 
     def fetch(excluded):
@@ -429,6 +449,7 @@ def _hold_best(session, interviewer, rows, *, now, progress, hold):
     def key(r):
         return (
             not r.due,
+            r.due_at or epoch,
             not r.handoff,
             -r.priority,
             round(float(progress.stratum.get(r.stratum_id, 0.0)), 9),
