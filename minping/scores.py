@@ -4,20 +4,42 @@ Who counts as a respondent
 --------------------------
 A *respondent* is a sampled case whose final disposition is AAPOR 1.1
 (complete) or 1.2 (partial).  Every respondent counts in n_h, the number of
-respondents of stratum h, whatever they answered; the design weight is
-N_h/n_h with N_h the stratum's population (``Stratum.population``).  A
-respondent's rows are the units assigned to the case (``CaseUnit``) and any
-other unit it answered; a rating of "don't know" (a key without points), an
-answer left empty, or an assigned unit never asked puts the respondent outside
-that unit's domain.  Cases still in the field, refusals, non-contacts and
-every other disposition are not respondents: their answers (a break-off's
-first ratings, say) are not scored until the case ends as 1.1 or 1.2.
+respondents of stratum h, whatever they answered.  Cases still in the field,
+refusals, non-contacts and every other disposition are not respondents: their
+answers (a break-off's first ratings, say) are not scored until the case ends
+as 1.1 or 1.2.
+
+The per-unit design
+-------------------
+Each respondent is asked only the k units assigned to the case
+(``CaseUnit``, drawn at random among the units the group may rate, see
+``minping.draws``).  Within stratum h the n_hu respondents assigned unit u are
+therefore a simple random subsample of the stratum's n_h respondents, and unit
+u is scored on its own stratified design: the respondents assigned u, weight
+w_iu = N_h/n_hu (N_h the stratum's population, ``Stratum.population``).
+Using N_h/n_h for every unit instead would weight a stratum's raters of u in
+proportion to N_h/n_h rather than N_h/n_hu, i.e. under-weight, by k/m_h, the
+groups that may rate many units (m_h) relative to the others.
+
+The unit's domain is the assigned respondents who answered it on the points
+scale: a rating of "don't know" (a key without points), an answer left empty,
+or an assigned unit never asked is outside it; an answer to a unit that was
+not assigned to the case is not scored.  The variance is the stratified SRS
+variance of the per-unit design with the finite population correction
+1 − n_hu/N_h: exactly R ``survey``'s
+``svymean(~y, subset(svydesign(id=~1, strata=~stratum, fpc=~N_h,
+data=<respondents assigned u>), answered))``; a stratum with a single
+respondent assigned u is handled as R's ``survey.lonely.psu = "adjust"``.
+The covariance between two units (rank intervals) comes from the
+respondent-level linearised values with each unit's own weights (see
+``scoring.estimators.AssignedDesign``).
 
 The draw is the campaign's latest ``SampleDraw`` unless another is named.
 
-Raking (``rake=("groups", "towns")``) calibrates the weights to the frame's
-counts per respondent group and per town, scaled to the draw's population
-Σ N_h so that both margins have the same total.
+Raking (``rake=("groups", "towns")``) calibrates the respondents' weights
+N_h/n_h to the frame's counts per respondent group and per town, scaled to the
+draw's population Σ N_h so that both margins have the same total; each unit
+weight is N_h/n_hu times its respondent's raking factor.
 
 Other parts of the composite come from the imported tables
 (``minping.inputs``): assessment ballots, online vote counts and inspection
@@ -64,7 +86,7 @@ from scoring.composite import (
     online_scores,
     phone_parts,
 )
-from scoring.export import RespondentTable, unit_column
+from scoring.export import RespondentTable, assigned_column, unit_column
 from scoring.report import (
     ScoringResults,
     StratumRow,
@@ -114,8 +136,9 @@ class Respondent:
 class PhoneData:
     """The phone survey as the core needs it: respondents, long ratings table, N_h.
 
-    ``rating`` holds scale keys, ``""`` for a unit not answered.  ``units``
-    lists every unit code column of the export (all units of the campaign).
+    ``rating`` holds scale keys, ``""`` for a unit not answered; ``assigned``
+    is ``True`` for the rows of units assigned to the case (``CaseUnit``) and
+    ``False`` for an answer to a unit that was not assigned (not scored).
     """
 
     campaign_id: int
@@ -128,14 +151,25 @@ class PhoneData:
     rating: tuple[str, ...]
     population: dict[str, float]
     frame_id: int
+    assigned: tuple[bool, ...] = ()
 
     @property
     def n_h(self) -> dict[str, int]:
         return dict(Counter(r.stratum for r in self.respondents))
 
+    @property
+    def n_hu(self) -> dict[tuple[str, str], int]:
+        """Respondents of each stratum assigned each unit: {(stratum, unit): n_hu}."""
+        return dict(Counter((s, u) for s, u, a in zip(self.stratum, self.unit, self.assigned,
+                                                      strict=True) if a))
+
     def weight(self, stratum: str) -> float:
-        """The design weight N_h/n_h of a respondent of ``stratum``."""
+        """The respondent weight N_h/n_h of ``stratum`` (before the per-unit subsampling)."""
         return self.population[stratum] / self.n_h[stratum]
+
+    def unit_weight(self, stratum: str, unit: str) -> float:
+        """The weight N_h/n_hu of a respondent of ``stratum`` assigned ``unit``."""
+        return self.population[stratum] / self.n_hu[(stratum, unit)]
 
 
 def _campaign(session: Session, cfg) -> Campaign:
@@ -181,12 +215,14 @@ def load_phone_data(session: Session, cfg, *, draw_id: int | None = None) -> Pho
     unit_code = dict(session.execute(select(Unit.id, Unit.code)
                                      .where(Unit.campaign_id == campaign.id)).all())
     cells: dict[tuple[int, int], str] = {}
+    assigned: set[tuple[int, int]] = set()
     for case_id, unit_id in session.execute(
         select(CaseUnit.case_id, CaseUnit.unit_id).join(SampleCase, SampleCase.id == CaseUnit.case_id)
         .where(SampleCase.draw_id == draw.id,
                SampleCase.final_disposition.in_(RESPONDENT_CODES))
     ):
         cells[(case_id, unit_id)] = UNANSWERED
+        assigned.add((case_id, unit_id))
     for case_id, unit_id, rating in session.execute(
         select(Answer.case_id, Answer.unit_id, Answer.rating)
         .join(SampleCase, SampleCase.id == Answer.case_id)
@@ -206,6 +242,7 @@ def load_phone_data(session: Session, cfg, *, draw_id: int | None = None) -> Pho
         rating=tuple(cells[k] for k in order),
         population={code: float(n) for code, n in strata.values()},
         frame_id=draw.frame_id,
+        assigned=tuple(k in assigned for k in order),
     )
 
 
@@ -258,7 +295,8 @@ def score_phone(session: Session, cfg, *, level: float = 0.95, ci_method: str = 
             data.respondent_id, data.stratum, data.unit, data.rating, data.population,
             scale=rating_scale(cfg), level=level, ci_method=ci_method,  # type: ignore[arg-type]
             min_raters=cfg.campaign.min_raters if min_raters is None else min_raters,
-            margins=margins, variance=variance, replicates=replicates, rng=rng)
+            margins=margins, variance=variance, replicates=replicates, rng=rng,
+            assigned=np.asarray(data.assigned, dtype=bool))
     except ValueError as exc:
         raise MinpingError(f"draw {data.draw_id}: {exc}") from exc
     return data, scores
@@ -340,8 +378,9 @@ def _unit_raters(session: Session, data: PhoneData, scale: RatingScale) -> tuple
     group_of = {r.pseudo_id: r.group for r in data.respondents}
     _, inside, _ = scale.encode(data.rating)
     answered: dict[str, Counter] = defaultdict(Counter)
-    for rid, unit, ok in zip(data.respondent_id, data.unit, inside.tolist(), strict=True):
-        if ok:
+    for rid, unit, ok, given in zip(data.respondent_id, data.unit, inside.tolist(), data.assigned,
+                                    strict=True):
+        if ok and given:
             answered[unit][group_of[rid]] += 1
     units = sorted(u for u in assigned if sum(assigned[u].values()) > 0)
     if not units:
@@ -460,6 +499,8 @@ def respondent_table(db, cfg, *, draw_id: int | None = None, lang: str = "zh") -
     rows = sorted(data.respondents, key=lambda r: r.pseudo_id)
     cells = {(rid, unit): key for rid, unit, key in zip(data.respondent_id, data.unit, data.rating,
                                                         strict=True)}
+    given = {(rid, unit) for rid, unit, a in zip(data.respondent_id, data.unit, data.assigned,
+                                                 strict=True) if a}
     columns: dict[str, list] = {
         "respondent_id": [r.pseudo_id for r in rows],
         "stratum": [r.stratum for r in rows],
@@ -476,7 +517,8 @@ def respondent_table(db, cfg, *, draw_id: int | None = None, lang: str = "zh") -
         "stratum": "层" if zh else "Stratum",
         "group": "受访群体" if zh else "Respondent group",
         "town": "乡镇" if zh else "Town",
-        "weight": "设计权数 N_h/n_h" if zh else "Design weight N_h/n_h",
+        "weight": ("应答者权数 N_h/n_h（单位得分用 N_h/n_hu）" if zh
+                   else "Respondent weight N_h/n_h (unit scores use N_h/n_hu)"),
         "N_h": "层总体数 N_h" if zh else "Stratum population N_h",
         "n_h": "层应答人数 n_h" if zh else "Respondents in the stratum n_h",
         "disposition": "AAPOR 最终处理代码" if zh else "AAPOR final disposition",
@@ -488,6 +530,7 @@ def respondent_table(db, cfg, *, draw_id: int | None = None, lang: str = "zh") -
         dispositions[int(code.replace(".", ""))] = f"{code} {d.label_zh if zh else d.label_en}"
     rating_labels = {int(o.key): o.label("cmn-CN" if zh else "en") for o in cfg.scale.options}
     value_labels: dict[str, dict[int, str]] = {"disposition_n": dispositions}
+    yes_no = {1: "是" if zh else "yes", 0: "否" if zh else "no"}
     for unit in cfg.units:
         col = unit_column(unit.id)
         if col in columns:
@@ -496,4 +539,12 @@ def respondent_table(db, cfg, *, draw_id: int | None = None, lang: str = "zh") -
                         else int(cells[(r.pseudo_id, unit.id)]) for r in rows]
         labels[col] = f"{unit.name if zh else unit.name_en} ({unit.id})"
         value_labels[col] = rating_labels
+    for unit in cfg.units:
+        col = assigned_column(unit.id)
+        if col in columns:
+            raise MinpingError(f"units {unit.id!r} and another unit share the export column {col!r}")
+        columns[col] = [int((r.pseudo_id, unit.id) in given) for r in rows]
+        labels[col] = (f"是否分派评价 {unit.name} ({unit.id})" if zh
+                       else f"Assigned to rate {unit.name_en} ({unit.id})")
+        value_labels[col] = yes_no
     return RespondentTable(columns=columns, variable_labels=labels, value_labels=value_labels)

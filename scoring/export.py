@@ -1,19 +1,28 @@
 """Respondent-level exports for R, SPSS and Stata.
 
 One row per respondent with the design variables, so the estimates can be
-re-run elsewhere, e.g. in R::
+re-run elsewhere.  Each respondent rated only the units assigned to them, so
+unit u has its own design: the respondents with ``a_<unit> = 1``, stratified,
+with weight N_h/n_hu (n_hu the respondents of the stratum assigned u), which
+R derives from ``fpc = ~N_h`` on that subset.  In R::
 
     d <- read.csv("respondents.csv")
-    des <- svydesign(ids = ~1, strata = ~stratum, fpc = ~N_h, weights = ~weight, data = d)
+    du <- d[d$a_fgw == 1, ]                    # the respondents assigned fgw
+    des <- svydesign(ids = ~1, strata = ~stratum, fpc = ~N_h, data = du)
     svymean(~I(c(100, 60, 0)[u_fgw]), subset(des, u_fgw %in% 1:3))
 
+(add ``options(survey.lonely.psu = "adjust")`` when a stratum has a single
+respondent assigned the unit, as minping does).
+
 Columns: ``respondent_id`` (the case's pseudonymous id, never a phone number),
-``stratum``, ``group``, ``town``, ``weight`` (N_h/n_h), ``N_h``, ``n_h``,
-``disposition`` (the AAPOR code as text, ``"1.1"``), ``disposition_n``
-(the same as a labelled number: 11, 12) and one column per unit, ``u_<unit
-id>`` with ``-`` written ``_`` (SPSS and Stata names), holding the keypad
-key of the rating (``0`` "don't know" included; empty when the unit was not
-answered or not asked).  SPSS (``.sav``) and Stata (``.dta``) files carry the
+``stratum``, ``group``, ``town``, ``weight`` (the respondent weight N_h/n_h,
+before the per-unit subsampling), ``N_h``, ``n_h``, ``disposition`` (the
+AAPOR code as text, ``"1.1"``), ``disposition_n`` (the same as a labelled
+number: 11, 12), one column per unit, ``u_<unit id>`` with ``-`` written
+``_`` (SPSS and Stata names), holding the keypad key of the rating (``0``
+"don't know" included; empty when the unit was not answered or not asked),
+then one column per unit ``a_<unit id>``: 1 when the unit was assigned to the
+respondent, 0 otherwise (an answer to a unit not assigned is not scored).  SPSS (``.sav``) and Stata (``.dta``) files carry the
 variable labels (the unit's name and id) and value labels (the scale's
 labels, the dispositions); XLSX files have a second sheet with the codebook.
 ``write_export`` refuses any column that looks like a phone number.
@@ -32,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FORMATS", "RespondentTable", "unit_column", "write_export"]
+__all__ = ["FORMATS", "RespondentTable", "assigned_column", "unit_column", "write_export"]
 
 FORMATS = ("csv", "xlsx", "sav", "dta")
 _PHONE = re.compile(r"(\+?86)?1[3-9]\d{9}")
@@ -41,6 +50,12 @@ _PHONE = re.compile(r"(\+?86)?1[3-9]\d{9}")
 def unit_column(unit_id: str) -> str:
     """The column of a unit's ratings: ``u_`` and the id with ``-`` as ``_``."""
     name = "u_" + re.sub(r"[^0-9A-Za-z_]", "_", unit_id)
+    return name[:32]
+
+
+def assigned_column(unit_id: str) -> str:
+    """The column telling whether a unit was assigned: ``a_`` and the id with ``-`` as ``_``."""
+    name = "a_" + re.sub(r"[^0-9A-Za-z_]", "_", unit_id)
     return name[:32]
 
 

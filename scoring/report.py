@@ -224,10 +224,12 @@ def _method(results: ScoringResults, lang: str) -> list[str]:
     if zh:
         paras.append(
             f"抽样设计：按{strat[0]}分层的简单随机抽样（不放回）。应答者为最终处理代码为 1.1（完成）或 1.2（部分完成）"
-            f"的案例；第 h 层的设计权数为 N_h/n_h，N_h 为该层总体数，n_h 为该层应答人数，方差估计使用有限总体校正。")
+            f"的案例。每位应答者只评价随机分派给其的若干单位，故第 h 层分派到单位 u 的 n_hu 名应答者是该层 n_h 名应答者的"
+            f"简单随机子样本；单位 u 的权数为 N_h/n_hu（N_h 为该层总体数，n_hu 为该层分派到该单位的应答人数），"
+            f"每个单位按其分派应答者构成的分层设计估计，方差估计使用有限总体校正 1 − n_hu/N_h。")
         if o.get("rake"):
             paras.append("权数按样本框的" + "、".join({"groups": "群体", "towns": "乡镇"}[m] for m in o["rake"])
-                         + "分布（按各层总体数之和缩放）进行了迭代比例调整（raking），方差按校准残差计算。")
+                         + "分布（按各层总体数之和缩放）进行了迭代比例调整（raking），单位权数为 N_h/n_hu 乘以该应答者的调整系数，方差按校准残差计算。")
         paras.append(
             "单位得分：以评分标准将按键折算为分值（“不了解”及未回答不计入该单位的评价域），计算分层 Hájek 域均值，"
             "与 R survey 包对子域使用 svymean 的结果一致。")
@@ -250,11 +252,15 @@ def _method(results: ScoringResults, lang: str) -> list[str]:
         paras.append(
             f"Design: stratified simple random sampling without replacement by {strat[1]}. "
             "Respondents are the cases with final disposition 1.1 (complete) or 1.2 (partial); "
-            "the design weight in stratum h is N_h/n_h (N_h the stratum's population, n_h its "
-            "respondents), with the finite population correction in the variance.")
+            "each respondent rates only the units randomly assigned to them, so the n_hu respondents "
+            "of stratum h assigned unit u are a simple random subsample of the stratum's n_h "
+            "respondents, and unit u is estimated on its own stratified design with the weight "
+            "N_h/n_hu (N_h the stratum's population, n_hu its respondents assigned u) and the "
+            "finite population correction 1 − n_hu/N_h in the variance.")
         if o.get("rake"):
             paras.append("The weights are raked to the frame's distribution by "
                          + " and ".join(o["rake"]) + " (scaled to the total population Σ N_h); "
+                         "a unit weight is N_h/n_hu times its respondent's raking factor, and "
                          "the variance uses the calibration residuals.")
         paras.append(
             "Unit score: keypad ratings become points by the scale (\"don't know\" and unanswered "

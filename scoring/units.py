@@ -4,6 +4,14 @@ One row per (respondent, unit) rating; the design is stratified simple random
 sampling of respondents (weight N_h/n_h, n_h the distinct respondents of
 stratum h).  Each unit is a domain: the respondents who rated it on the points
 scale.  See ``scoring.estimators`` for the estimators and references.
+
+When each respondent was asked only a random subset of the units (the
+database mode: ``assigned`` marks the rows of assigned units), unit u has its
+own design: the n_hu respondents of stratum h assigned u are a simple random
+subsample of the stratum's respondents, with weight N_h/n_hu, and the
+variance is that of this per-unit stratified design
+(``scoring.estimators.AssignedDesign``).  Without ``assigned`` (the plain
+ratings file), every respondent keeps the weight N_h/n_h.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from typing import Any, Literal
 import numpy as np
 
 from scoring.estimators import (
+    AssignedDesign,
     CiMethod,
     Margin,
     StratifiedDesign,
@@ -130,6 +139,7 @@ def score_units(
     variance: Literal["linearised", "bootstrap"] = "linearised",
     replicates: int = 500,
     rng: np.random.Generator | None = None,
+    assigned: Sequence[bool] | np.ndarray | None = None,
 ) -> UnitScores:
     """Score all units from a long table of ratings.
 
@@ -156,6 +166,14 @@ def score_units(
     variance : {"linearised", "bootstrap"}
         ``"bootstrap"`` uses Rao–Wu–Yue rescaling bootstrap replicate weights
         (``replicates`` of them, drawn with ``rng``, which is then required).
+    assigned : array of bool, one per row, optional
+        ``True`` where the row's unit was assigned to the respondent.  When
+        given, each unit is scored on its own design: the respondents
+        assigned the unit, weight N_h/n_hu (n_hu the respondents of stratum
+        h assigned unit u); a row not assigned is outside every domain (the
+        respondent still counts in n_h).  See ``AssignedDesign`` for the
+        variance, the covariance between units, raking and replicates.
+        Without it every respondent has weight N_h/n_h in every unit.
     """
     scale = scale or RatingScale.default()
     if int(min_raters) < 0:
@@ -169,6 +187,10 @@ def score_units(
     if rid.size == 0:
         raise ValueError("there are no ratings")
     points, inside, sat = scale.encode(keys)
+    if assigned is not None:
+        given = np.asarray(assigned)
+        if given.shape != rid.shape or given.dtype != bool:
+            raise ValueError("assigned must be one bool per rating row")
 
     resp_ids, r = np.unique(rid, return_inverse=True)
     first = np.full(resp_ids.size, -1)
@@ -200,6 +222,11 @@ def score_units(
     y[r, u] = np.where(inside, points, 0.0)
     d[r, u] = inside
     s[r, u] = sat
+    target: StratifiedDesign | AssignedDesign = design
+    if assigned is not None:
+        a = np.zeros(y.shape, dtype=bool)
+        a[r, u] = given
+        target = AssignedDesign(design, a)
     reps = None
     if variance == "bootstrap":
         if rng is None:
@@ -207,9 +234,16 @@ def score_units(
         reps = bootstrap_weights(design, replicates=replicates, rng=rng)
     elif variance != "linearised":
         raise ValueError(f"variance must be 'linearised' or 'bootstrap', got {variance!r}")
-    m = design.domain_means(y, d, level=level, replicates=reps)
-    p = design.proportions(s, d, method=ci_method, level=level, replicates=reps)
-    if reps is None:
+    m = target.domain_means(y, d, level=level, replicates=reps)
+    p = target.proportions(s, d, method=ci_method, level=level, replicates=reps)
+    if isinstance(target, AssignedDesign):
+        if reps is None:
+            cov = target.covariance_from_z(m.z, variance=np.nan_to_num(m.se ** 2))
+        else:
+            theta = target.replicate_estimates(y, d, reps)
+            dev = np.nan_to_num(theta - np.nanmean(theta, axis=0)[None, :])
+            cov = reps.scale * dev.T @ dev
+    elif reps is None:
         cov = design.covariance_from_z(m.z)
     else:
         cov = _replicate_covariance(y, d, m.estimate, reps.weights, reps.scale)

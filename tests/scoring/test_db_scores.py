@@ -10,6 +10,7 @@ two windows).
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -44,6 +45,8 @@ class ScoredField:
     draw_id: int
     #: (pseudo_id, stratum, unit, rating) of every respondent's non-empty answer
     ratings: list[tuple[str, str, str, str]]
+    #: (pseudo_id, stratum, unit, rating or "") of every unit assigned to a respondent
+    assigned: list[tuple[str, str, str, str]]
     population: dict[str, int]
     phones: list[str]
     respondents: int
@@ -54,6 +57,7 @@ def scored_field(db, *, seed: int = 7, cfg=None) -> ScoredField:
     cfg = cfg or load_config()
     rng = np.random.default_rng(seed)
     ratings: list[tuple[str, str, str, str]] = []
+    assigned: list[tuple[str, str, str, str]] = []
     phones: list[str] = []
     respondents = 0
     with db.transaction() as s:
@@ -109,6 +113,7 @@ def scored_field(db, *, seed: int = 7, cfg=None) -> ScoredField:
                     if disposition == "2.112" and pos >= 2:
                         continue
                     if disposition == "1.2" and pos == 3:
+                        assigned.append((case.pseudo_id, group, code, ""))
                         continue  # partial: never asked
                     if disposition == "1.2" and pos == 2:
                         key = None  # asked, no answer
@@ -118,7 +123,9 @@ def scored_field(db, *, seed: int = 7, cfg=None) -> ScoredField:
                                  answered_at=AT))
                     if respondent and key is not None:
                         ratings.append((case.pseudo_id, group, code, key))
-        return ScoredField(cfg, draw.id, ratings, {g: n for g, (n, _) in STRATA.items()},
+                    if respondent:
+                        assigned.append((case.pseudo_id, group, code, key or ""))
+        return ScoredField(cfg, draw.id, ratings, assigned, {g: n for g, (n, _) in STRATA.items()},
                            phones, respondents)
 
 
@@ -132,24 +139,51 @@ def write_plain_files(field: ScoredField, tmp_path):
     return ratings, population
 
 
-def test_database_scores_equal_the_file_mode(db, runner, tmp_path):
+def test_database_scores_are_the_per_unit_designs(db, runner, tmp_path):
+    """Each unit from the database equals the plain-file mode run on that unit's design.
+
+    The plain-file mode weights a respondent N_h/n_h with n_h the stratum's
+    respondents in the file; given only the respondents assigned unit u (an
+    unanswered unit written as "0", outside the domain like an empty answer),
+    n_h is n_hu and the file mode is unit u's per-unit design N_h/n_hu.
+    """
     field = scored_field(db)
-    ratings, population = write_plain_files(field, tmp_path)
-    from_file = runner.invoke(["score", "--ratings", str(ratings), "--population",
-                               str(population), "--json", "--min-raters", "5"])
-    assert from_file.exit_code == 0, from_file.output
     from_db = runner.invoke(["score", "--json", "--min-raters", "5"])
     assert from_db.exit_code == 0, from_db.output
-    a = {u["unit"]: u for u in json.loads(from_file.stdout)["units"]}
     b = {u["unit"]: u for u in json.loads(from_db.stdout)["units"]}
     assert sorted(b) == sorted(UNITS)
+    population = tmp_path / "population.csv"
+    population.write_text("stratum,N\n" + "".join(
+        f"{s},{n}\n" for s, n in field.population.items()), encoding="utf-8")
     for unit in UNITS:
-        assert set(b[unit]) == set(a[unit])
-        for key, value in a[unit].items():
+        ratings = tmp_path / f"ratings_{unit}.csv"
+        ratings.write_text("respondent_id,stratum,unit,rating\n" + "".join(
+            f"{r},{s},{u},{k or '0'}\n" for r, s, u, k in field.assigned if u == unit),
+            encoding="utf-8")
+        from_file = runner.invoke(["score", "--ratings", str(ratings), "--population",
+                                   str(population), "--json", "--min-raters", "5"])
+        assert from_file.exit_code == 0, from_file.output
+        (a,) = json.loads(from_file.stdout)["units"]
+        assert set(b[unit]) == set(a)
+        for key, value in a.items():
             if isinstance(value, float):
                 assert b[unit][key] == pytest.approx(value, rel=1e-12, abs=1e-12), (unit, key)
             else:
                 assert b[unit][key] == value, (unit, key)
+
+
+def test_database_scores_differ_from_one_weight_per_respondent(db, runner, tmp_path):
+    """The whole-sample weight N_h/n_h (the plain-file contract) is not the database design here."""
+    field = scored_field(db)
+    ratings, population = write_plain_files(field, tmp_path)
+    from_file = runner.invoke(["score", "--ratings", str(ratings), "--population",
+                               str(population), "--json", "--min-raters", "5"])
+    from_db = runner.invoke(["score", "--json", "--min-raters", "5"])
+    a = {u["unit"]: u for u in json.loads(from_file.stdout)["units"]}
+    b = {u["unit"]: u for u in json.loads(from_db.stdout)["units"]}
+    # deputies (n_h = 13) and business (n_h = 17) are assigned each unit unequally often
+    assert max(abs(a[u]["score"] - b[u]["score"]) for u in UNITS) > 0.01
+    assert all(a[u]["n"] == b[u]["n"] for u in UNITS)
 
 
 def test_weights_count_every_respondent(db):
@@ -162,6 +196,9 @@ def test_weights_count_every_respondent(db):
     assert len(data.respondents) == field.respondents == 30
     assert data.n_h == {"deputies": 13, "business": 17}
     assert data.weight("deputies") == pytest.approx(200 / 13)
+    n_hu = Counter((s, u) for _, s, u, _ in field.assigned)
+    assert data.n_hu == dict(n_hu)
+    assert data.unit_weight("deputies", "fgw") == pytest.approx(200 / n_hu[("deputies", "fgw")])
     assert {r.disposition for r in data.respondents} == {"1.1", "1.2"}
     # the partial's never-asked and unanswered units are in the table as "" (outside the domain)
     assert data.rating.count("") == 4

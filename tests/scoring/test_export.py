@@ -9,7 +9,7 @@ import pandas as pd
 import pyreadstat
 import pytest
 
-from scoring.export import RespondentTable, unit_column, write_export
+from scoring.export import RespondentTable, assigned_column, unit_column, write_export
 from tests.scoring.test_db_scores import UNITS, scored_field
 
 #: A phone number standing alone (the digits of a weight such as 15.384615384615385 are not one).
@@ -35,26 +35,29 @@ def test_csv_reestimates_to_the_same_scores(db, runner, tmp_path):
     assert len(d) == d["respondent_id"].nunique() == 30
     assert set(d["disposition"]) == {"1.1", "1.2"}
     assert (d["weight"] == d["N_h"] / d["n_h"]).all()
-    # Long table from the wide file: an empty cell is outside the unit's domain, like "0".
-    cols = {unit_column(u): u for u in UNITS}
-    long = d.melt(id_vars=["respondent_id", "stratum"], value_vars=list(cols),
-                  var_name="column", value_name="rating")
-    long["unit"] = long["column"].map(cols)
-    long["rating"] = long["rating"].fillna(0).astype(int).astype(str)
-    ratings = tmp_path / "ratings.csv"
-    long[["respondent_id", "stratum", "unit", "rating"]].to_csv(ratings, index=False)
+    assert d["n_h"].to_dict() == d["stratum"].map(d.groupby("stratum").size()).to_dict()
+    # Unit u's design: the respondents with a_u == 1, weight N_h/n_hu.  The plain-file mode
+    # on those respondents alone (n_h in the file = n_hu) is that design; an empty cell is
+    # outside the unit's domain, like "0".
     population = tmp_path / "population.csv"
     d.groupby("stratum")["N_h"].first().rename("N").reset_index().to_csv(population, index=False)
-    again = runner.invoke(["score", "--ratings", str(ratings), "--population", str(population),
-                           "--json", "--min-raters", "5"])
-    assert again.exit_code == 0, again.output
     direct = runner.invoke(["score", "--json", "--min-raters", "5"])
-    a = {u["unit"]: u for u in json.loads(again.stdout)["units"]}
     b = {u["unit"]: u for u in json.loads(direct.stdout)["units"]}
-    assert sorted(a) == sorted(b) == sorted(UNITS)
+    assert sorted(b) == sorted(UNITS)
     for unit in UNITS:
+        du = d[d[assigned_column(unit)] == 1]
+        assert (d[assigned_column(unit)].isin([0, 1])).all()
+        long = pd.DataFrame({"respondent_id": du["respondent_id"], "stratum": du["stratum"],
+                             "unit": unit,
+                             "rating": du[unit_column(unit)].fillna(0).astype(int).astype(str)})
+        ratings = tmp_path / f"ratings_{unit}.csv"
+        long.to_csv(ratings, index=False)
+        again = runner.invoke(["score", "--ratings", str(ratings), "--population", str(population),
+                               "--json", "--min-raters", "5"])
+        assert again.exit_code == 0, again.output
+        (a,) = json.loads(again.stdout)["units"]
         for key in ("n", "score", "se", "df", "ci_low", "ci_high", "sat", "sat_low", "sat_high"):
-            assert a[unit][key] == pytest.approx(b[unit][key], rel=1e-12, abs=1e-12), (unit, key)
+            assert a[key] == pytest.approx(b[unit][key], rel=1e-12, abs=1e-12), (unit, key)
 
 
 @pytest.mark.parametrize("fmt,reader", [("sav", pyreadstat.read_sav), ("dta", pyreadstat.read_dta)])

@@ -67,6 +67,7 @@ def test_report_in_chinese(db, field, tmp_path):
     assert re.search(r"<text [^>]*>县发展和改革委员会</text>", html)
     assert "Holm" in html and "RR1" in html and "COOP1" in html and "e = " in html
     assert "缺少：网上评议" in html  # win-scj
+    assert "单位 u 的权数为 N_h/n_hu" in html  # the per-unit design of the database mode
     assert "无综合得分" in html  # sjj: deductions only
     assert not re.search(r"<script|<link|@import|https?://(?!www\.w3\.org/2000/svg)", html)
     assert not PHONE.search(html)
@@ -86,4 +87,5 @@ def test_report_in_english_by_command(db, field, runner, tmp_path):
     assert "County Development and Reform Commission" in html
     assert "Holm&#39;s step-down correction" in html
     assert "missing: Online vote" in html
+    assert "with the weight N_h/n_hu" in html
     assert not PHONE.search(html)
