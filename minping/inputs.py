@@ -101,7 +101,9 @@ def import_input(db, cfg, kind: str, path: str | Path, *,
         raise InputError([Problem(name, None, None, None,
                                   f"cannot read the file: {exc.strerror}")]) from exc
     digest = hashlib.sha256(data).hexdigest()
-    with db.transaction() as session:
+    # looked up without committing: a refused file leaves the database as it was,
+    # even on a database the campaign has not been written to yet
+    with db.session() as session:
         campaign = sync_campaign(session, cfg)
         earlier = session.scalar(select(InputImport).where(
             InputImport.campaign_id == campaign.id, InputImport.kind == kind,

@@ -511,7 +511,7 @@ def read_frame(
                 Problem(
                     name,
                     first_nonempty[0],
-                    None,
+                    "phone",
                     ",".join(first_nonempty[1]),
                     f"no phone column in the header (expected one of {phone_names})",
                 )
@@ -551,7 +551,7 @@ def read_frame(
             Problem(
                 name,
                 header_num,
-                None,
+                "group",
                 ",".join(header),
                 "no group column in the header (expected one of 类别/群体/组别/group/category)",
             )

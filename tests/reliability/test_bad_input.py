@@ -1,0 +1,270 @@
+"""Bad input: fuzzed frame, ballot, vote and inspection files, configuration and webhooks.
+
+Every bad file is refused with an :class:`~minping.errors.InputError` whose
+problems name the file (and, for a fault in a row, the row and the field),
+and the database is exactly as it was (every table's rows compared before and
+after).  Hypothesis mutates valid files: cells dropped, duplicated or garbled,
+columns added or removed, huge numbers, empty lines, byte-order marks, other
+encodings, random bytes, XLSX cells of the wrong type.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+import openpyxl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+from sqlalchemy import select
+
+from minping.config import load_config
+from minping.demo import synthetic_frame
+from minping.errors import InputError
+from minping.frames import import_frame
+from minping.inputs import import_input
+from minping.models import Base
+
+FUZZ = settings(max_examples=25, deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                       HealthCheck.too_slow])
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return load_config()
+
+
+def snapshot(db) -> dict[str, list]:
+    """Every row of every table, in a stable order."""
+    out = {}
+    with db.session() as s:
+        for table in Base.metadata.sorted_tables:
+            rows = s.execute(select(table)).all()
+            out[table.name] = sorted(tuple(map(repr, r)) for r in rows)
+    return out
+
+
+def check_problems(exc: InputError, path: Path) -> None:
+    """Each problem names the file; a problem in a row names its row and field."""
+    assert exc.problems, str(exc)
+    for p in exc.problems:
+        assert path.name in p.file, (p, path)
+        if p.row is not None:
+            assert p.row >= 1, p
+            assert p.field or any(w in p.message for w in WHOLE_ROW), f"a problem in row {p.row} names no field: {p}"
+
+
+#: Faults of a whole row or line, which name the row but no single field: more cells
+#: than the header, bytes that are not in the file's encoding, no header at all.
+WHOLE_ROW = ("cells but the header has", "is not valid", "no header row")
+
+
+# --- mutations --------------------------------------------------------------------------------
+
+GARBAGE = st.one_of(
+    st.text(max_size=12),
+    st.sampled_from(["", " ", "9" * 40, "-1", "1e308", "NaN", "inf", "0x1F", "１３８", "+86",
+                     "=1+1", "\x00", "\ufeff", "城关镇", "2026-02-30", "13/45/2026", "\u202e"]),
+    st.integers(min_value=-(10**30), max_value=10**30).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+)
+
+
+@st.composite
+def mutated_grid(draw, grid: list[list[str]]) -> list[list[str]]:
+    """A copy of ``grid`` (header first) with a few random mutations."""
+    rows = [list(r) for r in grid]
+    for _ in range(draw(st.integers(0, 4))):
+        op = draw(st.sampled_from(["garble", "drop_cell", "dup_cell", "dup_row", "drop_row",
+                                   "empty_line", "add_col", "drop_col", "extra_cell",
+                                   "header", "huge"]))
+        r = draw(st.integers(0, len(rows) - 1)) if rows else 0
+        if not rows:
+            break
+        c = draw(st.integers(0, max(0, len(rows[r]) - 1)))
+        if op == "garble" and rows[r]:
+            rows[r][c] = draw(GARBAGE)
+        elif op == "drop_cell" and rows[r]:
+            del rows[r][c]
+        elif op == "dup_cell" and rows[r]:
+            rows[r].insert(c, rows[r][c])
+        elif op == "dup_row":
+            rows.insert(r, list(rows[r]))
+        elif op == "drop_row":
+            del rows[r]
+        elif op == "empty_line":
+            rows.insert(r, [])
+        elif op == "add_col":
+            name = draw(st.text(max_size=6))
+            for i, row in enumerate(rows):
+                row.append(name if i == 0 else draw(GARBAGE))
+        elif op == "drop_col":
+            for row in rows:
+                if c < len(row):
+                    del row[c]
+        elif op == "extra_cell":
+            rows[r].append(draw(GARBAGE))
+        elif op == "header" and rows[0]:
+            rows[0][c % len(rows[0])] = draw(GARBAGE)
+        elif op == "huge" and r > 0 and rows[r]:
+            rows[r][c] = draw(st.sampled_from(["9" * 400, "1" + "0" * 30, "-" + "9" * 25,
+                                               "1e400", "99999999999999999999.5"]))
+    return rows
+
+
+def _xlsx_value(draw, text: str):
+    kind = draw(st.sampled_from(["text", "text", "int", "float", "bool", "date", "none",
+                                 "formula"]))
+    if kind == "int":
+        return draw(st.integers(-(2**63), 2**63))
+    if kind == "float":
+        return draw(st.floats(allow_nan=False, allow_infinity=False))
+    if kind == "bool":
+        return draw(st.booleans())
+    if kind == "date":
+        import datetime as dt
+
+        return dt.datetime(2026, 11, draw(st.integers(1, 30)), 8, 30)
+    if kind == "none":
+        return None
+    if kind == "formula":
+        return "=1/0"
+    return ILLEGAL_CHARACTERS_RE.sub("", text)  # characters a worksheet cannot hold
+
+
+@st.composite
+def mutated_file(draw, grid: list[list[str]], folder: Path, stem: str) -> Path:
+    """A file made from a mutated ``grid``: CSV in some encoding, XLSX, or raw bytes."""
+    rows = draw(mutated_grid(grid))
+    form = draw(st.sampled_from(["utf-8", "utf-8-sig", "gb18030", "utf-16", "latin-1-ish",
+                                 "xlsx", "random", "truncated", "tsv", "crlf"]))
+    n = draw(st.integers(0, 10**9))
+    if form == "xlsx":
+        path = folder / f"{stem}-{n}.xlsx"
+        book = openpyxl.Workbook()
+        for i, row in enumerate(rows):
+            book.active.append([ILLEGAL_CHARACTERS_RE.sub("", c) if i == 0 else _xlsx_value(draw, c)
+                                for c in row])
+        book.save(path)
+        return path
+    path = folder / f"{stem}-{n}.csv"
+    buf = io.StringIO()
+    csv.writer(buf, delimiter="\t" if form == "tsv" else ",",
+               lineterminator="\r\n" if form == "crlf" else "\n").writerows(rows)
+    text = buf.getvalue()
+    if form == "random":
+        data = draw(st.binary(max_size=300))
+    elif form == "truncated":
+        raw = text.encode("utf-8")
+        data = raw[: draw(st.integers(0, len(raw)))]
+    elif form == "latin-1-ish":  # bytes that are neither UTF-8 nor sensible GB18030
+        data = text.encode("utf-8") + bytes([0xFF, 0xFE, 0x80, 0x81])
+    elif form in ("tsv", "crlf"):
+        data = text.encode("utf-8")
+    else:
+        data = text.encode(form, errors="replace")
+    path.write_bytes(data)
+    return path
+
+
+# --- frame importer ---------------------------------------------------------------------------
+
+def frame_grid(cfg, n: int = 6) -> list[list[str]]:
+    contacts = synthetic_frame(cfg, n, rng=np.random.default_rng(7))
+    gname = {g.id: g.name for g in cfg.groups}
+    tname = {t.id: t.name for t in cfg.towns}
+    return [["电话", "类别", "乡镇", "姓名"]] + [
+        [c.phone.removeprefix("+86"), gname[c.group], tname[c.town], f"联系人{i}"]
+        for i, c in enumerate(contacts)]
+
+
+def test_fuzzed_frame_files_import_cleanly_or_are_refused_with_nothing_changed(
+        db, cfg, tmp_path):
+    grid = frame_grid(cfg)
+    outcome = {"imported": 0, "refused": 0}
+
+    @FUZZ
+    @given(data=st.data())
+    def run(data):
+        path = data.draw(mutated_file(grid, tmp_path, "frame"))
+        before = snapshot(db)
+        try:
+            with db.transaction() as s:
+                import_frame(s, cfg, path)
+        except InputError as exc:
+            check_problems(exc, path)
+            assert snapshot(db) == before, f"{path.name}: refused, yet the database changed"
+            outcome["refused"] += 1
+        else:
+            outcome["imported"] += 1
+
+    run()
+    print(f"\nframe files: {outcome['imported']} imported, {outcome['refused']} refused "
+          f"with file/row/field problems, database unchanged each time")
+    assert outcome["refused"] > 0
+
+
+# --- ballot, vote and inspection importers -----------------------------------------------------
+
+SAMPLES = Path(__file__).resolve().parents[2] / "config" / "sample-inputs"
+INPUT_FILES = {"assessment": "synthetic-assessment-baisha.csv",
+               "online": "synthetic-online-votes.csv",
+               "inspection": "synthetic-inspections.csv"}
+
+
+def sample_grid(kind: str, rows: int = 6) -> list[list[str]]:
+    with open(SAMPLES / INPUT_FILES[kind], encoding="utf-8-sig", newline="") as fh:
+        return list(csv.reader(fh))[: rows + 1]
+
+
+@pytest.mark.parametrize("kind", sorted(INPUT_FILES))
+def test_fuzzed_input_files_import_cleanly_or_are_refused_with_nothing_changed(
+        db, cfg, tmp_path, kind):
+    grid = sample_grid(kind)
+    outcome = {"imported": 0, "refused": 0}
+
+    @FUZZ
+    @given(data=st.data())
+    def run(data):
+        path = data.draw(mutated_file(grid, tmp_path, kind))
+        before = snapshot(db)
+        try:
+            import_input(db, cfg, kind, path)
+        except InputError as exc:
+            check_problems(exc, path)
+            assert snapshot(db) == before, f"{path.name}: refused, yet the database changed"
+            outcome["refused"] += 1
+        else:
+            outcome["imported"] += 1
+
+    run()
+    print(f"\n{kind} files: {outcome['imported']} imported, {outcome['refused']} refused "
+          f"with file/row/field problems, database unchanged each time")
+    assert outcome["refused"] > 0
+
+
+def test_a_refused_input_file_on_a_fresh_database_writes_nothing(db, cfg, tmp_path):
+    """The campaign used to be written (committed) before the file was checked."""
+    path = tmp_path / "votes.csv"
+    path.write_text("unit,option\nwin-tax,1\n", encoding="utf-8")
+    before = snapshot(db)
+    with pytest.raises(InputError) as info:
+        import_input(db, cfg, "online", path)
+    assert [(p.row, p.field) for p in info.value.problems] == [(1, "count")]
+    assert snapshot(db) == before
+    assert not before["campaign"]
+
+
+@pytest.mark.parametrize(("header", "field"), [("类别,乡镇", "phone"), ("电话,乡镇", "group")])
+def test_a_frame_file_without_a_required_column_names_that_field(db, cfg, tmp_path, header,
+                                                                  field):
+    path = tmp_path / "frame.csv"
+    path.write_text(header + "\n13812345678,城关镇\n", encoding="utf-8")
+    with pytest.raises(InputError) as info, db.transaction() as s:
+        import_frame(s, cfg, path)
+    assert [(p.row, p.field) for p in info.value.problems] == [(1, field)]
