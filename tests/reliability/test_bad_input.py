@@ -10,8 +10,14 @@ encodings, random bytes, XLSX cells of the wrong type.
 
 from __future__ import annotations
 
+import copy
 import csv
+import datetime as dt
 import io
+import json
+import math
+import re
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +28,7 @@ from hypothesis import strategies as st
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from sqlalchemy import select
 
-from minping.config import load_config
+from minping.config import ConfigError, load_config
 from minping.demo import synthetic_frame
 from minping.errors import InputError
 from minping.frames import import_frame
@@ -268,3 +274,105 @@ def test_a_frame_file_without_a_required_column_names_that_field(db, cfg, tmp_pa
     with pytest.raises(InputError) as info, db.transaction() as s:
         import_frame(s, cfg, path)
     assert [(p.row, p.field) for p in info.value.problems] == [(1, field)]
+
+
+# --- configuration ------------------------------------------------------------------------------
+
+CONFIG = Path(__file__).resolve().parents[2] / "config" / "survey.toml"
+#: A problem starts with its key path: ``tracks[1].units[4].id: ...``, ``calling.windows.mon[0]: ...``.
+KEY_PATH = re.compile(r"^[\w\-]+(\[\d+\])*(\.[\w\-]+(\[\d+\])*)*: \S")
+
+
+def toml_value(v) -> str:
+    """``v`` as a TOML inline value (tables inline, every key quoted)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf") if math.isinf(v) \
+            else repr(v)
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)
+    if isinstance(v, dt.date | dt.time):
+        return v.isoformat()
+    if isinstance(v, list):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{json.dumps(k, ensure_ascii=False)} = {toml_value(x)}"
+                               for k, x in v.items()) + "}"
+    raise TypeError(type(v))
+
+
+def toml_document(data: dict) -> str:
+    return "".join(f"{json.dumps(k, ensure_ascii=False)} = {toml_value(v)}\n"
+                   for k, v in data.items())
+
+
+def _places(node, path=()):
+    """Every (container, key) in the document, depth first."""
+    items = node.items() if isinstance(node, dict) else enumerate(node)
+    for k, v in items:
+        yield node, k, path + (k,)
+        if isinstance(v, dict | list):
+            yield from _places(v, path + (k,))
+
+
+BAD_VALUES = st.one_of(
+    st.sampled_from(["", "x", "25:00", "08:60", "2026-02-30", "mon", "周一", "-1", "1e400",
+                     "a b", "../etc", "\x00", "ag-xwb", "dup"]),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.sampled_from([0, -1, 10**9, 2**63 - 1]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.just([]), st.just({}), st.just([1, "a"]), st.just({"x": 1}),
+    st.just(dt.date(2026, 13 - 1, 31)), st.just(dt.time(3, 0)),
+)
+
+
+@st.composite
+def mutated_config(draw, base: dict) -> dict:
+    data = copy.deepcopy(base)
+    for _ in range(draw(st.integers(1, 3))):
+        places = list(_places(data))
+        node, key, _ = draw(st.sampled_from(places))
+        op = draw(st.sampled_from(["value", "value", "delete", "unknown", "swap"]))
+        if op == "value":
+            node[key] = draw(BAD_VALUES)
+        elif op == "delete":
+            del node[key]
+        elif op == "unknown":
+            target = node[key] if isinstance(node[key], dict) else node
+            if isinstance(target, dict):
+                target[draw(st.from_regex(r"[a-z_]{1,10}", fullmatch=True))] = draw(BAD_VALUES)
+        elif op == "swap" and isinstance(node, list) and len(node) > 1:
+            node.append(copy.deepcopy(node[key]))  # a duplicated entry (same id twice)
+    return data
+
+
+def test_fuzzed_configuration_loads_or_names_the_key_path_of_every_problem(tmp_path):
+    base = tomllib.loads(CONFIG.read_text(encoding="utf-8"))
+    path = tmp_path / "survey.toml"
+    path.write_text(toml_document(base), encoding="utf-8")
+    load_config(path)  # the writer keeps a valid configuration valid
+    seen = {"loaded": 0, "refused": 0, "problems": 0}
+
+    @settings(max_examples=150, deadline=None, derandomize=True)
+    @given(data=mutated_config(base))
+    def run(data):
+        path.write_text(toml_document(data), encoding="utf-8")
+        try:
+            load_config(path)
+        except ConfigError as exc:
+            assert exc.problems
+            for problem in exc.problems:
+                assert KEY_PATH.match(problem), f"no key path: {problem!r}"
+            seen["refused"] += 1
+            seen["problems"] += len(exc.problems)
+        else:
+            seen["loaded"] += 1
+
+    run()
+    print(f"\nconfigurations: {seen['loaded']} loaded, {seen['refused']} refused with "
+          f"{seen['problems']} problems, each starting with its key path")
+    assert seen["refused"] > 0
