@@ -31,7 +31,7 @@ import threading
 import time
 from bisect import bisect_left
 from collections import Counter, defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -89,8 +89,9 @@ def config_open_now(tmp_path: Path) -> Path:
     text = re.sub(r'(?m)^timezone = .*$', f'timezone = "{zone}"', text)
     text = re.sub(r"(?m)^(mon|tue|wed|thu|fri|sat|sun) = \[.*\]$", r'\1 = ["00:00-23:59"]', text)
     text = re.sub(r"(?m)^holidays = \[.*\]$", "holidays = []", text)
-    text = re.sub(r"(?m)^start_date = .*$", "start_date = 2025-01-01", text)
-    text = re.sub(r"(?m)^end_date = .*$", "end_date = 2030-12-31", text)
+    today = datetime.now(UTC).date()
+    text = re.sub(r"(?m)^start_date = .*$", f"start_date = {today - timedelta(days=30)}", text)
+    text = re.sub(r"(?m)^end_date = .*$", f"end_date = {today + timedelta(days=30)}", text)
     text = re.sub(r"(?m)^calls_per_second = .*$", f"calls_per_second = {CALLS_PER_SECOND}", text)
     text = re.sub(r"(?m)^max_concurrent_calls = .*$",
                   f"max_concurrent_calls = {MAX_CONCURRENT}", text)
