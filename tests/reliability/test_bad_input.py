@@ -33,7 +33,7 @@ from minping.demo import synthetic_frame
 from minping.errors import InputError
 from minping.frames import import_frame
 from minping.inputs import import_input
-from minping.models import Base
+from minping.models import Base, CallAttempt
 
 FUZZ = settings(max_examples=25, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -376,3 +376,138 @@ def test_fuzzed_configuration_loads_or_names_the_key_path_of_every_problem(tmp_p
     print(f"\nconfigurations: {seen['loaded']} loaded, {seen['refused']} refused with "
           f"{seen['problems']} problems, each starting with its key path")
     assert seen["refused"] > 0
+
+
+# --- webhooks -----------------------------------------------------------------------------------
+
+ROUTES = ("voice", "inbound", "consent", "answer", "comment", "status", "amd")
+BAD_DIGITS = st.one_of(
+    st.sampled_from(["", " ", "7", "9", "99", "12", "00", "#", "a", "１", "٣", "😀", "1" * 100,
+                     "-1", "1.0", "\x00", "3 3", "0x2"]),
+    st.text(max_size=40).filter(lambda t: t.strip() not in {"0", "1", "2", "3", "*"}),
+)
+
+
+def _webhook_rig(app, db):
+    from ivr.simulator import Persona
+    from tests.ivr.conftest import Rig, signed_post
+
+    rig = Rig(app, db)
+    rig.sim.set_persona(rig.phone(), Persona(keys=["1", "1", "1", "1"], ring_seconds=5))
+    rig.dialer.step()  # the call rings; nothing answered yet
+    with db.session() as s:
+        attempt = s.scalars(select(CallAttempt)).one()
+    client = app.test_client()
+    r = signed_post(client, rig.public_url, f"/ivr/voice?attempt={attempt.id}",
+                    {"CallSid": attempt.call_sid, "CallStatus": "in-progress"})
+    assert r.status_code == 200  # answered: the survey is under way
+    return rig, attempt, client
+
+
+@st.composite
+def bad_webhook(draw, attempt_id: int, call_sid: str):
+    """(method, path, form, how): a valid request with one defect Twilio would never send."""
+    route = draw(st.sampled_from(ROUTES))
+    defect = draw(st.sampled_from(
+        ["no_sid", "unknown_sid", "unknown_attempt", "bad_attempt", "bad_pos", "bad_value",
+         "no_value", "json", "multipart", "get", "oversized", "unsigned"]))
+    if route == "inbound" and defect in ("unknown_sid", "unknown_attempt", "bad_attempt",
+                                         "bad_pos", "bad_value"):
+        defect = "no_sid"  # /ivr/inbound reads no query and answers any new CallSid
+    attempt, pos, sid = str(attempt_id), "0", call_sid
+    form = {"CallSid": sid}
+    if route in ("consent", "answer"):
+        form["Digits"] = "1"
+    elif route == "status":
+        form |= {"CallStatus": "completed", "CallDuration": "30"}
+    elif route == "amd":
+        form["AnsweredBy"] = "human"
+    elif route == "inbound":
+        form["From"] = "+8613800000000"
+    if defect == "no_sid":
+        del form["CallSid"]
+    elif defect == "unknown_sid":
+        form["CallSid"] = draw(st.sampled_from(["CA" + "f" * 32, "😀", "x" * 300, " "]))
+        attempt = ""  # found by CallSid alone, as for an inbound call
+    elif defect == "unknown_attempt":
+        attempt = draw(st.sampled_from(["999999", "0", str(attempt_id + 1)]))
+    elif defect == "bad_attempt":
+        attempt = draw(st.sampled_from(["-1", "x", "99999999999", "1.5", "١"]))
+    elif defect == "bad_pos":
+        pos = draw(st.sampled_from(["x", "-1", "99999999999", ""]))
+    elif defect == "bad_value" and route in ("consent", "answer"):
+        form["Digits"] = draw(BAD_DIGITS)
+    elif defect == "bad_value" and route == "amd":
+        form["AnsweredBy"] = draw(st.sampled_from(["bogus", "😀", "x" * 500]))
+    elif defect == "no_value":
+        for key in ("Digits", "CallStatus", "AnsweredBy", "From"):
+            form.pop(key, None)
+    if ((route in ("voice", "comment", "inbound") and defect in ("bad_value", "no_value"))
+            or (route != "answer" and defect == "bad_pos")):
+        form.pop("CallSid", None)  # the route reads no such value: the CallSid goes instead
+    if route == "status" and defect == "bad_value":
+        form["CallStatus"] = draw(st.sampled_from(["", "😀", "x" * 500]))
+    path = f"/ivr/{route}?attempt={attempt}&pos={pos}&try=0"
+    if defect == "multipart":
+        form.pop("CallSid")  # a form as multipart is still a form: make it a bad one
+    how = defect if defect in ("json", "multipart", "get", "oversized", "unsigned") else "form"
+    # keys pressed on a live call (none, or ones off the scale) are what a respondent
+    # does: the call's event log may record them; nothing else may change
+    logged = defect in ("bad_value", "no_value") and "CallSid" in form
+    return "GET" if how == "get" else "POST", path, form, how, logged
+
+
+def test_bad_webhook_requests_get_twiml_or_4xx_and_change_nothing(app, db):
+    from twilio.request_validator import RequestValidator
+
+    from minping.settings import SIMULATOR_AUTH_TOKEN
+
+    rig, attempt, client = _webhook_rig(app, db)
+    limit = app.config["MAX_CONTENT_LENGTH"]
+    statuses: dict[int, int] = {}
+    seen = {"logged": 0}
+
+    def signature(path, form):
+        return RequestValidator(SIMULATOR_AUTH_TOKEN).compute_signature(rig.public_url + path,
+                                                                        form)
+
+    @settings(max_examples=60, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.too_slow])
+    @given(request=bad_webhook(attempt.id, attempt.call_sid))
+    def run(request):
+        method, path, form, how, logged = request
+        before = snapshot(db)
+        if how == "get":
+            r = client.get(path, query_string=None,
+                           headers={"X-Twilio-Signature": signature(path, {})})
+        elif how == "json":
+            r = client.post(path, json=form, headers={"X-Twilio-Signature": signature(path, {})})
+        elif how == "multipart":
+            r = client.post(path, data=form | {"file": (io.BytesIO(b"x" * 100), "a.bin")},
+                            content_type="multipart/form-data",
+                            headers={"X-Twilio-Signature": signature(path, form)})
+        elif how == "oversized":
+            big = form | {"Pad": "x" * (limit + 1)}
+            r = client.post(path, data=big, headers={"X-Twilio-Signature": signature(path, big)})
+        elif how == "unsigned":
+            r = client.post(path, data=form)
+        else:
+            r = client.post(path, data=form, headers={"X-Twilio-Signature": signature(path, form)})
+        statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+        assert r.status_code < 500, (method, path, form, how, r.get_data(as_text=True)[:500])
+        if r.status_code == 200:
+            assert r.mimetype in ("application/xml", "text/xml"), r.mimetype
+            assert r.get_data(as_text=True).lstrip().startswith("<?xml"), r.get_data()[:200]
+        else:
+            assert 400 <= r.status_code < 500, (path, how, r.status_code)
+        after = snapshot(db)
+        if logged:
+            events = before.pop("attempt_event"), after.pop("attempt_event")
+            assert set(events[0]) <= set(events[1]), (path, form, "an event was changed")
+            seen["logged"] += len(events[1]) - len(events[0])
+        assert after == before, (method, path, form, how, r.status_code)
+
+    run()
+    print(f"\nbad webhook requests by answer status: {dict(sorted(statuses.items()))}; "
+          f"no 5xx, database unchanged after each (but {seen['logged']} keypress events "
+          f"logged on the live call)")
