@@ -55,6 +55,21 @@ def shown_phone(phone: str, user: User) -> str:
     return phone if user.role == "supervisor" else mask_phone(phone)
 
 
+def log_phone_view(session: Session, user: User, case_ids, *, now: datetime) -> int:
+    """Record in the audit log that ``user`` saw the full number of each case.
+
+    Only supervisors see full numbers (:func:`shown_phone`); for anybody else
+    nothing is logged.  Returns how many views were logged (the caller commits).
+    """
+    if user.role != "supervisor":
+        return 0
+    ids = sorted(set(case_ids))
+    for case_id in ids:
+        session.add(AuditLog(at=now, user_id=user.id, actor=actor_of(user), action="phone.view",
+                             entity="case", entity_id=str(case_id)))
+    return len(ids)
+
+
 # --- taking and giving back a case -------------------------------------------------------
 
 
@@ -443,7 +458,7 @@ __all__ = [
     "appointments_of", "attempt_history", "audit_of_case", "begin_attempt", "change_answer",
     "close_attempt", "dial_through_gateway", "disposition_history", "events_of",
     "expire_holds_of", "find_cases", "give_back", "hand_over", "held_by", "holding",
-    "keep_alive", "mark_answered", "mask_phone", "open_attempt", "reap_abandoned", "reassign",
+    "keep_alive", "log_phone_view", "mark_answered", "mask_phone", "open_attempt", "reap_abandoned", "reassign",
     "release_next_replicate", "save_answer", "shown_phone", "start_recording", "take_next",
     "twiml_bridge",
 ]

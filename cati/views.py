@@ -392,6 +392,8 @@ def search():
         FrameContact.id.in_([c.contact_id for c in found]))).all()) if found else {}
     rows = [{"case": c, "phone": service.shown_phone(phones[c.contact_id], g.user)}
             for c in found]
+    if service.log_phone_view(s, g.user, [c.id for c in found], now=now()):
+        s.commit()
     return render_template("cati/search.html", q=q, rows=rows)
 
 
@@ -404,6 +406,8 @@ def case_detail(case_id):
         abort(404)
     interviewers = s.scalars(select(User).where(User.role == "interviewer", User.active)
                              .order_by(User.username)).all()
+    if service.log_phone_view(s, g.user, [case_id], now=now()):
+        s.commit()
     return render_template("cati/case_detail.html", interviewers=interviewers,
                            dispositions=service.disposition_history(s, case_id),
                            audit=service.audit_of_case(s, case_id),
