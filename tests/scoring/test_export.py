@@ -104,3 +104,25 @@ def test_unknown_format(tmp_path):
     table = RespondentTable(columns={"a": [1]}, variable_labels={}, value_labels={})
     with pytest.raises(ValueError, match="format must be one of"):
         write_export(table, tmp_path / "x.txt", "txt")
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx", "sav", "dta"])
+def test_every_format_identifies_respondents_by_pseudonymous_id_only(db, runner, tmp_path, fmt):
+    field = scored_field(db)
+    path = tmp_path / f"respondents.{fmt}"
+    _export(runner, fmt, path)
+    if fmt == "csv":
+        df = pd.read_csv(path, dtype=str)
+    elif fmt == "xlsx":
+        df = pd.read_excel(path, sheet_name="data", dtype=str)
+    else:
+        df = (pyreadstat.read_sav if fmt == "sav" else pyreadstat.read_dta)(str(path))[0]
+    pseudo = {r[0] for r in field.assigned}
+    assert set(df["respondent_id"]) <= pseudo and len(df) == field.respondents
+    cells = " ".join(str(v) for v in df.astype(str).to_numpy().ravel())
+    assert not PHONE.search(cells)
+    for phone in field.phones:
+        assert phone not in cells and phone[3:] not in cells
+    raw = path.read_bytes()
+    for phone in field.phones:
+        assert phone[3:].encode() not in raw
