@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -44,7 +44,13 @@ from minping.models import AuditLog, CallAttempt, DoNotCall, FrameContact, Lease
 log = logging.getLogger("ivr.dialer")
 
 PACING_LEASE = "ivr-dialer"
-STATUS_EVENTS = ["initiated", "ringing", "answered", "completed"]
+#: The call progress events the dialer subscribes to (production and tests).
+STATUS_EVENTS = ("initiated", "ringing", "answered", "completed")
+#: The events the application needs: ``answered`` (the time a call was answered)
+#: and ``completed`` (the final status -- completed, busy, no-answer, failed,
+#: canceled -- which closes the attempt).  ``initiated`` and ``ringing`` only
+#: leave a trace in the attempt's events.
+REQUIRED_STATUS_EVENTS = ("answered", "completed")
 
 
 @dataclass(frozen=True)
@@ -116,15 +122,27 @@ class Dialer:
         How many times a call refused with HTTP 429 is retried.
     backoff_seconds : float
         The first back-off wait (doubled each retry).
+    status_events : sequence of str
+        The call progress events to subscribe to (default :data:`STATUS_EVENTS`);
+        it must hold :data:`REQUIRED_STATUS_EVENTS`.
     """
 
     def __init__(self, db, cfg, client, *, public_url: str, from_number: str,
                  now: Callable[[], datetime], sleep: Callable[[float], object] = time.sleep,
                  rules=None, draw_id: int | None = None, name: str | None = None,
                  notice_lead: timedelta = timedelta(hours=1), max_429_retries: int = 6,
-                 backoff_seconds: float = 1.0):
+                 backoff_seconds: float = 1.0, status_events: Sequence[str] = STATUS_EVENTS):
         import os
         import socket
+
+        events = tuple(status_events)
+        unknown = [e for e in events if e not in STATUS_EVENTS]
+        if unknown:
+            raise ValueError(f"status_events: {unknown[0]!r} is not one of {STATUS_EVENTS}")
+        missing = [e for e in REQUIRED_STATUS_EVENTS if e not in events]
+        if missing:
+            raise ValueError(f"status_events must include {missing[0]!r} "
+                             f"(the application needs {REQUIRED_STATUS_EVENTS}), got {events}")
 
         self.db = db
         self.cfg = cfg
@@ -139,8 +157,12 @@ class Dialer:
         self.notice_lead = notice_lead
         self.max_429_retries = max_429_retries
         self.backoff_seconds = backoff_seconds
+        self.status_events = list(events)
         self.progress = Progress()
         self._next_notice_check: datetime | None = None
+        #: when this dialer last placed a call: no dialer may place the next one
+        #: before ``1 / calls_per_second`` after it (any dialer's is at least as late)
+        self._last_dial: datetime | None = None
         self._ensure_lease()
 
     # --- coordination ----------------------------------------------------------------
@@ -191,12 +213,31 @@ class Dialer:
             claim = self._claim()
             if isinstance(claim, StepResult):
                 return StepResult(placed, claim.blocked, claim.wait_until, claim.in_flight)
-            self._place(*claim)
+            live = self._place(*claim)
             placed += 1
+            in_flight = claim[-1]
+            if live and in_flight >= self.rules.max_concurrent_calls:
+                # known without asking the database again: the limit is reached
+                return StepResult(placed, "concurrency", None, in_flight)
+            ready = self._ready_after_own_dial()
+            if ready is not None and self._last_dial <= self.now() < ready:
+                return StepResult(placed, "rate", ready, in_flight)
             if placed >= max_calls:
-                return StepResult(placed, "rate", self.now(), claim[-1])
+                return StepResult(placed, "rate", self.now(), in_flight)
+
+    def _ready_after_own_dial(self) -> datetime | None:
+        if self._last_dial is None:
+            return None
+        return self._last_dial + timedelta(seconds=1.0 / self.rules.calls_per_second)
 
     def _claim(self):
+        now = self.now()
+        ready = self._ready_after_own_dial()
+        if (ready is not None and self._last_dial <= now < ready
+                and self.rules.is_callable(now)):
+            # this dialer's own last call already says "not yet" (others' can only be
+            # later); a clock set back falls through to the pacing row
+            return StepResult(0, "rate", ready, self.progress.in_flight)
         with self.db.transaction() as s:
             now = self.now()
             if not self.rules.is_callable(now):
@@ -231,21 +272,23 @@ class Dialer:
             attempt = cases.start_attempt(s, case, channel="ivr", now=now)
             lease.state = {"last_dial": now.isoformat(), "by": self.name}
             lease.holder = self.name
+            self._last_dial = now
             phone = s.scalar(select(FrameContact.phone).where(FrameContact.id == case.contact_id))
             return case.id, attempt.id, phone, in_flight + 1
 
-    def _place(self, case_id: int, attempt_id: int, phone: str, in_flight: int) -> None:
+    def _place(self, case_id: int, attempt_id: int, phone: str, in_flight: int) -> bool:
+        """Place the claimed call; True if the gateway took it (False: attempt closed)."""
         if not self.rules.is_callable(self.now()):  # the window closed while claiming
             self._fail(attempt_id, "the calling window closed before the call was placed",
                        status="canceled")
-            return
+            return False
         error = None
         for tries in range(self.max_429_retries + 1):
             try:
                 call = self.client.calls.create(
                     to=phone, from_=self.from_number, url=self.urls.voice(attempt_id),
                     method="POST", status_callback=self.urls.status(attempt_id),
-                    status_callback_method="POST", status_callback_event=STATUS_EVENTS,
+                    status_callback_method="POST", status_callback_event=self.status_events,
                     timeout=self.rules.ring_timeout_seconds,
                     time_limit=self.rules.call_time_limit_seconds,
                     machine_detection="Enable", async_amd="true",
@@ -271,8 +314,9 @@ class Dialer:
                                              "tries": tries + 1, "dialer": self.name})
                 self.progress.placed += 1
                 self.progress.in_flight = in_flight
-                return
+                return True
         self._fail(attempt_id, error or "HTTP 429: too many retries")
+        return False
 
     def _fail(self, attempt_id: int, error: str, *, status: str = "failed") -> None:
         self.progress.errors += status == "failed"

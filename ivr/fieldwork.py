@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from sqlalchemy import func, select
 
-from ivr.dialer import Dialer
+from ivr.dialer import REQUIRED_STATUS_EVENTS, Dialer
 from ivr.gateway import simulator_client
 from minping.errors import MinpingError
 from minping.models import Answer, CallAttempt, DoNotCall, Recording, SampleCase
@@ -28,6 +28,10 @@ from scoring.aapor import counts_from_codes, final_disposition, outcome_rates
 #: The public URL the simulated calls use (never resolved: webhooks run in-process).
 SIMULATED_PUBLIC_URL = "https://minping-simulated.invalid"
 _FINAL_STATUSES = ("completed", "busy", "no-answer", "canceled", "failed")
+#: The call progress events a simulated field period subscribes to: only those the
+#: application needs (``initiated`` and ``ringing`` would add about two requests per
+#: call and change nothing but the attempts' event logs).
+SIMULATION_STATUS_EVENTS = REQUIRED_STATUS_EVENTS
 
 
 def _attempt_codes(session, draw_id: int | None) -> dict[int, list[str]]:
@@ -48,6 +52,7 @@ def _attempt_codes(session, draw_id: int | None) -> dict[int, list[str]]:
 def run_ivr_field_period(db, cfg, *, start: datetime, days: float, seed: int,
                          draw_id: int | None = None, behaviour=None,
                          public_url: str = SIMULATED_PUBLIC_URL,
+                         status_events: tuple[str, ...] = SIMULATION_STATUS_EVENTS,
                          progress: Callable[[str], None] | None = None) -> dict:
     """Dial every released case of the database for ``days`` from ``start``.
 
@@ -66,6 +71,9 @@ def run_ivr_field_period(db, cfg, *, start: datetime, days: float, seed: int,
         Only this draw's cases.
     behaviour : ivr.simulator.BehaviourModel, optional
         The respondent model (default: the simulator's).
+    status_events : tuple of str
+        The call progress events the dialer subscribes to (default
+        :data:`SIMULATION_STATUS_EVENTS`; :data:`ivr.dialer.STATUS_EVENTS` for all).
     progress : callable, optional
         Receives a progress line now and then.
 
@@ -103,7 +111,8 @@ def run_ivr_field_period(db, cfg, *, start: datetime, days: float, seed: int,
     app.extensions.update({"ivr.clock": clock.now, "ivr.twilio_client": client,
                            "ivr.config": cfg})
     dialer = Dialer(db, cfg, client, public_url=public_url, from_number=SIMULATOR_FROM_NUMBER,
-                    now=clock.now, sleep=sim.advance, draw_id=draw_id)
+                    now=clock.now, sleep=sim.advance, draw_id=draw_id,
+                    status_events=status_events)
     end = start + timedelta(days=days)
     try:
         dialer.reconcile()

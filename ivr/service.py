@@ -112,7 +112,12 @@ def find_attempt(session: Session, *, attempt_id: int | None, call_sid: str | No
     the phone number).
     """
     if attempt_id is not None:
-        attempt = session.get(CallAttempt, attempt_id)
+        # the attempt and its case in one statement (every webhook reads both; the
+        # case then comes from the session's identity map)
+        row = session.execute(select(CallAttempt, SampleCase)
+                              .join(SampleCase, SampleCase.id == CallAttempt.case_id)
+                              .where(CallAttempt.id == attempt_id)).first()
+        attempt = row[0] if row is not None else None
         if attempt is None or attempt.channel != "ivr":
             return None
         if call_sid:
@@ -123,8 +128,11 @@ def find_attempt(session: Session, *, attempt_id: int | None, call_sid: str | No
         return attempt
     if not call_sid:
         return None
-    return session.scalar(select(CallAttempt).where(CallAttempt.call_sid == call_sid,
-                                                    CallAttempt.channel == "ivr"))
+    row = session.execute(select(CallAttempt, SampleCase)
+                          .join(SampleCase, SampleCase.id == CallAttempt.case_id)
+                          .where(CallAttempt.call_sid == call_sid,
+                                 CallAttempt.channel == "ivr")).first()
+    return row[0] if row is not None else None
 
 
 def language_of(cfg, case: SampleCase) -> str:
@@ -234,7 +242,9 @@ def answer(session: Session, cfg, attempt: CallAttempt, *, pos: int, digits: str
     elif not current.answered:
         cases.record_answer(session, case, current.unit_id, None, channel="ivr", now=now,
                             attempt_id=attempt.id, actor="ivr")
-    return _next_question(session, cfg, case, attempt, lang, urls=urls)
+    # the unit asked now has its answer: the next question is the first other one unanswered
+    return _next_question(session, cfg, case, attempt, lang, urls=urls,
+                          units=[u for u in units if u.position != pos])
 
 
 def _next_question(session: Session, cfg, case: SampleCase, attempt: CallAttempt, lang: str, *,
@@ -330,6 +340,35 @@ def _int_or_none(value: str | None) -> int | None:
         return None
 
 
+def _store_event(session: Session, attempt: CallAttempt, kind: str, *, now: datetime,
+                 payload: dict, token: str | None, sequence_number: int | None = None) -> bool:
+    """Append a callback's event unless its idempotency token is stored; True if new.
+
+    With a token the row goes in with ``INSERT ... ON CONFLICT (idempotency_token)
+    DO NOTHING`` (SQLite and PostgreSQL): the unique constraint, not a lookup
+    first, decides whether the callback was seen, in one statement.
+    """
+    dialect = session.get_bind().dialect.name
+    if not token or dialect not in ("postgresql", "sqlite"):
+        if token and session.scalar(select(AttemptEvent.id).where(
+                AttemptEvent.idempotency_token == token)) is not None:
+            return False
+        cases.add_event(session, attempt, kind, now=now, payload=payload,
+                        sequence_number=sequence_number, idempotency_token=token)
+        return True
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stored = session.execute(
+        insert(AttemptEvent)
+        .values(attempt_id=attempt.id, at=now, kind=kind, payload=payload,
+                sequence_number=sequence_number, idempotency_token=token)
+        .on_conflict_do_nothing(index_elements=[AttemptEvent.idempotency_token])
+        .returning(AttemptEvent.id)).first()
+    return stored is not None
+
+
 def record_status(session: Session, cfg, attempt: CallAttempt, params: Mapping[str, str], *,
                   token: str | None, now: datetime) -> str:
     """Store one status callback; move the attempt forward; close it on a final status.
@@ -337,14 +376,12 @@ def record_status(session: Session, cfg, attempt: CallAttempt, params: Mapping[s
     Returns ``"duplicate"`` (already stored: nothing changed), ``"stale"``
     (stored, but older than the attempt's state), ``"advanced"`` or ``"closed"``.
     """
-    if token and session.scalar(select(AttemptEvent.id).where(
-            AttemptEvent.idempotency_token == token)) is not None:
-        return "duplicate"
     status = params.get("CallStatus", "")
     seq = _int_or_none(params.get("SequenceNumber"))
-    cases.add_event(session, attempt, "status", now=now,
-                    payload={k: params[k] for k in STATUS_FIELDS if k in params},
-                    sequence_number=seq, idempotency_token=token)
+    if not _store_event(session, attempt, "status", now=now,
+                        payload={k: params[k] for k in STATUS_FIELDS if k in params},
+                        sequence_number=seq, token=token):
+        return "duplicate"
     rank = STATUS_RANK.get(status)
     answered_by = params.get("AnsweredBy")
     if answered_by in ANSWERED_BY and not attempt.answered_by:
@@ -367,11 +404,9 @@ def record_status(session: Session, cfg, attempt: CallAttempt, params: Mapping[s
 def record_amd(session: Session, attempt: CallAttempt, *, answered_by: str,
                token: str | None, now: datetime) -> bool:
     """Store an AsyncAmd result; True when the call reached a machine or a fax."""
-    if token and session.scalar(select(AttemptEvent.id).where(
-            AttemptEvent.idempotency_token == token)) is not None:
+    if not _store_event(session, attempt, "amd", now=now, payload={"AnsweredBy": answered_by},
+                        token=token):
         return False
-    cases.add_event(session, attempt, "amd", now=now, payload={"AnsweredBy": answered_by},
-                    idempotency_token=token)
     if answered_by in ANSWERED_BY and attempt.answered_by in (None, "unknown"):
         attempt.answered_by = answered_by
     return attempt.outcome is None and answered_by in NOT_A_PERSON
