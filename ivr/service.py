@@ -39,6 +39,7 @@ from sqlalchemy.orm import Session
 from ivr import flow
 from minping import cases
 from minping.models import (
+    Answer,
     AttemptEvent,
     CallAttempt,
     DoNotCall,
@@ -112,12 +113,7 @@ def find_attempt(session: Session, *, attempt_id: int | None, call_sid: str | No
     the phone number).
     """
     if attempt_id is not None:
-        # the attempt and its case in one statement (every webhook reads both; the
-        # case then comes from the session's identity map)
-        row = session.execute(select(CallAttempt, SampleCase)
-                              .join(SampleCase, SampleCase.id == CallAttempt.case_id)
-                              .where(CallAttempt.id == attempt_id)).first()
-        attempt = row[0] if row is not None else None
+        attempt = _load(session, CallAttempt.id == attempt_id)
         if attempt is None or attempt.channel != "ivr":
             return None
         if call_sid:
@@ -128,11 +124,32 @@ def find_attempt(session: Session, *, attempt_id: int | None, call_sid: str | No
         return attempt
     if not call_sid:
         return None
-    row = session.execute(select(CallAttempt, SampleCase)
+    return _load(session, CallAttempt.call_sid == call_sid, CallAttempt.channel == "ivr")
+
+
+#: ``session.info`` key: attempt id -> (its case, whether the call opted out), as read
+#: by :func:`find_attempt`; the case is held here so that ``session.get`` finds it in
+#: the identity map (which holds unchanged objects weakly).
+_LOADED = "ivr.loaded"
+
+
+def _load(session: Session, *where) -> CallAttempt | None:
+    """The attempt, its case and whether it opted out, in one statement."""
+    opted_out = select(AttemptEvent.id).where(AttemptEvent.attempt_id == CallAttempt.id,
+                                              AttemptEvent.kind == "opt_out").exists()
+    row = session.execute(select(CallAttempt, SampleCase, opted_out)
                           .join(SampleCase, SampleCase.id == CallAttempt.case_id)
-                          .where(CallAttempt.call_sid == call_sid,
-                                 CallAttempt.channel == "ivr")).first()
-    return row[0] if row is not None else None
+                          .where(*where)).first()
+    if row is None:
+        return None
+    attempt, case, opted = row
+    session.info.setdefault(_LOADED, {})[attempt.id] = (case, bool(opted))
+    return attempt
+
+
+def forget_loaded(session: Session) -> None:
+    """Drop what :func:`find_attempt` remembered (call it after a rollback)."""
+    session.info.pop(_LOADED, None)
 
 
 def language_of(cfg, case: SampleCase) -> str:
@@ -158,6 +175,9 @@ def _unit_texts(cfg, state: cases.CaseUnitState, lang: str) -> tuple[str, str]:
 
 
 def _opted_out(session: Session, attempt: CallAttempt) -> bool:
+    loaded = session.info.get(_LOADED, {}).get(attempt.id)
+    if loaded is not None:
+        return loaded[1]
     return session.scalar(select(AttemptEvent.id).where(
         AttemptEvent.attempt_id == attempt.id, AttemptEvent.kind == "opt_out").limit(1)) is not None
 
@@ -233,18 +253,34 @@ def answer(session: Session, cfg, attempt: CallAttempt, *, pos: int, digits: str
         return flow.question(cfg, lang, unit=name, track=track,
                              action=urls.answer(attempt.id, pos, tries))
     if digits and digits in cfg.scale.keys:
-        cases.record_answer(session, case, current.unit_id, digits, channel="ivr", now=now,
-                            attempt_id=attempt.id, actor="ivr")
+        _save_answer(session, case, current, digits, attempt=attempt, now=now)
     elif tries < ivr.max_reasks:
         notice = "invalid_key" if digits else "no_answer"
         return flow.question(cfg, lang, unit=name, track=track,
                              action=urls.answer(attempt.id, pos, tries + 1), notice=notice)
     elif not current.answered:
-        cases.record_answer(session, case, current.unit_id, None, channel="ivr", now=now,
-                            attempt_id=attempt.id, actor="ivr")
+        _save_answer(session, case, current, None, attempt=attempt, now=now)
     # the unit asked now has its answer: the next question is the first other one unanswered
     return _next_question(session, cfg, case, attempt, lang, urls=urls,
                           units=[u for u in units if u.position != pos])
+
+
+def _save_answer(session: Session, case: SampleCase, unit: cases.CaseUnitState,
+                 rating: str | None, *, attempt: CallAttempt, now: datetime) -> None:
+    """Store the answer about ``unit`` (``None``: asked, no valid answer).
+
+    ``unit`` was read in this transaction (:func:`minping.cases.case_units`): a unit
+    without an answer gets its first one inserted at once (a simultaneous duplicate
+    request fails on the answer's unique constraint and is run again by the
+    webhook); a change to an existing answer goes through
+    :func:`minping.cases.record_answer`, which audits it.
+    """
+    if unit.answered:
+        cases.record_answer(session, case, unit.unit_id, rating, channel="ivr", now=now,
+                            attempt_id=attempt.id, actor="ivr")
+        return
+    session.add(Answer(case_id=case.id, unit_id=unit.unit_id, rating=rating, channel="ivr",
+                       attempt_id=attempt.id, answered_at=now, updated_at=now))
 
 
 def _next_question(session: Session, cfg, case: SampleCase, attempt: CallAttempt, lang: str, *,
@@ -269,6 +305,7 @@ def _opt_out(session: Session, cfg, case: SampleCase, attempt: CallAttempt, lang
     """
     cases.opt_out(session, case, now=now, source="ivr-keypad")
     cases.add_event(session, attempt, "opt_out", now=now)
+    session.info.setdefault(_LOADED, {})[attempt.id] = (case, True)
     return flow.goodbye(cfg, lang, "opt_out_confirmation")
 
 

@@ -133,6 +133,7 @@ def _transact(work) -> Response:
             return _twiml(body)
         except IntegrityError:
             session.rollback()
+            service.forget_loaded(session)
             if tries == 2:
                 raise
     raise AssertionError("unreachable")
