@@ -34,6 +34,23 @@ _FINAL_STATUSES = ("completed", "busy", "no-answer", "canceled", "failed")
 SIMULATION_STATUS_EVENTS = REQUIRED_STATUS_EVENTS
 
 
+def behaviour_for(cfg, **changes):
+    """The simulator's default respondent model with the survey's keypad keys.
+
+    Consent is ``[ivr] start_key``; refusing at consent and opting out press
+    ``opt_out_key``; asking for an interviewer presses ``handoff_key``.  Wrong
+    keys never hit these, so opt-outs and hand-overs come only from their own
+    probabilities.  ``changes`` override other fields of
+    :class:`ivr.sim.behaviour.BehaviourModel`.
+    """
+    from ivr.simulator import BehaviourModel
+
+    ivr = cfg.ivr
+    return BehaviourModel(**({"consent_key": ivr.start_key, "refusal_key": ivr.opt_out_key,
+                              "opt_out_key": ivr.opt_out_key, "handoff_key": ivr.handoff_key}
+                             | changes))
+
+
 def _attempt_codes(session, draw_id: int | None) -> dict[int, list[str]]:
     from minping.models import DispositionEvent
 
@@ -70,7 +87,7 @@ def run_ivr_field_period(db, cfg, *, start: datetime, days: float, seed: int,
     draw_id : int, optional
         Only this draw's cases.
     behaviour : ivr.simulator.BehaviourModel, optional
-        The respondent model (default: the simulator's).
+        The respondent model (default: :func:`behaviour_for` ``(cfg)``).
     status_events : tuple of str
         The call progress events the dialer subscribes to (default
         :data:`SIMULATION_STATUS_EVENTS`; :data:`ivr.dialer.STATUS_EVENTS` for all).
@@ -103,10 +120,10 @@ def run_ivr_field_period(db, cfg, *, start: datetime, days: float, seed: int,
         "TWILIO_FROM_NUMBER": SIMULATOR_FROM_NUMBER,
     })
     clock = VirtualClock(start)
-    kwargs = {"behaviour": behaviour} if behaviour is not None else {}
     sim = Simulator(account_sid=SIMULATOR_ACCOUNT_SID, auth_token=SIMULATOR_AUTH_TOKEN,
                     rng=np.random.default_rng(seed), transport=WsgiWebhookTransport(app),
-                    clock=clock, calls_per_second=cfg.calling.calls_per_second, **kwargs)
+                    clock=clock, calls_per_second=cfg.calling.calls_per_second,
+                    behaviour=behaviour if behaviour is not None else behaviour_for(cfg))
     client = simulator_client(sim)
     app.extensions.update({"ivr.clock": clock.now, "ivr.twilio_client": client,
                            "ivr.config": cfg})

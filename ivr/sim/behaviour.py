@@ -75,8 +75,12 @@ class Persona:
         Hang up during the prompt of the next ``<Gather>`` once this many have
         been answered (the consent step counts).
     wrong_key_rate, silence_rate, star_rate
-        Per-question chances of pressing a key outside the scale, of pressing
-        nothing, and of pressing ``*``.  Only used when ``keys`` is None.
+        Per-question chances of pressing a key outside the scale (never one of the
+        model's special keys), of pressing nothing, and of pressing ``*``.  Only
+        used when ``keys`` is None.
+    opt_out_rate, handoff_rate
+        Per-question chances of pressing the model's opt-out key and its hand-over
+        key (asking for an interviewer).  Only used when ``keys`` is None.
     record_seconds
         How long the respondent speaks into a ``<Record>``; ``0`` is silence;
         ``None`` draws it from the model.
@@ -99,6 +103,8 @@ class Persona:
     wrong_key_rate: float = 0.0
     silence_rate: float = 0.0
     star_rate: float = 0.0
+    opt_out_rate: float = 0.0
+    handoff_rate: float = 0.0
     record_seconds: float | None = None
     answered_by: str | None = None
     max_call_seconds: float | None = None
@@ -107,7 +113,7 @@ class Persona:
         if self.line not in LINES:
             raise ValueError(f"Persona.line must be one of {LINES}, got {self.line!r}")
         for name in ("answer_probability", "busy_probability", "wrong_key_rate",
-                     "silence_rate", "star_rate"):
+                     "silence_rate", "star_rate", "opt_out_rate", "handoff_rate"):
             _check_probability(f"Persona.{name}", getattr(self, name))
         if self.answer_by_hour is not None:
             hours = tuple(float(p) for p in self.answer_by_hour)
@@ -156,6 +162,14 @@ class BehaviourModel:
     ``<Gather>`` picks the distribution, else ``default_rating``.  The consent step
     is a ``<Gather>`` whose prompt holds one of ``consent_fragments``, or, if that
     tuple is empty, the first ``<Gather>`` of the call.
+
+    At a question a respondent presses nothing (``p_silence``), ``*``
+    (``p_star``), the opt-out key (``p_opt_out_key``), the hand-over key
+    (``p_handoff_key``), a wrong key (``p_wrong_key``: a digit outside the rating
+    scale and never one of the special keys ``refusal_key``, ``opt_out_key``,
+    ``handoff_key``), else a rating.  Set the special keys to the survey's
+    (``[ivr] opt_out_key``, ``handoff_key``) so that opting out and asking for an
+    interviewer happen only as often as their own probabilities say.
     """
 
     p_never_answers: float = 0.08
@@ -174,11 +188,15 @@ class BehaviourModel:
     p_wrong_key: float = 0.03
     p_silence: float = 0.03
     p_star: float = 0.01
+    p_opt_out_key: float = 0.001
+    p_handoff_key: float = 0.003
     ratings: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     default_rating: Mapping[str, float] = field(
         default_factory=lambda: {"1": 0.55, "2": 0.30, "3": 0.10, "0": 0.05})
     consent_key: str = "1"
     refusal_key: str = "9"
+    opt_out_key: str = "9"
+    handoff_key: str | None = "8"
     consent_fragments: tuple[str, ...] = ()
     ring_seconds: tuple[float, float] = (3.0, 25.0)
     answer_delay_seconds: tuple[float, float] = (0.8, 3.5)
@@ -194,7 +212,7 @@ class BehaviourModel:
     def __post_init__(self) -> None:
         for name in ("p_never_answers", "p_busy_line", "p_machine", "p_fax", "p_non_working",
                      "p_busy_attempt", "p_refuse_key", "p_refuse_hangup", "p_breakoff",
-                     "p_wrong_key", "p_silence", "p_star"):
+                     "p_wrong_key", "p_silence", "p_star", "p_opt_out_key", "p_handoff_key"):
             _check_probability(f"BehaviourModel.{name}", getattr(self, name))
         lines = (self.p_never_answers + self.p_busy_line + self.p_machine + self.p_fax
                  + self.p_non_working)
@@ -202,8 +220,11 @@ class BehaviourModel:
             raise ValueError(f"BehaviourModel: line probabilities sum to {lines!r} > 1")
         if self.p_refuse_key + self.p_refuse_hangup > 1:
             raise ValueError("BehaviourModel: p_refuse_key + p_refuse_hangup > 1")
-        if self.p_wrong_key + self.p_silence + self.p_star > 1:
-            raise ValueError("BehaviourModel: p_wrong_key + p_silence + p_star > 1")
+        per_question = (self.p_wrong_key + self.p_silence + self.p_star + self.p_opt_out_key
+                        + self.p_handoff_key)
+        if per_question > 1:
+            raise ValueError("BehaviourModel: p_wrong_key + p_silence + p_star + p_opt_out_key"
+                             f" + p_handoff_key = {per_question!r} > 1")
         if len(self.answer_by_hour) != 24:
             raise ValueError(
                 f"BehaviourModel.answer_by_hour needs 24 values, got {len(self.answer_by_hour)}")
@@ -218,10 +239,20 @@ class BehaviourModel:
         for fragment, dist in self.ratings.items():
             _check_distribution(f"BehaviourModel.ratings[{fragment!r}]", dist)
         _check_distribution("BehaviourModel.default_rating", self.default_rating)
-        for name in ("consent_key", "refusal_key"):
+        for name in ("consent_key", "refusal_key", "opt_out_key", "handoff_key"):
             key = getattr(self, name)
-            if len(key) != 1 or key not in _KEYS + "*#":
+            if name == "handoff_key" and key is None:
+                continue
+            if not isinstance(key, str) or len(key) != 1 or key not in _KEYS + "*#":
                 raise ValueError(f"BehaviourModel.{name} must be one keypad key, got {key!r}")
+        if self.handoff_key is not None and self.handoff_key == self.opt_out_key:
+            raise ValueError(f"BehaviourModel: handoff_key and opt_out_key are both "
+                             f"{self.opt_out_key!r}")
+
+    @property
+    def special_keys(self) -> frozenset[str]:
+        """Keys with a meaning other than a rating (never pressed as a wrong key)."""
+        return frozenset(k for k in (self.refusal_key, self.opt_out_key, self.handoff_key) if k)
 
     # --- persona ------------------------------------------------------------------
 
@@ -245,7 +276,8 @@ class BehaviourModel:
         return Persona(line="human", answer_by_hour=by_hour, busy_probability=self.p_busy_attempt,
                        refuses=refuses, hangup_after_gathers=breakoff,
                        wrong_key_rate=self.p_wrong_key, silence_rate=self.p_silence,
-                       star_rate=self.p_star)
+                       star_rate=self.p_star, opt_out_rate=self.p_opt_out_key,
+                       handoff_rate=self.p_handoff_key)
 
     # --- per attempt ----------------------------------------------------------------
 
@@ -309,9 +341,16 @@ class BehaviourModel:
         if u < persona.star_rate:
             return "*"
         u -= persona.star_rate
+        if u < persona.opt_out_rate:
+            return self.opt_out_key
+        u -= persona.opt_out_rate
+        if u < persona.handoff_rate and self.handoff_key:
+            return self.handoff_key
+        u -= persona.handoff_rate
         dist = self.rating_distribution(heard)
         if u < persona.wrong_key_rate:
-            wrong = [k for k in _KEYS if k not in dist]
+            special = self.special_keys
+            wrong = [k for k in _KEYS if k not in dist and k not in special]
             if wrong:
                 return wrong[int(rng.integers(len(wrong)))]
         keys = sorted(dist)
