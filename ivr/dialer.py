@@ -52,6 +52,9 @@ STATUS_EVENTS = ("initiated", "ringing", "answered", "completed")
 #: leave a trace in the attempt's events.
 REQUIRED_STATUS_EVENTS = ("answered", "completed")
 
+#: How often a dialer at its concurrency limit looks for a free line again (real time).
+CONCURRENCY_POLL_SECONDS = 0.5
+
 
 @dataclass(frozen=True)
 class StepResult:
@@ -457,6 +460,9 @@ class Dialer:
             wait = max_wait
             if result.wait_until is not None:
                 wait = min(max_wait, max(0.01, (result.wait_until - self.now()).total_seconds()))
+            elif result.blocked == "concurrency":
+                # a line frees up when some call ends: look again soon
+                wait = min(max_wait, CONCURRENCY_POLL_SECONDS)
             stop.wait(wait)
         if on_progress:
             on_progress(self.refresh_progress())

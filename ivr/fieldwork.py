@@ -159,7 +159,7 @@ def drive(dialer: Dialer, sim, end: datetime, *, progress: Callable[[str], None]
         result = dialer.step()
         now = clock.now()
         if progress and time.monotonic() - last_note > 2.0:
-            progress(f"{now:%Y-%m-%d %H:%M} UTC | " + dialer.progress.line())
+            progress(f"{now:%Y-%m-%d %H:%M} UTC | " + dialer.refresh_progress().line())
             last_note = time.monotonic()
         if result.blocked == "done":
             return

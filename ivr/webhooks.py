@@ -24,14 +24,17 @@ injected: the field-period simulation runs the webhooks on a virtual clock.
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 
 from flask import Blueprint, Response, abort, current_app, request
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from twilio.request_validator import RequestValidator
 
 from ivr import flow, service
 from minping.app import db_session, settings_of
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("ivr", __name__, url_prefix="/ivr")
 
@@ -124,6 +127,10 @@ def _transact(work) -> Response:
     Two deliveries of the same request at the same moment (Twilio retrying a slow
     webhook) can both try to insert the same answer: the loser's transaction is
     rolled back and run again, and then finds the answer already stored.
+
+    Likewise a transaction that failed because the database connection was lost
+    (PostgreSQL restarted, a fail-over) is run again once on a fresh connection:
+    nothing of it was committed, and the work is idempotent.
     """
     session = db_session()
     for tries in (1, 2):
@@ -136,6 +143,12 @@ def _transact(work) -> Response:
             service.forget_loaded(session)
             if tries == 2:
                 raise
+        except DBAPIError as exc:
+            if not exc.connection_invalidated or tries == 2:
+                raise
+            log.warning("database connection lost; running the webhook's transaction again")
+            session.rollback()
+            service.forget_loaded(session)
     raise AssertionError("unreachable")
 
 
