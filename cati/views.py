@@ -420,8 +420,9 @@ def change_answer(case_id):
     s = db_session()
     case = s.get(SampleCase, case_id) or abort(404)
     key = request.form.get("key", "").strip() or None
+    unit_id = _form_int("unit_id")
     try:
-        service.change_answer(s, case, g.user, int(request.form["unit_id"]), key, now=now(),
+        service.change_answer(s, case, g.user, unit_id, key, now=now(),
                               cfg=survey_config(), reason=request.form.get("reason", "").strip())
     except KeyError as exc:
         raise CaseError(f"key: {exc.args[0]}") from None
@@ -430,13 +431,22 @@ def change_answer(case_id):
     return redirect(url_for("cati.case_detail", case_id=case_id))
 
 
+def _form_int(name: str) -> int:
+    """A whole number from the posted form, or 400 naming the field."""
+    raw = request.form.get(name, "")
+    try:
+        return int(raw)
+    except ValueError:
+        abort(400, description=f"{name}: expected a whole number, got {raw!r}")
+
+
 @bp.post("/cases/<int:case_id>/reassign")
 @roles_required("supervisor")
 def reassign(case_id):
     s = db_session()
     case = s.get(SampleCase, case_id) or abort(404)
-    raw = request.form.get("interviewer_id", "")
-    service.reassign(s, case, g.user, int(raw) if raw else None, now=now())
+    interviewer_id = _form_int("interviewer_id") if request.form.get("interviewer_id") else None
+    service.reassign(s, case, g.user, interviewer_id, now=now())
     s.commit()
     flash(gettext("Case reassigned."), "info")
     return redirect(url_for("cati.case_detail", case_id=case_id))

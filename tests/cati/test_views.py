@@ -143,6 +143,11 @@ def test_supervisor_sees_full_numbers_and_changes_are_audited(field_app):
     r = sup.post(f"/cati/cases/{case_id}/answer",
                  data={"csrf_token": token, "unit_id": unit, "key": "3", "reason": "callback"})
     assert r.status_code == 302
+    # a malformed field is refused with 400 naming it, not a server error
+    for field_name, path in (("unit_id", "answer"), ("interviewer_id", "reassign")):
+        bad = sup.post(f"/cati/cases/{case_id}/{path}",
+                       data={"csrf_token": token, field_name: "abc", "key": "3"})
+        assert bad.status_code == 400 and field_name in bad.get_data(as_text=True)
     # a statistician may look but not change
     stoken = csrf(stat, f"/cati/cases/{case_id}")
     assert stat.post(f"/cati/cases/{case_id}/answer",
