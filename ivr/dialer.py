@@ -317,13 +317,15 @@ class Dialer:
                                              "tries": tries + 1, "dialer": self.name})
                 self.progress.placed += 1
                 self.progress.in_flight = in_flight
+                log.info("call placed", extra={"case_id": case_id, "attempt_id": attempt_id,
+                                               "call_sid": call.sid})
                 return True
         self._fail(attempt_id, error or "HTTP 429: too many retries")
         return False
 
     def _fail(self, attempt_id: int, error: str, *, status: str = "failed") -> None:
         self.progress.errors += status == "failed"
-        log.warning("attempt %s: %s", attempt_id, error)
+        log.warning("call not placed: %s", error, extra={"attempt_id": attempt_id})
         with self.db.transaction() as s:
             attempt = s.get(CallAttempt, attempt_id)
             cases.add_event(s, attempt, "error", now=self.now(), payload={"error": error})

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from flask import Blueprint, Response, abort, current_app, request
+from flask import Blueprint, Response, abort, current_app, g, request
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from twilio.request_validator import RequestValidator
 
@@ -118,7 +118,12 @@ def _attempt(required_sid: bool = True):
     if required_sid and not call_sid:
         abort(400, description="CallSid is missing")
     attempt_id = _int_arg("attempt")
-    return service.find_attempt(db_session(), attempt_id=attempt_id, call_sid=call_sid or None)
+    attempt = service.find_attempt(db_session(), attempt_id=attempt_id, call_sid=call_sid or None)
+    context = g.setdefault("log_context", {})
+    context["call_sid"] = call_sid or None
+    if attempt is not None:
+        context.update(attempt_id=attempt.id, case_id=attempt.case_id)
+    return attempt
 
 
 def _transact(work) -> Response:

@@ -7,11 +7,13 @@ them, opens the database and registers the ``ivr`` and ``cati`` blueprints.
 
 from __future__ import annotations
 
+import logging
+import uuid
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from flask import Flask, g, jsonify
+from flask import Flask, g, jsonify, request
 from sqlalchemy import text
 
 from minping.db import Database
@@ -69,6 +71,27 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         session = g.pop("db_session", None)
         if session is not None:
             session.close()
+
+    request_log = logging.getLogger("minping.http")
+
+    @app.before_request
+    def _log_context():
+        g.log_context = {
+            "path": request.path,
+            "request_id": request.headers.get("I-Twilio-Idempotency-Token")
+            or request.headers.get("X-Request-Id")
+            or uuid.uuid4().hex[:16],
+        }
+
+    @app.after_request
+    def _log_request(response):
+        if request.endpoint != "static":
+            context = g.get("log_context", {})
+            context["status"] = response.status_code
+            if "user" not in context and g.get("user") is not None:
+                context["user"] = getattr(g.user, "username", None)
+            request_log.info("%s %s", request.method, request.path)
+        return response
 
     @app.get("/healthz")
     def healthz():

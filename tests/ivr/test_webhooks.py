@@ -180,3 +180,34 @@ def test_a_transaction_cut_by_a_lost_database_connection_is_run_again(rig_factor
     assert r.status_code == 200 and failures == [1]
     monkeypatch.setattr(Session, "commit", real_commit)
     assert list(rig.answers().values()) == ["2"]
+
+
+def test_webhook_log_lines_carry_the_case_and_call_ids(rig_factory, client):
+    import io
+    import json
+    import logging
+
+    from minping.logs import JsonFormatter
+
+    rig = rig_factory()
+    attempt = _open_attempt(rig)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("minping.http")
+    logger.addHandler(handler)
+    old_level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        path = f"/ivr/answer?attempt={attempt.id}&pos=0&try=0"
+        r = signed_post(client, rig.public_url, path,
+                        {"CallSid": attempt.call_sid, "Digits": "1"})
+        assert r.status_code == 200
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    line = json.loads(stream.getvalue().strip().splitlines()[-1])
+    assert line["msg"] == "POST /ivr/answer"
+    assert line["case_id"] == attempt.case_id and line["attempt_id"] == attempt.id
+    assert line["call_sid"] == attempt.call_sid and line["status"] == 200
+    assert line["path"] == "/ivr/answer" and line["request_id"]
