@@ -176,7 +176,7 @@ def run_demo(
     """Run the whole job and return its summary (what ``--json`` prints)."""
     from cati.simulate import run_cati_phase
     from ivr.fieldwork import run_ivr_field_period
-    from minping.draws import balance_report, draw_sample, release_all
+    from minping.draws import balance_report, draw_sample, format_balance, release_all
     from minping.frames import import_frame
     from minping.inputs import import_samples
     from minping.scores import respondent_table, score_and_report
@@ -238,6 +238,9 @@ def run_demo(
             release_all(session, cfg, now=field_start(cfg))
         say(f"      {drawn.cases:,} cases in {len(drawn.strata)} strata "
             f"(+{drawn.reserve_cases} reserve), released")
+        with db.session() as session:
+            for line in format_balance(balance_report(session, cfg), max_units=3):
+                say(f"      {line}")
         say(f"      {drawn.k} units per respondent; raters per unit "
             f"{drawn.unit_min}-{drawn.unit_max}; seed {drawn.seed}; frame hash {drawn.frame_hash[:12]}…")
         done("draw", t0, **{k: v for k, v in drawn.as_dict().items()
@@ -274,6 +277,8 @@ def run_demo(
         t0 = phase(7, "balance, scores, flags, ranks and the HTML report")
         with db.session() as session:
             balance = balance_report(session, cfg)
+        for line in format_balance(balance, max_units=5):
+            say(f"      {line}")
         report = score_and_report(db, cfg, directory / "report")
         done("scoring", t0, report=report["report"])
 
