@@ -1,0 +1,54 @@
+"""Click-to-call through the telephony gateway, against the local Twilio simulator.
+
+Twilio (the simulator, reached with the real ``twilio`` REST client) rings the
+interviewer's own phone; when the interviewer answers, the inline TwiML
+``<Dial>``s the respondent with the survey's caller id.  No recording starts
+before consent.
+"""
+
+import numpy as np
+from sqlalchemy import select
+
+from ivr.simulator import Persona, Simulator, WsgiWebhookTransport, twilio_client
+from minping.app import settings_of
+from minping.models import AttemptEvent, CallAttempt
+from tests.cati.helpers import add_user
+from tests.cati.test_views import csrf, field_app, login  # noqa: F401  (fixture)
+
+INTERVIEWER_PHONE = "+8613911112222"
+
+
+def test_click_to_call_rings_the_interviewer_then_dials_the_respondent(field_app):  # noqa: F811
+    app, db, field, _clock = field_app
+    settings = settings_of(app)
+    sim = Simulator(account_sid=settings.twilio_account_sid,
+                    auth_token=settings.twilio_auth_token,
+                    rng=np.random.default_rng(3), transport=WsgiWebhookTransport(app))
+    sim.set_persona(INTERVIEWER_PHONE, Persona(line="human", ring_seconds=2))
+    app.config["CATI_TWILIO_CLIENT"] = lambda: twilio_client(sim)
+    add_user(db, "lin", phone=INTERVIEWER_PHONE)
+    client = app.test_client()
+    login(client, "lin")
+    token = csrf(client, "/cati/work")
+    r = client.post("/cati/next", data={"csrf_token": token})
+    case_id = int(r.headers["Location"].rsplit("/", 1)[1])
+    respondent = field.phones[case_id]
+    sim.set_persona(respondent, Persona(line="human", ring_seconds=3))
+
+    r = client.post(f"/cati/case/{case_id}/dial?how=gateway", headers={"X-CSRF-Token": token})
+    assert r.status_code == 200 and r.json["ok"]
+    call_sid = r.json["call_sid"]
+    assert call_sid and call_sid.startswith("CA")
+    sim.run_until_idle()
+
+    leg = sim.call(call_sid)
+    assert leg.to == INTERVIEWER_PHONE  # Twilio rang the interviewer first
+    dials = [e for e in leg.transcript.of_kind("dial")]
+    assert [e.text for e in dials] == [respondent]  # then bridged the respondent
+    assert dials[0].detail == "completed"
+    with db.session() as s:
+        attempt = s.scalars(select(CallAttempt).where(CallAttempt.call_sid == call_sid)).one()
+        assert attempt.case_id == case_id and attempt.channel == "cati"
+        kinds = set(s.scalars(select(AttemptEvent.kind)
+                              .where(AttemptEvent.attempt_id == attempt.id)).all())
+        assert "recording" not in kinds  # nothing is recorded before consent
