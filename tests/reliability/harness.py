@@ -23,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import defaultdict
@@ -137,13 +138,17 @@ class Gunicorn:
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60.0) -> None:
-        self.proc = subprocess.Popen(self.args, cwd=ROOT, env=self.env,
-                                     start_new_session=True, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True)
+        # The app logs one JSON line per request: send it to a file, never to a pipe
+        # nobody reads (a full pipe would block the workers).
+        fd, self._log = tempfile.mkstemp(prefix="gunicorn-", suffix=".log")
+        with os.fdopen(fd, "w") as log:
+            self.proc = subprocess.Popen(self.args, cwd=ROOT, env=self.env,
+                                         start_new_session=True, stdout=subprocess.DEVNULL,
+                                         stderr=log, text=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited: {self.proc.stderr.read()}")
+                raise RuntimeError(f"gunicorn exited: {self.log()}")
             try:
                 if requests.get(self.base + "/healthz", timeout=2).ok:
                     return
@@ -156,7 +161,6 @@ class Gunicorn:
         assert self.proc is not None
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=30)
-        self.proc.stderr.close()
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -167,10 +171,13 @@ class Gunicorn:
         except (ProcessLookupError, subprocess.TimeoutExpired):
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=30)
-        self.proc.stderr.close()
 
     def log(self) -> str:
-        return self.proc.stderr.read() if self.proc and self.proc.stderr else ""
+        path = getattr(self, "_log", None)
+        if path is None:
+            return ""
+        with open(path, encoding="utf-8", errors="replace") as log:
+            return log.read()
 
 
 class Stack:
