@@ -59,6 +59,7 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from minping.campaign import codes as config_codes
 from minping.errors import MinpingError
 from minping.models import (
     Answer,
@@ -197,8 +198,8 @@ def load_phone_data(session: Session, cfg, *, draw_id: int | None = None) -> Pho
     draw = _draw(session, campaign.id, draw_id)
     strata = {sid: (code, n) for sid, code, n in session.execute(
         select(Stratum.id, Stratum.code, Stratum.population).where(Stratum.draw_id == draw.id))}
-    groups = {i: c for c, i in _codes(session, RespondentGroup, campaign.id).items()}
-    towns = {i: c for c, i in _codes(session, Town, campaign.id).items()}
+    groups = {i: c for c, i in config_codes(session, RespondentGroup, campaign.id).items()}
+    towns = {i: c for c, i in config_codes(session, Town, campaign.id).items()}
     rows = session.execute(
         select(SampleCase.id, SampleCase.pseudo_id, SampleCase.stratum_id,
                FrameContact.group_id, FrameContact.town_id, SampleCase.final_disposition)
@@ -246,10 +247,6 @@ def load_phone_data(session: Session, cfg, *, draw_id: int | None = None) -> Pho
     )
 
 
-def _codes(session: Session, model, campaign_id: int) -> dict[str, int]:
-    return dict(session.execute(select(model.code, model.id).where(model.campaign_id == campaign_id)).all())
-
-
 def _margins(session: Session, data: PhoneData, names: Sequence[str]) -> list[RespondentMargin]:
     """Frame counts per group / per town, scaled to Σ N_h of the draw."""
     out = []
@@ -259,7 +256,7 @@ def _margins(session: Session, data: PhoneData, names: Sequence[str]) -> list[Re
             raise MinpingError(f"--rake: unknown margin {name!r} (known: {', '.join(RAKE_MARGINS)})")
         column, model = ((FrameContact.group_id, RespondentGroup) if name == "groups"
                          else (FrameContact.town_id, Town))
-        labels = {i: c for c, i in _codes(session, model, data.campaign_id).items()}
+        labels = {i: c for c, i in config_codes(session, model, data.campaign_id).items()}
         counts = {labels.get(k, "") if k else "": float(n) for k, n in session.execute(
             select(column, func.count()).where(FrameContact.frame_id == data.frame_id).group_by(column))}
         frame_total = sum(counts.values())
@@ -365,7 +362,7 @@ def _strata_rows(session: Session, draw_id: int, data: PhoneData, groups, towns)
 
 def _unit_raters(session: Session, data: PhoneData, scale: RatingScale) -> tuple[UnitRaters, ...]:
     """Raters by group per unit: assigned (released cases) and in the unit's domain."""
-    campaign_groups = {i: c for c, i in _codes(session, RespondentGroup, data.campaign_id).items()}
+    campaign_groups = {i: c for c, i in config_codes(session, RespondentGroup, data.campaign_id).items()}
     unit_code = dict(session.execute(select(Unit.id, Unit.code)
                                      .where(Unit.campaign_id == data.campaign_id)).all())
     assigned: dict[str, Counter] = defaultdict(Counter)
@@ -434,8 +431,8 @@ def run_scoring(db, cfg, *, level: float | None = None, ci_method: str = "beta",
                                   min_raters=min_raters, rake=rake, variance=variance,
                                   replicates=replicates, seed=seed, draw_id=draw_id)
         assessment, online, deductions = other_parts(session, cfg, data.campaign_id)
-        groups_by_id = {i: c for c, i in _codes(session, RespondentGroup, data.campaign_id).items()}
-        towns_by_id = {i: c for c, i in _codes(session, Town, data.campaign_id).items()}
+        groups_by_id = {i: c for c, i in config_codes(session, RespondentGroup, data.campaign_id).items()}
+        towns_by_id = {i: c for c, i in config_codes(session, Town, data.campaign_id).items()}
         strata = _strata_rows(session, data.draw_id, data, groups_by_id, towns_by_id)
         codes, open_cases = _outcomes(session, data.draw_id)
         raters = _unit_raters(session, data, rating_scale(cfg))
