@@ -399,6 +399,21 @@ def _label_lookup(mapping: Mapping[str, str] | None) -> dict[str, str] | None:
     return out
 
 
+def _label(raw: str, lookup: Mapping[str, str] | None, what: str, known_ids: Collection[str],
+           column: str, file: str, rownum: int, problems: list[Problem]) -> str | None:
+    """The id a group or town cell names (ids, names, any case), or ``None`` with a problem."""
+    if not raw:
+        problems.append(Problem(file, rownum, column, raw, f"{what} is empty"))
+        return None
+    if lookup is None:
+        return raw
+    found = lookup.get(raw) or lookup.get(raw.casefold())
+    if found is None:
+        problems.append(Problem(file, rownum, column, raw,
+                                f"unknown {what}; known {what}s: " + ", ".join(known_ids)))
+    return found
+
+
 def read_frame(
     path: str | os.PathLike,
     *,
@@ -620,43 +635,12 @@ def read_frame(
         e164, why = normalizer.normalize(raw_phone)
         if e164 is None:
             row_problems.append(Problem(name, rownum, ph_name, raw_phone, why or "invalid"))
-        raw_group = cells[gj]
-        group = None
-        if not raw_group:
-            row_problems.append(Problem(name, rownum, gr_name, raw_group, "group is empty"))
-        elif groups_lookup is None:
-            group = raw_group
-        else:
-            group = groups_lookup.get(raw_group) or groups_lookup.get(raw_group.casefold())
-            if group is None:
-                row_problems.append(
-                    Problem(
-                        name,
-                        rownum,
-                        gr_name,
-                        raw_group,
-                        "unknown group; known groups: " + ", ".join(known_group_ids),
-                    )
-                )
+        group = _label(cells[gj], groups_lookup, "group", known_group_ids, gr_name, name,
+                       rownum, row_problems)
         town = None
         if tj is not None:
-            raw_town = cells[tj]
-            if not raw_town:
-                row_problems.append(Problem(name, rownum, tw_name, raw_town, "town is empty"))
-            elif towns_lookup is None:
-                town = raw_town
-            else:
-                town = towns_lookup.get(raw_town) or towns_lookup.get(raw_town.casefold())
-                if town is None:
-                    row_problems.append(
-                        Problem(
-                            name,
-                            rownum,
-                            tw_name,
-                            raw_town,
-                            "unknown town; known towns: " + ", ".join(known_town_ids),
-                        )
-                    )
+            town = _label(cells[tj], towns_lookup, "town", known_town_ids, tw_name, name,
+                          rownum, row_problems)
         if e164 is not None:
             earlier = first_row_of.get(e164)
             if earlier is not None:
