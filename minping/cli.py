@@ -71,14 +71,16 @@ def config_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def config_check(file: str | None, as_json: bool) -> None:
     """Validate FILE (default: $MINPING_CONFIG or config/survey.toml); list every problem."""
-    from minping.config import check_config, default_config_path, load_config
+    from minping.config import ConfigError, default_config_path, load_config
 
     path = str(file or default_config_path())
-    problems = check_config(path)
+    try:
+        cfg, problems = load_config(path), []
+    except ConfigError as exc:
+        cfg, problems = None, list(exc.problems)
     if as_json:
         result: dict[str, Any] = {"file": path, "ok": not problems, "problems": problems}
-        if not problems:
-            cfg = load_config(path)
+        if cfg is not None:
             result["tracks"] = {t.id: len(t.units) for t in cfg.tracks}
         echo_json(result)
     elif problems:
@@ -86,7 +88,6 @@ def config_check(file: str | None, as_json: bool) -> None:
         for p in problems:
             click.echo(f"  {p}", err=True)
     else:
-        cfg = load_config(path)
         counts = ", ".join(f"{t.id} {len(t.units)}" for t in cfg.tracks)
         click.echo(f"{path}: OK ({len(cfg.units)} units: {counts})")
     if problems:
