@@ -398,7 +398,7 @@ def run_scoring(db, cfg, *, level: float | None = None, ci_method: str = "beta",
                 variance: Literal["linearised", "bootstrap"] = "linearised",
                 replicates: int = 500, seed: int | None = None,
                 correction: str | None = None, threshold: float | None = None,
-                draw_id: int | None = None) -> ScoringResults:
+                draw_id: int | None = None, ranks: str = "marginal") -> ScoringResults:
     """Score everything the database holds: phone scores, composites, flags, ranks, rates.
 
     Parameters
@@ -419,6 +419,8 @@ def run_scoring(db, cfg, *, level: float | None = None, ci_method: str = "beta",
         ``numpy.random.default_rng(seed)``.
     correction, threshold : optional
         Override ``cfg.flags``.
+    ranks : {"marginal", "simultaneous", "pairwise"}
+        Coverage of the rank intervals (``scoring.composite.rank_rejections``).
     draw_id : int, optional
         Default: the campaign's latest draw.
     """
@@ -443,7 +445,8 @@ def run_scoring(db, cfg, *, level: float | None = None, ci_method: str = "beta",
         scores = composite_scores(
             track.id, [u.id for u in track.units], dict(track.weights), parts, deductions,
             covariances={"phone": phone.cov}, threshold=threshold,
-            correction=correction, level=level, min_raters=min_raters)  # type: ignore[arg-type]
+            correction=correction, level=level, min_raters=min_raters,  # type: ignore[arg-type]
+            ranks=ranks)  # type: ignore[arg-type]
         tracks.append(TrackResult(
             id=track.id, name=track.name, name_en=track.name_en, weights=dict(track.weights),
             units=tuple(UnitInfo(u.id, u.name, u.name_en, track.id, u.category) for u in track.units),
@@ -455,7 +458,8 @@ def run_scoring(db, cfg, *, level: float | None = None, ci_method: str = "beta",
         options={"level": level, "ci_method": ci_method, "min_raters": min_raters,
                  "rake": list(rake), "variance": variance,
                  "replicates": replicates if variance == "bootstrap" else None,
-                 "seed": seed if variance == "bootstrap" else None, "fpc": True},
+                 "seed": seed if variance == "bootstrap" else None, "fpc": True,
+                 "ranks": ranks},
         threshold=threshold, correction=correction,
         phone=phone, assessment=assessment, online=online, deductions=deductions,
         tracks=tuple(tracks), strata=strata, respondents=len(data.respondents),

@@ -27,21 +27,39 @@ visible in the report rather than silently scored as zero.  With
 A unit with no scored part at all (e.g. deductions only) has no composite
 (status ``"no-score"``); its deductions are still reported.
 
-Flags.  For threshold T the one-sided p-value of "C_j is below T" is
-p_j = F_t((C_j − T)/SE_j; df_j) (p = 0 or 1 when SE = 0).  The p-values of the
-track's units are adjusted (Holm, Benjamini–Hochberg or none) and a unit is
-``"below"`` when its adjusted p is under α/2, α = 1 − level — without
-correction exactly when the upper bound of its two-sided interval is under T
-— and ``"possibly-below"`` when not "below" but its interval reaches under T.
+Insufficient data.  A unit whose sampled parts have fewer than ``min_raters``
+raters (status ``"insufficient-data"``), or whose interval cannot be formed
+(a sampled part with df 0, e.g. a single phone rater, or no df at all), is
+never tested, flagged nor ranked, and is not in the multiplicity family.
 
-Ranks.  Within a track, unit j is clearly above unit k when the interval of
-C_j − C_k excludes 0, with Var(C_j − C_k) = Var C_j + Var C_k − 2 Cov(C_j, C_k)
-and Cov from the units' shared phone raters (a_j a_k Cov(S_j, S_k)); the
-assessment parts are taken as independent between units.  The t quantile uses
-the smaller of the two units' df.  Rank interval of j: [1 + #units clearly
-above j, m − #units clearly below j], m the ranked units.  Units with no
-composite, or whose sampled parts have fewer than ``min_raters`` raters
-(unreliable), are not ranked.
+Flags.  For threshold T (70) and level 1 − α (0.95) each tested unit gets the
+one-sided p-value of "C_j is below T", p_j = F_t((C_j − T)/SE_j; df_j)
+(0 or 1 when SE = 0).  The p-values of a track's tested units are adjusted
+(Holm by default, Benjamini–Hochberg or none) and the unit is
+
+* ``"below"`` when its adjusted p is under α/2 (0.025): a one-sided test at
+  α/2, the level at which, without correction, this is exactly "the upper end
+  of the two-sided interval is under T";
+* ``"possibly-below"`` when it is not "below" but the lower end of its
+  two-sided 1 − α interval (unadjusted) is under T: the interval contains T,
+  or lies under T but the unit does not survive the multiplicity correction;
+* not flagged otherwise.
+
+Ranks.  Within a track, units j and k are told apart when the two-sided test
+of C_j = C_k rejects at α, with Var(C_j − C_k) = Var C_j + Var C_k −
+2 Cov(C_j, C_k), Cov from the units' shared phone raters
+(a_j a_k Cov(S_j, S_k); the assessment parts are taken as independent between
+units) and the smaller of the two df.  Rank interval of j: [1 + #units told
+apart from j and above it, m − #units told apart and below], m the ranked
+units.  The multiplicity (``ranks=``, after the csranks method of Mogstad,
+Romano, Shaikh and Wilhelm 2024, with Holm's step-down in place of their
+max-t critical value): ``"marginal"`` (default) adjusts each unit's m − 1
+comparisons with Holm, so each unit's interval covers its true rank with
+probability at least 1 − α; ``"simultaneous"`` adjusts all m(m − 1)/2
+comparisons together, so all intervals of the track cover jointly;
+``"pairwise"`` does not adjust (each comparison at α; narrower, and not a
+1 − α interval for a rank).  Units with no composite or with insufficient
+data are not ranked.
 
 References
 ----------
@@ -53,6 +71,9 @@ Satterthwaite, F. E. (1946). An approximate distribution of estimates of
 variance components. *Biometrics Bulletin* 2, 110–114.
 Goldstein, H. and Spiegelhalter, D. J. (1996). League tables and their
 limitations. *JRSS A* 159, 385–443.
+Mogstad, M., Romano, J. P., Shaikh, A. M. and Wilhelm, D. (2024). Inference for
+ranks with applications to mobility across neighbourhoods and academic
+achievement across countries. *Review of Economic Studies* 91, 476–518.
 """
 
 from __future__ import annotations
@@ -77,10 +98,13 @@ __all__ = [
     "composite_scores",
     "deduction_totals",
     "online_scores",
+    "pairwise_pvalues",
     "phone_parts",
+    "rank_rejections",
 ]
 
 Correction = Literal["holm", "bh", "none"]
+RankCoverage = Literal["marginal", "simultaneous", "pairwise"]
 
 
 @dataclass(frozen=True)
@@ -152,6 +176,7 @@ class TrackScores:
     threshold: float
     correction: str
     level: float
+    ranks: str = "marginal"
 
     def __getitem__(self, unit: str) -> CompositeScore:
         for u in self.units:
@@ -260,6 +285,7 @@ def composite_scores(
     level: float = 0.95,
     min_raters: int = 30,
     missing: Literal["renormalise", "exclude"] = "renormalise",
+    ranks: RankCoverage = "marginal",
 ) -> TrackScores:
     """Composite scores, flags and rank intervals of one track's units.
 
@@ -285,6 +311,8 @@ def composite_scores(
         flagged, but not ranked.
     missing : {"renormalise", "exclude"}
         What a unit without one of the track's parts gets (see the module notes).
+    ranks : {"marginal", "simultaneous", "pairwise"}
+        Coverage of the rank intervals (see ``rank_rejections``).
     """
     if not 0 < level < 1:
         raise ValueError(f"level must be between 0 and 1, got {level!r}")
@@ -323,27 +351,30 @@ def composite_scores(
         var = sum(v for v, _ in pieces)
         df = _satterthwaite(pieces)
         reliable = all(have[p].n >= min_raters for p in have if have[p].sampled)
+        status = "insufficient-data" if not reliable else "incomplete" if absent else "ok"
         rows.append(dict(unit=u, composite=composite, se=math.sqrt(var) if math.isfinite(var) else math.nan,
                          df=df, parts={p: s.score for p, s in have.items()}, weights=a,
-                         missing=absent, deduction=deduction,
-                         status="incomplete" if absent else "ok",
+                         missing=absent, deduction=deduction, status=status,
                          reliable=reliable, scored=True))
 
     # Intervals and one-sided p-values of "below the threshold".
+    # No interval without degrees of freedom (a part from a single rater: df 0), and
+    # no test for a unit with insufficient data: it is never flagged nor ranked.
     for r in rows:
         r["ci_low"], r["ci_high"], r["p_below"] = math.nan, math.nan, math.nan
-        if not r["scored"] or not math.isfinite(r["se"]):
+        df = r["df"]
+        if not r["scored"] or not math.isfinite(r["se"]) or not df > 0:
             continue
         if r["se"] == 0.0:
             r["ci_low"] = r["ci_high"] = r["composite"]
-            r["p_below"] = 0.0 if r["composite"] < threshold else 1.0
-            continue
-        df = r["df"]
-        t = stats.t.ppf(0.5 + level / 2, df) if df > 0 else math.nan
-        r["ci_low"] = r["composite"] - t * r["se"]
-        r["ci_high"] = r["composite"] + t * r["se"]
-        if df > 0:
-            r["p_below"] = float(stats.t.cdf((r["composite"] - threshold) / r["se"], df))
+            p_below = 0.0 if r["composite"] < threshold else 1.0
+        else:
+            t = stats.t.ppf(0.5 + level / 2, df)
+            r["ci_low"] = r["composite"] - t * r["se"]
+            r["ci_high"] = r["composite"] + t * r["se"]
+            p_below = float(stats.t.cdf((r["composite"] - threshold) / r["se"], df))
+        if r["reliable"]:
+            r["p_below"] = p_below
     tested = [i for i, r in enumerate(rows) if math.isfinite(r["p_below"])]
     adjusted = adjust_pvalues([rows[i]["p_below"] for i in tested], correction)
     for r in rows:
@@ -352,18 +383,21 @@ def composite_scores(
         rows[i]["p_adjusted"] = float(p)
     alpha = 1.0 - level
     for r in rows:
-        if math.isfinite(r["p_adjusted"]) and r["p_adjusted"] < alpha / 2:
+        if not math.isfinite(r["p_adjusted"]):
+            r["flag"] = None
+        elif r["p_adjusted"] < alpha / 2:
             r["flag"] = "below"
-        elif r["scored"] and (r["composite"] < threshold or
-                              (math.isfinite(r["ci_low"]) and r["ci_low"] < threshold)):
+        elif r["ci_low"] < threshold:
             r["flag"] = "possibly-below"
         else:
             r["flag"] = None
 
-    ranks = _rank_intervals(rows, covariances, level)
+    if ranks not in ("marginal", "simultaneous", "pairwise"):
+        raise ValueError(f"ranks must be 'marginal', 'simultaneous' or 'pairwise', got {ranks!r}")
+    rank_of = _rank_intervals(rows, covariances, level, ranks)
     results = []
     for i, r in enumerate(rows):
-        rank, low, high = ranks.get(i, (None, None, None))
+        rank, low, high = rank_of.get(i, (None, None, None))
         results.append(CompositeScore(
             unit=r["unit"], composite=r["composite"], se=r["se"], df=r["df"],
             ci_low=r["ci_low"], ci_high=r["ci_high"], parts=r["parts"], weights=r["weights"],
@@ -372,32 +406,31 @@ def composite_scores(
             flag=r["flag"], rank=rank, rank_low=low, rank_high=high,
         ))
     return TrackScores(track=track, units=tuple(results), threshold=float(threshold),
-                       correction=correction, level=float(level))
+                       correction=correction, level=float(level), ranks=ranks)
 
 
 def _satterthwaite(pieces: list[tuple[float, float | None]]) -> float:
     """Welch–Satterthwaite df of a sum of independent variance pieces (inf when none)."""
     if not pieces:
         return math.inf
+    if any(df is None or not df > 0 for _, df in pieces):
+        return math.nan  # a sampled part without variance estimate: no interval
     if len(pieces) == 1:
-        v, df = pieces[0]
-        return math.nan if df is None else float(df)
+        return float(pieces[0][1])
     total = sum(v for v, _ in pieces)
     if total == 0.0:
         return math.inf
     denom = 0.0
     for v, df in pieces:
         if v > 0:
-            if df is None or df <= 0:
-                return math.nan
             denom += v * v / df
     return total * total / denom
 
 
 def _rank_intervals(rows: list[dict], covariances: Mapping[str, Callable[[str, str], float]],
-                    level: float) -> dict[int, tuple[int, int, int]]:
+                    level: float, ranks: RankCoverage) -> dict[int, tuple[int, int, int]]:
     ranked = [i for i, r in enumerate(rows)
-              if r["scored"] and r["reliable"] and math.isfinite(r["se"])]
+              if r["scored"] and r["reliable"] and math.isfinite(r["ci_low"])]
     m = len(ranked)
     out: dict[int, tuple[int, int, int]] = {}
     if m == 0:
@@ -405,31 +438,74 @@ def _rank_intervals(rows: list[dict], covariances: Mapping[str, Callable[[str, s
     comp = np.array([rows[i]["composite"] for i in ranked])
     var = np.array([rows[i]["se"] ** 2 for i in ranked])
     dfs = np.array([rows[i]["df"] for i in ranked], dtype=float)
-    above = np.zeros((m, m), dtype=bool)  # above[j, k]: j clearly above k
-    for j in range(m):
-        for k in range(j + 1, m):
-            rj, rk = rows[ranked[j]], rows[ranked[k]]
-            cov = 0.0
-            for part, fn in covariances.items():
-                if part in rj["weights"] and part in rk["weights"]:
-                    cov += rj["weights"][part] * rk["weights"][part] * float(fn(rj["unit"], rk["unit"]))
-            dvar = max(var[j] + var[k] - 2.0 * cov, 0.0)
-            diff = comp[j] - comp[k]
-            if dvar == 0.0:
-                clear = diff != 0.0
-            else:
-                df = min(dfs[j], dfs[k])
-                if not df > 0:
-                    continue
-                clear = abs(diff) > stats.t.ppf(0.5 + level / 2, df) * math.sqrt(dvar)
-            if clear:
-                if diff > 0:
-                    above[j, k] = True
-                else:
-                    above[k, j] = True
+    cov = np.zeros((m, m))
+    for part, fn in covariances.items():
+        a = np.array([rows[i]["weights"].get(part, 0.0) for i in ranked])
+        has = np.flatnonzero(a)
+        for x, j in enumerate(has):
+            for k in has[x + 1:]:
+                c = a[j] * a[k] * float(fn(rows[ranked[j]]["unit"], rows[ranked[k]]["unit"]))
+                cov[j, k] += c
+                cov[k, j] += c
+    p = pairwise_pvalues(comp, var, cov, dfs)
+    clear = rank_rejections(p, 1.0 - level, ranks)  # clear[j, k]: j and k told apart
+    higher = comp[None, :] > comp[:, None]  # higher[j, k]: C_k > C_j
     for pos, i in enumerate(ranked):
-        rank = 1 + int((comp > comp[pos]).sum())
-        low = 1 + int(above[:, pos].sum())
-        high = m - int(above[pos, :].sum())
+        rank = 1 + int(higher[pos].sum())
+        low = 1 + int((clear[pos] & higher[pos]).sum())
+        high = m - int((clear[pos] & (comp < comp[pos])).sum())
         out[i] = (rank, low, high)
     return out
+
+
+def pairwise_pvalues(estimate: np.ndarray, variance: np.ndarray, covariance: np.ndarray,
+                     df: np.ndarray) -> np.ndarray:
+    """Two-sided p-values of "θ_j = θ_k" for every pair (m × m, diagonal 1).
+
+    t = (C_j − C_k)/√(V_j + V_k − 2 Cov_jk) with min(df_j, df_k) degrees of
+    freedom; a difference with variance 0 has p = 0 (or 1 when the estimates
+    are equal).
+    """
+    est = np.asarray(estimate, dtype=float)
+    v = np.asarray(variance, dtype=float)
+    diff = est[:, None] - est[None, :]
+    dvar = np.maximum(v[:, None] + v[None, :] - 2.0 * np.asarray(covariance, dtype=float), 0.0)
+    df = np.minimum.outer(np.asarray(df, dtype=float), np.asarray(df, dtype=float))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = np.abs(diff) / np.sqrt(dvar)
+        p = 2.0 * stats.t.sf(t, df)
+    p = np.where(dvar == 0.0, np.where(diff != 0.0, 0.0, 1.0), p)
+    p = np.where(np.isfinite(p), p, 1.0)
+    np.fill_diagonal(p, 1.0)
+    return p
+
+
+def rank_rejections(p: np.ndarray, alpha: float, coverage: RankCoverage) -> np.ndarray:
+    """Which pairwise comparisons are rejected for the rank intervals (m × m, symmetric
+    for ``"simultaneous"``).
+
+    ``"marginal"``: row j is unit j's family of m − 1 comparisons, Holm-adjusted
+    within the row; a 1 − α interval for each unit's rank (csranks'
+    ``coverage = "individual"``).  ``"simultaneous"``: the m(m − 1)/2 pairs
+    Holm-adjusted together; the intervals of all units cover their ranks jointly
+    with probability 1 − α (csranks' ``coverage = "simultaneous"``).
+    ``"pairwise"``: no multiplicity adjustment (each comparison at α; not a
+    1 − α interval for a rank).
+    """
+    m = p.shape[0]
+    off = ~np.eye(m, dtype=bool)
+    if coverage == "pairwise" or m < 2:
+        return (p < alpha) & off
+    if coverage == "marginal":
+        out = np.zeros((m, m), dtype=bool)
+        for j in range(m):
+            adj = adjust_pvalues(p[j, off[j]], "holm")
+            out[j, off[j]] = adj < alpha
+        return out
+    if coverage == "simultaneous":
+        iu = np.triu_indices(m, 1)
+        adj = adjust_pvalues(p[iu], "holm")
+        out = np.zeros((m, m), dtype=bool)
+        out[iu] = adj < alpha
+        return out | out.T
+    raise ValueError(f"ranks must be 'marginal', 'simultaneous' or 'pairwise', got {coverage!r}")

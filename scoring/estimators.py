@@ -71,10 +71,12 @@ class DomainMean:
         Hájek mean (or proportion) in the domain; NaN when the domain is empty.
     se : float
         Standard error (linearised, or from replicate weights).
-    df : int
+    df : int or None
         Degrees of freedom of the interval: respondents in the domain minus
-        the strata represented in it (R ``degf`` on the subset design).
+        the strata represented in it (R ``degf`` on the subset design);
+        ``None`` for a domain with nobody in it.
     ci : ConfidenceInterval
+        NaN ends (no interval) when df is 0 or ``None``.
     n : int
         Respondents in the domain.
     n_eff : float
@@ -85,7 +87,7 @@ class DomainMean:
 
     estimate: float
     se: float
-    df: int
+    df: int | None
     ci: ConfidenceInterval
     n: int
     n_eff: float
@@ -118,7 +120,7 @@ class DomainMeans:
         return DomainMean(
             estimate=float(self.estimate[k]),
             se=float(self.se[k]),
-            df=int(self.df[k]),
+            df=int(self.df[k]) if np.isfinite(self.df[k]) else None,
             ci=ConfidenceInterval(float(self.ci_low[k]), float(self.ci_high[k])),
             n=int(self.n[k]),
             n_eff=float(self.n_eff[k]),
@@ -177,6 +179,18 @@ def _tcrit(level: float, df: np.ndarray) -> np.ndarray:
     ok = df > 0
     out[ok] = stats.t.ppf(0.5 + level / 2, df[ok])
     return out
+
+
+def _domain_df(df: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Degrees of freedom as floats, NaN (reported as null) for a domain with nobody in it."""
+    return np.where(np.asarray(n) > 0, np.asarray(df, dtype=float), np.nan)
+
+
+def _half_width(level: float, df: np.ndarray, se: np.ndarray) -> np.ndarray:
+    """Half-width of the t interval: NaN (no interval) unless df > 0, as R's ``confint``
+    with ``qt(·, df)``; 0 when the SE is 0 and df > 0 (every stratum a census)."""
+    half = _tcrit(level, df) * se
+    return np.where((se == 0.0) & (np.asarray(df, dtype=float) > 0), 0.0, half)
 
 
 def _check_level(level: float) -> float:
@@ -411,9 +425,8 @@ class StratifiedDesign:
         se = np.sqrt(np.maximum(var, 0.0))
         n = d.sum(axis=0)
         se = np.where(n > 0, se, np.nan)
-        df = self.degrees_of_freedom(d)
-        half = _tcrit(level, df) * se
-        half = np.where(se == 0.0, 0.0, half)
+        df = _domain_df(self.degrees_of_freedom(d), n)
+        half = _half_width(level, df, se)
         w = self.weights[:, None] * d
         s1, s2 = w.sum(axis=0), (w * w).sum(axis=0)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -689,9 +702,8 @@ class AssignedDesign:
             var = replicates.scale * np.nansum((theta - centre) ** 2, axis=0)
         n = d.sum(axis=0)
         se = np.where(n > 0, np.sqrt(np.maximum(var, 0.0)), np.nan)
-        df = d.sum(axis=0) - (self._sums(d.astype(float)) > 0).sum(axis=0)
-        half = _tcrit(level, df) * se
-        half = np.where(se == 0.0, 0.0, half)
+        df = _domain_df(d.sum(axis=0) - (self._sums(d.astype(float)) > 0).sum(axis=0), n)
+        half = _half_width(level, df, se)
         s1, s2 = wd.sum(axis=0), (wd * wd).sum(axis=0)
         with np.errstate(invalid="ignore", divide="ignore"):
             n_eff = s1 * s1 / s2
@@ -877,7 +889,9 @@ def proportion_interval(
     p̂ = 1: [(α/2)^(1/n_d), 1]), Wilson's interval on n_d for ``"wilson"``,
     and, because the logit is infinite there, the Clopper–Pearson interval
     for ``"logit"`` too.  Where 0 < p̂ < 1 and V̂ = 0 (every stratum a census)
-    the interval is [p̂, p̂].
+    the interval is [p̂, p̂].  Where df ≤ 0 (a single rater, say) or df is
+    NaN (an empty domain) there is no interval (NaN), as in R, whose t
+    quantile with 0 df is NaN.
     """
     level = _check_level(level)
     if method not in ("beta", "wilson", "logit"):
@@ -889,8 +903,9 @@ def proportion_interval(
     alpha = 1.0 - level
     low = np.full(p.shape, np.nan)
     high = np.full(p.shape, np.nan)
-    edge = np.isfinite(p) & ((p == 0.0) | (p == 1.0)) & (n > 0)
-    inner = np.isfinite(p) & (p > 0.0) & (p < 1.0)
+    has_df = np.nan_to_num(df, nan=0.0) > 0  # no interval without degrees of freedom
+    edge = np.isfinite(p) & ((p == 0.0) | (p == 1.0)) & (n > 0) & has_df
+    inner = np.isfinite(p) & (p > 0.0) & (p < 1.0) & has_df
     census = inner & (v == 0.0)
     low[census] = p[census]
     high[census] = p[census]
@@ -918,8 +933,6 @@ def proportion_interval(
     if edge.any():
         if method == "wilson":
             t = _tcrit(level, df[edge])
-            # With df = 0 there is no t quantile; fall back to the normal one.
-            t = np.where(np.isfinite(t), t, stats.norm.ppf(1 - alpha / 2))
             lo, hi = _wilson(p[edge], n[edge], t)
         else:
             lo, hi = _clopper_pearson_edge(p[edge], n[edge], alpha)

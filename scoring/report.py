@@ -165,7 +165,7 @@ TEXT: dict[str, dict[str, str]] = {
         "online": "网上评议", "onsite": "现场评议", "deduction": "扣分", "composite": "综合得分",
         "flag": "标记", "rank": "名次区间", "note": "说明", "raters": "评价人数",
         "below": "低于{t:g}分", "possibly-below": "可能低于{t:g}分",
-        "unreliable": "评价人数不足{n}，结果不可靠", "no-score": "无综合得分",
+        "unreliable": "评价人数不足{n}：数据不足，不预警、不排名", "no-score": "无综合得分",
         "missing": "缺少：", "stratum": "层", "group": "群体", "town": "乡镇",
         "population": "总体数N_h", "target": "目标样本", "drawn": "抽取", "released": "释放",
         "respondents": "应答人数n_h", "respondents_total": "应答者（1.1 与 1.2）", "gap": "差额", "by_group": "各群体评价人数（应答/分派）",
@@ -183,7 +183,7 @@ TEXT: dict[str, dict[str, str]] = {
         "online": "Online vote", "onsite": "On-site rating", "deduction": "Deducted",
         "composite": "Composite", "flag": "Flag", "rank": "Rank interval", "note": "Note",
         "raters": "Raters", "below": "below {t:g}", "possibly-below": "possibly below {t:g}",
-        "unreliable": "fewer than {n} raters: unreliable", "no-score": "no composite",
+        "unreliable": "fewer than {n} raters: insufficient data, not flagged or ranked", "no-score": "no composite",
         "missing": "missing: ", "stratum": "Stratum", "group": "Group", "town": "Town",
         "population": "Population N_h", "target": "Target", "drawn": "Drawn",
         "released": "Released", "respondents": "Respondents n_h",
@@ -239,15 +239,12 @@ def _method(results: ScoringResults, lang: str) -> list[str]:
             paras.append("方差：线性化（泰勒展开）方差，含有限总体校正。")
         paras.append(
             f"区间：{level} 置信区间取 t 分布，自由度为该单位评价人数减去所涉层数；满意率（“满意”与“基本满意”之和）"
-            f"采用{CI_METHOD[o['ci_method']][0]}。评价人数少于 {o['min_raters']} 的单位标为不可靠，不参与排名。")
+            f"采用{CI_METHOD[o['ci_method']][0]}。自由度为 0（仅一名评价人）时不给出区间；"
+            f"评价人数少于 {o['min_raters']} 的单位标为“数据不足”，不预警、不排名。")
         paras.append("综合得分 = 各部分得分 × 本类权重之和 − 日常考查扣分；缺少某一部分的单位按其余部分的权重重新归一并注明。"
                      "只有抽样部分（电话调查、集中测评）带有抽样误差，网上评议与扣分视为无误差。")
-        paras.append(
-            f"预警规则：对每个单位检验“综合得分低于 {results.threshold:g} 分”（单侧 t 检验），同类单位间采用"
-            f"{CORRECTION[results.correction][0]}；校正后仍显著者标为“低于 {results.threshold:g} 分”，"
-            f"区间下限低于 {results.threshold:g} 分者标为“可能低于 {results.threshold:g} 分”。")
-        paras.append("名次区间：两单位之差的区间不含 0 时视为明显高于或低于对方（协方差考虑共同评价人），"
-                     "名次区间为 [1 + 明显更高的单位数, 可排名单位数 − 明显更低的单位数]。")
+        paras.append(flag_rule_text(results.threshold, results.correction, o["level"],
+                                    o.get("ranks", "marginal"), lang="zh"))
     else:
         paras.append(
             f"Design: stratified simple random sampling without replacement by {strat[1]}. "
@@ -274,21 +271,57 @@ def _method(results: ScoringResults, lang: str) -> list[str]:
         paras.append(
             f"Intervals: {level} t intervals with the domain's degrees of freedom (raters minus "
             f"strata represented); the satisfaction rate (satisfied or basically satisfied) uses "
-            f"{CI_METHOD[o['ci_method']][1]}. Units with fewer than {o['min_raters']} raters are "
-            "marked unreliable and not ranked.")
+            f"{CI_METHOD[o['ci_method']][1]}. With 0 degrees of freedom (a single rater) there is "
+            f"no interval. Units with fewer than {o['min_raters']} raters are marked "
+            "\"insufficient data\": never flagged nor ranked.")
         paras.append("Composite = Σ track weight × part score − inspection deductions; a unit "
                      "missing a part gets the other parts with their weights rescaled, and the gap "
                      "is noted. Only sampled parts (phone survey, assessment ballots) carry sampling "
                      "error; online votes and deductions carry none.")
-        paras.append(
-            f"Flag rule: each unit is tested one-sided for \"composite below {results.threshold:g}\" "
-            f"(t test) with {CORRECTION[results.correction][1]} across the units of a track; "
-            f"significant after correction: \"below {results.threshold:g}\"; interval reaching "
-            f"under {results.threshold:g}: \"possibly below {results.threshold:g}\".")
-        paras.append("Rank intervals: a unit is clearly above another when the interval of their "
-                     "difference excludes 0 (with the covariance from shared raters); the rank "
-                     "interval is [1 + units clearly above, ranked units − units clearly below].")
+        paras.append(flag_rule_text(results.threshold, results.correction, o["level"],
+                                    o.get("ranks", "marginal"), lang="en"))
     return paras
+
+
+RANKS = {
+    "marginal": ("每个单位的名次区间以 {level} 的概率覆盖其真实名次（每个单位与其余 m − 1 个单位的比较作 Holm 校正）",
+                 "each unit's rank interval covers its true rank with probability {level} (Holm's "
+                 "correction over the unit's m − 1 comparisons)"),
+    "simultaneous": ("本类所有单位的名次区间以 {level} 的概率同时覆盖各自的真实名次（全部 m(m − 1)/2 个两两比较作 Holm 校正）",
+                     "the rank intervals of all units of a track cover their true ranks jointly "
+                     "with probability {level} (Holm's correction over all m(m − 1)/2 pairs)"),
+    "pairwise": ("两两比较各自在 {alpha} 水平下进行，未作多重比较校正，名次区间并非 {level} 区间",
+                 "each pairwise comparison at level {alpha} without multiplicity correction; the "
+                 "rank intervals are not {level} intervals"),
+}
+
+
+def flag_rule_text(threshold: float, correction: str, level: float, ranks: str,
+                   lang: str = "en") -> str:
+    """The flag rule and the rank-interval rule exactly as ``scoring.composite`` applies them."""
+    alpha = 1.0 - level
+    t = f"{threshold:g}"
+    lv = f"{level * 100:g}%"
+    half = f"{alpha / 2:g}"
+    if lang == "zh":
+        return (f"预警规则：对每个数据充足的单位作单侧 t 检验“综合得分低于 {t} 分”，得 p 值；同类单位的 p 值作"
+                f"{CORRECTION[correction][0]}。校正后 p < {half}（即单侧 {half} 水平）标为“低于 {t} 分”；"
+                f"否则，若其 {lv} 双侧置信区间（未校正）下限低于 {t} 分（区间含 {t} 分，或整个区间低于 {t} 分但"
+                f"经多重比较校正后不显著），标为“可能低于 {t} 分”；其余不标记。没有区间或数据不足的单位不检验、不预警。"
+                f"名次区间：两单位之差（协方差考虑共同评价人）作双侧 t 检验，"
+                + RANKS[ranks][0].format(level=lv, alpha=f"{alpha:g}")
+                + "；名次区间为 [1 + 显著高于该单位的单位数, 可排名单位数 − 显著低于该单位的单位数]。")
+    return (f"Flag rule: every unit with sufficient data is tested one-sided for \"composite below {t}\" "
+            f"(t test, p-value p); the p-values of a track's units get {CORRECTION[correction][1]}. "
+            f"Adjusted p < {half} (a one-sided test at {half}): \"below {t}\". Otherwise, when the "
+            f"lower end of its {lv} two-sided interval (unadjusted) is under {t} (the interval "
+            f"contains {t}, or lies under {t} without surviving the correction): \"possibly below "
+            f"{t}\". Otherwise no flag. A unit without interval or with insufficient data is not "
+            f"tested nor flagged. Rank intervals: two units are told apart by a two-sided t test of "
+            f"their difference (covariance from shared raters); "
+            + RANKS[ranks][1].format(level=lv, alpha=f"{alpha:g}")
+            + "; the rank interval is [1 + units told apart and above, ranked units − units told "
+            "apart and below].")
 
 
 def _num(x: float | None, digits: int = 1) -> str:

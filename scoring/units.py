@@ -42,15 +42,17 @@ class UnitScore:
     ``n`` is the number of raters in the unit's domain; ``score, se, df,
     ci_low, ci_high`` the Hájek mean with its t interval; ``sat, sat_low,
     sat_high`` the satisfaction rate with its interval; ``n_eff, deff`` the
-    Kish weighting diagnostics; ``reliable`` is ``n >= min_raters``.
-    Quantities that cannot be estimated (no raters, a single rater) are NaN.
+    Kish weighting diagnostics; ``reliable`` is ``n >= min_raters`` (see
+    ``status``).  Quantities that cannot be estimated are NaN: everything for
+    a unit with no raters (``df`` is then ``None``), the intervals when df is
+    0 (a single rater).
     """
 
     unit: str
     n: int
     score: float
     se: float
-    df: int
+    df: int | None
     ci_low: float
     ci_high: float
     sat: float
@@ -60,12 +62,21 @@ class UnitScore:
     deff: float
     reliable: bool
 
+    @property
+    def status(self) -> str:
+        """``"ok"``; ``"insufficient-data"`` (fewer than ``min_raters`` raters: never
+        flagged nor ranked); ``"no-raters"`` (nobody in the domain)."""
+        if self.n == 0:
+            return "no-raters"
+        return "ok" if self.reliable else "insufficient-data"
+
     def as_dict(self) -> dict[str, Any]:
         """Plain values for JSON; NaN becomes ``None``."""
         out = asdict(self)
         for k, v in out.items():
             if isinstance(v, float) and not math.isfinite(v):
                 out[k] = None
+        out["status"] = self.status
         return out
 
 
@@ -253,7 +264,7 @@ def score_units(
             n=int(m.n[k]),
             score=float(m.estimate[k]),
             se=float(m.se[k]),
-            df=int(m.df[k]),
+            df=int(m.df[k]) if np.isfinite(m.df[k]) else None,
             ci_low=float(m.ci_low[k]),
             ci_high=float(m.ci_high[k]),
             sat=float(p.estimate[k]),

@@ -27,6 +27,7 @@ import click
 
 from minping.errors import InputError, MinpingError
 from scoring.inputs import load_phone
+from scoring.report import flag_rule_text
 from scoring.units import UnitScores, score_units
 
 __all__ = ["score"]
@@ -55,7 +56,7 @@ def render_table(scores: UnitScores) -> str:
             _interval(u.ci_low, u.ci_high),
             _fmt(100 * u.sat) + "%" if math.isfinite(u.sat) else "—",
             _interval(100 * u.sat_low, 100 * u.sat_high),
-            "" if u.reliable else f"unreliable (n < {scores.min_raters})",
+            "" if u.reliable else f"insufficient data (n < {scores.min_raters})",
         ))
     widths = [max(len(row[i]) for row in [header, *lines]) for i in range(len(header))]
     right = {1, 2, 4}
@@ -70,7 +71,8 @@ def render_table(scores: UnitScores) -> str:
     unreliable = sum(not u.reliable for u in scores)
     out.append("")
     out.append(f"{len(scores)} units; {unreliable} with fewer than {scores.min_raters} raters "
-               f"(unreliable). Satisfaction interval: {scores.ci_method}.")
+               f"(insufficient data: never flagged nor ranked). Satisfaction interval: "
+               f"{scores.ci_method}.")
     return "\n".join(out)
 
 
@@ -90,7 +92,7 @@ def render_composites(results) -> str:
             if c.missing:
                 note.append("missing " + ", ".join(c.missing))
             if c.status != "no-score" and not c.reliable:
-                note.append("unreliable")
+                note.append("insufficient data")
             lines.append((c.unit, _fmt(c.composite), _interval(c.ci_low, c.ci_high),
                           _fmt(c.deduction, 2), c.flag or "",
                           "—" if c.rank is None else f"{c.rank} [{c.rank_low}, {c.rank_high}]",
@@ -99,8 +101,8 @@ def render_composites(results) -> str:
         for row in [header, *lines]:
             out.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     out.append("")
-    out.append(f"flags: below {results.threshold:g} with {results.correction} correction "
-               f"across the units of a track")
+    out.append(flag_rule_text(results.threshold, results.correction, results.options["level"],
+                              results.options.get("ranks", "marginal")))
     return "\n".join(out)
 
 
@@ -125,11 +127,15 @@ def render_composites(results) -> str:
 @click.option("--replicates", type=click.IntRange(min=2), default=500, show_default=True,
               help="Bootstrap replicates.")
 @click.option("--seed", type=int, default=1, show_default=True, help="Bootstrap seed.")
+@click.option("--ranks", type=click.Choice(["marginal", "simultaneous", "pairwise"]),
+              default="marginal", show_default=True,
+              help="Database mode: rank intervals for each unit (marginal), for all units "
+                   "jointly (simultaneous), or unadjusted pairwise comparisons.")
 @click.option("--database-url", envvar="DATABASE_URL", help="Database URL (env DATABASE_URL).")
 @click.pass_context
 def score(ctx: click.Context, ratings_path: str | None, population_path: str | None,
           as_json: bool, level: float, min_raters: int, ci_method: str, composite: bool,
-          rake: str, variance: str, replicates: int, seed: int,
+          rake: str, variance: str, replicates: int, seed: int, ranks: str,
           database_url: str | None) -> None:
     """Score every unit from the database, or from a ratings file and a population file."""
     if bool(ratings_path) != bool(population_path):
@@ -140,7 +146,8 @@ def score(ctx: click.Context, ratings_path: str | None, population_path: str | N
         _score_database(as_json=as_json, level=level, ci_method=ci_method,
                         min_raters=None if src == click.core.ParameterSource.DEFAULT else min_raters,
                         composite=composite, rake=rake, variance=variance,
-                        replicates=replicates, seed=seed, database_url=database_url)
+                        replicates=replicates, seed=seed, ranks=ranks,
+                        database_url=database_url)
         return
     try:
         ratings, population = load_phone(ratings_path, population_path)
@@ -159,7 +166,7 @@ def score(ctx: click.Context, ratings_path: str | None, population_path: str | N
 
 def _score_database(*, as_json: bool, level: float, ci_method: str, min_raters: int | None,
                     composite: bool, rake: str, variance: str, replicates: int, seed: int,
-                    database_url: str | None) -> None:
+                    ranks: str, database_url: str | None) -> None:
     from minping.cli import cli_settings, echo_json
     from minping.config import load_config
     from minping.db import Database
@@ -171,7 +178,7 @@ def _score_database(*, as_json: bool, level: float, ci_method: str, min_raters: 
     try:
         results = run_scoring(db, cfg, level=level, ci_method=ci_method, min_raters=min_raters,
                               rake=margins, variance=variance, replicates=replicates,  # type: ignore[arg-type]
-                              seed=seed)
+                              seed=seed, ranks=ranks)
     except MinpingError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:

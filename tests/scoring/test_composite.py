@@ -129,14 +129,15 @@ def test_adjust_pvalues_by_hand():
 
 
 def test_rank_intervals_use_the_covariance():
-    track = windows(covariances={"phone": cov})
+    # Pairwise comparisons without multiplicity adjustment, checked by hand.
+    track = windows(covariances={"phone": cov}, ranks="pairwise")
     # Composites 89.1, 56, 74.3, 81.5 → ranks 1, 4, 3, 2.
     # W1 − W4 = 7.6; Var = 1.96 + 16 − 2·0.7·1·4 = 12.36; t35·√12.36 = 7.14 < 7.6: W1 clearly above W4.
     # W3 − W4: Var 7.84 + 16, t30·4.88 = 9.97 > 7.2: not clear.  Every other pair is clear.
     got = {u.unit: (u.rank, u.rank_low, u.rank_high) for u in track if u.rank is not None}
     assert got == {"W1": (1, 1, 1), "W4": (2, 2, 3), "W3": (3, 2, 3), "W2": (4, 4, 4)}
     # Without the covariance, t35·√17.96 = 8.60 > 7.6: W1 and W4 overlap.
-    plain = windows()
+    plain = windows(ranks="pairwise")
     assert (plain["W1"].rank_low, plain["W1"].rank_high) == (1, 2)
     assert (plain["W4"].rank_low, plain["W4"].rank_high) == (1, 3)
 

@@ -32,7 +32,7 @@ def test_json_output(files):
     units = {u["unit"]: u for u in data["units"]}
     assert sorted(units) == ["U1", "U2", "U3", "U4"]
     assert set(units["U1"]) == {"unit", "n", "score", "se", "df", "ci_low", "ci_high", "sat",
-                                "sat_low", "sat_high", "n_eff", "deff", "reliable"}
+                                "sat_low", "sat_high", "n_eff", "deff", "reliable", "status"}
     # R survey (tests/scoring/data/reference.R), unit U2.
     assert units["U2"]["score"] == pytest.approx(64.2268041237113, abs=1e-9)
     assert units["U2"]["ci_low"] == pytest.approx(47.1228404419552, abs=1e-9)
@@ -50,8 +50,8 @@ def test_table_output_and_options(files):
     assert lines[0].split()[:4] == ["unit", "n", "score", "90%"]
     u1 = next(line for line in lines if line.startswith("U1"))
     u3 = next(line for line in lines if line.startswith("U3"))
-    assert "81.3" in u1 and "unreliable (n < 24)" in u1
-    assert "80.7" in u3 and "unreliable" not in u3
+    assert "81.3" in u1 and "insufficient data (n < 24)" in u1
+    assert "80.7" in u3 and "insufficient data" not in u3
     assert "Satisfaction interval: wilson" in result.stdout
 
 
