@@ -1,4 +1,4 @@
-"""Benchmark: score 145 units over 10,000 phone respondents (8 units each).
+"""Benchmark: score 145 units over 2,020 / 10,000 / 50,000 phone respondents (8 units each).
 
 Times minping's ``scoring.units.score_units`` (every unit's stratified Hájek
 domain mean, linearised SE with fpc, t interval, Korn–Graubard satisfaction
@@ -12,7 +12,12 @@ same seeded data, when they are available:
 It prints each time, the ratio against minping, and the largest absolute
 difference in estimates and SEs between each baseline and minping.
 
-Run:  .venv/bin/python bench/scoring.py [--respondents 10000] [--units 145] [--seed 2026]
+It runs 2,020, 10,000 and 50,000 respondents by default and ends with a
+summary: seconds per size, microseconds per rating (flat when the cost is
+linear in the number of ratings) and the ratio of R's per-unit loop to
+minping, both measured in the same run.
+
+Run:  .venv/bin/python bench/scoring.py [--respondents 2020,10000,50000] [--units 145] [--seed 2026]
 """
 
 from __future__ import annotations
@@ -169,30 +174,25 @@ def largest_difference(ours, theirs):
     return d_est, d_se
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--respondents", type=int, default=10_000)
-    ap.add_argument("--units", type=int, default=145)
-    ap.add_argument("--per", type=int, default=8, help="units rated by each respondent")
-    ap.add_argument("--seed", type=int, default=2026)
-    ap.add_argument("--repeat", type=int, default=5, help="minping runs (best time is kept)")
-    args = ap.parse_args(argv)
-
-    *cols, population = generate(args.respondents, args.units, args.per, args.seed)
-    print(f"data: {args.units} units, {args.respondents} respondents × {args.per} units "
+def run_size(respondents: int, args) -> dict:
+    *cols, population = generate(respondents, args.units, args.per, args.seed)
+    print(f"data: {args.units} units, {respondents} respondents × {args.per} units "
           f"= {len(cols[0])} ratings in {len(population)} strata (seed {args.seed})")
     ours_time, ours = run_minping(cols, population, args.repeat)
     rows = [("minping score_units (all units, with covariance)", ours_time, None, None)]
     notes = []
-    with tempfile.TemporaryDirectory() as tmp:
-        r_result, why = run_r(cols, population, Path(tmp))
-    if r_result is None:
-        notes.append(f"R survey: skipped ({why})")
-    else:
-        inner, wall, est = r_result
-        d = largest_difference(ours, est)
-        rows.append(("R survey svymean on subset, per unit (loop)", inner, *d))
-        rows.append(("R survey, whole Rscript run (read, build, loop)", wall, *d))
+    r_loop = None
+    if not args.no_r:
+        with tempfile.TemporaryDirectory() as tmp:
+            r_result, why = run_r(cols, population, Path(tmp))
+        if r_result is None:
+            notes.append(f"R survey: skipped ({why})")
+        else:
+            inner, wall, est = r_result
+            r_loop = inner
+            d = largest_difference(ours, est)
+            rows.append(("R survey svymean on subset, per unit (loop)", inner, *d))
+            rows.append(("R survey, whole Rscript run (read, build, loop)", wall, *d))
     s_result, why = run_samplics(cols, population)
     if s_result is None:
         notes.append(f"samplics: skipped ({why})")
@@ -200,8 +200,6 @@ def main(argv=None) -> int:
         s_time, est = s_result
         rows.append(("samplics TaylorEstimator with domain, per unit", s_time,
                      *largest_difference(ours, est)))
-
-    print()
     print(f"{'implementation':52s} {'seconds':>9s} {'× minping':>10s} {'max |Δ est|':>12s} {'max |Δ SE|':>11s}")
     for name, seconds, d_est, d_se in rows:
         ratio = seconds / ours_time
@@ -210,6 +208,31 @@ def main(argv=None) -> int:
         print(f"{name:52s} {seconds:9.3f} {ratio:10.1f} {de:>12s} {ds:>11s}")
     for note in notes:
         print(note)
+    print()
+    return {"respondents": respondents, "ratings": len(cols[0]), "minping": ours_time,
+            "r_loop": r_loop}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--respondents", default="2020,10000,50000",
+                    help="comma-separated numbers of respondents (one run each)")
+    ap.add_argument("--units", type=int, default=145)
+    ap.add_argument("--per", type=int, default=8, help="units rated by each respondent")
+    ap.add_argument("--seed", type=int, default=2026)
+    ap.add_argument("--repeat", type=int, default=5, help="minping runs (best time is kept)")
+    ap.add_argument("--no-r", action="store_true", help="skip the R baseline")
+    args = ap.parse_args(argv)
+    sizes = [int(x) for x in args.respondents.split(",") if x.strip()]
+    results = [run_size(n, args) for n in sizes]
+    print(f"{'respondents':>11s} {'ratings':>9s} {'minping s':>10s} {'µs/rating':>10s} "
+          f"{'R loop s':>9s} {'R loop / minping':>17s}")
+    for r in results:
+        per = 1e6 * r["minping"] / r["ratings"]
+        r_loop = "—" if r["r_loop"] is None else f"{r['r_loop']:.3f}"
+        ratio = "—" if r["r_loop"] is None else f"{r['r_loop'] / r['minping']:.1f}×"
+        print(f"{r['respondents']:>11,d} {r['ratings']:>9,d} {r['minping']:>10.4f} {per:>10.2f} "
+              f"{r_loop:>9s} {ratio:>17s}")
     return 0
 
 

@@ -13,9 +13,9 @@ from scoring.estimators import (
     ReplicateWeights,
     StratifiedDesign,
     bootstrap_weights,
-    kish,
     proportion_interval,
     rake,
+    weighting_deff,
 )
 from scoring.scale import RatingScale
 from scoring.units import RespondentMargin, UnitScore, UnitScores, score_units
@@ -33,7 +33,7 @@ __all__ = [
     "UnitScore",
     "UnitScores",
     "bootstrap_weights",
-    "kish",
+    "weighting_deff",
     "proportion_interval",
     "rake",
     "score_units",

@@ -120,14 +120,18 @@ class RatingScale:
 
         Raises ``ValueError`` naming the first key that is not on the scale.
         """
-        ks = np.asarray([k if isinstance(k, str) else _key(k) for k in keys], dtype=object)
-        if ks.size == 0:
+        seq = keys.tolist() if isinstance(keys, np.ndarray) else keys
+        if not isinstance(seq, list | tuple):
+            seq = list(seq)
+        if len(seq) == 0:
             return np.empty(0), np.empty(0, dtype=bool), np.empty(0, dtype=bool)
-        distinct, index = np.unique(ks.astype(str), return_inverse=True)
-        pts = np.empty(distinct.size)
-        inside = np.empty(distinct.size, dtype=bool)
-        sat = np.empty(distinct.size, dtype=bool)
-        for j, raw in enumerate(distinct.tolist()):
+        # Each distinct value once (a ratings table has a handful of them).
+        codes = {v: j for j, v in enumerate(dict.fromkeys(seq))}
+        index = np.fromiter(map(codes.__getitem__, seq), dtype=np.int64, count=len(seq))
+        pts = np.empty(len(codes))
+        inside = np.empty(len(codes), dtype=bool)
+        sat = np.empty(len(codes), dtype=bool)
+        for j, raw in enumerate(codes):
             k = _key(raw)
             if k not in self.points:
                 raise ValueError(f"rating {k!r} is not on the scale (keys: {', '.join(self.keys)})")

@@ -31,6 +31,7 @@ from scoring.estimators import (
     bootstrap_weights,
 )
 from scoring.scale import RatingScale
+from scoring.sparse import LongRatings, UnitEstimates, estimate_units, factorise
 
 __all__ = ["RespondentMargin", "UnitScore", "UnitScores", "score_units"]
 
@@ -189,62 +190,118 @@ def score_units(
     scale = scale or RatingScale.default()
     if int(min_raters) < 0:
         raise ValueError(f"min_raters must be 0 or more, got {min_raters!r}")
-    rid = np.asarray(respondent_id).astype(str)
-    strata = np.asarray(stratum).astype(str)
-    units = np.asarray(unit).astype(str)
-    keys = list(rating)
-    if not (rid.size == strata.size == units.size == len(keys)):
+    if variance not in ("linearised", "bootstrap"):
+        raise ValueError(f"variance must be 'linearised' or 'bootstrap', got {variance!r}")
+    if variance == "bootstrap" and rng is None:
+        raise ValueError("variance='bootstrap' needs rng (a numpy.random.Generator)")
+    rows = _long_rows(respondent_id, stratum, unit, rating, scale, assigned)
+    design = StratifiedDesign(rows.resp_strata, {str(k): v for k, v in population.items()}, fpc=fpc)
+    if margins or variance == "bootstrap":
+        est = _dense_estimates(rows, design, margins, variance, replicates, rng, level, ci_method)
+    else:
+        est = estimate_units(
+            LongRatings(resp=rows.resp, unit=rows.unit, stratum=design.stratum_index,
+                        n_units=rows.unit_ids.size, y=rows.points, sat=rows.sat,
+                        inside=rows.inside, assigned=rows.assigned),
+            design.N_h, fpc=fpc, level=level, ci_method=ci_method)
+    scores = tuple(
+        UnitScore(
+            unit=str(rows.unit_ids[k]),
+            n=int(est.n[k]),
+            score=float(est.estimate[k]),
+            se=float(est.se[k]),
+            df=int(est.df[k]) if np.isfinite(est.df[k]) else None,
+            ci_low=float(est.ci_low[k]),
+            ci_high=float(est.ci_high[k]),
+            sat=float(est.sat[k]),
+            sat_low=float(est.sat_low[k]),
+            sat_high=float(est.sat_high[k]),
+            n_eff=float(est.n_eff[k]),
+            deff=float(est.deff[k]),
+            reliable=bool(est.n[k] >= int(min_raters)),
+        )
+        for k in range(rows.unit_ids.size)
+    )
+    return UnitScores(units=scores, level=float(level), ci_method=ci_method,
+                      min_raters=int(min_raters), covariance=est.covariance)
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """The long table as codes: respondent and unit of each row, the respondents'
+    strata, and each row's points, domain flag, satisfied flag and assignment."""
+
+    resp_ids: np.ndarray
+    resp_strata: np.ndarray
+    unit_ids: np.ndarray
+    resp: np.ndarray
+    unit: np.ndarray
+    points: np.ndarray
+    inside: np.ndarray
+    sat: np.ndarray
+    assigned: np.ndarray | None
+
+
+def _long_rows(respondent_id, stratum, unit, rating, scale: RatingScale, assigned) -> _Rows:
+    # Check the table: equal lengths, a stratum per respondent, one rating per unit.
+    n = len(respondent_id)
+    if not (n == len(stratum) == len(unit) == len(rating)):
         raise ValueError("respondent_id, stratum, unit and rating differ in length")
-    if rid.size == 0:
+    if n == 0:
         raise ValueError("there are no ratings")
-    points, inside, sat = scale.encode(keys)
+    points, inside, sat = scale.encode(rating)
+    given = None
     if assigned is not None:
         given = np.asarray(assigned)
-        if given.shape != rid.shape or given.dtype != bool:
+        if given.shape != (n,) or given.dtype != bool:
             raise ValueError("assigned must be one bool per rating row")
-
-    resp_ids, r = np.unique(rid, return_inverse=True)
+    resp_ids, r = factorise(respondent_id)
+    strata_ids, s = factorise(stratum)
     first = np.full(resp_ids.size, -1)
-    first[r[::-1]] = np.arange(rid.size)[::-1]
-    resp_strata = strata[first]
-    clash = resp_strata[r] != strata
+    first[r[::-1]] = np.arange(n)[::-1]
+    resp_s = s[first]
+    clash = resp_s[r] != s
     if clash.any():
         i = int(np.flatnonzero(clash)[0])
         raise ValueError(
-            f"respondent {str(rid[i])!r} is in two strata: {str(resp_strata[r[i]])!r} and {str(strata[i])!r}"
+            f"respondent {str(resp_ids[r[i]])!r} is in two strata: "
+            f"{str(strata_ids[resp_s[r[i]]])!r} and {str(strata_ids[s[i]])!r}"
         )
-    unit_ids, u = np.unique(units, return_inverse=True)
-    pair = r.astype(np.int64) * unit_ids.size + u
-    uniq, counts = np.unique(pair, return_counts=True)
+    unit_ids, u = factorise(unit)
+    pair = r * unit_ids.size + u
+    counts = np.bincount(pair, minlength=resp_ids.size * unit_ids.size) if (
+        resp_ids.size * unit_ids.size <= 50 * n) else np.unique(pair, return_counts=True)[1]
     if (counts > 1).any():
-        dup = int(uniq[counts > 1][0])
+        uniq, c = np.unique(pair, return_counts=True)
+        dup = int(uniq[c > 1][0])
         raise ValueError(
             f"respondent {str(resp_ids[dup // unit_ids.size])!r} rated unit "
             f"{str(unit_ids[dup % unit_ids.size])!r} more than once"
         )
-    pop = {str(k): v for k, v in population.items()}
-    design = StratifiedDesign(resp_strata, pop, respondent_ids=resp_ids, fpc=fpc)
-    if margins:
-        design = design.rake([_align(m, resp_ids) for m in margins])
+    return _Rows(resp_ids=resp_ids, resp_strata=strata_ids[resp_s], unit_ids=unit_ids, resp=r,
+                 unit=u, points=points, inside=inside, sat=sat, assigned=given)
 
-    y = np.zeros((resp_ids.size, unit_ids.size))
-    d = np.zeros(y.shape, dtype=bool)
-    s = np.zeros(y.shape)
-    y[r, u] = np.where(inside, points, 0.0)
-    d[r, u] = inside
-    s[r, u] = sat
+
+def _dense_estimates(rows: _Rows, design: StratifiedDesign, margins, variance, replicates,
+                     rng, level: float, ci_method: CiMethod) -> UnitEstimates:
+    """Raked weights or replicate variance: the respondents × units estimators."""
+    if margins:
+        design = design.rake([_align(m, rows.resp_ids) for m in margins])
+    shape = (rows.resp_ids.size, rows.unit_ids.size)
+    y = np.zeros(shape)
+    d = np.zeros(shape, dtype=bool)
+    s = np.zeros(shape)
+    y[rows.resp, rows.unit] = np.where(rows.inside, rows.points, 0.0)
+    d[rows.resp, rows.unit] = rows.inside
+    s[rows.resp, rows.unit] = rows.sat
     target: StratifiedDesign | AssignedDesign = design
-    if assigned is not None:
-        a = np.zeros(y.shape, dtype=bool)
-        a[r, u] = given
+    if rows.assigned is not None:
+        a = np.zeros(shape, dtype=bool)
+        a[rows.resp, rows.unit] = rows.assigned
         target = AssignedDesign(design, a)
     reps = None
     if variance == "bootstrap":
-        if rng is None:
-            raise ValueError("variance='bootstrap' needs rng (a numpy.random.Generator)")
         reps = bootstrap_weights(design, replicates=replicates, rng=rng)
-    elif variance != "linearised":
-        raise ValueError(f"variance must be 'linearised' or 'bootstrap', got {variance!r}")
     m = target.domain_means(y, d, level=level, replicates=reps)
     p = target.proportions(s, d, method=ci_method, level=level, replicates=reps)
     if isinstance(target, AssignedDesign):
@@ -258,26 +315,9 @@ def score_units(
         cov = design.covariance_from_z(m.z)
     else:
         cov = _replicate_covariance(y, d, m.estimate, reps.weights, reps.scale)
-    scores = tuple(
-        UnitScore(
-            unit=str(unit_ids[k]),
-            n=int(m.n[k]),
-            score=float(m.estimate[k]),
-            se=float(m.se[k]),
-            df=int(m.df[k]) if np.isfinite(m.df[k]) else None,
-            ci_low=float(m.ci_low[k]),
-            ci_high=float(m.ci_high[k]),
-            sat=float(p.estimate[k]),
-            sat_low=float(p.ci_low[k]),
-            sat_high=float(p.ci_high[k]),
-            n_eff=float(m.n_eff[k]),
-            deff=float(m.deff[k]),
-            reliable=bool(m.n[k] >= int(min_raters)),
-        )
-        for k in range(unit_ids.size)
-    )
-    return UnitScores(units=scores, level=float(level), ci_method=ci_method,
-                      min_raters=int(min_raters), covariance=cov)
+    return UnitEstimates(estimate=m.estimate, se=m.se, df=m.df, ci_low=m.ci_low,
+                         ci_high=m.ci_high, n=m.n, n_eff=m.n_eff, deff=m.deff, sat=p.estimate,
+                         sat_se=p.se, sat_low=p.ci_low, sat_high=p.ci_high, covariance=cov)
 
 
 def _align(margin: RespondentMargin, resp_ids: np.ndarray) -> Margin:

@@ -15,9 +15,9 @@ from scoring.estimators import (
     RakingError,
     StratifiedDesign,
     bootstrap_weights,
-    kish,
     proportion_interval,
     rake,
+    weighting_deff,
 )
 
 DATA = Path(__file__).parent / "data"
@@ -203,8 +203,8 @@ def test_single_rater_domain_has_no_interval():
     assert empty.n == 0 and np.isnan(empty.estimate) and np.isnan(empty.se)
 
 
-def test_kish():
-    n_eff, deff = kish(np.array([1.0, 1.0, 2.0, 4.0]))
+def test_weighting_deff():
+    n_eff, deff = weighting_deff(np.array([1.0, 1.0, 2.0, 4.0]))
     assert n_eff == pytest.approx(64 / 22)
     assert deff == pytest.approx(4 * 22 / 64)
 

@@ -1,0 +1,187 @@
+"""The linearised estimators of many units from the long ratings table, in O(ratings).
+
+``StratifiedDesign.domain_means`` and ``AssignedDesign.domain_means`` work on
+respondents × units matrices, whose size grows with respondents × units
+although each respondent rates only a few units.  Everything the linearised
+variance and the covariance need is a sum over the rated rows:
+
+* the estimate of unit u: Σ w y / Σ w over its domain rows;
+* the linearised value z = w (y − ȳ_u)/Σ w on a domain row (0 elsewhere);
+* per stratum h and unit u the sums S1_hu = Σ z and S2_hu = Σ z², so that
+  Σ_{i∈h} (z_iu − z̄_hu)² = S2_hu − S1_hu²/n (n the rows the centring runs
+  over: the stratum's respondents, or its respondents assigned u);
+* the covariance Σ_h c_h Σ_{i∈h} (z_ij − z̄_hj)(z_ik − z̄_hk) =
+  Σ_i c_h(i) z_ij z_ik − Σ_h c_h S1_hj S1_hk / n_h: a sparse Gram matrix of the
+  rated rows plus a strata × units product.
+
+The numbers are those of the dense estimators (``scoring.estimators``) up to
+rounding; ``tests/scoring/test_sparse.py`` checks them to 1e-9.  Raking and
+replicate weights use the dense estimators.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import sparse
+
+from scoring.intervals import CiMethod, half_width, proportion_interval
+
+__all__ = ["LongRatings", "UnitEstimates", "estimate_units", "factorise"]
+
+
+def factorise(values: Iterable[Hashable]) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct values as strings and the code of every value, in O(n).
+
+    Equal to ``np.unique(np.asarray(values).astype(str), return_inverse=True)``.
+    """
+    seq = values.tolist() if isinstance(values, np.ndarray) else values
+    if not isinstance(seq, list | tuple):
+        seq = list(seq)
+    index = {v: i for i, v in enumerate(dict.fromkeys(seq))}
+    codes = np.fromiter(map(index.__getitem__, seq), dtype=np.int64, count=len(seq))
+    names = [v if isinstance(v, str) else str(v) for v in index]
+    labels = np.array(names, dtype=str) if names else np.array([], dtype=str)
+    order = np.argsort(labels, kind="stable")
+    sorted_labels = labels[order]
+    if sorted_labels.size > 1 and (sorted_labels[1:] == sorted_labels[:-1]).any():
+        # distinct values with the same text (1 and "1"): merge them as str() does
+        uniq, inv = np.unique(labels, return_inverse=True)
+        return uniq, inv[codes]
+    rank = np.empty(order.size, dtype=np.int64)
+    rank[order] = np.arange(order.size)
+    return sorted_labels, rank[codes] if codes.size else codes
+
+
+@dataclass(frozen=True)
+class LongRatings:
+    """The rated rows as integer codes.
+
+    ``resp``, ``unit``: codes of each row; ``stratum``: the stratum code of each
+    respondent; ``y``, ``sat``: points and satisfied flag of each row; ``inside``:
+    the row is in its unit's domain; ``assigned``: the row's unit was assigned
+    to the respondent (``None``: the plain design, every row counts).
+    """
+
+    resp: np.ndarray
+    unit: np.ndarray
+    stratum: np.ndarray
+    n_units: int
+    y: np.ndarray
+    sat: np.ndarray
+    inside: np.ndarray
+    assigned: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class UnitEstimates:
+    """Per unit: estimate, SE, df (NaN for an empty domain), interval, n, Kish n_eff
+    and deff; the satisfaction rate with its SE and interval; the covariance matrix."""
+
+    estimate: np.ndarray
+    se: np.ndarray
+    df: np.ndarray
+    ci_low: np.ndarray
+    ci_high: np.ndarray
+    n: np.ndarray
+    n_eff: np.ndarray
+    deff: np.ndarray
+    sat: np.ndarray
+    sat_se: np.ndarray
+    sat_low: np.ndarray
+    sat_high: np.ndarray
+    covariance: np.ndarray
+
+
+def estimate_units(data: LongRatings, N_h: np.ndarray, *, fpc: bool = True,
+                   level: float = 0.95, ci_method: CiMethod = "beta") -> UnitEstimates:
+    """Linearised estimates of every unit (plain design, or per-unit design when
+    ``data.assigned`` is given), as ``StratifiedDesign`` / ``AssignedDesign`` compute them."""
+    H, K = N_h.size, data.n_units
+    n_h = np.bincount(data.stratum, minlength=H).astype(float)
+    h_row = data.stratum[data.resp]
+    cell = h_row * K + data.unit  # (stratum, unit) of each row
+    f_h = 1.0 - n_h / N_h if fpc else np.ones(H)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        c_h = np.where(n_h >= 2, f_h * n_h / (n_h - 1.0), 0.0)
+    if data.assigned is None:
+        rows = np.flatnonzero(data.inside)
+        w_row = (N_h / n_h)[h_row]
+        centre_n = np.broadcast_to(n_h[:, None], (H, K))  # centring over the stratum
+        factor = np.broadcast_to(c_h[:, None], (H, K))
+        lonely = np.zeros((H, K), dtype=bool)
+    else:
+        given = np.flatnonzero(data.assigned)
+        n_hu = np.bincount(cell[given], minlength=H * K).reshape(H, K).astype(float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            w_hu = np.where(n_hu > 0, N_h[:, None] / n_hu, 0.0)
+            f_hu = 1.0 - n_hu / N_h[:, None] if fpc else np.ones((H, K))
+            c_hu = np.where(n_hu >= 2, f_hu * n_hu / (n_hu - 1.0), 0.0)
+        lonely = n_hu == 1  # R's survey.lonely.psu = "adjust": not centred, factor f
+        factor = np.where(lonely, f_hu, c_hu)
+        centre_n = n_hu
+        rows = np.flatnonzero(data.inside & data.assigned)
+        w_row = w_hu.ravel()[cell]
+    u, w = data.unit[rows], w_row[rows]
+    cu = cell[rows]
+    n = np.bincount(u, minlength=K)
+    s1 = np.bincount(u, weights=w, minlength=K)
+    s2 = np.bincount(u, weights=w * w, minlength=K)
+    strata_in = (np.bincount(cu, minlength=H * K).reshape(H, K) > 0).sum(axis=0)
+    df = np.where(n > 0, (n - strata_in).astype(float), np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        n_eff = s1 * s1 / s2
+        deff = n * s2 / (s1 * s1)
+
+    def linearise(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        y = values[rows]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            est = np.bincount(u, weights=w * y, minlength=K) / s1
+            z = w * (y - np.nan_to_num(est)[u]) / np.where(s1 > 0, s1, 1.0)[u]
+        t1 = np.bincount(cu, weights=z, minlength=H * K).reshape(H, K)
+        t2 = np.bincount(cu, weights=z * z, minlength=H * K).reshape(H, K)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            centred = np.where(lonely, t2, t2 - np.where(centre_n > 0, t1 * t1 / centre_n, 0.0))
+        var = (factor * centred).sum(axis=0)
+        se = np.where(n > 0, np.sqrt(np.maximum(var, 0.0)), np.nan)
+        return est, se, z
+
+    est, se, z = linearise(np.nan_to_num(data.y))
+    half = half_width(level, df, se)
+    sat, sat_se, _ = linearise(data.sat.astype(float))
+    sat_low, sat_high = proportion_interval(sat, sat_se ** 2, n=n, df=df, method=ci_method,
+                                            level=level)
+    cov = _covariance(z, rows, data, h_row, n_h, c_h, H, K)
+    if data.assigned is not None:
+        cov = _rescale(cov, np.where(n > 0, se * se, 0.0))
+    return UnitEstimates(estimate=est, se=se, df=df, ci_low=est - half, ci_high=est + half,
+                         n=n, n_eff=n_eff, deff=deff, sat=sat, sat_se=sat_se,
+                         sat_low=sat_low, sat_high=sat_high, covariance=cov)
+
+
+def _covariance(z: np.ndarray, rows: np.ndarray, data: LongRatings, h_row: np.ndarray,
+                n_h: np.ndarray, c_h: np.ndarray, H: int, K: int) -> np.ndarray:
+    """Σ_h c_h Σ_{i∈h} (z_ij − z̄_hj)(z_ik − z̄_hk), z̄ over the stratum's n_h respondents."""
+    n_resp = data.stratum.size
+    r = data.resp[rows]
+    scaled = z * np.sqrt(c_h[h_row[rows]])
+    m = sparse.csr_matrix((scaled, (r, data.unit[rows])), shape=(n_resp, K))
+    gram = (m.T @ m).toarray()
+    t1 = np.bincount(h_row[rows] * K + data.unit[rows], weights=z, minlength=H * K).reshape(H, K)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per = np.where(n_h > 0, c_h / n_h, 0.0)
+    out = gram - t1.T @ (t1 * per[:, None])
+    return (out + out.T) / 2.0
+
+
+def _rescale(c: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """The phase-one covariance rescaled to the per-unit variances (``AssignedDesign``)."""
+    cd = np.diag(c)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scale = np.where((cd > 0) & (v > 0), np.sqrt(np.maximum(v, 0.0) / cd), 0.0)
+    out = c * scale[:, None] * scale[None, :]
+    out = (out + out.T) / 2.0
+    np.fill_diagonal(out, np.where(np.isfinite(v), np.maximum(v, 0.0), 0.0))
+    return out
