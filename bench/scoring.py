@@ -57,16 +57,16 @@ for (u in units) {
 }
 des <- svydesign(id = ~1, strata = ~stratum, fpc = ~N, data = resp)
 out <- data.frame(unit = units, mean = NA_real_, se = NA_real_)
-elapsed <- system.time({
+timing <- system.time({
   for (k in seq_along(units)) {
     s <- subset(des, !is.na(des$variables[[units[k]]]))
     m <- svymean(as.formula(paste0("~`", units[k], "`")), s)
     out$mean[k] <- coef(m)
     out$se[k] <- SE(m)
   }
-})[["elapsed"]]
+})
 write.csv(out, args[3], row.names = FALSE)
-cat(elapsed, "\n")
+cat(timing[["elapsed"]], timing[["user.self"]] + timing[["sys.self"]], "\n")
 """
 
 
@@ -96,13 +96,15 @@ def generate(respondents: int, units: int, per: int, seed: int):
 
 
 def run_minping(cols, population, repeat: int):
-    best = float("inf")
+    """Best wall-clock and best CPU time of ``repeat`` runs, and the estimates."""
+    best, best_cpu = float("inf"), float("inf")
     result = None
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         result = score_units(*cols, population)
         best = min(best, time.perf_counter() - t0)
-    return best, {u.unit: (u.score, u.se) for u in result}
+        best_cpu = min(best_cpu, time.process_time() - c0)
+    return best, best_cpu, {u.unit: (u.score, u.se) for u in result}
 
 
 def run_r(cols, population, workdir: Path):
@@ -128,10 +130,10 @@ def run_r(cols, population, workdir: Path):
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         return None, "R failed: " + proc.stderr.strip().splitlines()[-1]
-    inner = float(proc.stdout.split()[-1])
+    inner, inner_cpu = (float(x) for x in proc.stdout.split()[-2:])
     with open(out, newline="") as f:
         est = {r["unit"]: (float(r["mean"]), float(r["se"])) for r in csv.DictReader(f)}
-    return (inner, wall, est), None
+    return (inner, inner_cpu, wall, est), None
 
 
 def run_samplics(cols, population):
@@ -178,18 +180,18 @@ def run_size(respondents: int, args) -> dict:
     *cols, population = generate(respondents, args.units, args.per, args.seed)
     print(f"data: {args.units} units, {respondents} respondents × {args.per} units "
           f"= {len(cols[0])} ratings in {len(population)} strata (seed {args.seed})")
-    ours_time, ours = run_minping(cols, population, args.repeat)
+    ours_time, ours_cpu, ours = run_minping(cols, population, args.repeat)
     rows = [("minping score_units (all units, with covariance)", ours_time, None, None)]
     notes = []
-    r_loop = None
+    r_loop = r_loop_cpu = None
     if not args.no_r:
         with tempfile.TemporaryDirectory() as tmp:
             r_result, why = run_r(cols, population, Path(tmp))
         if r_result is None:
             notes.append(f"R survey: skipped ({why})")
         else:
-            inner, wall, est = r_result
-            r_loop = inner
+            inner, inner_cpu, wall, est = r_result
+            r_loop, r_loop_cpu = inner, inner_cpu
             d = largest_difference(ours, est)
             rows.append(("R survey svymean on subset, per unit (loop)", inner, *d))
             rows.append(("R survey, whole Rscript run (read, build, loop)", wall, *d))
@@ -210,7 +212,7 @@ def run_size(respondents: int, args) -> dict:
         print(note)
     print()
     return {"respondents": respondents, "ratings": len(cols[0]), "minping": ours_time,
-            "r_loop": r_loop}
+            "minping_cpu": ours_cpu, "r_loop": r_loop, "r_loop_cpu": r_loop_cpu}
 
 
 def main(argv=None) -> int:
@@ -225,14 +227,20 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     sizes = [int(x) for x in args.respondents.split(",") if x.strip()]
     results = [run_size(n, args) for n in sizes]
+    print("summary (wall: elapsed seconds; CPU: user + system seconds of the process, the fairer "
+          "figure on a shared machine)")
     print(f"{'respondents':>11s} {'ratings':>9s} {'minping s':>10s} {'µs/rating':>10s} "
-          f"{'R loop s':>9s} {'R loop / minping':>17s}")
+          f"{'R loop s':>9s} {'R/minping wall':>15s} {'minping CPU':>12s} {'R loop CPU':>11s} "
+          f"{'R/minping CPU':>14s}")
     for r in results:
         per = 1e6 * r["minping"] / r["ratings"]
-        r_loop = "—" if r["r_loop"] is None else f"{r['r_loop']:.3f}"
-        ratio = "—" if r["r_loop"] is None else f"{r['r_loop'] / r['minping']:.1f}×"
+        have_r = r["r_loop"] is not None
+        r_loop = f"{r['r_loop']:.3f}" if have_r else "—"
+        ratio = f"{r['r_loop'] / r['minping']:.1f}×" if have_r else "—"
+        r_cpu = f"{r['r_loop_cpu']:.3f}" if have_r else "—"
+        ratio_cpu = f"{r['r_loop_cpu'] / r['minping_cpu']:.1f}×" if have_r else "—"
         print(f"{r['respondents']:>11,d} {r['ratings']:>9,d} {r['minping']:>10.4f} {per:>10.2f} "
-              f"{r_loop:>9s} {ratio:>17s}")
+              f"{r_loop:>9s} {ratio:>15s} {r['minping_cpu']:>12.4f} {r_cpu:>11s} {ratio_cpu:>14s}")
     return 0
 
 

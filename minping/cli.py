@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from minping.errors import MinpingError
+from scoring.errors import ScoringError
 
 
 def echo_json(data: Any) -> None:
@@ -48,7 +49,7 @@ class MinpingGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except MinpingError as exc:
+        except (MinpingError, ScoringError) as exc:
             raise click.ClickException(str(exc)) from exc
 
 

@@ -26,6 +26,7 @@ import math
 import click
 
 from minping.errors import InputError, MinpingError
+from scoring.errors import ScoringError
 from scoring.inputs import load_phone
 from scoring.report import flag_rule_text
 from scoring.units import UnitScores, score_units
@@ -156,7 +157,7 @@ def score(ctx: click.Context, ratings_path: str | None, population_path: str | N
                              min_raters=min_raters, ci_method=ci_method)
     except InputError as exc:
         raise click.ClickException(str(exc)) from exc
-    except (MinpingError, ValueError) as exc:
+    except (MinpingError, ScoringError, ValueError) as exc:
         raise click.ClickException(f"{ratings_path}: {exc}") from exc
     if as_json:
         click.echo(json.dumps(scores.as_dict(), ensure_ascii=False, indent=2))
@@ -179,7 +180,7 @@ def _score_database(*, as_json: bool, level: float, ci_method: str, min_raters: 
         results = run_scoring(db, cfg, level=level, ci_method=ci_method, min_raters=min_raters,
                               rake=margins, variance=variance, replicates=replicates,  # type: ignore[arg-type]
                               seed=seed, ranks=ranks)
-    except MinpingError as exc:
+    except (MinpingError, ScoringError) as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
         db.dispose()

@@ -21,7 +21,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minping.errors import MinpingError
 from scoring.aapor import (
     CATEGORIES,
     CATI_CHOICES,
@@ -38,6 +37,7 @@ from scoring.aapor import (
     from_twilio_status,
     outcome_rates,
 )
+from scoring.errors import ScoringError
 
 # --- the catalogue ------------------------------------------------------------------------
 
@@ -138,7 +138,7 @@ def test_unknown_code_error_names_the_value():
     with pytest.raises(UnknownDispositionError, match=r"unknown AAPOR telephone .*'2\.5'") as info:
         disposition("2.5")
     assert info.value.code == "2.5"
-    assert isinstance(info.value, MinpingError)
+    assert isinstance(info.value, ScoringError)
     assert isinstance(info.value, LookupError)
 
 
