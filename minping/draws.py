@@ -350,16 +350,17 @@ def _units_by_group(cfg) -> dict[str, list[str]]:
     return {g.id: [u.id for u in cfg.units_for_group(g.id)] for g in cfg.groups}
 
 
-def _assign(cfg, seed: int, sample_groups: list[str], reserve_groups: list[str]
+def _assign(cfg, seed: int, sample_groups: list[str], reserve_groups: list[str],
+            sample_strata: list[str], reserve_strata: list[str]
             ) -> tuple[Assignment, Assignment | None]:
     ubg = _units_by_group(cfg)
     k = cfg.campaign.units_per_respondent
     main = assign_units(sample_groups, ubg, k, rng=np.random.default_rng([seed, 1]),
-                        priority=ASSIGNMENT_PRIORITY)
+                        priority=ASSIGNMENT_PRIORITY, strata=sample_strata)
     extra = None
     if reserve_groups:
         extra = assign_units(reserve_groups, ubg, k, rng=np.random.default_rng([seed, 2]),
-                             priority=ASSIGNMENT_PRIORITY)
+                             priority=ASSIGNMENT_PRIORITY, strata=reserve_strata)
     return main, extra
 
 
@@ -484,8 +485,10 @@ def draw_sample(
     case_groups = [cols.groups[i] for i in idx.tolist()]
     sample_pos = np.flatnonzero(~is_res).tolist()
     reserve_pos = np.flatnonzero(is_res).tolist()
+    case_strata = [str(labels[i]) for i in idx.tolist()]
     main, extra = _assign(cfg, seed_int, [case_groups[p] for p in sample_pos],
-                          [case_groups[p] for p in reserve_pos])
+                          [case_groups[p] for p in reserve_pos],
+                          [case_strata[p] for p in sample_pos], [case_strata[p] for p in reserve_pos])
     units_of: dict[int, tuple[str, ...]] = {}
     for p, us in zip(sample_pos, main.units, strict=True):
         units_of[p] = us  # type: ignore[assignment]
@@ -800,9 +803,12 @@ def verify(session: Session, cfg, *, frame_file: str | os.PathLike | None = None
         again = rederive(audit, labels)
         groups = [cols.groups[i] for i in again.index.tolist()]
         res = again.reserve
+        hs = [str(labels[i]) for i in again.index.tolist()]
         main, extra = _assign(cfg, audit.seed,
                               [g for g, r in zip(groups, res, strict=True) if not r],
-                              [g for g, r in zip(groups, res, strict=True) if r])
+                              [g for g, r in zip(groups, res, strict=True) if r],
+                              [h for h, r in zip(hs, res, strict=True) if not r],
+                              [h for h, r in zip(hs, res, strict=True) if r])
         rederived_ok = main.digest() == want and (extra.digest() if extra else None) == want_r
     if not assignment_ok:
         problems.append({"pseudo_id": None, "index": None, "status": "assignment",

@@ -27,6 +27,14 @@ What this guarantees (``priority="group"``):
   by at most one;
 * no respondent gets a unit twice.
 
+With ``strata`` (the stratum of each case; strata nest in groups) the first
+key is the times the unit was given in the case's stratum: within every
+stratum the counts over the group's m units differ by at most one, so every
+unit has cases in every stratum with n_h·k ≥ m (a balanced incomplete block
+design within each stratum, still random through the seeded tie-break); the
+group counts then stay close to even rather than within one.
+:meth:`Assignment.holes` lists the (unit, stratum) pairs left empty.
+
 Units rated by different sets of groups cannot in general get equal totals
 (a unit only residents rate gets what the residents give it);
 ``priority="total"`` evens the totals across such units at the expense of the
@@ -43,7 +51,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -86,6 +94,16 @@ class Assignment:
     group_sizes: Mapping[Hashable, int]
     eligible: Mapping[Hashable, tuple[Hashable, ...]]
     priority: str
+    unit_stratum_counts: Mapping[Hashable, Mapping[Hashable, int]] = field(default_factory=dict)
+
+    def holes(self) -> list[tuple[Hashable, Hashable]]:
+        """(unit, stratum) pairs of an eligible stratum with no case assigned the unit.
+
+        Empty whenever every stratum h has n_h·k ≥ m_h (cases × units per case at
+        least the units its group may rate); only filled when ``strata`` were given.
+        """
+        return [(u, h) for u in self.unit_stratum_counts
+                for h, c in self.unit_stratum_counts[u].items() if c == 0]
 
     def expected_shares(self) -> dict[Hashable, dict[Hashable, float]]:
         """Design share of each group among a unit's raters.
@@ -123,6 +141,7 @@ def assign_units(
     *,
     rng: np.random.Generator,
     priority: Literal["group", "total"] = "group",
+    strata: Sequence[Hashable] | None = None,
 ) -> Assignment:
     """Assign ``k`` distinct units to every case, balanced over units and groups.
 
@@ -138,6 +157,12 @@ def assign_units(
         Seeded generator for the tie-breaks.
     priority : {"group", "total"}
         See the module docstring.
+    strata : sequence, optional
+        Stratum of each case (strata nest in groups: the group, or group ×
+        town).  When given, each case first takes the units its stratum has
+        been given least often, so that within a stratum the counts over the
+        group's m units differ by at most one and every unit is assigned in
+        every stratum with n_h·k ≥ m (then the group and total keys above).
 
     Returns
     -------
@@ -188,14 +213,26 @@ def assign_units(
     else:
         # in the order given, so that every group sees what the others filled
         sequence = list(range(len(case_groups)))
+    if strata is not None and len(strata) != len(case_groups):
+        raise AssignmentError(f"{len(strata)} strata for {len(case_groups)} cases")
+    by_stratum: dict[Hashable, np.ndarray] = {}
+    group_of_stratum: dict[Hashable, Hashable] = {}
     for i in sequence:
         g = case_groups[i]
         cols, gc = cols_of[g], by_group[g]
         tie = rng.random(len(cols))
         tot = total[cols]
         keys = (tie, tot, gc) if priority == "group" else (tie, gc, tot)
+        if strata is not None:
+            h = strata[i]
+            if group_of_stratum.setdefault(h, g) != g:
+                raise AssignmentError(f"stratum {h!r} has cases of groups {group_of_stratum[h]!r} and {g!r}")
+            sc = by_stratum.setdefault(h, np.zeros(len(cols), dtype=np.int64))
+            keys = (*keys, sc)  # the stratum's counts first (lexsort: last key is primary)
         pick = np.lexsort(keys)[:k]
         gc[pick] += 1
+        if strata is not None:
+            sc[pick] += 1
         total[cols[pick]] += 1
         result[i] = tuple(all_units[c] for c in cols[pick])
 
@@ -213,4 +250,9 @@ def assign_units(
         group_sizes={g: len(cases_of.get(g, ())) for g in _sorted(eligible)},
         eligible=eligible,
         priority=priority,
+        unit_stratum_counts={
+            u: {h: int(by_stratum[h][p]) for h in _sorted(by_stratum)
+                for p in np.flatnonzero(cols_of[group_of_stratum[h]] == uid[u]).tolist()}
+            for u in all_units
+        },
     )

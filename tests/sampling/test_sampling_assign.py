@@ -151,3 +151,53 @@ def test_property_balance(design):
     for units in classes.values():
         assert _spread(a.unit_counts[u] for u in units) <= 1
     assert sum(a.unit_counts.values()) == k * len(groups)
+
+
+def _town_strata(n=2020, seed=4):
+    rng = np.random.default_rng(seed)
+    groups = rng.choice(["residents", "deputies", "business"], size=n, p=[0.75, 0.1, 0.15])
+    towns = rng.choice([f"t{j}" for j in range(8)], size=n,
+                       p=[0.3, 0.2, 0.15, 0.1, 0.1, 0.07, 0.05, 0.03])
+    return groups.tolist(), [f"{g}/{t}" for g, t in zip(groups, towns, strict=True)]
+
+
+def test_every_unit_in_every_stratum_when_there_are_enough_cases():
+    groups, strata = _town_strata()
+    a = assign_units(groups, UNITS_BY_GROUP, 8, rng=np.random.default_rng(7), strata=strata)
+    size = Counter(strata)
+    group_of = dict(zip(strata, groups, strict=True))
+    for h, n_h in size.items():
+        m_h = len(UNITS_BY_GROUP[group_of[h]])
+        counts = [a.unit_stratum_counts[u][h] for u in UNITS_BY_GROUP[group_of[h]]]
+        assert sum(counts) == 8 * n_h
+        assert _spread(counts) <= 1  # balanced within the stratum
+        if n_h * 8 >= m_h:
+            assert min(counts) >= 1, h
+    holes = a.holes()
+    assert all(size[h] * 8 < len(UNITS_BY_GROUP[group_of[h]]) for _, h in holes)
+    assert holes  # the small strata (n_h·k < m_h) have holes, and they are listed
+    # still seeded and random: the same seed gives the same units, another seed others
+    again = assign_units(groups, UNITS_BY_GROUP, 8, rng=np.random.default_rng(7), strata=strata)
+    other = assign_units(groups, UNITS_BY_GROUP, 8, rng=np.random.default_rng(8), strata=strata)
+    assert again.digest() == a.digest() != other.digest()
+    # the groups stay close to even over their units
+    for g, units in UNITS_BY_GROUP.items():
+        assert _spread(a.unit_group_counts[u][g] for u in units) <= 8
+
+
+def test_without_strata_many_stratum_unit_holes():
+    groups, strata = _town_strata()
+    a = assign_units(groups, UNITS_BY_GROUP, 8, rng=np.random.default_rng(7))
+    cover = Counter((h, u) for h, us in zip(strata, a.units, strict=True) for u in us)
+    size = Counter(strata)
+    group_of = dict(zip(strata, groups, strict=True))
+    missing = [(h, u) for h in size if size[h] * 8 >= len(UNITS_BY_GROUP[group_of[h]])
+               for u in UNITS_BY_GROUP[group_of[h]] if cover[(h, u)] == 0]
+    assert missing  # what the stratum key removes
+    assert a.holes() == []  # nothing known about strata
+
+
+def test_strata_must_nest_in_groups():
+    with pytest.raises(AssignmentError, match="stratum 'x' has cases of groups"):
+        assign_units(["residents", "deputies"], UNITS_BY_GROUP, 2,
+                     rng=np.random.default_rng(1), strata=["x", "x"])
