@@ -270,6 +270,19 @@ def _margins(session: Session, data: PhoneData, names: Sequence[str]) -> list[Re
     return out
 
 
+def _eligible_strata(session: Session, cfg, data: PhoneData) -> dict[str, list[str]]:
+    """The draw's strata (N_h > 0) whose group may rate each unit."""
+    groups = {i: c for c, i in config_codes(session, RespondentGroup, data.campaign_id).items()}
+    out: dict[str, list[str]] = defaultdict(list)
+    for code, group_id, n in session.execute(
+            select(Stratum.code, Stratum.group_id, Stratum.population)
+            .where(Stratum.draw_id == data.draw_id).order_by(Stratum.code)):
+        if n and group_id in groups:
+            for unit in cfg.units_for_group(groups[group_id]):
+                out[unit.id].append(code)
+    return dict(out)
+
+
 def score_phone(session: Session, cfg, *, level: float = 0.95, ci_method: str = "beta",
                 min_raters: int | None = None, rake: Sequence[str] = (),
                 variance: Literal["linearised", "bootstrap"] = "linearised",
@@ -286,6 +299,7 @@ def score_phone(session: Session, cfg, *, level: float = 0.95, ci_method: str = 
                 f"stratum {stratum!r} has a single respondent (N_h = {data.population[stratum]:g}), "
                 "so its variance cannot be estimated; score when it has at least 2")
     margins = _margins(session, data, rake)
+    eligible = _eligible_strata(session, cfg, data)
     rng = np.random.default_rng(seed) if variance == "bootstrap" else None
     try:
         scores = score_units(
@@ -293,7 +307,7 @@ def score_phone(session: Session, cfg, *, level: float = 0.95, ci_method: str = 
             scale=rating_scale(cfg), level=level, ci_method=ci_method,  # type: ignore[arg-type]
             min_raters=cfg.campaign.min_raters if min_raters is None else min_raters,
             margins=margins, variance=variance, replicates=replicates, rng=rng,
-            assigned=np.asarray(data.assigned, dtype=bool))
+            assigned=np.asarray(data.assigned, dtype=bool), eligible_strata=eligible)
     except ValueError as exc:
         raise MinpingError(f"draw {data.draw_id}: {exc}") from exc
     return data, scores

@@ -149,6 +149,7 @@ class ScoringResults:
             "threshold": self.threshold,
             "correction": self.correction,
             "units": [u.as_dict() for u in self.phone],
+            "holes": [{"unit": u.unit, "stratum": h} for u in self.phone for h in u.uncovered],
             "tracks": [{"track": t.id, "weights": dict(t.weights),
                         "units": [c.as_dict() for c in t.scores]} for t in self.tracks],
             "rates": None if self.rates is None else self.rates.as_dict(),
@@ -166,7 +167,9 @@ TEXT: dict[str, dict[str, str]] = {
         "flag": "标记", "rank": "名次区间", "note": "说明", "raters": "评价人数",
         "below": "低于{t:g}分", "possibly-below": "可能低于{t:g}分",
         "unreliable": "评价人数不足{n}：数据不足，不预警、不排名", "no-score": "无综合得分",
-        "missing": "缺少：", "stratum": "层", "group": "群体", "town": "乡镇",
+        "missing": "缺少：", "uncovered": "并非每层都有分派评价人，缺：",
+        "holes": "分派到单位的应答者为零的（单位, 层）：", "no_holes": "每个单位在每个可评价层都有分派的应答者。",
+        "stratum": "层", "group": "群体", "town": "乡镇",
         "population": "总体数N_h", "target": "目标样本", "drawn": "抽取", "released": "释放",
         "respondents": "应答人数n_h", "respondents_total": "应答者（1.1 与 1.2）", "gap": "差额", "by_group": "各群体评价人数（应答/分派）",
         "p_value": "卡方p值", "dissimilarity": "相异指数", "passed": "通过", "yes": "是",
@@ -184,7 +187,10 @@ TEXT: dict[str, dict[str, str]] = {
         "composite": "Composite", "flag": "Flag", "rank": "Rank interval", "note": "Note",
         "raters": "Raters", "below": "below {t:g}", "possibly-below": "possibly below {t:g}",
         "unreliable": "fewer than {n} raters: insufficient data, not flagged or ranked", "no-score": "no composite",
-        "missing": "missing: ", "stratum": "Stratum", "group": "Group", "town": "Town",
+        "missing": "missing: ", "uncovered": "not every stratum covered, none assigned in: ",
+        "holes": "(unit, stratum) with no respondent assigned the unit: ",
+        "no_holes": "Every unit has respondents assigned in every stratum that may rate it.",
+        "stratum": "Stratum", "group": "Group", "town": "Town",
         "population": "Population N_h", "target": "Target", "drawn": "Drawn",
         "released": "Released", "respondents": "Respondents n_h",
         "respondents_total": "Respondents (1.1 and 1.2)", "gap": "Gap",
@@ -354,6 +360,8 @@ def _track_rows(results: ScoringResults, track: TrackResult, lang: str) -> list[
         notes = []
         if (ph is not None and not ph.reliable) or (c.status != "no-score" and not c.reliable):
             notes.append(T["unreliable"].format(n=results.options["min_raters"]))
+        if ph is not None and ph.uncovered:
+            notes.append(T["uncovered"] + ("、" if lang == "zh" else ", ").join(ph.uncovered))
         if c.missing:
             notes.append(T["missing"] + "、".join(T.get(p, p) for p in c.missing)
                          if lang == "zh" else T["missing"] + ", ".join(T.get(p, p) for p in c.missing))
@@ -477,6 +485,8 @@ def render_report(results: ScoringResults, *, lang: str = "zh") -> str:
                "cells": [f"{r.answered.get(g, 0)} / {r.assigned.get(g, 0)}" for g in groups],
                "p": _num(r.p_value, 3), "d": _num(r.dissimilarity, 3),
                "passed": T["yes"] if r.passed else T["no"]} for r in results.unit_raters]
+    holes = [f"({unit_names.get(u.unit, u.unit)}, {h})" for u in results.phone
+             for h in u.uncovered]
     tracks = []
     for t in results.tracks:
         flagged = [(unit_names.get(c.unit, c.unit), _flag_text(c.flag, results.threshold, lang),
@@ -495,7 +505,7 @@ def render_report(results: ScoringResults, *, lang: str = "zh") -> str:
         campaign=results.campaign if lang == "zh" else results.campaign_en,
         center=results.center if lang == "zh" else results.center_en,
         method=_method(results, lang), rates=rates, strata=strata,
-        group_names=[group_name[g] for g in groups], raters=raters, tracks=tracks,
+        group_names=[group_name[g] for g in groups], raters=raters, tracks=tracks, holes=holes,
         caption=T["plot_caption"].format(level=level, t=results.threshold),
     )
 

@@ -44,7 +44,8 @@ class UnitScore:
     ci_low, ci_high`` the Hájek mean with its t interval; ``sat, sat_low,
     sat_high`` the satisfaction rate with its interval; ``n_eff, deff`` the
     Kish weighting diagnostics; ``reliable`` is ``n >= min_raters`` (see
-    ``status``).  Quantities that cannot be estimated are NaN: everything for
+    ``status``); ``uncovered`` names the eligible strata with nobody assigned
+    the unit (they drop out of its estimate: "not every stratum covered").  Quantities that cannot be estimated are NaN: everything for
     a unit with no raters (``df`` is then ``None``), the intervals when df is
     0 (a single rater).
     """
@@ -62,6 +63,7 @@ class UnitScore:
     n_eff: float
     deff: float
     reliable: bool
+    uncovered: tuple[str, ...] = ()
 
     @property
     def status(self) -> str:
@@ -78,6 +80,7 @@ class UnitScore:
             if isinstance(v, float) and not math.isfinite(v):
                 out[k] = None
         out["status"] = self.status
+        out["uncovered"] = list(self.uncovered)
         return out
 
 
@@ -152,6 +155,7 @@ def score_units(
     replicates: int = 500,
     rng: np.random.Generator | None = None,
     assigned: Sequence[bool] | np.ndarray | None = None,
+    eligible_strata: Mapping[str, Sequence[str]] | None = None,
 ) -> UnitScores:
     """Score all units from a long table of ratings.
 
@@ -186,6 +190,10 @@ def score_units(
         respondent still counts in n_h).  See ``AssignedDesign`` for the
         variance, the covariance between units, raking and replicates.
         Without it every respondent has weight N_h/n_h in every unit.
+    eligible_strata : mapping unit -> strata, optional
+        The strata whose respondents may rate each unit; a unit's
+        ``uncovered`` lists those of them with no respondent assigned the
+        unit (no row at all in the plain design).
     """
     scale = scale or RatingScale.default()
     if int(min_raters) < 0:
@@ -204,6 +212,7 @@ def score_units(
                         n_units=rows.unit_ids.size, y=rows.points, sat=rows.sat,
                         inside=rows.inside, assigned=rows.assigned),
             design.N_h, fpc=fpc, level=level, ci_method=ci_method)
+    uncovered = _uncovered(rows, eligible_strata)
     scores = tuple(
         UnitScore(
             unit=str(rows.unit_ids[k]),
@@ -219,6 +228,7 @@ def score_units(
             n_eff=float(est.n_eff[k]),
             deff=float(est.deff[k]),
             reliable=bool(est.n[k] >= int(min_raters)),
+            uncovered=uncovered.get(str(rows.unit_ids[k]), ()),
         )
         for k in range(rows.unit_ids.size)
     )
@@ -280,6 +290,24 @@ def _long_rows(respondent_id, stratum, unit, rating, scale: RatingScale, assigne
         )
     return _Rows(resp_ids=resp_ids, resp_strata=strata_ids[resp_s], unit_ids=unit_ids, resp=r,
                  unit=u, points=points, inside=inside, sat=sat, assigned=given)
+
+
+def _uncovered(rows: _Rows, eligible: Mapping[str, Sequence[str]] | None) -> dict[str, tuple[str, ...]]:
+    """Per unit, its eligible strata with no respondent assigned it (sorted)."""
+    if not eligible:
+        return {}
+    counted = np.ones(rows.resp.size, dtype=bool) if rows.assigned is None else rows.assigned
+    covered: dict[str, set[str]] = {}
+    pairs = set(zip(rows.unit[counted].tolist(), rows.resp_strata[rows.resp[counted]].tolist(),
+                    strict=True))
+    for u, h in pairs:
+        covered.setdefault(str(rows.unit_ids[u]), set()).add(h)
+    out = {}
+    for u, strata in eligible.items():
+        missing = sorted(set(map(str, strata)) - covered.get(str(u), set()))
+        if missing:
+            out[str(u)] = tuple(missing)
+    return out
 
 
 def _dense_estimates(rows: _Rows, design: StratifiedDesign, margins, variance, replicates,

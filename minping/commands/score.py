@@ -57,7 +57,10 @@ def render_table(scores: UnitScores) -> str:
             _interval(u.ci_low, u.ci_high),
             _fmt(100 * u.sat) + "%" if math.isfinite(u.sat) else "—",
             _interval(100 * u.sat_low, 100 * u.sat_high),
-            "" if u.reliable else f"insufficient data (n < {scores.min_raters})",
+            "; ".join(x for x in (
+                "" if u.reliable else f"insufficient data (n < {scores.min_raters})",
+                "not every stratum covered: " + ", ".join(u.uncovered) if u.uncovered else "",
+            ) if x),
         ))
     widths = [max(len(row[i]) for row in [header, *lines]) for i in range(len(header))]
     right = {1, 2, 4}

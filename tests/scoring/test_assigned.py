@@ -184,6 +184,15 @@ def test_database_scores_match_r(db, runner):
         for key, ref in (("score", mean), ("se", se), ("ci_low", lo), ("ci_high", hi),
                          ("sat", sat), ("sat_low", slo), ("sat_high", shi)):
             assert u[key] == pytest.approx(ref, abs=1e-6), (unit, key)
+    # "not every stratum covered": the strata whose group may rate the unit (configuration)
+    # with no respondent assigned it (fixture)
+    cfg = load_config()
+    covered = {(r["unit"], r["stratum"]) for r in _rows() if r["assigned"] == "1"}
+    for unit, u in got.items():
+        eligible = [h for h in sorted(POPULATION)
+                    if unit in {x.id for x in cfg.units_for_group(h)}]
+        assert u["uncovered"] == [h for h in eligible if (unit, h) not in covered], unit
+    assert any(u["uncovered"] for u in got.values())
 
 
 def test_old_weighting_would_be_wrong(db, runner):

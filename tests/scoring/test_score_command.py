@@ -32,7 +32,7 @@ def test_json_output(files):
     units = {u["unit"]: u for u in data["units"]}
     assert sorted(units) == ["U1", "U2", "U3", "U4"]
     assert set(units["U1"]) == {"unit", "n", "score", "se", "df", "ci_low", "ci_high", "sat",
-                                "sat_low", "sat_high", "n_eff", "deff", "reliable", "status"}
+                                "sat_low", "sat_high", "n_eff", "deff", "reliable", "status", "uncovered"}
     # R survey (tests/scoring/data/reference.R), unit U2.
     assert units["U2"]["score"] == pytest.approx(64.2268041237113, abs=1e-9)
     assert units["U2"]["ci_low"] == pytest.approx(47.1228404419552, abs=1e-9)
