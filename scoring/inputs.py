@@ -217,7 +217,8 @@ def read_ratings(path: str | Path, *, scale: RatingScale | None = None,
         rid = _required_text(problems, table.file, row, rec, "respondent_id")
         stratum = _required_text(problems, table.file, row, rec, "stratum")
         unit = _required_text(problems, table.file, row, rec, "unit")
-        raw = _required_text(problems, table.file, row, rec, "rating")
+        # an empty rating is accepted when the scale has an empty key (unanswered)
+        raw = rec["rating"] if scale.is_key("") else _required_text(problems, table.file, row, rec, "rating")
         _check_unit(problems, table.file, row, unit, known)
         key = _check_rating(problems, table.file, row, "rating", raw, scale)
         if rid and stratum:

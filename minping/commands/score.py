@@ -2,6 +2,7 @@
 
     minping score --ratings ratings.csv --population population.csv [--json]
                   [--level 0.95] [--min-raters 30] [--ci-method beta|wilson|logit]
+                  [--design whole-sample|per-unit] [--config config/survey.toml]
     minping score [--json] [--composite] [--rake groups,towns]
                   [--variance linearised|bootstrap --replicates 500 --seed 1]
 
@@ -16,6 +17,10 @@ simple random sampling with weights N_h/n_h; each unit's score is the Hájek
 domain mean with the linearised variance and fpc, its interval t with the
 domain's degrees of freedom, the satisfaction rate's interval Korn–Graubard
 unless ``--ci-method`` says otherwise (see ``scoring.estimators``).
+``--design per-unit`` scores a file with one row per assigned unit (a
+campaign's export) on the per-unit design N_h/n_hu, "don't know" and empty
+ratings kept in n_hu and outside the domain; ``--config`` takes the rating
+scale from the campaign file.  The output says which design and scale were used.
 """
 
 from __future__ import annotations
@@ -29,9 +34,18 @@ from minping.errors import InputError, MinpingError
 from scoring.errors import ScoringError
 from scoring.inputs import load_phone
 from scoring.report import flag_rule_text
+from scoring.scale import RatingScale
 from scoring.units import UnitScores, score_units
 
 __all__ = ["score"]
+
+
+DESIGN_TEXT = {
+    "whole-sample": "Design: whole sample, weight N_h/n_h for every unit (every respondent rated "
+                    "every unit they were asked; see --design per-unit for a campaign export).",
+    "per-unit": "Design: per unit, weight N_h/n_hu (n_hu the respondents of stratum h with a row "
+                "for unit u; don't know and empty ratings are outside the domain).",
+}
 
 
 def _fmt(value: float, digits: int = 1) -> str:
@@ -135,12 +149,18 @@ def render_composites(results) -> str:
               default="marginal", show_default=True,
               help="Database mode: rank intervals for each unit (marginal), for all units "
                    "jointly (simultaneous), or unadjusted pairwise comparisons.")
+@click.option("--design", type=click.Choice(["whole-sample", "per-unit"]), default="whole-sample",
+              show_default=True,
+              help="Plain files: whole-sample weights N_h/n_h, or the per-unit design N_h/n_hu "
+                   "(one row per assigned unit; '0' don't know and an empty rating kept as such).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="Plain files: the campaign file whose rating scale (and min_raters) to use.")
 @click.option("--database-url", envvar="DATABASE_URL", help="Database URL (env DATABASE_URL).")
 @click.pass_context
 def score(ctx: click.Context, ratings_path: str | None, population_path: str | None,
           as_json: bool, level: float, min_raters: int, ci_method: str, composite: bool,
-          rake: str, variance: str, replicates: int, seed: int, ranks: str,
-          database_url: str | None) -> None:
+          rake: str, variance: str, replicates: int, seed: int, ranks: str, design: str,
+          config_path: str | None, database_url: str | None) -> None:
     """Score every unit from the database, or from a ratings file and a population file."""
     if bool(ratings_path) != bool(population_path):
         raise click.UsageError("--ratings and --population go together (or give neither to "
@@ -153,19 +173,37 @@ def score(ctx: click.Context, ratings_path: str | None, population_path: str | N
                         replicates=replicates, seed=seed, ranks=ranks,
                         database_url=database_url)
         return
+    scale, scale_source = RatingScale.default(), "default 1 = 100, 2 = 60, 3 = 0, 0 = don't know"
+    if config_path:
+        from minping.config import load_config
+
+        cfg = load_config(config_path)
+        scale, scale_source = RatingScale.from_options(cfg.scale.options), f"configured in {config_path}"
+        if ctx.get_parameter_source("min_raters") == click.core.ParameterSource.DEFAULT:
+            min_raters = cfg.campaign.min_raters
+    per_unit = design == "per-unit"
+    if per_unit:  # an empty rating: an assigned unit left unanswered, outside the domain
+        scale = RatingScale(points={**scale.points, "": None}, satisfied=scale.satisfied,
+                            labels={**scale.labels, "": ""})
     try:
-        ratings, population = load_phone(ratings_path, population_path)
+        ratings, population = load_phone(ratings_path, population_path, scale=scale)
         scores = score_units(ratings.respondent_id, ratings.stratum, ratings.unit,
-                             ratings.rating, population, level=level,
-                             min_raters=min_raters, ci_method=ci_method)
+                             ratings.rating, population, level=level, scale=scale,
+                             min_raters=min_raters, ci_method=ci_method,
+                             assigned=[True] * len(ratings.unit) if per_unit else None)
     except InputError as exc:
         raise click.ClickException(str(exc)) from exc
     except (MinpingError, ScoringError, ValueError) as exc:
         raise click.ClickException(f"{ratings_path}: {exc}") from exc
+    about = {"design": design, "weights": "N_h/n_hu" if per_unit else "N_h/n_h",
+             "scale": {"source": scale_source,
+                       "points": {k: v for k, v in scale.points.items() if k != ""},
+                       "satisfied": sorted(scale.satisfied)}}
     if as_json:
-        click.echo(json.dumps(scores.as_dict(), ensure_ascii=False, indent=2))
+        click.echo(json.dumps({**about, **scores.as_dict()}, ensure_ascii=False, indent=2))
     else:
         click.echo(render_table(scores))
+        click.echo(DESIGN_TEXT[design] + f" Scale: {scale_source}.")
 
 
 def _score_database(*, as_json: bool, level: float, ci_method: str, min_raters: int | None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -73,3 +74,49 @@ def test_files_are_required(files):
     result = CliRunner().invoke(score, ["--ratings", str(ratings)])
     assert result.exit_code == 2
     assert "--ratings and --population go together" in result.stderr
+
+
+def test_plain_file_per_unit_design_matches_r(tmp_path):
+    """A campaign's long export (a row per assigned unit, '0' don't know, '' unanswered)
+    scored with ``--design per-unit`` gives the per-unit design of reference_assigned.R."""
+    from tests.scoring.test_assigned import R_UNITS
+
+    data = Path(__file__).parent / "data"
+    with open(data / "assigned_units.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["assigned"] == "1"]
+    ratings = tmp_path / "export.csv"
+    with open(ratings, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["respondent_id", "stratum", "unit", "rating"])
+        w.writerows((r["respondent_id"], r["stratum"], r["unit"], r["rating"]) for r in rows)
+    population = data / "assigned_units_population.csv"
+    result = CliRunner().invoke(score, ["--ratings", str(ratings), "--population", str(population),
+                                        "--design", "per-unit", "--json", "--min-raters", "5"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["design"] == "per-unit" and out["weights"] == "N_h/n_hu"
+    assert out["scale"]["points"] == {"1": 100.0, "2": 60.0, "3": 0.0, "0": None}
+    got = {u["unit"]: u for u in out["units"]}
+    for unit, (n, mean, se, df, lo, hi, sat, _, slo, shi) in R_UNITS.items():
+        u = got[unit]
+        assert (u["n"], u["df"]) == (n, df), unit
+        for key, ref in (("score", mean), ("se", se), ("ci_low", lo), ("ci_high", hi),
+                         ("sat", sat), ("sat_low", slo), ("sat_high", shi)):
+            assert u[key] == pytest.approx(ref, abs=1e-6), (unit, key)
+    # without --design the empty ratings are refused, and the text names the design used
+    plain = CliRunner().invoke(score, ["--ratings", str(ratings), "--population", str(population)])
+    assert plain.exit_code != 0 and "'rating': is empty" in plain.output
+    text = CliRunner().invoke(score, ["--ratings", str(ratings), "--population", str(population),
+                                      "--design", "per-unit"])
+    assert "Design: per unit, weight N_h/n_hu" in text.output
+
+
+def test_plain_file_uses_the_configured_scale(files, tmp_path):
+    ratings, population = files
+    cfg = Path(__file__).parents[2] / "config" / "survey.toml"
+    result = CliRunner().invoke(score, ["--ratings", str(ratings), "--population", str(population),
+                                        "--config", str(cfg), "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["design"] == "whole-sample"
+    assert out["scale"]["source"] == f"configured in {cfg}"
