@@ -14,7 +14,7 @@ import subprocess
 import sys
 
 CORE = ["scoring.aapor", "scoring.assigned", "scoring.composite", "scoring.dispositions",
-        "scoring.interviewers",
+        "scoring.interviewers", "scoring.modes",
         "scoring.errors", "scoring.estimators", "scoring.intervals", "scoring.scale",
         "scoring.sparse", "scoring.twilio_status", "scoring.units", "scoring.weighting"]
 
