@@ -20,61 +20,53 @@ assign
 balance
     :func:`~sampling.balance.stratum_balance`,
     :func:`~sampling.balance.unit_balance`, :func:`~sampling.balance.kish`.
+
+The names are loaded on first use (``sampling.balance`` alone does not load the
+allocation's scipy.optimize, say).
 """
 
-from sampling.allocation import (
-    Allocation,
-    AllocationError,
-    TwoWayAllocation,
-    allocate,
-    allocate_two_way,
-)
-from sampling.assign import Assignment, AssignmentError, assign_units
-from sampling.balance import Kish, StratumBalance, UnitBalance, kish, stratum_balance, unit_balance
-from sampling.draw import (
-    Draw,
-    DrawAudit,
-    DrawError,
-    DrawnCase,
-    DrawVerification,
-    canonical_order,
-    draw,
-    frame_hash,
-    make_audit,
-    rederive,
-    verify_draw,
-)
-from sampling.frame import FrameFile, FrameRow, SkippedRow, read_frame, write_rejects
+from __future__ import annotations
 
-__all__ = [
-    "Allocation",
-    "AllocationError",
-    "Assignment",
-    "AssignmentError",
-    "Draw",
-    "DrawAudit",
-    "DrawError",
-    "DrawVerification",
-    "DrawnCase",
-    "FrameFile",
-    "FrameRow",
-    "Kish",
-    "SkippedRow",
-    "StratumBalance",
-    "TwoWayAllocation",
-    "UnitBalance",
-    "allocate",
-    "allocate_two_way",
-    "assign_units",
-    "canonical_order",
-    "draw",
-    "frame_hash",
-    "kish",
-    "make_audit",
-    "read_frame",
-    "rederive",
-    "stratum_balance",
-    "unit_balance",
-    "verify_draw",
-    "write_rejects",
-]
+import importlib
+from typing import Any
+
+_HOME = {
+    "Allocation": "sampling.allocation",
+    "AllocationError": "sampling.allocation",
+    "TwoWayAllocation": "sampling.allocation",
+    "allocate": "sampling.allocation",
+    "allocate_two_way": "sampling.allocation",
+    "Assignment": "sampling.assign",
+    "AssignmentError": "sampling.assign",
+    "assign_units": "sampling.assign",
+    "Kish": "sampling.balance",
+    "StratumBalance": "sampling.balance",
+    "UnitBalance": "sampling.balance",
+    "kish": "sampling.balance",
+    "stratum_balance": "sampling.balance",
+    "unit_balance": "sampling.balance",
+    "Draw": "sampling.draw",
+    "DrawAudit": "sampling.draw",
+    "DrawError": "sampling.draw",
+    "DrawnCase": "sampling.draw",
+    "DrawVerification": "sampling.draw",
+    "canonical_order": "sampling.draw",
+    "draw": "sampling.draw",
+    "frame_hash": "sampling.draw",
+    "make_audit": "sampling.draw",
+    "rederive": "sampling.draw",
+    "verify_draw": "sampling.draw",
+    "FrameFile": "sampling.frame",
+    "FrameRow": "sampling.frame",
+    "SkippedRow": "sampling.frame",
+    "read_frame": "sampling.frame",
+    "write_rejects": "sampling.frame",
+}
+
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOME:
+        return getattr(importlib.import_module(_HOME[name]), name)
+    raise AttributeError(f"module 'sampling' has no attribute {name!r}")

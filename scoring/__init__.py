@@ -1,40 +1,39 @@
 """Scoring: design-based estimators, unit scores, composite scores, flags and ranks.
 
 The core is pure (numpy/scipy in, frozen dataclasses out); readers for plain
-files live in ``scoring.inputs``.
+files live in ``scoring.inputs``.  The names below are loaded on first use, so
+that importing one module (``scoring.errors``, say) does not load them all.
 """
 
-from scoring.estimators import (
-    ConfidenceInterval,
-    DomainMean,
-    DomainMeans,
-    Margin,
-    RakingError,
-    ReplicateWeights,
-    StratifiedDesign,
-    bootstrap_weights,
-    proportion_interval,
-    rake,
-    weighting_deff,
-)
-from scoring.scale import RatingScale
-from scoring.units import RespondentMargin, UnitScore, UnitScores, score_units
+from __future__ import annotations
 
-__all__ = [
-    "ConfidenceInterval",
-    "DomainMean",
-    "DomainMeans",
-    "Margin",
-    "RakingError",
-    "RatingScale",
-    "ReplicateWeights",
-    "RespondentMargin",
-    "StratifiedDesign",
-    "UnitScore",
-    "UnitScores",
-    "bootstrap_weights",
-    "weighting_deff",
-    "proportion_interval",
-    "rake",
-    "score_units",
-]
+import importlib
+from typing import Any
+
+_HOME = {
+    "ConfidenceInterval": "scoring.intervals",
+    "DomainMean": "scoring.intervals",
+    "DomainMeans": "scoring.intervals",
+    "proportion_interval": "scoring.intervals",
+    "Margin": "scoring.weighting",
+    "RakingError": "scoring.weighting",
+    "ReplicateWeights": "scoring.weighting",
+    "bootstrap_weights": "scoring.weighting",
+    "rake": "scoring.weighting",
+    "weighting_deff": "scoring.weighting",
+    "StratifiedDesign": "scoring.estimators",
+    "AssignedDesign": "scoring.estimators",
+    "RatingScale": "scoring.scale",
+    "RespondentMargin": "scoring.units",
+    "UnitScore": "scoring.units",
+    "UnitScores": "scoring.units",
+    "score_units": "scoring.units",
+}
+
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOME:
+        return getattr(importlib.import_module(_HOME[name]), name)
+    raise AttributeError(f"module 'scoring' has no attribute {name!r}")

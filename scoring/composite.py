@@ -84,9 +84,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from scoring.scale import RatingScale
+from scoring.sparse import factorise
 from scoring.units import UnitScores
 
 __all__ = [
@@ -210,13 +211,16 @@ def assessment_scores(unit: Sequence[str], rating: Sequence[str], *,
     """
     scale = scale or RatingScale.default()
     points, inside, _ = scale.encode(rating)
-    units = np.asarray(unit).astype(str)
+    names, code = factorise(np.asarray(unit).astype(str)[inside])
+    x = points[inside]
+    n = np.bincount(code, minlength=names.size)
+    mean = np.bincount(code, weights=x, minlength=names.size) / np.maximum(n, 1)
+    ss = np.bincount(code, weights=(x - mean[code]) ** 2, minlength=names.size)
     out: dict[str, PartScore] = {}
-    for u in sorted(set(units[inside].tolist())):
-        x = points[(units == u) & inside]
-        n = x.size
-        se = float(x.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
-        out[u] = PartScore(u, float(x.mean()), se, float(n - 1) if n > 1 else None, n, True)
+    for k, u in enumerate(names.tolist()):
+        nk = int(n[k])
+        se = math.sqrt(ss[k] / (nk - 1)) / math.sqrt(nk) if nk > 1 else float("nan")
+        out[u] = PartScore(u, float(mean[k]), se, float(nk - 1) if nk > 1 else None, nk, True)
     return out
 
 
@@ -261,7 +265,12 @@ def adjust_pvalues(p: Sequence[float] | np.ndarray, method: Correction) -> np.nd
     if method == "none" or p.size == 0:
         return p.copy()
     if method == "bh":
-        return stats.false_discovery_control(p, method="bh")
+        order = np.argsort(p, kind="stable")[::-1]  # largest first
+        m = p.size
+        adj = np.minimum.accumulate(p[order] * m / (m - np.arange(m)))
+        out = np.empty(m)
+        out[order] = np.minimum(adj, 1.0)
+        return out
     if method == "holm":
         order = np.argsort(p, kind="stable")
         m = p.size
@@ -369,10 +378,10 @@ def composite_scores(
             r["ci_low"] = r["ci_high"] = r["composite"]
             p_below = 0.0 if r["composite"] < threshold else 1.0
         else:
-            t = stats.t.ppf(0.5 + level / 2, df)
+            t = float(special.stdtrit(df, 0.5 + level / 2))
             r["ci_low"] = r["composite"] - t * r["se"]
             r["ci_high"] = r["composite"] + t * r["se"]
-            p_below = float(stats.t.cdf((r["composite"] - threshold) / r["se"], df))
+            p_below = float(special.stdtr(df, (r["composite"] - threshold) / r["se"]))
         if r["reliable"]:
             r["p_below"] = p_below
     tested = [i for i, r in enumerate(rows) if math.isfinite(r["p_below"])]
@@ -473,7 +482,7 @@ def pairwise_pvalues(estimate: np.ndarray, variance: np.ndarray, covariance: np.
     df = np.minimum.outer(np.asarray(df, dtype=float), np.asarray(df, dtype=float))
     with np.errstate(invalid="ignore", divide="ignore"):
         t = np.abs(diff) / np.sqrt(dvar)
-        p = 2.0 * stats.t.sf(t, df)
+        p = 2.0 * special.stdtr(df, -t)
     p = np.where(dvar == 0.0, np.where(diff != 0.0, 0.0, 1.0), p)
     p = np.where(np.isfinite(p), p, 1.0)
     np.fill_diagonal(p, 1.0)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 __all__ = [
     "CiMethod",
@@ -107,7 +107,7 @@ def tcrit(level: float, df: np.ndarray) -> np.ndarray:
     df = np.asarray(df, dtype=float)
     out = np.full(df.shape, np.nan)
     ok = df > 0
-    out[ok] = stats.t.ppf(0.5 + level / 2, df[ok])
+    out[ok] = special.stdtrit(df[ok], 0.5 + level / 2)  # t quantile
     return out
 
 
@@ -193,8 +193,8 @@ def proportion_interval(
             ratio = _tcrit_lower(alpha, n - 1.0) / _tcrit_lower(alpha, df)
             n_eff = p * (1.0 - p) / v * ratio ** 2
             ok = inner & np.isfinite(n_eff)
-            low[ok] = stats.beta.ppf(alpha / 2, n_eff[ok] * p[ok], n_eff[ok] * (1 - p[ok]) + 1)
-            high[ok] = stats.beta.ppf(1 - alpha / 2, n_eff[ok] * p[ok] + 1, n_eff[ok] * (1 - p[ok]))
+            low[ok] = special.betaincinv(n_eff[ok] * p[ok], n_eff[ok] * (1 - p[ok]) + 1, alpha / 2)
+            high[ok] = special.betaincinv(n_eff[ok] * p[ok] + 1, n_eff[ok] * (1 - p[ok]), 1 - alpha / 2)
         elif method == "wilson":
             t = tcrit(level, df)
             n_eff = p * (1.0 - p) / v
@@ -222,7 +222,7 @@ def _tcrit_lower(alpha: float, df: np.ndarray) -> np.ndarray:
     df = np.asarray(df, dtype=float)
     out = np.full(df.shape, np.nan)
     ok = df > 0
-    out[ok] = stats.t.ppf(alpha / 2, df[ok])
+    out[ok] = special.stdtrit(df[ok], alpha / 2)
     return out
 
 

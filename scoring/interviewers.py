@@ -39,7 +39,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from scoring.sparse import factorise
 
@@ -118,7 +118,7 @@ def interviewer_effects(interviewer: Sequence[Hashable], unit: Sequence[Hashable
     rows: list[InterviewerRow] = []
     if n > a and msw > 0:
         se = np.sqrt(msw / m)
-        p = 2.0 * stats.t.sf(np.abs(mean_i) / se, n - a)
+        p = 2.0 * special.stdtr(n - a, -np.abs(mean_i) / se)
         order = np.argsort(p, kind="stable")
         adj = np.empty(a)
         adj[order] = np.minimum(np.maximum.accumulate((a - np.arange(a)) * p[order]), 1.0)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -100,7 +101,11 @@ class UnitScores:
 
     @property
     def unit_ids(self) -> tuple[str, ...]:
-        return tuple(u.unit for u in self.units)
+        return tuple(self._position)
+
+    @cached_property
+    def _position(self) -> dict[str, int]:
+        return {u.unit: k for k, u in enumerate(self.units)}
 
     def __len__(self) -> int:
         return len(self.units)
@@ -113,8 +118,8 @@ class UnitScores:
 
     def _index(self, unit: str) -> int:
         try:
-            return self.unit_ids.index(str(unit))
-        except ValueError:
+            return self._position[str(unit)]
+        except KeyError:
             raise KeyError(f"unit {unit!r} has no ratings") from None
 
     def cov(self, a: str, b: str) -> float:
