@@ -250,7 +250,7 @@ def _method(results: ScoringResults, lang: str) -> list[str]:
         paras.append("综合得分 = 各部分得分 × 本类权重之和 − 日常考查扣分；缺少某一部分的单位按其余部分的权重重新归一并注明。"
                      "只有抽样部分（电话调查、集中测评）带有抽样误差，网上评议与扣分视为无误差。")
         paras.append(flag_rule_text(results.threshold, results.correction, o["level"],
-                                    o.get("ranks", "marginal"), lang="zh"))
+                                    o.get("ranks", "marginal"), lang="zh") + _flag_example(results, lang))
     else:
         paras.append(
             f"Design: stratified simple random sampling without replacement by {strat[1]}. "
@@ -285,7 +285,7 @@ def _method(results: ScoringResults, lang: str) -> list[str]:
                      "is noted. Only sampled parts (phone survey, assessment ballots) carry sampling "
                      "error; online votes and deductions carry none.")
         paras.append(flag_rule_text(results.threshold, results.correction, o["level"],
-                                    o.get("ranks", "marginal"), lang="en"))
+                                    o.get("ranks", "marginal"), lang="en") + _flag_example(results, lang))
     return paras
 
 
@@ -300,6 +300,37 @@ RANKS = {
                  "each pairwise comparison at level {alpha} without multiplicity correction; the "
                  "rank intervals are not {level} intervals"),
 }
+
+
+def _flag_example(results: ScoringResults, lang: str) -> str:
+    """The rule applied to this report's own units: a "below" unit, and a "possibly below"
+    one (whose interval lies under the threshold when there is such a unit)."""
+    t = results.threshold
+    below = possibly = None
+    for track in results.tracks:
+        for c in track.scores:
+            if c.flag == "below" and below is None:
+                below = (track, c)
+            if c.flag == "possibly-below" and (possibly is None or (c.ci_high < t <= possibly[1].ci_high)):
+                possibly = (track, c)
+    parts = []
+    for item in (below, possibly):
+        if item is None:
+            continue
+        track, c = item
+        m = sum(math.isfinite(x.p_adjusted) for x in track.scores)
+        if lang == "zh":
+            parts.append(f"{c.unit}（{track.label(lang)}）综合得分 {c.composite:.1f} [{c.ci_low:.1f}, {c.ci_high:.1f}]，"
+                         f"单侧 p = {c.p_below:.2g}，在本类 {m} 个单位中校正后 p = {c.p_adjusted:.2g}，"
+                         f"标为“{_flag_text(c.flag, t, lang)}”")
+        else:
+            parts.append(f"{c.unit} ({track.label(lang)}) scores {c.composite:.1f} [{c.ci_low:.1f}, "
+                         f"{c.ci_high:.1f}], one-sided p = {c.p_below:.2g}, adjusted over the "
+                         f"track's {m} tested units {c.p_adjusted:.2g}: \"{_flag_text(c.flag, t, lang)}\"")
+    if not parts:
+        return ""
+    return ("本报告中的例子：" + "；".join(parts) + "。") if lang == "zh" else (
+        " In this report: " + "; ".join(parts) + ".")
 
 
 def flag_rule_text(threshold: float, correction: str, level: float, ranks: str,

@@ -31,9 +31,12 @@ def _database(database_url: str | None):
               help="Units with fewer raters are unreliable (default: the configuration's).")
 @click.option("--rake", default="", metavar="groups,towns",
               help="Rake the weights to the frame's margins.")
+@click.option("--ranks", type=click.Choice(["marginal", "simultaneous", "pairwise"]),
+              default="marginal", show_default=True,
+              help="Rank intervals for each unit (marginal) or all units jointly (simultaneous).")
 @click.option("--database-url", envvar="DATABASE_URL", help="Database URL (env DATABASE_URL).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def report(out_dir, lang, ci_method, min_raters, rake, database_url, as_json) -> None:
+def report(out_dir, lang, ci_method, min_raters, rake, ranks, database_url, as_json) -> None:
     """Write the scoring report (one self-contained HTML file) into --out."""
     from minping.cli import echo_json
     from minping.config import load_config
@@ -43,7 +46,7 @@ def report(out_dir, lang, ci_method, min_raters, rake, database_url, as_json) ->
     db = _database(database_url)
     try:
         summary = score_and_report(db, cfg, out_dir, lang=lang, ci_method=ci_method,
-                                   min_raters=min_raters,
+                                   min_raters=min_raters, ranks=ranks,
                                    rake=tuple(m.strip() for m in rake.split(",") if m.strip()))
     finally:
         db.dispose()

@@ -88,4 +88,13 @@ def test_report_in_english_by_command(db, field, runner, tmp_path):
     assert "Holm&#39;s step-down correction" in html
     assert "missing: Online vote" in html
     assert "with the weight N_h/n_hu" in html
+    # the flag rule and the rank intervals' coverage as the code applies them
+    assert "Adjusted p &lt; 0.025 (a one-sided test at 0.025): &#34;below 70&#34;" in html
+    assert "lower end of its 95% two-sided interval (unadjusted) is under 70" in html
+    assert "covers its true rank with probability 95%" in html
+    simultaneous = runner.invoke(["report", "--out", str(tmp_path / "sim"), "--lang", "en",
+                                  "--min-raters", "5", "--ranks", "simultaneous"])
+    assert simultaneous.exit_code == 0, simultaneous.output
+    html_sim = (tmp_path / "sim" / "index.html").read_text(encoding="utf-8")
+    assert "cover their true ranks jointly with probability 95%" in html_sim
     assert not PHONE.search(html)
