@@ -52,6 +52,12 @@ def test_composites_from_all_parts(db, field):
     assert deps["sjj"].flag is None and deps["sjj"].rank is None
     assert results.rates is not None and results.rates.counts.I == 28
     assert results.rates.counts.P == 2 and results.rates.counts.R == 2
+    # mode and interviewer effects per track and overall (estimators checked against R in
+    # test_modes.py and test_interviewers.py); no mode experiment: experimental is None
+    effects = results.as_dict()["effects"]
+    assert set(effects["mode"]) == {"overall", "departments", "agencies", "windows"}
+    assert all(m["experimental"] is None for m in effects["mode"].values())
+    assert set(effects["interviewers"]) == set(effects["mode"])
 
 
 def test_report_in_chinese(db, field, tmp_path):
