@@ -64,7 +64,6 @@ from minping.errors import MinpingError
 from minping.models import (
     Answer,
     AssessmentBallot,
-    CallAttempt,
     Campaign,
     CaseUnit,
     DispositionEvent,
@@ -79,6 +78,7 @@ from minping.models import (
     Town,
     Unit,
 )
+from minping.score_effects import mode_and_interviewer_effects
 from sampling.balance import unit_balance
 from scoring.aapor import counts_from_codes, disposition, final_disposition, outcome_rates
 from scoring.composite import (
@@ -89,8 +89,6 @@ from scoring.composite import (
     phone_parts,
 )
 from scoring.export import RespondentTable, assigned_column, unit_column
-from scoring.interviewers import interviewer_effects
-from scoring.modes import mode_difference
 from scoring.report import (
     ScoringResults,
     StratumRow,
@@ -410,82 +408,6 @@ def _unit_raters(session: Session, data: PhoneData, scale: RatingScale) -> tuple
         key=lambda r: r.unit))
 
 
-def _clean(value):
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
-
-
-def mode_and_interviewer_effects(session: Session, cfg, data: PhoneData) -> dict:
-    """Per track and overall: the observational IVR − CATI difference and interviewer effects.
-
-    *Mode*: each respondent's score in a track is the mean points of the
-    track's assigned units it answered; its mode is the channel of those
-    answers (CATI when any was given to an interviewer).  The difference of the
-    two domain means uses the stratified design (``scoring.modes``).  This is
-    the observational difference: who answers by CATI differs from who answers
-    by keypad.  The experimental difference needs the embedded mode
-    experiment, which this campaign does not run (``experimental`` is null).
-
-    *Interviewers*: the CATI ratings of the track's units by interviewer
-    (``scoring.interviewers``: ρ_int, the interviewer design effect, outlying
-    interviewers), when at least two interviewers gave ratings.
-    """
-    scale = rating_scale(cfg)
-    by_case = {r.case_id: r for r in data.respondents}
-    unit_code = dict(session.execute(select(Unit.id, Unit.code)
-                                     .where(Unit.campaign_id == data.campaign_id)).all())
-    assigned = set(session.execute(
-        select(CaseUnit.case_id, CaseUnit.unit_id).join(SampleCase, SampleCase.id == CaseUnit.case_id)
-        .where(SampleCase.draw_id == data.draw_id,
-               SampleCase.final_disposition.in_(RESPONDENT_CODES))).all())
-    rows = []
-    for case_id, unit_id, rating, channel, interviewer in session.execute(
-            select(Answer.case_id, Answer.unit_id, Answer.rating, Answer.channel,
-                   CallAttempt.interviewer_id)
-            .join(SampleCase, SampleCase.id == Answer.case_id)
-            .outerjoin(CallAttempt, CallAttempt.id == Answer.attempt_id)
-            .where(SampleCase.draw_id == data.draw_id,
-                   SampleCase.final_disposition.in_(RESPONDENT_CODES))):
-        if rating is None or (case_id, unit_id) not in assigned or case_id not in by_case:
-            continue
-        points = scale.points.get(str(rating).strip())
-        if points is not None:
-            rows.append((case_id, unit_code[unit_id], float(points), channel, interviewer))
-    groups = [("overall", {u.id for u in cfg.units})] + [(t.id, {u.id for u in t.units})
-                                                         for t in cfg.tracks]
-    resp = list(data.respondents)
-    out: dict = {"mode": {}, "interviewers": {}}
-    for name, units in groups:
-        mine = [r for r in rows if r[1] in units]
-        total: dict[int, float] = defaultdict(float)
-        count: Counter = Counter()
-        cati: set[int] = set()
-        for case_id, _, points, channel, _ in mine:
-            total[case_id] += points
-            count[case_id] += 1
-            if channel == "cati":
-                cati.add(case_id)
-        y = [total[r.case_id] / count[r.case_id] if count[r.case_id] else 0.0 for r in resp]
-        mode = ["" if not count[r.case_id] else "cati" if r.case_id in cati else "ivr"
-                for r in resp]
-        observational = None
-        if mode.count("ivr") >= 2 and mode.count("cati") >= 2:
-            try:
-                d = mode_difference([r.stratum for r in resp], data.population, y, mode)
-                observational = {k: _clean(v) for k, v in d.__dict__.items()}
-            except ValueError:
-                observational = None
-        out["mode"][name] = {"observational": observational, "experimental": None}
-        ratings = [(str(iv), u, p) for _, u, p, ch, iv in mine if ch == "cati" and iv is not None]
-        effect = None
-        if len({iv for iv, _, _ in ratings}) >= 2:
-            effect = interviewer_effects([r[0] for r in ratings], [r[1] for r in ratings],
-                                         [r[2] for r in ratings]).as_dict()
-        out["interviewers"][name] = effect
-    return out
-
-
 def run_scoring(db, cfg, *, level: float | None = None, ci_method: str = "beta",
                 min_raters: int | None = None, rake: Sequence[str] = (),
                 variance: Literal["linearised", "bootstrap"] = "linearised",
@@ -531,7 +453,7 @@ def run_scoring(db, cfg, *, level: float | None = None, ci_method: str = "beta",
         strata = _strata_rows(session, data.draw_id, data, groups_by_id, towns_by_id)
         codes, open_cases = _outcomes(session, data.draw_id)
         raters = _unit_raters(session, data, rating_scale(cfg))
-        effects = mode_and_interviewer_effects(session, cfg, data)
+        effects = mode_and_interviewer_effects(session, cfg, data)  # minping.score_effects
     rates = outcome_rates(counts_from_codes(codes)) if codes else None
     parts = {"phone": phone_parts(phone), "assessment": assessment, "online": online, "onsite": {}}
     tracks = []

@@ -341,6 +341,29 @@ def composite_scores(
     if len(set(unit_list)) != len(unit_list):
         raise ValueError(f"track {track!r}: a unit is listed twice")
 
+    if ranks not in ("marginal", "simultaneous", "pairwise"):
+        raise ValueError(f"ranks must be 'marginal', 'simultaneous' or 'pairwise', got {ranks!r}")
+    rows = _composite_rows(unit_list, used, parts, deductions, missing, min_raters)
+    _flag(rows, threshold, correction, level)
+    rank_of = _rank_intervals(rows, covariances, level, ranks)
+    results = []
+    for i, r in enumerate(rows):
+        rank, low, high = rank_of.get(i, (None, None, None))
+        results.append(CompositeScore(
+            unit=r["unit"], composite=r["composite"], se=r["se"], df=r["df"],
+            ci_low=r["ci_low"], ci_high=r["ci_high"], parts=r["parts"], weights=r["weights"],
+            missing=r["missing"], deduction=r["deduction"], status=r["status"],
+            reliable=r["reliable"], p_below=r["p_below"], p_adjusted=r["p_adjusted"],
+            flag=r["flag"], rank=rank, rank_low=low, rank_high=high,
+        ))
+    return TrackScores(track=track, units=tuple(results), threshold=float(threshold),
+                       correction=correction, level=float(level), ranks=ranks)
+
+
+def _composite_rows(unit_list: list[str], used: Mapping[str, float],
+                    parts: Mapping[str, Mapping[str, PartScore]], deductions: Mapping[str, float],
+                    missing: str, min_raters: int) -> list[dict]:
+    """Each unit's composite, SE and df from the parts it has (see the module notes)."""
     rows = []
     for u in unit_list:
         have = {p: parts[p][u] for p in used if u in parts[p]}
@@ -365,7 +388,11 @@ def composite_scores(
                          df=df, parts={p: s.score for p, s in have.items()}, weights=a,
                          missing=absent, deduction=deduction, status=status,
                          reliable=reliable, scored=True))
+    return rows
 
+
+def _flag(rows: list[dict], threshold: float, correction: Correction, level: float) -> None:
+    """Intervals, one-sided p-values, their adjustment and the flags (see the module notes)."""
     # Intervals and one-sided p-values of "below the threshold".
     # No interval without degrees of freedom (a part from a single rater: df 0), and
     # no test for a unit with insufficient data: it is never flagged nor ranked.
@@ -400,22 +427,6 @@ def composite_scores(
             r["flag"] = "possibly-below"
         else:
             r["flag"] = None
-
-    if ranks not in ("marginal", "simultaneous", "pairwise"):
-        raise ValueError(f"ranks must be 'marginal', 'simultaneous' or 'pairwise', got {ranks!r}")
-    rank_of = _rank_intervals(rows, covariances, level, ranks)
-    results = []
-    for i, r in enumerate(rows):
-        rank, low, high = rank_of.get(i, (None, None, None))
-        results.append(CompositeScore(
-            unit=r["unit"], composite=r["composite"], se=r["se"], df=r["df"],
-            ci_low=r["ci_low"], ci_high=r["ci_high"], parts=r["parts"], weights=r["weights"],
-            missing=r["missing"], deduction=r["deduction"], status=r["status"],
-            reliable=r["reliable"], p_below=r["p_below"], p_adjusted=r["p_adjusted"],
-            flag=r["flag"], rank=rank, rank_low=low, rank_high=high,
-        ))
-    return TrackScores(track=track, units=tuple(results), threshold=float(threshold),
-                       correction=correction, level=float(level), ranks=ranks)
 
 
 def _satterthwaite(pieces: list[tuple[float, float | None]]) -> float:
