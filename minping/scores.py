@@ -317,10 +317,12 @@ def score_phone(session: Session, cfg, *, level: float = 0.95, ci_method: str = 
 def other_parts(session: Session, cfg, campaign_id: int) -> tuple[dict, dict, dict[str, float]]:
     """Assessment and online part scores and deductions from the imported tables."""
     scale = RatingScale.from_options(cfg.scale.options)
-    ballots = session.execute(
-        select(Unit.code, AssessmentBallot.rating).join(Unit, Unit.id == AssessmentBallot.unit_id)
+    ballots = session.execute(  # tallied by unit and rating: a few hundred rows, not 10⁵
+        select(Unit.code, AssessmentBallot.rating, func.count())
+        .join(Unit, Unit.id == AssessmentBallot.unit_id)
         .join(InputImport, InputImport.id == AssessmentBallot.import_id)
-        .where(InputImport.campaign_id == campaign_id)).all()
+        .where(InputImport.campaign_id == campaign_id)
+        .group_by(Unit.code, AssessmentBallot.rating)).all()
     votes: dict[tuple[str, str], float] = defaultdict(float)
     for code, option, count in session.execute(
         select(Unit.code, OnlineVote.option, OnlineVote.count).join(Unit, Unit.id == OnlineVote.unit_id)
@@ -331,7 +333,8 @@ def other_parts(session: Session, cfg, campaign_id: int) -> tuple[dict, dict, di
         select(Unit.code, InspectionRecord.points).join(Unit, Unit.id == InspectionRecord.unit_id)
         .join(InputImport, InputImport.id == InspectionRecord.import_id)
         .where(InputImport.campaign_id == campaign_id)).all()
-    assessment = assessment_scores([u for u, _ in ballots], [r for _, r in ballots], scale=scale)
+    assessment = assessment_scores([u for u, _, _ in ballots], [r for _, r, _ in ballots],
+                                   scale=scale, count=[n for _, _, n in ballots])
     online = online_scores([u for u, _ in votes], [o for _, o in votes], list(votes.values()),
                            scale=scale)
     return assessment, online, deduction_totals([u for u, _ in deductions], [p for _, p in deductions])

@@ -202,20 +202,23 @@ def phone_parts(scores: UnitScores) -> dict[str, PartScore]:
 
 
 def assessment_scores(unit: Sequence[str], rating: Sequence[str], *,
-                      scale: RatingScale | None = None) -> dict[str, PartScore]:
+                      scale: RatingScale | None = None,
+                      count: Sequence[int] | None = None) -> dict[str, PartScore]:
     """In-person assessment: mean points of each unit's ballots.
 
     Ballots whose rating is outside the domain are left out.  The standard
     error is that of a simple random sample, s/√n, with n − 1 df (a unit
-    with one ballot has no SE: NaN).
+    with one ballot has no SE: NaN).  ``count`` (optional) gives how many
+    ballots each row stands for (ballots tallied by unit and rating).
     """
     scale = scale or RatingScale.default()
     points, inside, _ = scale.encode(rating)
     names, code = factorise(np.asarray(unit).astype(str)[inside])
     x = points[inside]
-    n = np.bincount(code, minlength=names.size)
-    mean = np.bincount(code, weights=x, minlength=names.size) / np.maximum(n, 1)
-    ss = np.bincount(code, weights=(x - mean[code]) ** 2, minlength=names.size)
+    c = np.ones(x.size) if count is None else np.asarray(count, dtype=float)[inside]
+    n = np.bincount(code, weights=c, minlength=names.size).round().astype(np.int64)
+    mean = np.bincount(code, weights=c * x, minlength=names.size) / np.maximum(n, 1)
+    ss = np.bincount(code, weights=c * (x - mean[code]) ** 2, minlength=names.size)
     out: dict[str, PartScore] = {}
     for k, u in enumerate(names.tolist()):
         nk = int(n[k])
