@@ -261,3 +261,27 @@ def test_balance_report(loaded, cfg, tmp_path):
     assert any("Kish deff" in ln for ln in lines)
     n = draws.write_balance_csv(report, tmp_path / "balance.csv")
     assert n == len(report["strata"]) + sum(len(u["groups"]) for u in report["units"])
+
+
+def test_group_town_assignment_covers_every_stratum_and_verifies(loaded, cfg):
+    """Units are assigned within each stratum first: every unit has cases in every
+    group × town stratum with n_h·k ≥ m_h; sample verify re-derives the assignment."""
+    _draw(loaded, cfg, strata="group_town", size=1200)
+    k = cfg.campaign.units_per_respondent
+    with loaded.session() as s:
+        cases = s.execute(select(SampleCase.id, Stratum.code, SampleCase.release_state)
+                          .join(Stratum, Stratum.id == SampleCase.stratum_id)).all()
+        units_of = defaultdict(set)
+        for case_id, unit_id in s.execute(select(CaseUnit.case_id, CaseUnit.unit_id)):
+            units_of[case_id].add(unit_id)
+        code = dict(s.execute(select(Unit.id, Unit.code)).all())
+        result = draws.verify(s, cfg)
+    assert result["matches"] and not result["problems"]
+    size = Counter(h for _, h, _ in cases)
+    covered = defaultdict(set)
+    for case_id, h, _ in cases:
+        covered[h] |= {code[u] for u in units_of[case_id]}
+    for h, n_h in size.items():
+        eligible = {u.id for u in cfg.units_for_group(h.split("/")[0])}
+        if n_h * k >= len(eligible):
+            assert covered[h] == eligible, h
