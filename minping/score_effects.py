@@ -12,7 +12,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from minping.models import Answer, CallAttempt, CaseUnit, SampleCase, Unit
+from minping.models import Answer, CallAttempt, CaseUnit, SampleCase, Unit, User
 from scoring.interviewers import interviewer_effects
 from scoring.modes import mode_difference
 
@@ -52,10 +52,10 @@ def mode_and_interviewer_effects(session: Session, cfg, data) -> dict:
                SampleCase.final_disposition.in_(RESPONDENT_CODES))).all())
     rows = []
     for case_id, unit_id, rating, channel, interviewer in session.execute(
-            select(Answer.case_id, Answer.unit_id, Answer.rating, Answer.channel,
-                   CallAttempt.interviewer_id)
+            select(Answer.case_id, Answer.unit_id, Answer.rating, Answer.channel, User.username)
             .join(SampleCase, SampleCase.id == Answer.case_id)
             .outerjoin(CallAttempt, CallAttempt.id == Answer.attempt_id)
+            .outerjoin(User, User.id == CallAttempt.interviewer_id)
             .where(SampleCase.draw_id == data.draw_id,
                    SampleCase.final_disposition.in_(RESPONDENT_CODES))):
         if rating is None or (case_id, unit_id) not in assigned or case_id not in by_case:
