@@ -22,7 +22,7 @@ EVERYONE = set(ROLES)
 ACCESS = {
     "cati.work": INTERVIEWER, "cati.take_next": INTERVIEWER, "cati.case_screen": INTERVIEWER,
     "cati.dial": INTERVIEWER, "cati.consent": INTERVIEWER, "cati.answer": INTERVIEWER,
-    "cati.keepalive": INTERVIEWER, "cati.release": INTERVIEWER, "cati.close": INTERVIEWER,
+    "cati.keepalive": INTERVIEWER, "cati.give_back": INTERVIEWER, "cati.close": INTERVIEWER,
     "cati.dashboard": READERS, "cati.dashboard_json": READERS, "cati.search": READERS,
     "cati.case_detail": READERS,
     "cati.change_answer": SUPERVISOR, "cati.reassign": SUPERVISOR, "cati.handover": SUPERVISOR,
@@ -49,7 +49,7 @@ def _routes(app, case_id):
     for rule in app.url_map.iter_rules():
         if not rule.endpoint.startswith("cati.") or rule.endpoint in PUBLIC:
             continue
-        path = rule.rule.replace("<int:case_id>", str(case_id))
+        path = rule.rule.replace("<id:case_id>", str(case_id))
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             yield rule.endpoint, method, path
 
