@@ -10,6 +10,10 @@
 * A locked, disabled or unknown account answers exactly like a wrong password
   (same message, same status) after the same KDF work, so neither the answer nor
   its timing tells which names exist or are locked.
+* The limits are set in the app's configuration or the environment
+  (``MINPING_MAX_FAILED_LOGINS``, ``MINPING_LOCK_MINUTES``,
+  ``MINPING_THROTTLE_ADDRESS``, ``MINPING_THROTTLE_NAME``,
+  ``MINPING_THROTTLE_MAX_SECONDS``).
 * **Throttling with back-off**, per client address and per user name
   (:class:`~minping.models.LoginThrottle`, shared by every process): after
   ``CATI_THROTTLE_ADDRESS`` (10) failures from one address or
@@ -220,8 +224,12 @@ def end_sessions_of(s: Session, user_id: int, reason: str, *, now: datetime | No
 # --- throttling -----------------------------------------------------------------------------
 
 
-def _cfg(name: str, default):
-    return current_app.config.get(name, default)
+def _cfg(name: str, default: int) -> int:
+    """``app.config[name]``, else the environment's ``MINPING_<name without CATI_>``."""
+    if name in current_app.config:
+        return current_app.config[name]
+    raw = os.environ.get("MINPING_" + name.removeprefix("CATI_"))
+    return int(raw) if raw else default
 
 
 def _throttle_keys(username: str, address: str) -> list[tuple[str, int]]:
@@ -308,9 +316,8 @@ def attempt_login(username: str, password: str, *, now) -> tuple[User | None, st
     Raises :class:`Throttled` while the address or the name is backing off.
     """
     s = db_session()
-    cfg = current_app.config
-    max_failed = cfg.get("CATI_MAX_FAILED_LOGINS", MAX_FAILED)
-    lock = timedelta(minutes=cfg.get("CATI_LOCK_MINUTES", LOCK_MINUTES))
+    max_failed = _cfg("CATI_MAX_FAILED_LOGINS", MAX_FAILED)
+    lock = timedelta(minutes=_cfg("CATI_LOCK_MINUTES", LOCK_MINUTES))
     address = client_address()
     try:
         check_throttle(s, username, address, now)

@@ -53,10 +53,12 @@ def check_password_strength(password: str, *, username: str = "",
     stripped = squeezed.rstrip("0123456789!@#.$_-")
     if squeezed in COMMON_PASSWORDS or stripped in COMMON_PASSWORDS:
         raise MinpingError("password: a common password; choose another")
+    bare = re.sub(r"[\s._-]+", "", squeezed)
+    bare_stripped = bare.rstrip("0123456789!@#$")
     for name in (username, display_name):
         base = re.sub(r"[\s._-]+", "", (name or "").lower())
-        if len(base) >= 3 and (base in squeezed or squeezed in base
-                               or stripped == base or stripped == base[::-1]):
+        if len(base) >= 3 and (base in bare or base[::-1] in bare
+                               or (len(bare_stripped) >= 3 and bare_stripped in base)):
             raise MinpingError("password: must not contain the user's name")
 
 

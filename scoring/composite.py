@@ -391,6 +391,8 @@ def _satterthwaite(pieces: list[tuple[float, float | None]]) -> float:
             if df is None or df <= 0:
                 return math.nan
             denom += v * v / df
+    if denom == 0.0:  # no finite positive variance (e.g. a unit with one ballot): no df
+        return math.nan
     return total * total / denom
 
 
