@@ -4,8 +4,10 @@ A cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return
 is a formula to Excel and LibreOffice (CSV/formula injection: a frame row
 holding ``=HYPERLINK(...)`` would run when the rejects file is opened).  Every
 CSV and XLSX minping writes passes its cells through :func:`safe_cell`, which
-puts a ``'`` in front of such text; numbers, and text that is just a number
-(``-1.5``, ``+8613800000000``), are left as they are.
+puts a ``'`` in front of such text; numbers, text that is just a number
+(``-1.5``) and a telephone number as written (``+86 150-1234-5678``: digits and
+separators only, nothing a formula could call) are left as they are, so a rejects
+file can be fixed and imported again.
 
 Standard library only, so the sampling and scoring writers can use it.
 """
@@ -19,12 +21,13 @@ from typing import Any
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", "＝", "＋", "－", "＠")
 PLAIN_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+PHONE_AS_WRITTEN = re.compile(r"^\+\d[\d \-().]*\d$")
 
 
 def safe_cell(value: Any) -> Any:
     """``value`` with a leading ``'`` when it is text a spreadsheet would run as a formula."""
     if isinstance(value, str) and value.startswith(FORMULA_START) \
-            and not PLAIN_NUMBER.match(value):
+            and not PLAIN_NUMBER.match(value) and not PHONE_AS_WRITTEN.match(value):
         return "'" + value
     return value
 
