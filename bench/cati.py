@@ -211,6 +211,8 @@ def main(argv=None) -> int:
     ap.add_argument("--interviewers", type=int, default=50)
     ap.add_argument("--picks", type=int, default=40, help="next-case requests per interviewer")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--profile", metavar="FILE",
+                    help="cProfile the first interviewer's picks into FILE (pstats format)")
     args = ap.parse_args(argv)
 
     admin = create_engine(ADMIN, isolation_level="AUTOCOMMIT")
@@ -236,6 +238,17 @@ def main(argv=None) -> int:
         glock = threading.Lock()
 
         def pick_work(i: int) -> list[float]:
+            if args.profile and i == 0:
+                import cProfile
+
+                profiler = cProfile.Profile()
+                try:
+                    return profiler.runcall(picks_of, i)
+                finally:
+                    profiler.dump_stats(args.profile)
+            return picks_of(i)
+
+        def picks_of(i: int) -> list[float]:
             out = []
             uid = users[i]
             for _ in range(args.picks):

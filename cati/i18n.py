@@ -117,8 +117,7 @@ ZH: dict[str, str] = {
     "Target": "目标",
     "There is no draw yet.": "尚未抽样。",
     "Time": "时间",
-    "Too many failed attempts: the account is locked for a while.":
-        "密码错误次数过多，账号已被暂时锁定。",
+    "Too many attempts: wait {n} seconds and try again.": "尝试次数过多，请等待 {n} 秒后再试。",
     "Unit": "单位",
     "Units": "各单位进度",
     "User name": "用户名",

@@ -8,6 +8,7 @@ and a ``now`` and leaves committing to the caller.  The case life cycle itself
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -182,6 +183,10 @@ def mark_answered(session: Session, attempt: CallAttempt, *, now: datetime,
         cases.add_event(session, attempt, "consent", now=now)
 
 
+#: Longest note an interviewer may keep with an attempt.
+MAX_NOTE = 500
+
+
 def twiml_bridge(respondent: str, *, caller_id: str, timeout: int) -> str:
     """TwiML that bridges the interviewer's leg to the respondent (no recording)."""
     from twilio.twiml.voice_response import Dial, VoiceResponse
@@ -284,6 +289,8 @@ def close_attempt(session: Session, case: SampleCase, user: User, *, code: str, 
     queue (experienced interviewers only).  Pending appointments that were due
     are marked kept (contact made) or missed.
     """
+    if note is not None and len(note) > MAX_NOTE:
+        raise CaseError(f"note: at most {MAX_NOTE} characters, got {len(note)}")
     if code not in CHOICE_CODES:
         raise CaseError(f"disposition: {code!r} is not one of the CATI choices "
                         f"({', '.join(sorted(CHOICE_CODES))})")
@@ -371,27 +378,59 @@ def events_of(session: Session, attempt_id: int) -> list[AttemptEvent]:
                                 .order_by(AttemptEvent.at, AttemptEvent.id)))
 
 
-def find_cases(session: Session, query: str, *, limit: int = 50) -> list[SampleCase]:
-    """Cases by id (``123``), pseudonymous id (``R…``) or phone number (any part of it)."""
+#: Longest search a screen may post, and most digits a phone number has (E.164).
+MAX_QUERY = 40
+MAX_PHONE_DIGITS = 15
+MAX_ID = 2**31 - 1
+PHONE_QUERY = re.compile(r"^\+?[\d\s()\-]+$")
+
+
+def find_cases(session: Session, query: str, *, by_phone: bool = False,
+               limit: int = 50) -> tuple[list[SampleCase], bool]:
+    """Cases by id (``123``), pseudonymous id (``R…``) and, with ``by_phone`` (supervisors
+    only), by phone number (any part of it, at least 4 digits).
+
+    Returns the cases and whether the phone numbers were searched (the caller audits
+    it).  Raises ``ValueError`` for a query out of bounds (too long, too many digits);
+    an id beyond the database's integer range simply matches nothing.
+    """
     q = query.strip()
+    if len(q) > MAX_QUERY:
+        raise ValueError(f"q: at most {MAX_QUERY} characters")
     if not q:
-        return []
+        return [], False
     conds = []
-    if q.isdigit():
+    if q.isascii() and q.isdigit() and int(q) <= MAX_ID:
         conds.append(SampleCase.id == int(q))
-    if q.upper().startswith("R"):
+    if q.upper().startswith("R") and q[1:].isalnum():
         conds.append(SampleCase.pseudo_id == q.upper())
-    digits = "".join(ch for ch in q if ch.isdigit())
-    if len(digits) >= 4:
-        conds.append(SampleCase.contact_id.in_(
-            select(FrameContact.id).where(FrameContact.phone.contains(digits))))
+    searched_phone = False
+    if by_phone and PHONE_QUERY.match(q):
+        digits = "".join(ch for ch in q if ch.isdigit())
+        if len(digits) > MAX_PHONE_DIGITS:
+            raise ValueError(f"q: a phone number has at most {MAX_PHONE_DIGITS} digits")
+        if len(digits) >= 4:
+            searched_phone = True
+            conds.append(SampleCase.contact_id.in_(
+                select(FrameContact.id).where(FrameContact.phone.contains(digits))))
     if not conds:
-        return []
+        return [], searched_phone
     cond = conds[0]
     for c in conds[1:]:
         cond = cond | c
     return list(session.scalars(select(SampleCase).where(cond).order_by(SampleCase.id)
-                                .limit(limit)))
+                                .limit(limit))), searched_phone
+
+
+def log_phone_search(session: Session, user: User, query: str, case_ids, *, now: datetime,
+                     address: str | None = None) -> None:
+    """Audit a search by phone number: who, when, from where, how many digits and which
+    cases it found (the digits themselves are not stored; the caller commits)."""
+    digits = sum(ch.isdigit() for ch in query)
+    session.add(AuditLog(at=now, user_id=user.id, actor=actor_of(user), action="phone.search",
+                         entity="case", entity_id=None,
+                         new={"digits": digits, "found": sorted(case_ids)[:50],
+                              "address": address}))
 
 
 # --- supervisor actions -------------------------------------------------------------------
@@ -458,7 +497,7 @@ __all__ = [
     "appointments_of", "attempt_history", "audit_of_case", "begin_attempt", "change_answer",
     "close_attempt", "dial_through_gateway", "disposition_history", "events_of",
     "expire_holds_of", "find_cases", "give_back", "hand_over", "held_by", "holding",
-    "keep_alive", "log_phone_view", "mark_answered", "mask_phone", "open_attempt", "reap_abandoned", "reassign",
+    "keep_alive", "log_phone_search", "log_phone_view", "mark_answered", "mask_phone", "open_attempt", "reap_abandoned", "reassign",
     "release_next_replicate", "save_answer", "shown_phone", "start_recording", "take_next",
     "twiml_bridge",
 ]

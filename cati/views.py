@@ -25,12 +25,16 @@ from flask import (
     url_for,
 )
 from sqlalchemy import func, select
+from werkzeug.routing import IntegerConverter
 
 from cati import service
 from cati.auth import (
+    Throttled,
     attempt_login,
     check_csrf,
+    client_address,
     csrf_token,
+    end_session,
     load_user,
     login_required,
     roles_required,
@@ -55,6 +59,49 @@ bp = Blueprint("cati", __name__, url_prefix="/cati", template_folder="templates"
                static_folder="static", static_url_path="/static")
 
 SUPERVISORS = ("supervisor", "statistician")
+
+#: Largest id a path or a form may name (the database's 32-bit integer columns).
+MAX_ID = 2**31 - 1
+
+#: Server-side length limits (characters) of every text field the screens post.
+LIMITS = {"username": 64, "password": 1024, "note": 500, "reason": 200, "q": 40,
+          "code": 8, "how": 16, "channel": 8, "language": 8, "key": 8, "appt_date": 10,
+          "appt_time": 8, "appt_kind": 8, "conversion": 1, "next": 200}
+
+
+class IdConverter(IntegerConverter):
+    """``<id:case_id>``: a whole number from 1 to :data:`MAX_ID`; anything else is a 404
+    (an 11-digit id would overflow PostgreSQL's integer and be a 500)."""
+
+    def __init__(self, url_map):
+        super().__init__(url_map, min=1, max=MAX_ID)
+
+
+@bp.record_once
+def _register_converter(state):
+    state.app.url_map.converters.setdefault("id", IdConverter)
+
+
+def field_text(name: str, default: str = "", *, source=None) -> str:
+    """A posted text field within its :data:`LIMITS`; 400 naming the field otherwise."""
+    raw = (request.form if source is None else source).get(name, default)
+    if not isinstance(raw, str):
+        abort(400, description=f"{name}: expected text")
+    limit = LIMITS[name]
+    if len(raw) > limit:
+        abort(400, description=f"{name}: at most {limit} characters, got {len(raw)}")
+    return raw
+
+
+def bounded_id(name: str, raw) -> int:
+    """A database id from a form or JSON field: 1..:data:`MAX_ID`, else 400 naming it."""
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        abort(400, description=f"{name}: expected a whole number, got {str(raw)[:20]!r}")
+    if not 1 <= value <= MAX_ID:
+        abort(400, description=f"{name}: {str(raw)[:20]!r} is out of range")
+    return value
 
 
 def now() -> datetime:
@@ -132,37 +179,48 @@ def _forbidden(exc):
 # --- log-in ----------------------------------------------------------------------------------
 
 
+def safe_next(target: str) -> str:
+    """Where to go after log-in: a path of the CATI screens, never elsewhere (no other
+    host, no control characters that would split the ``Location`` header)."""
+    if (len(target) > LIMITS["next"] or not target.startswith("/cati/")
+            or target.startswith("//") or "\\" in target
+            or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in target)):
+        return url_for("cati.index")
+    return target
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     error = None
     if request.method == "POST":
-        user, reason = attempt_login(request.form.get("username", "").strip(),
-                                     request.form.get("password", ""), now=now())
+        try:
+            user, _reason = attempt_login(field_text("username").strip(),
+                                          field_text("password"), now=now())
+        except Throttled as exc:
+            error = gettext("Too many attempts: wait {n} seconds and try again.", n=exc.seconds)
+            return (render_template("cati/login.html", error=error), 429,
+                    {"Retry-After": str(exc.seconds)})
         if user is not None:
-            target = request.args.get("next", "")
-            if not target.startswith("/cati/") or target.startswith("//"):
-                target = url_for("cati.index")
-            return redirect(target)
-        error = (gettext("Too many failed attempts: the account is locked for a while.")
-                 if reason == "locked" else gettext("Wrong user name or password."))
+            return redirect(safe_next(request.args.get("next", "")))
+        # the same answer for a wrong password, an unknown name and a locked account
+        error = gettext("Wrong user name or password.")
     return render_template("cati/login.html", error=error), (401 if error else 200)
 
 
 @bp.post("/logout")
 @login_required
 def logout():
-    from flask import session
-
-    service.expire_holds_of(db_session(), g.user)
-    db_session().commit()
-    session.clear()
+    s = db_session()
+    service.expire_holds_of(s, g.user)
+    end_session(s, "logout")
+    s.commit()
     return redirect(url_for("cati.login"))
 
 
 @bp.post("/language")
 @login_required
 def language():
-    lang = request.form.get("language", "zh")
+    lang = field_text("language", "zh")
     if lang in LANGUAGES:
         g.user.language = lang
         db_session().commit()
@@ -237,7 +295,7 @@ def _case_context(s, case, *, for_user):
     }
 
 
-@bp.get("/case/<int:case_id>")
+@bp.get("/case/<id:case_id>")
 @roles_required("interviewer")
 def case_screen(case_id):
     s = db_session()
@@ -250,14 +308,14 @@ def case_screen(case_id):
                            **_case_context(s, case, for_user=g.user))
 
 
-@bp.post("/case/<int:case_id>/dial")
+@bp.post("/case/<id:case_id>/dial")
 @roles_required("interviewer")
 def dial(case_id):
     s = db_session()
     t = now()
     case = service.holding(s, case_id, g.user, now=t)
     client = twilio_client()
-    how = request.args.get("how") or request.form.get("how") or "manual"
+    how = (field_text("how", source=request.args) or field_text("how") or "manual")
     if client is not None and g.user.phone and how != "manual":
         attempt = service.dial_through_gateway(
             s, case, g.user, now=t, client=client,
@@ -268,7 +326,7 @@ def dial(case_id):
     return jsonify(ok=True, attempt_id=attempt.id, call_sid=attempt.call_sid)
 
 
-@bp.post("/case/<int:case_id>/consent")
+@bp.post("/case/<id:case_id>/consent")
 @roles_required("interviewer")
 def consent(case_id):
     s = db_session()
@@ -286,18 +344,25 @@ def consent(case_id):
     return jsonify(ok=True)
 
 
-@bp.post("/case/<int:case_id>/answer")
+@bp.post("/case/<id:case_id>/answer")
 @roles_required("interviewer")
 def answer(case_id):
     s = db_session()
     t = now()
     case = service.holding(s, case_id, g.user, now=t)
-    data = request.get_json(silent=True) or {}
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        data = {}
     try:
         unit_id = int(data.get("unit_id"))
     except (TypeError, ValueError):
-        return jsonify(ok=False, error=f"unit_id: {data.get('unit_id')!r} is not a number"), 400
+        return jsonify(ok=False, error=f"unit_id: {str(data.get('unit_id'))[:20]!r} "
+                                       "is not a number"), 400
+    if not 1 <= unit_id <= MAX_ID:
+        return jsonify(ok=False, error="unit_id: out of range"), 400
     key = data.get("key")
+    if key is not None and (not isinstance(key, str) or len(key) > LIMITS["key"]):
+        return jsonify(ok=False, error="key: not one of the scale's keys"), 400
     try:
         service.save_answer(s, case, g.user, unit_id, key, now=t, cfg=survey_config())
     except KeyError as exc:
@@ -307,7 +372,7 @@ def answer(case_id):
     return jsonify(ok=True, unit_id=unit_id, key=key)
 
 
-@bp.post("/case/<int:case_id>/keepalive")
+@bp.post("/case/<id:case_id>/keepalive")
 @roles_required("interviewer")
 def keepalive(case_id):
     s = db_session()
@@ -318,9 +383,10 @@ def keepalive(case_id):
     return jsonify(ok=True, until=until.isoformat())
 
 
-@bp.post("/case/<int:case_id>/release")
+@bp.post("/case/<id:case_id>/give-back")
 @roles_required("interviewer")
-def release(case_id):
+def give_back(case_id):
+    """The interviewer gives the held case back without calling (ends the hold)."""
     s = db_session()
     t = now()
     case = service.holding(s, case_id, g.user, now=t)
@@ -330,30 +396,31 @@ def release(case_id):
 
 
 def _parse_appointment(form):
-    day, at = form.get("appt_date", "").strip(), form.get("appt_time", "").strip()
+    day, at = field_text("appt_date").strip(), field_text("appt_time").strip()
     if not day and not at:
         return None
     try:
         return service.AppointmentRequest(day=date.fromisoformat(day),
                                           at=time.fromisoformat(at),
-                                          kind=form.get("appt_kind", "soft"))
+                                          kind=field_text("appt_kind", "soft"))
     except ValueError:
         raise CaseError(f"appointment: date {day!r} / time {at!r} is not YYYY-MM-DD / HH:MM"
                         ) from None
 
 
-@bp.post("/case/<int:case_id>/close")
+@bp.post("/case/<id:case_id>/close")
 @roles_required("interviewer")
 def close(case_id):
     s = db_session()
     t = now()
     case = service.holding(s, case_id, g.user, now=t)
-    code = request.form.get("code", "")
+    code = field_text("code")
+    note = field_text("note").strip() or None
     appointment = _parse_appointment(request.form) if code == service.APPOINTMENT_CODE else None
     finish = service.close_attempt(
         s, case, g.user, code=code, now=t, cfg=survey_config(),
-        note=request.form.get("note", "").strip() or None, appointment=appointment,
-        refusal_conversion=request.form.get("conversion") == "1")
+        note=note, appointment=appointment,
+        refusal_conversion=field_text("conversion") == "1")
     s.commit()
     flash(gettext("Case {case} closed: {code}.", case=case.pseudo_id, code=finish.code), "info")
     return redirect(url_for("cati.work"))
@@ -382,22 +449,34 @@ def dashboard_json():
     return jsonify(data)
 
 
-@bp.get("/cases")
+@bp.route("/cases", methods=["GET", "POST"])
 @roles_required(*SUPERVISORS)
 def search():
+    """Find a case.  The query is posted (a GET shows the form only), so no number
+    reaches an access log; only supervisors search by phone number, and each such
+    search is audited."""
     s = db_session()
-    q = request.args.get("q", "")
-    found = service.find_cases(s, q) if q else []
+    q = field_text("q").strip() if request.method == "POST" else ""
+    if not q:
+        return render_template("cati/search.html", q="", rows=None)
+    try:
+        found, by_phone = service.find_cases(s, q, by_phone=g.user.role == "supervisor")
+    except ValueError as exc:
+        abort(400, description=str(exc))
     phones = dict(s.execute(select(FrameContact.id, FrameContact.phone).where(
         FrameContact.id.in_([c.contact_id for c in found]))).all()) if found else {}
     rows = [{"case": c, "phone": service.shown_phone(phones[c.contact_id], g.user)}
             for c in found]
-    if service.log_phone_view(s, g.user, [c.id for c in found], now=now()):
-        s.commit()
+    t = now()
+    if by_phone:
+        service.log_phone_search(s, g.user, q, [c.id for c in found], now=t,
+                                 address=client_address())
+    service.log_phone_view(s, g.user, [c.id for c in found], now=t)
+    s.commit()
     return render_template("cati/search.html", q=q, rows=rows)
 
 
-@bp.get("/cases/<int:case_id>")
+@bp.get("/cases/<id:case_id>")
 @roles_required(*SUPERVISORS)
 def case_detail(case_id):
     s = db_session()
@@ -414,16 +493,16 @@ def case_detail(case_id):
                            **_case_context(s, case, for_user=g.user))
 
 
-@bp.post("/cases/<int:case_id>/answer")
+@bp.post("/cases/<id:case_id>/answer")
 @roles_required("supervisor")
 def change_answer(case_id):
     s = db_session()
     case = s.get(SampleCase, case_id) or abort(404)
-    key = request.form.get("key", "").strip() or None
+    key = field_text("key").strip() or None
     unit_id = _form_int("unit_id")
     try:
         service.change_answer(s, case, g.user, unit_id, key, now=now(),
-                              cfg=survey_config(), reason=request.form.get("reason", "").strip())
+                              cfg=survey_config(), reason=field_text("reason").strip())
     except KeyError as exc:
         raise CaseError(f"key: {exc.args[0]}") from None
     s.commit()
@@ -432,15 +511,11 @@ def change_answer(case_id):
 
 
 def _form_int(name: str) -> int:
-    """A whole number from the posted form, or 400 naming the field."""
-    raw = request.form.get(name, "")
-    try:
-        return int(raw)
-    except ValueError:
-        abort(400, description=f"{name}: expected a whole number, got {raw!r}")
+    """A database id from the posted form, or 400 naming the field."""
+    return bounded_id(name, request.form.get(name, ""))
 
 
-@bp.post("/cases/<int:case_id>/reassign")
+@bp.post("/cases/<id:case_id>/reassign")
 @roles_required("supervisor")
 def reassign(case_id):
     s = db_session()
@@ -452,12 +527,12 @@ def reassign(case_id):
     return redirect(url_for("cati.case_detail", case_id=case_id))
 
 
-@bp.post("/cases/<int:case_id>/handover")
+@bp.post("/cases/<id:case_id>/handover")
 @roles_required("supervisor")
 def handover(case_id):
     s = db_session()
     case = s.get(SampleCase, case_id) or abort(404)
-    service.hand_over(s, case, g.user, request.form.get("channel", ""), now=now())
+    service.hand_over(s, case, g.user, field_text("channel"), now=now())
     s.commit()
     flash(gettext("Case handed over."), "info")
     return redirect(url_for("cati.case_detail", case_id=case_id))
@@ -467,7 +542,7 @@ def handover(case_id):
 @roles_required("supervisor")
 def release_replicate():
     s = db_session()
-    draw_id = request.form.get("draw_id", type=int)
+    draw_id = _form_int("draw_id") if request.form.get("draw_id") else None
     if draw_id is None:
         draw_id = s.scalar(select(func.max(SampleDraw.id)))
     if draw_id is None:

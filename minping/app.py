@@ -65,6 +65,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(ivr_bp)
     app.register_blueprint(cati_bp)
+    __import__("minping.headers", fromlist=["init_app"]).init_app(app)
 
     @app.teardown_appcontext
     def _close_session(_exc):

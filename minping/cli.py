@@ -136,43 +136,6 @@ def _redact(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-# --- users ----------------------------------------------------------------------------
-
-
-@cli.group("user")
-def user_group() -> None:
-    """Interviewers, supervisors and statisticians."""
-
-
-@user_group.command("add")
-@click.argument("username")
-@click.option("--role", type=click.Choice(["interviewer", "supervisor", "statistician"]),
-              required=True)
-@click.option("--name", "display_name", help="Name shown on the screens.")
-@click.option("--language", type=click.Choice(["zh", "en"]), default="zh", show_default=True)
-@click.option("--password", envvar="MINPING_NEW_PASSWORD", prompt=True, hide_input=True,
-              confirmation_prompt=True, help="Prompted for when not given (env MINPING_NEW_PASSWORD).")
-@click.option("--database-url", envvar="DATABASE_URL")
-@click.option("--json", "as_json", is_flag=True)
-def user_add(username, role, display_name, language, password, database_url, as_json) -> None:
-    """Create a user who can log in to the CATI screens."""
-    from minping.db import Database
-    from minping.users import create_user
-
-    db = Database(cli_settings(database_url).database_url)
-    try:
-        with db.transaction() as session:
-            user = create_user(session, username=username, password=password, role=role,
-                               display_name=display_name or username, language=language)
-            result = {"id": user.id, "username": user.username, "role": user.role}
-    finally:
-        db.dispose()
-    if as_json:
-        echo_json(result)
-    else:
-        click.echo(f"user {username!r} created with role {role}")
-
-
 # --- demo -----------------------------------------------------------------------------
 
 
@@ -216,6 +179,7 @@ def _register_commands() -> None:
     cli.add_command(export)
     cli.add_command(input_group)
     cli.add_command(serve)
+    cli.add_command(__import__("minping.commands.user", fromlist=["_"]).user_group)
     cli.add_command(__import__("minping.commands.sample", fromlist=["_"]).frame_group)
     cli.add_command(__import__("minping.commands.sample", fromlist=["_"]).sample_group)
     cli.add_command(__import__("minping.commands.dial", fromlist=["_"]).dial)

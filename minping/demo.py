@@ -9,7 +9,6 @@ the demo only talks to the local Twilio simulator.
 
 from __future__ import annotations
 
-import csv
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import numpy as np
 import phonenumbers
 from sqlalchemy import func, select, update
 
+from minping import cells
 from minping.campaign import sync_campaign
 from minping.config import load_config
 from minping.db import Database
@@ -142,7 +142,7 @@ def write_frame_csv(cfg, contacts: list[SyntheticContact], path: Path) -> Path:
     groups = {g.id: g.name for g in cfg.groups}
     towns = {t.id: t.name for t in cfg.towns}
     with path.open("w", encoding="utf-8-sig", newline="") as f:
-        writer = csv.writer(f)
+        writer = cells.writer(f)
         writer.writerow(["电话", "类别", "乡镇", "备注"])
         for c in contacts:
             national = c.phone.removeprefix("+86")

@@ -50,7 +50,6 @@ Verification
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import math
@@ -68,6 +67,7 @@ from sqlalchemy.orm import Session
 
 from minping.campaign import codes, sync_campaign
 from minping.cases import new_pseudo_id
+from minping.cells import dict_writer
 from minping.errors import MinpingError
 from minping.frames import frame_labels, get_frame
 from minping.models import (
@@ -1071,7 +1071,7 @@ def write_balance_csv(report: dict, path: str | os.PathLike) -> int:
     """Write the report as one long CSV (UTF-8 with BOM): a row per stratum, per unit × group."""
     n = 0
     with open(path, "w", encoding="utf-8-sig", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=BALANCE_CSV_COLUMNS, extrasaction="ignore")
+        w = dict_writer(fh, BALANCE_CSV_COLUMNS, extrasaction="ignore")
         w.writeheader()
         for r in report["strata"]:
             w.writerow({"kind": "stratum", "key": r["stratum"], **r})

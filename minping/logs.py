@@ -4,6 +4,11 @@ Code that handles a call or a case logs with ``extra={"case_id": ..., "call_sid"
 (or sets ``flask.g.log_context``); the formatter adds those fields, so a
 supervisor's question "what happened to case 1234?" is one ``grep`` away.
 Set ``MINPING_LOG_FORMAT=text`` for human-readable lines on a terminal.
+
+Security events (``cati.security``) carry ``event``, ``username``, ``address``,
+``role`` and ``reason``.  No line holds a phone number: both formatters replace
+any run of seven or more digits (with ``+``, spaces or dashes between them) by
+``[number]``, in the message and in tracebacks alike.
 """
 
 from __future__ import annotations
@@ -11,10 +16,28 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 from datetime import UTC, datetime
 
-CONTEXT_FIELDS = ("case_id", "call_sid", "attempt_id", "user", "request_id", "path", "status")
+CONTEXT_FIELDS = ("case_id", "call_sid", "attempt_id", "user", "request_id", "path", "status",
+                  "event", "username", "address", "role", "reason")
+
+#: A phone number in any form: 7+ digits, possibly split by spaces, dashes or brackets
+#: (an ISO date is not one).
+PHONE_LIKE = re.compile(r"(?<![\d.])(?!\d{4}-\d\d-\d\d)\+?\d(?:[ \-()]{0,2}\d){6,}")
+
+
+def redact(text: str) -> str:
+    """``text`` with every phone-number-like run of digits replaced by ``[number]``."""
+    return PHONE_LIKE.sub("[number]", text)
+
+
+class RedactingFormatter(logging.Formatter):
+    """A text formatter that never prints a phone number."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
 
 
 class JsonFormatter(logging.Formatter):
@@ -23,7 +46,7 @@ class JsonFormatter(logging.Formatter):
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": redact(record.getMessage()),
         }
         context = _flask_context()
         for key in CONTEXT_FIELDS:
@@ -31,9 +54,9 @@ class JsonFormatter(logging.Formatter):
             if value is None:
                 value = context.get(key)
             if value is not None:
-                data[key] = value
+                data[key] = redact(value) if isinstance(value, str) else value
         if record.exc_info:
-            data["exc"] = self.formatException(record.exc_info)
+            data["exc"] = redact(self.formatException(record.exc_info))
         return json.dumps(data, ensure_ascii=False)
 
 
@@ -54,7 +77,8 @@ def configure_logging(level: str | None = None, fmt: str | None = None) -> None:
     fmt = fmt or os.environ.get("MINPING_LOG_FORMAT", "json")
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "text":
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(
+            RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     else:
         handler.setFormatter(JsonFormatter())
     for name in ("minping", "ivr", "cati", "sampling", "scoring"):

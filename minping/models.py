@@ -469,6 +469,30 @@ class AuditLog(Base):
     detail: Mapped[str | None] = mapped_column(Text)
 
 
+class UserSession(Base):
+    """A log-in to the CATI screens, ended on the server (log-out, new password, disabled
+    account, idle or absolute timeout).  ``id`` is the SHA-256 of the cookie's token."""
+
+    __tablename__ = "user_session"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"), index=True)
+    created_at: Mapped[datetime]
+    seen_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    end_reason: Mapped[str | None] = mapped_column(String(32))
+    address: Mapped[str | None] = mapped_column(String(64))
+
+
+class LoginThrottle(Base):
+    """Failed log-ins per client address (``addr:…``) and per user name (``name:…``)."""
+
+    __tablename__ = "login_throttle"
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    last_at: Mapped[datetime]
+    blocked_until: Mapped[datetime | None]
+
+
 # --- coordination between processes ---------------------------------------------------------
 
 

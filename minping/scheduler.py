@@ -61,8 +61,24 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 
-from sqlalchemy import and_, case, false, func, literal, null, or_, select, true, union_all
+from sqlalchemy import (
+    String,
+    and_,
+    case,
+    cast,
+    exists,
+    false,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    true,
+    union_all,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from minping.cases import CATI_HOLD, IN_FIELD_STATES, try_hold
@@ -317,13 +333,30 @@ def next_case(
                         handoff=handoff, **pick)
 
 
+_tiers: dict[tuple[int, int | None], tuple[Progress, list[list[int]]]] = {}
+
+
 def stratum_tiers(session: Session, progress: Progress, *,
                   draw_id: int | None = None) -> list[list[int]]:
     """Stratum ids grouped by share of target, furthest behind first.
 
     Strata missing from ``progress`` count as share 0; strata that tie (to 9
-    decimals) form one group.
+    decimals) form one group.  Computed once per :class:`Progress` (a cached
+    progress gives the same tiers until it is recomputed).
     """
+    key = (id(progress), draw_id)
+    cached = _tiers.get(key)
+    if cached is not None and cached[0] is progress:
+        return cached[1]
+    tiers = _stratum_tiers(session, progress, draw_id=draw_id)
+    if len(_tiers) > 64:
+        _tiers.clear()
+    _tiers[key] = (progress, tiers)
+    return tiers
+
+
+def _stratum_tiers(session: Session, progress: Progress, *,
+                   draw_id: int | None = None) -> list[list[int]]:
     query = select(Stratum.id)
     if draw_id is not None:
         query = query.where(Stratum.draw_id == draw_id)
@@ -362,41 +395,73 @@ def _stratum_share(progress: Progress):
 
 
 def _window(session: Session, fetch) -> list:
-    """Up to :data:`WINDOW` candidates from ``fetch(excluded_ids)``, those on the
-    do-not-call list dropped; read on past a window that was all on the list."""
-    excluded: list[int] = []
-    while True:
-        rows = fetch(excluded)
-        banned = on_do_not_call(session, [r.contact_id for r in rows])
-        keep = [r for r in rows if r.contact_id not in banned]
-        if keep or len(rows) < WINDOW:
-            return keep
-        excluded.extend(r.id for r in rows)
+    """Up to :data:`WINDOW` candidates from ``fetch(excluded_ids)``.  The do-not-call
+    list is a condition of the query itself (an anti-join probed per candidate row of
+    the ordered walk), so one statement reads the window."""
+    return fetch([])
 
 
 def _not_in(excluded: list[int]):
     return SampleCase.id.not_in(excluded) if excluded else true()
 
 
+_CALLABLE: list = []
+
+
+def _callable_number():
+    """The case's number is not on the do-not-call list (probed per candidate); the
+    expression is built once (it has no parameters)."""
+    if not _CALLABLE:
+        _CALLABLE.append(~exists().where(FrameContact.id == SampleCase.contact_id,
+                                         DoNotCall.phone == FrameContact.phone))
+    return _CALLABLE[0]
+
+
+def _read_window(session: Session, query) -> list:
+    """Run the (locked) candidate ``query`` and read, in the same statement, each
+    candidate's unit ids as one text column (the unit ranking needs no second query).
+
+    SQLite runs in the process (a statement is no round trip): there the units are
+    read by a second, simpler statement, which costs less Python than the wrapper."""
+    if session.get_bind().dialect.name != "postgresql":
+        rows = session.execute(query).all()
+        units: dict[int, list[str]] = {}
+        if rows:
+            for cid, uid in session.execute(
+                    select(CaseUnit.case_id, CaseUnit.unit_id)
+                    .where(CaseUnit.case_id.in_([r.id for r in rows]))):
+                units.setdefault(cid, []).append(str(uid))
+        return [SimpleNamespace(**r._mapping, units=",".join(units.get(r.id, ())))
+                for r in rows]
+    window = _lock(session, query).subquery("window")
+    agg = func.string_agg(cast(CaseUnit.unit_id, String), ",")
+    units_ = select(agg).where(CaseUnit.case_id == window.c.id).scalar_subquery()
+    return session.execute(select(window, units_.label("units"))).all()
+
+
 def _pick_sorted(*, session, interviewer, now, where, due, handoff, progress, hold):
     """Pick from a small tier: the database sorts it on the whole order key."""
     stratum_share = _stratum_share(progress)
-    due_at = (
-        select(func.min(Appointment.due_at))
-        .where(Appointment.case_id == SampleCase.id, Appointment.status == "pending",
-               Appointment.due_at <= now)
-        .scalar_subquery()
+    # The due appointments, aggregated once per query and joined (hashed), not
+    # looked up per candidate.
+    due_appts = (
+        select(Appointment.case_id, func.min(Appointment.due_at).label("due_at"))
+        .where(Appointment.status == "pending", Appointment.due_at <= now)
+        .group_by(Appointment.case_id)
+        .subquery("due_appts")
     )
+    is_due = due_appts.c.due_at.is_not(None)
 
     def fetch(excluded):
         query = (
-            select(SampleCase.id, SampleCase.contact_id, due.label("due"),
-                   due_at.label("due_at"), handoff.label("handoff"), SampleCase.priority,
-                   SampleCase.stratum_id, SampleCase.last_attempt_at)
-            .where(where, _not_in(excluded))
+            select(SampleCase.id, SampleCase.contact_id, is_due.label("due"),
+                   due_appts.c.due_at.label("due_at"), handoff.label("handoff"),
+                   SampleCase.priority, SampleCase.stratum_id, SampleCase.last_attempt_at)
+            .outerjoin(due_appts, due_appts.c.case_id == SampleCase.id)
+            .where(where, _callable_number(), _not_in(excluded))
             .order_by(
-                due.desc(),
-                due_at,
+                is_due.desc(),
+                due_appts.c.due_at,
                 handoff.desc(),
                 SampleCase.priority.desc(),
                 stratum_share,
@@ -406,7 +471,7 @@ def _pick_sorted(*, session, interviewer, now, where, due, handoff, progress, ho
             )
             .limit(WINDOW)
         )
-        return session.execute(_lock(session, query)).all()
+        return _read_window(session, query)
 
     rows = _window(session, fetch)
     return _hold_best(session, interviewer, rows, now=now, progress=progress, hold=hold)
@@ -419,20 +484,21 @@ def _pick_in_order(*, session, interviewer, now, where, progress, hold):
     cols = (SampleCase.id, SampleCase.contact_id, false().label("due"),
             null().label("due_at"), false().label("handoff"), SampleCase.priority, SampleCase.stratum_id,
             SampleCase.last_attempt_at)
+    where = and_(where, _callable_number())
 
     def fetch(excluded):
         never = (
             select(*cols).where(where, _not_in(excluded), SampleCase.last_attempt_at.is_(None))
             .order_by(SampleCase.id).limit(WINDOW)
         )
-        rows = list(session.execute(_lock(session, never)).all())
+        rows = list(_read_window(session, never))
         if len(rows) < WINDOW:
             tried = (
                 select(*cols)
                 .where(where, _not_in(excluded), SampleCase.last_attempt_at.is_not(None))
                 .order_by(SampleCase.last_attempt_at, SampleCase.id).limit(WINDOW - len(rows))
             )
-            rows += session.execute(_lock(session, tried)).all()
+            rows += _read_window(session, tried)
         return rows
 
     rows = _window(session, fetch)
@@ -443,7 +509,8 @@ def _hold_best(session, interviewer, rows, *, now, progress, hold):
     """Re-rank the candidates by their least-advanced unit and hold the first free one."""
     if not rows:
         return None
-    floor = _unit_floor(session, [r.id for r in rows], progress)
+    floor = {r.id: min((progress.unit.get(int(u), 0.0) for u in (r.units or "").split(",")
+                        if u), default=1.0) for r in rows}
     epoch = datetime.min.replace(tzinfo=now.tzinfo)
 
     def key(r):
@@ -460,6 +527,28 @@ def _hold_best(session, interviewer, rows, *, now, progress, hold):
         )
 
     for row in sorted(rows, key=key):
-        if try_hold(session, row.id, channel="cati", now=now, user_id=interviewer.id, hold=hold):
-            return session.get(SampleCase, row.id)
+        case_ = _hold(session, row.id, interviewer_id=interviewer.id, now=now, hold=hold)
+        if case_ is not None:
+            return case_
     return None
+
+
+def _hold(session: Session, case_id: int, *, interviewer_id: int, now: datetime,
+          hold: timedelta) -> SampleCase | None:
+    """:func:`minping.cases.try_hold` for CATI, returning the held case from the same
+    statement (``UPDATE … RETURNING``): one round trip, not two."""
+    if not session.get_bind().dialect.update_returning:
+        if try_hold(session, case_id, channel="cati", now=now, user_id=interviewer_id,
+                    hold=hold):
+            return session.get(SampleCase, case_id)
+        return None
+    stmt = (
+        update(SampleCase)
+        .where(SampleCase.id == case_id, SampleCase.state.in_(IN_FIELD_STATES),
+               or_(SampleCase.lock_channel.is_(None), SampleCase.lock_expires_at < now))
+        .values(lock_channel="cati", locked_by=interviewer_id, locked_at=now,
+                lock_expires_at=now + hold, version=SampleCase.version + 1)
+        .returning(SampleCase)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    )
+    return session.scalars(stmt).first()

@@ -60,6 +60,7 @@ class Settings:
     verify_signatures: bool
     instance_path: str
     session_lifetime_minutes: int = 480
+    session_idle_minutes: int = 30
 
     @property
     def is_production(self) -> bool:
@@ -133,20 +134,13 @@ def load_settings(
                 "MINPING_VERIFY_SIGNATURES: Twilio signature checks cannot be turned off in production"
             )
 
-    lifetime_raw = env_vars.get("MINPING_SESSION_MINUTES", "480")
-    try:
-        lifetime = int(lifetime_raw)
-        if lifetime <= 0:
-            raise ValueError
-    except ValueError:
-        raise SettingsError(
-            f"MINPING_SESSION_MINUTES: must be a positive whole number, got {lifetime_raw!r}"
-        ) from None
+    lifetime = _minutes(env_vars, "MINPING_SESSION_MINUTES", 480)
+    idle = _minutes(env_vars, "MINPING_SESSION_IDLE_MINUTES", 30)
 
     secret = env_vars.get("MINPING_SECRET_KEY") or (
         "" if production else _dev_secret_key(instance)
     )
-    return Settings(
+    settings = Settings(
         env=env,
         database_url=normalise_database_url(
             env_vars.get("DATABASE_URL") or default_sqlite_url(instance)
@@ -161,7 +155,41 @@ def load_settings(
         verify_signatures=verify,
         instance_path=str(instance),
         session_lifetime_minutes=lifetime,
+        session_idle_minutes=idle,
     )
+    if production:
+        check_production(settings)
+    return settings
+
+
+#: Shortest ``MINPING_SECRET_KEY`` production accepts (``secrets.token_hex(32)`` has 64).
+MIN_SECRET_KEY = 32
+
+
+def check_production(settings: Settings) -> None:
+    """Refuse weak production settings: a short session key, a public URL without https
+    (the session cookie's Secure flag follows the URL's scheme)."""
+    problems = []
+    if len(settings.secret_key) < MIN_SECRET_KEY:
+        problems.append(f"MINPING_SECRET_KEY: must have at least {MIN_SECRET_KEY} characters, "
+                        f"got {len(settings.secret_key)} (make one with "
+                        "`python -c 'import secrets; print(secrets.token_hex(32))'`)")
+    if not settings.public_url.startswith("https://"):
+        problems.append(f"MINPING_PUBLIC_URL: must start with https:// in production, got "
+                        f"{settings.public_url!r}")
+    if problems:
+        raise SettingsError("weak production settings: " + "; ".join(problems))
+
+
+def _minutes(env_vars: Mapping[str, str], name: str, default: int) -> int:
+    raw = env_vars.get(name, str(default))
+    try:
+        value = int(raw)
+        if value <= 0:
+            raise ValueError
+    except ValueError:
+        raise SettingsError(f"{name}: must be a positive whole number, got {raw!r}") from None
+    return value
 
 
 def normalise_database_url(url: str) -> str:

@@ -1,13 +1,17 @@
 """Users of the CATI screens: interviewers, supervisors, statisticians.
 
 Passwords are hashed with scrypt (werkzeug's default: a memory-hard KDF).
+:func:`check_password_strength` refuses short, common and name-derived
+passwords; the command line reads them from a prompt or ``MINPING_NEW_PASSWORD``
+only, never from its arguments (they would be in the shell history and ``ps``).
 """
 
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -16,6 +20,46 @@ from minping.models import ROLES, AuditLog, User
 
 USERNAME = re.compile(r"^[A-Za-z0-9_.-]{2,64}$")
 MIN_PASSWORD = 8
+MAX_PASSWORD = 1024
+
+#: Passwords found at the top of every leaked-password list (and their Chinese
+#: favourites), compared case-insensitively after removing spaces.
+_COMMON = """
+12345678 123456789 1234567890 0123456789 87654321 11111111 00000000 88888888 66666666
+12341234 11223344 password password1 password123 passw0rd p@ssw0rd iloveyou qwertyui
+qwertyuiop qwerty123 1qaz2wsx 1q2w3e4r 1q2w3e4r5t zaq12wsx abcd1234 abc12345 abcdefgh
+aaaaaaaa asdfghjk asdfasdf zxcvbnm1 letmein1 welcome1 admin123 administrator changeme
+sunshine football baseball princess dragon123 monkey12 trustno1 superman iloveyou1
+woaini1314 woaini520 5201314 wangyiwen a1234567 a12345678 aa123456 qq123456 1234qwer
+minping minping1 minping123 survey123 interviewer supervisor statistician
+"""
+COMMON_PASSWORDS = frozenset(_COMMON.split())
+
+
+def check_password_strength(password: str, *, username: str = "",
+                            display_name: str = "") -> None:
+    """Raise :class:`MinpingError` (naming the field) for a weak password: fewer than
+    :data:`MIN_PASSWORD` characters, only spaces, a single repeated character, a
+    common password, or one made from the user's own name."""
+    if len(password) < MIN_PASSWORD:
+        raise MinpingError(f"password: must have at least {MIN_PASSWORD} characters")
+    if len(password) > MAX_PASSWORD:
+        raise MinpingError(f"password: at most {MAX_PASSWORD} characters")
+    squeezed = re.sub(r"\s+", "", password).lower()
+    if not squeezed:
+        raise MinpingError("password: must not be only spaces")
+    if len(set(squeezed)) <= 2:
+        raise MinpingError("password: too few different characters")
+    stripped = squeezed.rstrip("0123456789!@#.$_-")
+    if squeezed in COMMON_PASSWORDS or stripped in COMMON_PASSWORDS:
+        raise MinpingError("password: a common password; choose another")
+    bare = re.sub(r"[\s._-]+", "", squeezed)
+    bare_stripped = bare.rstrip("0123456789!@#$")
+    for name in (username, display_name):
+        base = re.sub(r"[\s._-]+", "", (name or "").lower())
+        if len(base) >= 3 and (base in bare or base[::-1] in bare
+                               or (len(bare_stripped) >= 3 and bare_stripped in base)):
+            raise MinpingError("password: must not contain the user's name")
 
 
 def create_user(
@@ -37,8 +81,7 @@ def create_user(
         )
     if role not in ROLES:
         raise MinpingError(f"role: must be one of {', '.join(ROLES)}, got {role!r}")
-    if len(password) < MIN_PASSWORD:
-        raise MinpingError(f"password: must have at least {MIN_PASSWORD} characters")
+    check_password_strength(password, username=username, display_name=display_name or "")
     if session.scalar(select(User.id).where(User.username == username)) is not None:
         raise MinpingError(f"username: {username!r} already exists")
     user = User(
@@ -59,3 +102,77 @@ def create_user(
 
 def verify_password(user: User, password: str) -> bool:
     return check_password_hash(user.password_hash, password)
+
+
+# --- administration (``minping user list|unlock|disable|reset-password``) -----------------
+
+
+def find_user(session: Session, username: str) -> User:
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise MinpingError(f"username: no user {username!r}")
+    return user
+
+
+def list_users(session: Session, *, now: datetime | None = None) -> list[dict]:
+    now = now or datetime.now(UTC)
+    return [{"id": u.id, "username": u.username, "role": u.role, "active": u.active,
+             "locked_until": u.locked_until.isoformat() if u.locked_until and
+             u.locked_until > now else None, "failed_logins": u.failed_logins}
+            for u in session.scalars(select(User).order_by(User.username))]
+
+
+def _audit(session: Session, user: User, action: str, actor: str, now: datetime) -> None:
+    session.add(AuditLog(at=now, user_id=None, actor=actor, action=action, entity="user",
+                         entity_id=str(user.id), new={"username": user.username}))
+
+
+def unlock_user(session: Session, username: str, *, actor: str = "cli",
+                now: datetime | None = None) -> User:
+    """End a lock-out and forget the failed log-ins (and the name's back-off)."""
+    from minping.models import LoginThrottle
+
+    now = now or datetime.now(UTC)
+    user = find_user(session, username)
+    session.execute(update(User).where(User.id == user.id)
+                    .values(locked_until=None, failed_logins=0))
+    session.execute(LoginThrottle.__table__.delete().where(
+        LoginThrottle.key == f"name:{username.lower()[:100]}"))
+    _audit(session, user, "user.unlock", actor, now)
+    return user
+
+
+def end_sessions(session: Session, user_id: int, reason: str, now: datetime) -> int:
+    from minping.models import UserSession
+
+    return session.execute(
+        update(UserSession).where(UserSession.user_id == user_id,
+                                  UserSession.ended_at.is_(None))
+        .values(ended_at=now, end_reason=reason)
+        .execution_options(synchronize_session=False)).rowcount
+
+
+def disable_user(session: Session, username: str, *, actor: str = "cli",
+                 now: datetime | None = None) -> int:
+    """Disable the account and end its open sessions (returns how many)."""
+    now = now or datetime.now(UTC)
+    user = find_user(session, username)
+    user.active = False
+    ended = end_sessions(session, user.id, "disabled", now)
+    _audit(session, user, "user.disable", actor, now)
+    return ended
+
+
+def reset_password(session: Session, username: str, password: str, *, actor: str = "cli",
+                   now: datetime | None = None) -> int:
+    """Set a new password (same rules as at creation), lift any lock and end the user's
+    open sessions (returns how many)."""
+    now = now or datetime.now(UTC)
+    user = find_user(session, username)
+    check_password_strength(password, username=user.username, display_name=user.display_name)
+    user.password_hash = generate_password_hash(password)
+    user.failed_logins = 0
+    user.locked_until = None
+    ended = end_sessions(session, user.id, "password", now)
+    _audit(session, user, "user.reset_password", actor, now)
+    return ended

@@ -722,8 +722,10 @@ def write_rejects(frame: FrameFile, path: str | os.PathLike) -> int:
     for p in frame.problems:
         if p.row is not None and p.row in frame.rejected_cells:
             by_row.setdefault(p.row, []).append(f"{p.field}: {p.message}" if p.field else p.message)
+    from minping.cells import writer  # cells starting = + - @ are not formulas
+
     with open(path, "w", encoding="utf-8-sig", newline="") as fh:
-        w = csv.writer(fh)
+        w = writer(fh)
         w.writerow(["row", "problems", *frame.header])
         for row in sorted(by_row):
             cells = list(frame.rejected_cells[row])[: len(frame.header)]

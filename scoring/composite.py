@@ -447,6 +447,8 @@ def _satterthwaite(pieces: list[tuple[float, float | None]]) -> float:
     for v, df in pieces:
         if v > 0:
             denom += v * v / df
+    if denom == 0.0:  # no finite positive variance (e.g. a unit with one ballot): no df
+        return math.nan
     return total * total / denom
 
 

@@ -34,7 +34,6 @@ pyreadstat (https://github.com/Roche/pyreadstat): ``write_sav``, ``write_dta``.
 
 from __future__ import annotations
 
-import csv
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -99,9 +98,11 @@ def write_export(table: RespondentTable, path: str | Path, fmt: str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     names = list(table.columns)
+    from minping.cells import safe_row, writer  # no cell is a spreadsheet formula
+
     if fmt == "csv":
         with path.open("w", encoding="utf-8", newline="") as fh:
-            w = csv.writer(fh)
+            w = writer(fh)
             w.writerow(names)
             for i in range(table.n_rows):
                 w.writerow(["" if table.columns[c][i] is None else _text(table.columns[c][i])
@@ -113,14 +114,14 @@ def write_export(table: RespondentTable, path: str | Path, fmt: str) -> Path:
         book = openpyxl.Workbook()
         sheet = book.active
         sheet.title = "data"
-        sheet.append(names)
+        sheet.append(safe_row(names))
         for i in range(table.n_rows):
-            sheet.append([table.columns[c][i] for c in names])
+            sheet.append(safe_row([table.columns[c][i] for c in names]))
         book_sheet = book.create_sheet("codebook")
         book_sheet.append(["variable", "label", "values"])
         for c in names:
             values = "; ".join(f"{k} = {v}" for k, v in table.value_labels.get(c, {}).items())
-            book_sheet.append([c, table.variable_labels.get(c, ""), values])
+            book_sheet.append(safe_row([c, table.variable_labels.get(c, ""), values]))
         book.save(path)
         return path
     import pyreadstat

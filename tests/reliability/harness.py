@@ -132,7 +132,7 @@ class Gunicorn:
             "TWILIO_ACCOUNT_SID": SIMULATOR_ACCOUNT_SID,
             "TWILIO_AUTH_TOKEN": SIMULATOR_AUTH_TOKEN,
             "TWILIO_FROM_NUMBER": SIMULATOR_FROM_NUMBER,
-            "MINPING_ENV": "production", "MINPING_SECRET_KEY": "reliability-secret",
+            "MINPING_ENV": "production", "MINPING_SECRET_KEY": "reliability-secret-" + "r" * 32,
             "PYTHONPATH": str(ROOT),
         } | (extra_env or {})
         self.proc: subprocess.Popen | None = None

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
+import threading
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+import requests
+from sqlalchemy import func, select, text, update
 
-from minping.models import User
+from minping.models import AuditLog, CallAttempt, SampleCase, User, UserSession
 from minping.settings import SettingsError
 from tests.builders import FIELD_START, build_field
 from tests.cati.helpers import PASSWORD, Clock, add_user
@@ -22,7 +26,7 @@ EVERYONE = set(ROLES)
 ACCESS = {
     "cati.work": INTERVIEWER, "cati.take_next": INTERVIEWER, "cati.case_screen": INTERVIEWER,
     "cati.dial": INTERVIEWER, "cati.consent": INTERVIEWER, "cati.answer": INTERVIEWER,
-    "cati.keepalive": INTERVIEWER, "cati.release": INTERVIEWER, "cati.close": INTERVIEWER,
+    "cati.keepalive": INTERVIEWER, "cati.give_back": INTERVIEWER, "cati.close": INTERVIEWER,
     "cati.dashboard": READERS, "cati.dashboard_json": READERS, "cati.search": READERS,
     "cati.case_detail": READERS,
     "cati.change_answer": SUPERVISOR, "cati.reassign": SUPERVISOR, "cati.handover": SUPERVISOR,
@@ -49,7 +53,7 @@ def _routes(app, case_id):
     for rule in app.url_map.iter_rules():
         if not rule.endpoint.startswith("cati.") or rule.endpoint in PUBLIC:
             continue
-        path = rule.rule.replace("<int:case_id>", str(case_id))
+        path = rule.rule.replace("<id:case_id>", str(case_id))
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             yield rule.endpoint, method, path
 
@@ -138,3 +142,482 @@ def test_production_refuses_to_start_without_twilio_auth_token(tmp_path):
     with pytest.raises(SettingsError, match="MINPING_VERIFY_SIGNATURES"):
         create_app({"ENVIRON": environ | {"TWILIO_AUTH_TOKEN": "t",
                                           "MINPING_VERIFY_SIGNATURES": "0"}})
+
+
+# --- #14: what a probe of a production instance got through -----------------------------------
+#
+# Each test below names the point of issue #14 it guards.  They run on SQLite and
+# PostgreSQL (the ``db``/``app`` fixtures); the first one against gunicorn.
+
+
+def _post_login(client, username, password, **kwargs):
+    return client.post("/cati/login", data={"username": username, "password": password,
+                                            "csrf_token": _token(client, "/cati/login")},
+                       **kwargs)
+
+
+def _failed_reasons(db) -> list[str]:
+    with db.session() as s:
+        return [a.new["reason"] for a in s.scalars(
+            select(AuditLog).where(AuditLog.action == "user.login_failed").order_by(AuditLog.id))]
+
+
+def test_parallel_wrong_passwords_check_no_more_guesses_than_the_limit(db):
+    """#14.1: 16 wrong passwords at once against gunicorn (2 workers x 8 threads): the
+    guesses are counted before they are checked, so exactly 5 reach the KDF and the
+    account locks; the other 11 are answered like a wrong password, unchecked."""
+    from tests.reliability.harness import Gunicorn
+
+    add_user(db, "ann")
+    server = Gunicorn(db.url, extra_env={"MINPING_THROTTLE_NAME": "1000",
+                                         "MINPING_THROTTLE_ADDRESS": "1000"})
+    server.start()
+    n = 16
+    statuses: list[int] = []
+    try:
+        forms = []
+        for _ in range(n):  # one browser each: its own session cookie and CSRF token
+            r = requests.get(server.base + "/cati/login", timeout=60)
+            token = re.search(r'name="csrf-token" content="([^"]+)"', r.text).group(1)
+            forms.append((r.headers["Set-Cookie"].split(";")[0], token))
+        barrier = threading.Barrier(n)
+
+        def guess(i, cookie, token):
+            barrier.wait()
+            r = requests.post(server.base + "/cati/login", allow_redirects=False, timeout=120,
+                              headers={"Cookie": cookie},  # the cookie is Secure (https URL)
+                              data={"username": "ann", "password": f"wrong-guess-{i}",
+                                    "csrf_token": token})
+            statuses.append(r.status_code)
+
+        threads = [threading.Thread(target=guess, args=(i, *f)) for i, f in enumerate(forms)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        server.stop()
+    assert statuses == [401] * n, statuses
+    reasons = _failed_reasons(db)
+    assert reasons.count("password") == 5, reasons  # checked against the hash
+    assert reasons.count("locked") == n - 5, reasons  # refused unchecked
+    with db.session() as s:
+        ann = s.scalar(select(User).where(User.username == "ann"))
+        assert ann.locked_until is not None
+        assert s.scalar(select(func.count()).select_from(AuditLog)
+                        .where(AuditLog.action == "user.locked")) == 1
+    print(f"\n{n} parallel guesses: {reasons.count('password')} checked, account locked")
+
+
+def test_one_address_cannot_lock_every_account(app, db):
+    """#14.2: throttling per address and per name, with a doubling back-off, before any
+    account reaches its lock-out."""
+    clock = Clock(FIELD_START)
+    app.config.update(MINPING_CLOCK=clock, CATI_THROTTLE_ADDRESS=4, CATI_THROTTLE_NAME=2)
+    for name in ("ann", "bob", "cai"):
+        add_user(db, name)
+    client = app.test_client()
+    for name in ("ann", "bob", "cai", "ann"):
+        assert _post_login(client, name, "wrong-password").status_code == 401
+    r = _post_login(client, "bob", PASSWORD)  # even the right password waits
+    assert r.status_code == 429 and r.headers["Retry-After"] == "1"
+    clock.now += timedelta(seconds=1)
+    assert _post_login(client, "cai", "wrong-password").status_code == 401
+    r = _post_login(client, "cai", "wrong-password")
+    assert r.status_code == 429 and r.headers["Retry-After"] == "2"  # backing off
+    with db.session() as s:
+        assert s.scalars(select(User.locked_until)).all() == [None] * 3
+    # another address is not slowed down by this one ...
+    other = app.test_client()
+    other.environ_base["REMOTE_ADDR"] = "10.0.0.7"
+    assert _post_login(other, "bob", PASSWORD).status_code == 302
+    # ... but a name is throttled whatever the address (cai failed twice)
+    third = app.test_client()
+    third.environ_base["REMOTE_ADDR"] = "10.0.0.8"
+    assert _post_login(third, "cai", PASSWORD).status_code == 429
+    # behind a trusted proxy the client's address is the last X-Forwarded-For entry
+    proxied = app.test_client()
+    r = _post_login(proxied, "ann", PASSWORD, headers={"X-Forwarded-For": "10.0.0.9"})
+    assert r.status_code == 302
+
+
+def test_locked_unknown_and_wrong_answer_alike_after_the_same_kdf_work(app, db, monkeypatch):
+    """#14.2: a locked account, an unknown name and a wrong password get the same answer
+    after one KDF check each (timing does not tell them apart)."""
+    import werkzeug.security
+
+    import minping.users
+
+    checks = []
+    original = werkzeug.security.check_password_hash
+
+    def counting(pwhash, password):
+        checks.append(pwhash.split("$")[0])
+        return original(pwhash, password)
+
+    monkeypatch.setattr(werkzeug.security, "check_password_hash", counting)
+    monkeypatch.setattr(minping.users, "check_password_hash", counting)
+    app.config.update(MINPING_CLOCK=Clock(FIELD_START), CATI_THROTTLE_NAME=100)
+    add_user(db, "ann")
+    add_user(db, "bob")
+    with db.transaction() as s:
+        s.execute(update(User).where(User.username == "bob")
+                  .values(locked_until=FIELD_START + timedelta(minutes=10)))
+    client = app.test_client()
+    answers = {}
+    for label, name, password in (("wrong", "ann", "wrong-password"),
+                                  ("unknown", "nobody", PASSWORD),
+                                  ("locked", "bob", PASSWORD)):
+        checks.clear()
+        r = _post_login(client, name, password)
+        answers[label] = (r.status_code, _error(r))
+        assert len(checks) == 1 and checks[0].startswith("scrypt"), (label, checks)
+    assert len(set(answers.values())) == 1, answers
+
+
+def _error(response):
+    return re.search(r'class="flash error"[^>]*>([^<]*)<',
+                     response.get_data(as_text=True)).group(1)
+
+
+def test_user_list_unlock_disable_and_reset_password(app, db, runner):
+    """#14.2, #14.3, #14.8: the user commands; a new password and a disabled account end
+    the user's sessions; no password on the command line."""
+    add_user(db, "ann")
+    with db.transaction() as s:
+        s.execute(update(User).where(User.username == "ann").values(
+            locked_until=datetime.now(UTC) + timedelta(minutes=10), failed_logins=0))
+    listed = json.loads(runner.invoke(["user", "list", "--json"]).output)
+    assert listed[0]["username"] == "ann" and listed[0]["locked_until"] is not None
+    assert runner.invoke(["user", "unlock", "ann"]).exit_code == 0
+    assert json.loads(runner.invoke(["user", "list", "--json"]).output)[0]["locked_until"] is None
+    client = _login(app, "ann")
+    assert client.get("/cati/work").status_code == 200
+    bad = runner.invoke(["user", "reset-password", "ann"], env={"MINPING_NEW_PASSWORD": "ann12345"})
+    assert bad.exit_code == 1 and "name" in bad.stderr
+    argv = runner.invoke(["user", "reset-password", "ann", "--password", "x"])
+    assert argv.exit_code == 2 and "No such option" in argv.output
+    r = runner.invoke(["user", "reset-password", "ann", "--json"],
+                      env={"MINPING_NEW_PASSWORD": "violet-harbour-41"})
+    assert r.exit_code == 0 and json.loads(r.output)["sessions_ended"] == 1
+    assert client.get("/cati/work").status_code == 302  # the copied session is over
+    again = app.test_client()
+    assert _post_login(again, "ann", "violet-harbour-41").status_code == 302
+    r = runner.invoke(["user", "disable", "ann", "--json"])
+    assert json.loads(r.output) == {"username": "ann", "disabled": True, "sessions_ended": 1}
+    assert again.get("/cati/work").status_code == 302
+    assert _post_login(app.test_client(), "ann", "violet-harbour-41").status_code == 401
+    prompt = runner.invoke(["user", "add", "zed", "--role", "interviewer"],
+                           input="violet-harbour-41\nviolet-harbour-41\n")
+    assert prompt.exit_code == 0, prompt.output
+    assert "violet-harbour-41" not in prompt.output  # typed at a hidden prompt
+
+
+def test_logout_ends_the_session_on_the_server(app, db):
+    """#14.3: a cookie copied before log-out does not work after it."""
+    add_user(db, "ann")
+    client = _login(app, "ann")
+    stolen = client.get_cookie("session").value
+    copy = app.test_client()
+    copy.set_cookie("session", stolen)
+    assert copy.get("/cati/work").status_code == 200
+    with client.session_transaction() as sess:
+        token = sess["csrf"]
+    client.post("/cati/logout", data={"csrf_token": token})
+    r = copy.get("/cati/work")
+    assert r.status_code == 302 and "/cati/login" in r.headers["Location"]
+
+
+def test_sessions_end_when_idle_and_after_the_absolute_limit(app, db):
+    """#14.3: idle 30 min (each request slides it), 8 h whatever the activity."""
+    clock = Clock(datetime(2026, 12, 2, 1, 0, tzinfo=UTC))
+    app.config["CATI_SESSION_CLOCK"] = clock
+    add_user(db, "ann")
+    client = _login(app, "ann")
+    for _ in range(3):  # active every 25 minutes: 75 minutes in, still signed in
+        clock.now += timedelta(minutes=25)
+        assert client.get("/cati/work").status_code == 200
+    clock.now += timedelta(minutes=31)
+    assert client.get("/cati/work").status_code == 302  # idle too long
+    client = _login(app, "ann")
+    for _ in range(19):  # 19 x 25 min = 7 h 55 min
+        clock.now += timedelta(minutes=25)
+        assert client.get("/cati/work").status_code == 200
+    clock.now += timedelta(minutes=25)  # 8 h 20 min after log-in
+    assert client.get("/cati/work").status_code == 302
+    with db.session() as s:
+        reasons = s.scalars(select(UserSession.end_reason).order_by(UserSession.created_at)).all()
+    assert reasons == ["idle", "absolute"]
+
+
+def _search(client, q):
+    with client.session_transaction() as sess:
+        token = sess["csrf"]
+    return client.post("/cati/cases", data={"csrf_token": token, "q": q})
+
+
+def test_phone_search_is_for_supervisors_audited_and_never_in_a_url(app, db):
+    """#14.4, #14.6: a statistician's 22 substring searches recover nothing; a supervisor's
+    search is audited (without the digits); the number is posted, never in a URL."""
+    field = build_field(db, n_cases=3)
+    app.config["MINPING_CLOCK"] = Clock(FIELD_START)
+    add_user(db, "sue", "supervisor")
+    add_user(db, "stan", "statistician")
+    case_id = field.case_ids[0]
+    phone = field.phones[case_id]
+    stat = _login(app, "stan")
+    digits = phone.removeprefix("+86")
+    for i in range(len(digits) - 3):  # every 4-digit window, then longer ones
+        for q in (digits[i:i + 4], digits[i:]):
+            page = _search(stat, q).get_data(as_text=True)
+            results = page[page.index('<table id="results"'):]  # the page echoes the query
+            assert f'href="/cati/cases/{case_id}"' not in results, q
+            assert phone not in results and digits not in results
+    sup = _login(app, "sue")
+    page = _search(sup, digits).get_data(as_text=True)
+    assert phone in page  # supervisors see full numbers
+    page = sup.get(f"/cati/cases?q={digits}").get_data(as_text=True)
+    assert 'id="results"' not in page  # a GET never searches: no number in access logs
+    assert 'form method="post"' in page
+    with db.session() as s:
+        searches = s.scalars(select(AuditLog).where(AuditLog.action == "phone.search")).all()
+    assert [(a.actor, a.new["digits"], a.new["found"]) for a in searches] == \
+        [("supervisor:sue", 11, [case_id])]
+    assert digits not in json.dumps([a.new for a in searches])
+
+
+def test_bad_ids_numbers_and_next_are_4xx_never_500(app, db):
+    """#14.5, #14.9: 11- and 20-digit numbers, ids >= 2^31 in paths and forms, CR/LF in next=."""
+    field = build_field(db, n_cases=3)
+    app.config["MINPING_CLOCK"] = Clock(FIELD_START)
+    add_user(db, "sue", "supervisor")
+    add_user(db, "ann", "interviewer")
+    sup = _login(app, "sue")
+    assert _search(sup, "13800000000").status_code == 200
+    assert _search(sup, "99999999999").status_code == 200  # compared as an id: no overflow
+    assert _search(sup, "1" * 20).status_code == 400
+    assert _search(sup, "1" * 41).status_code == 400
+    huge = "99999999999999999999"
+    assert sup.get(f"/cati/cases/{huge}").status_code == 404
+    assert sup.get(f"/cati/cases/{2**31}").status_code == 404
+    with sup.session_transaction() as sess:
+        token = sess["csrf"]
+    case_id = field.case_ids[0]
+    for path, data in ((f"/cati/cases/{case_id}/reassign", {"interviewer_id": huge}),
+                       (f"/cati/cases/{case_id}/answer", {"unit_id": str(2**31), "key": "1"}),
+                       ("/cati/release-replicate", {"draw_id": huge})):
+        r = sup.post(path, data={"csrf_token": token, **data})
+        assert r.status_code == 400, (path, r.status_code)
+    ann = _login(app, "ann")
+    assert ann.get(f"/cati/case/{huge}").status_code == 404
+    with ann.session_transaction() as sess:
+        token = sess["csrf"]
+    r = ann.post("/cati/next", data={"csrf_token": token})
+    held = r.headers["Location"].rsplit("/", 1)[1]
+    r = ann.post(f"/cati/case/{held}/answer", json={"unit_id": 2**40, "key": "1"},
+                 headers={"X-CSRF-Token": token})
+    assert r.status_code == 400
+    client = app.test_client()
+    r = _post_login(client, "ann", PASSWORD, query_string={"next": "/cati/work\r\nX-A: b"})
+    assert r.status_code == 302 and r.headers["Location"] == "/cati/"
+    assert "X-A" not in r.headers
+
+
+def test_no_phone_number_in_any_log_line(app, db, caplog):
+    """#14.5, #14.6: the engine hides statement parameters; every log line is redacted."""
+    import logging
+
+    from minping.logs import JsonFormatter, RedactingFormatter
+
+    engine = app.extensions["minping.db"].engine
+    assert engine.hide_parameters
+    field = build_field(db, n_cases=2)
+    app.config["MINPING_CLOCK"] = Clock(FIELD_START)
+    add_user(db, "sue", "supervisor")
+    phone = field.phones[field.case_ids[0]]
+    caplog.set_level(logging.DEBUG)
+    sup = _login(app, "sue")
+    _search(sup, phone)
+    _post_login(app.test_client(), phone, "wrong-password")  # a number as the user name
+    try:
+        with engine.connect() as conn:  # a failing statement with the number as a parameter
+            conn.execute(text("SELECT CAST(:p AS INTEGER) + 1/0"), {"p": phone})
+    except Exception:
+        logging.getLogger("minping.test").exception("statement failed: %s", phone)
+    lines = [f.format(r) for r in caplog.records for f in (JsonFormatter(),
+                                                           RedactingFormatter("%(message)s"))]
+    assert any('"event": "login.failed"' in line for line in lines)
+    national = phone.removeprefix("+86")
+    assert not [line for line in lines if national in line or phone in line]
+
+
+def test_security_headers(db_url):
+    """#14.7: CSP, framing, nosniff, referrer, HSTS behind https, no-store on CATI pages."""
+    from minping import create_app
+
+    for public in ("https://survey.example.org", "http://127.0.0.1:5000"):
+        app = create_app({"TESTING": True, "DATABASE_URL": db_url, "MINPING_PUBLIC_URL": public,
+                          "ENVIRON": {"MINPING_ENV": "testing", "MINPING_SECRET_KEY": "k"}})
+        client = app.test_client()
+        r = client.get("/cati/login")
+        h = r.headers
+        csp = h["Content-Security-Policy"]
+        assert "frame-ancestors 'none'" in csp and "default-src 'self'" in csp
+        assert "'unsafe-inline'" not in csp
+        nonce = re.search(r"'nonce-([^']+)'", csp).group(1)
+        assert f'<script nonce="{nonce}">' in r.get_data(as_text=True)
+        assert "onchange=" not in r.get_data(as_text=True)
+        assert h["X-Frame-Options"] == "DENY" and h["X-Content-Type-Options"] == "nosniff"
+        assert h["Referrer-Policy"] == "same-origin"
+        assert h["Cache-Control"] == "no-store"
+        assert ("Strict-Transport-Security" in h) is public.startswith("https")
+        static = client.get("/cati/static/cati.css")
+        assert "no-store" not in static.headers.get("Cache-Control", "")
+        static.close()
+        app.extensions["minping.db"].dispose()
+
+
+def test_weak_passwords_are_refused(db):
+    """#14.8: common, blank and name-derived passwords."""
+    from minping.errors import MinpingError
+    from minping.users import create_user
+
+    for weak in ("12345678", "password", "Password1", " " * 8, "aaaaaaaa", "wang.li2026",
+                 "wangli123", "ilgnaw.w99", "Wang Li!", "qwertyuiop"):
+        with db.transaction() as s, pytest.raises(MinpingError, match="password"):
+            create_user(s, username="wang.li", password=weak, role="interviewer")
+    with db.transaction() as s:
+        create_user(s, username="wang.li", password="violet-harbour-41", role="interviewer")
+
+
+def test_formula_cells_are_neutralised_in_rejects_and_exports(tmp_path):
+    """#14.10: every CSV/XLSX minping writes (rejects file, exports) goes through one helper."""
+    import csv
+
+    import openpyxl
+
+    from sampling.frame import read_frame, write_rejects
+    from scoring.export import RespondentTable, write_export
+
+    frame = tmp_path / "frame.csv"
+    frame.write_text("姓名,电话,类别,乡镇,备注\n"
+                     '=HYPERLINK("http://x.invalid"),12345,residents,chengguan,@SUM(A1)\n'
+                     "-2+3,13812345678,农民,chengguan,+cmd\n", encoding="utf-8")
+    ff = read_frame(frame, known_groups={"residents": "residents"},
+                    known_towns={"chengguan": "chengguan"})
+    out = tmp_path / "rejects.csv"
+    assert write_rejects(ff, out) == 2
+    with open(out, encoding="utf-8-sig", newline="") as fh:
+        cells = [c for row in csv.reader(fh) for c in row]
+    assert "'=HYPERLINK(\"http://x.invalid\")" in cells and "'@SUM(A1)" in cells
+    assert "'-2+3" in cells and "'+cmd" in cells
+    assert not [c for c in cells if c[:1] in "=+-@" and not c.lstrip("+-").isdigit()]
+    table = RespondentTable(columns={"id": ["=1+1", "-1.5", "ok"], "n": [1, -2, 3]},
+                            variable_labels={"id": "@label"}, value_labels={})
+    write_export(table, tmp_path / "x.csv", "csv")
+    with open(tmp_path / "x.csv", encoding="utf-8", newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[1:] == [["'=1+1", "1"], ["-1.5", "-2"], ["ok", "3"]]
+    write_export(table, tmp_path / "x.xlsx", "xlsx")
+    book = openpyxl.load_workbook(tmp_path / "x.xlsx")
+    values = [c.value for row in book["data"].iter_rows() for c in row]
+    assert "'=1+1" in values and -2 in values
+    assert all(c.data_type != "f" for ws in book for row in ws.iter_rows() for c in row)
+    assert "'@label" in [c.value for row in book["codebook"].iter_rows() for c in row]
+
+
+def test_serve_check_refuses_weak_production_settings(runner, db_url):
+    """#14.11: a short MINPING_SECRET_KEY, an http:// public URL."""
+    env = {"MINPING_ENV": "production", "DATABASE_URL": db_url,
+           "TWILIO_ACCOUNT_SID": "AC" + "1" * 32, "TWILIO_AUTH_TOKEN": "t" * 32,
+           "TWILIO_FROM_NUMBER": "+8657100000000",
+           "MINPING_PUBLIC_URL": "https://survey.example.org",
+           "MINPING_SECRET_KEY": "s" * 40}
+    for change, named in (({"MINPING_SECRET_KEY": "short-key"}, "MINPING_SECRET_KEY"),
+                          ({"MINPING_PUBLIC_URL": "http://survey.example.org"},
+                           "MINPING_PUBLIC_URL")):
+        r = runner.invoke(["serve", "--check"], env=env | change)
+        assert r.exit_code == 1 and named in r.stderr, r.output
+    ok = runner.invoke(["serve", "--check"], env=env)
+    assert ok.exit_code == 0, ok.output
+
+
+def test_security_events_are_logged_and_failed_logins_audited(app, db, caplog):
+    """#14.12: failed log-ins (name, address), lock-outs, CSRF and role refusals."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="cati.security")
+    app.config.update(MINPING_CLOCK=Clock(FIELD_START), CATI_MAX_FAILED_LOGINS=2,
+                      CATI_THROTTLE_NAME=100)
+    add_user(db, "ann")
+    add_user(db, "stan", "statistician")
+    client = app.test_client()
+    for _ in range(2):
+        _post_login(client, "ann", "secret-wrong-pw")
+    stat = _login(app, "stan")
+    stat.post("/cati/next", data={"csrf_token": "forged"})
+    stat.get("/cati/work")
+    events = [(r.event, getattr(r, "username", None) or getattr(r, "user", None),
+               getattr(r, "address", None)) for r in caplog.records if hasattr(r, "event")]
+    assert ("login.failed", "ann", "127.0.0.1") in events
+    assert ("login.locked", "ann", "127.0.0.1") in events
+    assert ("csrf.refused", "stan", "127.0.0.1") in events
+    assert ("role.refused", "stan", "127.0.0.1") in events
+    assert not [r for r in caplog.records if "secret-wrong-pw" in str(r.__dict__)]
+    assert _failed_reasons(db) == ["password", "password"]
+
+
+def test_every_field_has_a_server_side_limit(app, db):
+    """#14.13: a 5,075-character note is refused (nothing stored); so are over-long names,
+    passwords, reasons and searches."""
+    field = build_field(db, n_cases=2)
+    app.config["MINPING_CLOCK"] = Clock(FIELD_START)
+    add_user(db, "ann")
+    assert _post_login(app.test_client(), "a" * 65, PASSWORD).status_code == 400
+    assert _post_login(app.test_client(), "ann", "p" * 1025).status_code == 400
+    ann = _login(app, "ann")
+    with ann.session_transaction() as sess:
+        token = sess["csrf"]
+    held = ann.post("/cati/next", data={"csrf_token": token}).headers["Location"].rsplit("/")[-1]
+    r = ann.post(f"/cati/case/{held}/close",
+                 data={"csrf_token": token, "code": "2.111", "note": "x" * 5075})
+    assert r.status_code == 400 and "note" in r.get_data(as_text=True)
+    with db.session() as s:
+        assert s.scalars(select(CallAttempt)).all() == []
+    r = ann.post(f"/cati/case/{held}/close",
+                 data={"csrf_token": token, "code": "2.111", "note": "x" * 500})
+    assert r.status_code == 302
+    from cati.service import MAX_NOTE, close_attempt
+    from minping.cases import CaseError
+
+    with db.session() as s:  # the service refuses it too, whoever calls it
+        user = s.scalar(select(User).where(User.username == "ann"))
+        case = s.get(SampleCase, field.case_ids[1])
+        with pytest.raises(CaseError, match="note"):
+            close_attempt(s, case, user, code="2.111", now=FIELD_START, cfg=field.cfg,
+                          note="x" * (MAX_NOTE + 1))
+
+
+def test_roles_required_answers_json_requests_with_401_like_login_required(app, db):
+    """One rule for anonymous requests: the log-in page for a browser, 401 for JSON."""
+    anon = app.test_client()
+    for path in ("/cati/dashboard.json", "/cati/"):  # roles_required, login_required
+        assert anon.get(path, headers={"Accept": "application/json"}).status_code == 401
+        r = anon.get(path)
+        assert r.status_code == 302 and "/cati/login" in r.headers["Location"]
+
+
+def test_composite_with_one_ballot_and_an_exact_phone_score_has_no_df_not_a_crash():
+    """#14.14: ``minping report`` on three ballots died with ZeroDivisionError in the
+    Welch-Satterthwaite df (one unit had a single ballot, so no variance anywhere)."""
+    import math
+
+    from scoring.composite import PartScore, assessment_scores, composite_scores
+
+    ballots = assessment_scores(["a", "a", "b"], ["1", "1", "2"])
+    phone = {u: PartScore(u, 75.0, 0.0, 2.0, 3, True) for u in ("a", "b")}
+    track = composite_scores("t", ["a", "b"], {"phone": 0.5, "assessment": 0.5},
+                             {"phone": phone, "assessment": ballots}, min_raters=1)
+    b = track["b"]
+    assert math.isnan(b.df) and math.isnan(b.se) and b.rank is None
+    assert b.composite == pytest.approx(0.5 * 75.0 + 0.5 * 60.0)
