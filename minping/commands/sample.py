@@ -20,7 +20,9 @@ either as ``STRATUM=VALUE`` (repeat the option) or as a CSV/XLSX file with a
 
 from __future__ import annotations
 
+import csv
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,7 @@ import click
 
 from minping.errors import InputError, Problem
 
-__all__ = ["frame_group", "sample_group"]
+__all__ = ["format_balance", "frame_group", "sample_group", "write_balance_csv"]
 
 
 def _echo_json(data: Any) -> None:
@@ -171,7 +173,7 @@ def _convert(option: str, raw: str, kind: type, *, where: str, problem: Problem 
 
 
 def _read_values_file(option: str, path: str, kind: type) -> dict[str, Any]:
-    import csv
+
 
     p = Path(path)
     if not p.is_file():
@@ -392,7 +394,7 @@ def sample_verify(frame_file, encoding, database_url, config_path, as_json) -> N
 @_common_json
 def sample_balance(csv_path, max_units, database_url, config_path, as_json) -> None:
     """Balance per stratum and per unit, Kish design effect and effective n."""
-    from minping.draws import balance_report, format_balance, write_balance_csv
+    from minping.draws import balance_report
 
     cfg = _cfg(config_path)
     db = _db(database_url)
@@ -412,3 +414,92 @@ def sample_balance(csv_path, max_units, database_url, config_path, as_json) -> N
     if csv_path:
         click.echo(f"written to {csv_path}")
 
+
+# --- text and CSV output of the balance report ---------------------------------------------
+
+
+def _fmt(x: Any, spec: str = "") -> str:
+    if x is None:
+        return "—"
+    return format(x, spec)
+
+
+def format_balance(report: dict, *, max_units: int | None = None) -> list[str]:
+    """The balance report as text tables (strata, then units with failing ones first)."""
+    lines = [f"draw {report['draw_id']} (seed {report['seed']}, {report['stratification']}, "
+             f"{report['method']})", ""]
+    head = ("stratum", "frame", "target", "drawn", "reserve", "released", "completed", "gap",
+            "rel.gap")
+    body = [(r["stratum"], f"{r['frame_size']:,}", str(r["target"]), str(r["drawn"]),
+             str(r["reserve"]), str(r["released"]), str(r["completed"]), str(r["gap"]),
+             _fmt(r["relative_gap"], ".1%")) for r in report["strata"]]
+    t = report["totals"]
+    body.append(("total", f"{t['frame_size']:,}", str(t["target"]), str(t["drawn"]), "",
+                 str(t["released"]), str(t["completed"]), str(t["completed"] - t["target"]), ""))
+    lines += _table(head, body)
+    lines.append("")
+    units = report["units"]
+    shown = units if max_units is None else units[:max_units]
+    head = ("unit", "track", "raters by group (observed/expected)", "p", "D", "deff", "")
+    body = []
+    for u in shown:
+        obs = u["answered"] if u["tested"] == "answered" else u["assigned"]
+        exp = u["expected_answered"] if u["tested"] == "answered" else u["expected_assigned"]
+        mix = " ".join(f"{g} {o}/{e:.1f}" for g, o, e in zip(u["groups"], obs, exp, strict=True))
+        body.append((u["unit"], u["track"] or "", mix, _fmt(u["p_value"], ".3f"),
+                     _fmt(u["dissimilarity"], ".3f"), _fmt(u["deff"], ".3f"),
+                     "" if u["passed"] else "FAIL: " + u["reason"]))
+    lines += _table(head, body)
+    if len(shown) < len(units):
+        lines.append(f"... {len(units) - len(shown)} more units (all pass)"
+                     if all(u["passed"] for u in units[len(shown):])
+                     else f"... {len(units) - len(shown)} more units")
+    ks, kc = report["kish"]["sample"], report["kish"]["completed"]
+    lines.append("")
+    lines.append(f"{len(units)} units, {report['failing_units']} failing "
+                 f"(tested on {report['tested']} raters; p < {report['alpha']:g} or D > "
+                 f"{report['max_dissimilarity']:g} fails)")
+    lines.append(f"Kish deff sample {_fmt(ks['deff'], '.3f')} (n {ks['n']}, effective "
+                 f"{_fmt(ks['n_eff'], '.1f')}); completed {_fmt(kc['deff'], '.3f')} "
+                 f"(n {kc['n']}, effective {_fmt(kc['n_eff'], '.1f')})")
+    return lines
+
+
+def _table(head: tuple[str, ...], body: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
+
+    def fmt(row):
+        return "  ".join(c.ljust(w) if i in (0, 1, 2) and not c[:1].isdigit() else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(row, widths, strict=True))).rstrip()
+
+    return [fmt(head), "  ".join("-" * w for w in widths), *[fmt(r) for r in body]]
+
+
+BALANCE_CSV_COLUMNS = (
+    "kind", "key", "group", "frame_size", "target", "drawn", "reserve", "released", "completed",
+    "gap", "relative_gap", "assigned", "expected_assigned", "answered", "expected_answered",
+    "p_value", "dissimilarity", "passed", "reason", "deff", "n_eff",
+)
+
+
+def write_balance_csv(report: dict, path: str | os.PathLike) -> int:
+    """Write the report as one long CSV (UTF-8 with BOM): a row per stratum, per unit × group."""
+    n = 0
+    with open(path, "w", encoding="utf-8-sig", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=BALANCE_CSV_COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        for r in report["strata"]:
+            w.writerow({"kind": "stratum", "key": r["stratum"], **r})
+            n += 1
+        for u in report["units"]:
+            for i, g in enumerate(u["groups"]):
+                w.writerow({
+                    "kind": "unit", "key": u["unit"], "group": g,
+                    "assigned": u["assigned"][i], "expected_assigned": u["expected_assigned"][i],
+                    "answered": u["answered"][i], "expected_answered": u["expected_answered"][i],
+                    "p_value": u["p_value"], "dissimilarity": u["dissimilarity"],
+                    "passed": u["passed"], "reason": u["reason"], "deff": u["deff"],
+                    "n_eff": u["n_eff"],
+                })
+                n += 1
+    return n
