@@ -54,8 +54,11 @@ __all__ = [
     "DrawError",
     "DrawVerification",
     "DrawnCase",
+    "CodedColumn",
+    "canonical_frame_hash",
     "canonical_order",
     "draw",
+    "e164_keys",
     "frame_hash",
     "make_audit",
     "rederive",
@@ -94,6 +97,45 @@ def _sorted_labels(labels: Iterable[Hashable]) -> list[Hashable]:
         return sorted(labels, key=repr)
 
 
+_E164_DIGITS = 15
+
+
+def e164_keys(phones: Sequence[str] | np.ndarray) -> np.ndarray | None:
+    """Integer keys in the code-point order of E.164 strings, or ``None`` if some is not E.164.
+
+    ``"+"`` followed by at most 15 digits: each digit ``d`` becomes ``d + 1``
+    in base 11 and the number is padded on the right with zeros to 15 places,
+    so a prefix sorts before its extensions, exactly as strings compare.
+    Sorting these integers is much faster than sorting the strings.
+    """
+    arr = np.asarray(phones)
+    if arr.dtype.kind not in "US" or arr.ndim != 1:
+        return None
+    if arr.dtype.kind == "U":
+        width = arr.dtype.itemsize // 4
+        view = np.ascontiguousarray(arr).view(np.uint32)
+    else:
+        width = arr.dtype.itemsize
+        view = np.ascontiguousarray(arr).view(np.uint8)
+    n = len(arr)
+    if n == 0 or width < 1 or width > _E164_DIGITS + 1:
+        return None
+    view = view.reshape(n, width)
+    if not (view[:, 0] == 0x2B).all():  # "+"
+        return None
+    key = np.zeros(n, dtype=np.int64)
+    ended = np.zeros(n, dtype=bool)
+    for j in range(1, width):
+        c = view[:, j].astype(np.int64)
+        end = c == 0
+        digit = (c >= 0x30) & (c <= 0x39)
+        if not (end | digit).all() or (ended & ~end).any():
+            return None
+        ended |= end
+        key = key * 11 + np.where(end, 0, c - 0x2F)
+    return key * 11 ** (_E164_DIGITS + 1 - width)
+
+
 def canonical_order(phones: Sequence[str]) -> np.ndarray:
     """Return the permutation that sorts a frame into canonical order.
 
@@ -107,8 +149,23 @@ def canonical_order(phones: Sequence[str]) -> np.ndarray:
     numpy.ndarray of intp
         ``order`` such that ``[phones[i] for i in order]`` is sorted; position
         ``p`` of the canonical frame is contact ``order[p]``.
+
+    Notes
+    -----
+    E.164 numbers are sorted through :func:`e164_keys`; anything else as
+    strings.  Both give the same order (the numbers are unique).
     """
-    arr = np.asarray(phones, dtype=str)
+    arr = phones if isinstance(phones, np.ndarray) else np.asarray(phones, dtype=str)
+    keys = e164_keys(arr)
+    if keys is not None:
+        order = np.argsort(keys, kind="stable")
+        if len(keys) > 1:
+            s = keys[order]
+            dup = np.flatnonzero(s[1:] == s[:-1])
+            if dup.size:
+                raise DrawError(f"the frame holds phone number {_text(arr[order[dup[0]]])} twice")
+        return order
+    arr = np.asarray(arr, dtype=str)
     order = np.argsort(arr, kind="stable")
     if len(arr) > 1:
         s = arr[order]
@@ -116,6 +173,21 @@ def canonical_order(phones: Sequence[str]) -> np.ndarray:
         if dup.size:
             raise DrawError(f"the frame holds phone number {s[dup[0]]} twice")
     return order
+
+
+def _text(v) -> str:
+    return v.decode() if isinstance(v, bytes | np.bytes_) else str(v)
+
+
+@dataclass(frozen=True)
+class CodedColumn:
+    """A column of labels as integer codes: row ``i`` is ``labels[codes[i]]`` (``-1``: none)."""
+
+    codes: np.ndarray
+    labels: tuple[Hashable, ...]
+
+    def __len__(self) -> int:
+        return len(self.codes)
 
 
 def frame_hash(
@@ -146,6 +218,40 @@ def frame_hash(
             h.update("".join(chunk).encode("utf-8"))
             chunk.clear()
     h.update("".join(chunk).encode("utf-8"))
+    return h.hexdigest()
+
+
+def canonical_frame_hash(phones: np.ndarray, groups: CodedColumn, towns: CodedColumn | None = None,
+                         *, chunk: int = 1 << 17) -> str:
+    """:func:`frame_hash` of a frame already in canonical order, streamed in chunks.
+
+    ``phones`` is a byte-string array (``numpy.bytes_``, E.164 in ASCII) in
+    canonical order; ``groups`` and ``towns`` give each row's labels as codes.
+    The bytes hashed are the same as :func:`frame_hash`'s: each line is built
+    by numpy as a fixed-width byte string and the padding (NUL bytes, which
+    never occur in the text) is dropped before hashing.
+    """
+    phones = np.asarray(phones)
+    if phones.dtype.kind != "S":
+        phones = np.char.encode(np.asarray(phones, dtype=str), "ascii")
+    n = len(phones)
+    if len(groups) != n or (towns is not None and len(towns) != n):
+        raise DrawError("frame_hash: phones, groups and towns must have the same length")
+    t_labels = ("",) if towns is None else ("", *("" if t is None else str(t)
+                                                  for t in towns.labels))
+    T = len(t_labels)
+    suffix = np.array([f"\t{g}\t{t}\n".encode() for g in groups.labels for t in t_labels],
+                      dtype=bytes)
+    g_codes = np.asarray(groups.codes, dtype=np.int64)
+    t_codes = None if towns is None else np.asarray(towns.codes, dtype=np.int64)
+    h = hashlib.sha256()
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        idx = g_codes[start:stop] * T
+        if t_codes is not None:
+            idx = idx + t_codes[start:stop] + 1
+        lines = np.strings.add(phones[start:stop], suffix[idx])
+        h.update(lines.tobytes().replace(b"\x00", b""))
     return h.hexdigest()
 
 
@@ -240,6 +346,16 @@ class Draw:
 
 def _labels_array(strata: Sequence[Hashable] | np.ndarray) -> tuple[np.ndarray, list]:
     """Encode stratum labels as integer codes (labels in sorted order)."""
+    if isinstance(strata, CodedColumn):
+        codes = np.asarray(strata.codes, dtype=np.int64)
+        sizes = np.bincount(codes, minlength=len(strata.labels))
+        present = [lab for lab, m in zip(strata.labels, sizes, strict=True) if m]
+        labels = _sorted_labels(present)
+        if labels != present or len(present) != len(strata.labels):
+            pos = {lab: i for i, lab in enumerate(labels)}
+            remap = np.array([pos.get(lab, -1) for lab in strata.labels], dtype=np.int64)
+            codes = remap[codes]
+        return codes, labels
     if isinstance(strata, np.ndarray) and strata.ndim == 2:
         strata = [tuple(row) for row in strata.tolist()]
     if isinstance(strata, np.ndarray) and strata.dtype != object:
@@ -263,7 +379,7 @@ def draw(
 
     Parameters
     ----------
-    strata : array_like
+    strata : array_like or CodedColumn
         Stratum label of each contact of the canonical frame (see the module
         docstring), in canonical order.
     counts : mapping stratum -> int
@@ -582,6 +698,7 @@ def verify_draw(
     *,
     audit: DrawAudit,
     frame_digest: str,
+    again: Draw | None = None,
 ) -> DrawVerification:
     """Re-derive a draw from the frame and the audit record, and compare case by case.
 
@@ -595,6 +712,8 @@ def verify_draw(
         The stored audit record.
     frame_digest : str
         :func:`frame_hash` of the current frame.
+    again : Draw, optional
+        ``rederive(audit, strata)`` when the caller has it already.
 
     Returns
     -------
@@ -603,7 +722,8 @@ def verify_draw(
     hash_ok = frame_digest == audit.frame_hash
     cases = list(stored.cases() if isinstance(stored, Draw) else stored)
     try:
-        again = rederive(audit, strata)
+        if again is None:
+            again = rederive(audit, strata)
     except DrawError as exc:
         checks = tuple(
             CaseCheck(c.index, "not_rederived", (), c, None)

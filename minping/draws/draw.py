@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from minping.campaign import codes, sync_campaign
 from minping.cases import new_pseudo_id
-from minping.draws.frame import STRATIFICATIONS, frame_counts, load_frame
+from minping.draws.frame import STRATIFICATIONS, load_frame
 from minping.errors import MinpingError
 from minping.frames import get_frame
 from minping.models import (
@@ -36,6 +36,8 @@ from sampling.draw import (
     draw,
     make_audit,
 )
+
+Progress = Callable[[str, int, int | None], None]
 
 #: See :mod:`minping.draws` for why.
 ASSIGNMENT_PRIORITY = "group"
@@ -229,6 +231,7 @@ def draw_sample(
     force: bool = False,
     created_by: str | None = None,
     now: datetime | None = None,
+    progress: Progress | None = None,
 ) -> DrawSummary:
     """Draw the sample, assign units, store everything (the caller commits).
 
@@ -255,6 +258,9 @@ def draw_sample(
         Allow a new draw on a frame that already has one: the earlier draw's
         held cases are withdrawn.  Refused when the earlier draw has cases in
         the field (their numbers could be drawn again).
+    progress : callable(phase, done, total), optional
+        Called as each phase starts (``load``, ``draw``, ``hash``, ``assign``,
+        ``store``, then ``done``) with ``done=0`` and ``total=None``.
 
     Returns
     -------
@@ -271,59 +277,32 @@ def draw_sample(
     size = cfg.campaign.sample_size if size is None else size
     seed_int = _parse_seed(seed)
     now = _now(now)
+    step = _Phases(progress, timings)
     campaign = _campaign(session, cfg)
     fr = get_frame(session, campaign.id, frame)
+    _withdraw_earlier(session, fr, force)
 
-    earlier = session.scalars(
-        select(SampleDraw).where(SampleDraw.frame_id == fr.id).order_by(SampleDraw.id)
-    ).all()
-    if earlier:
-        last = earlier[-1]
-        if not force:
-            raise MinpingError(
-                f"frame {fr.name!r} already has a draw (draw {last.id}, seed {last.seed}, "
-                f"{last.created_at:%Y-%m-%d %H:%M} UTC); give --force to draw again"
-            )
-        in_field = session.scalar(
-            select(func.count()).select_from(SampleCase).where(
-                SampleCase.draw_id.in_([d.id for d in earlier]),
-                SampleCase.release_state == "released")
-        )
-        if in_field:
-            raise MinpingError(
-                f"frame {fr.name!r}: {in_field} cases of an earlier draw are released into the "
-                "field; a new draw could call their numbers again, so it is refused"
-            )
-        session.execute(
-            update(SampleCase)
-            .where(SampleCase.draw_id.in_([d.id for d in earlier]),
-                   SampleCase.release_state == "held")
-            .values(release_state="withdrawn")
-            .execution_options(synchronize_session=False)
-        )
-
-    N = frame_counts(session, fr.id, strata, campaign.id)
-    timings["count"] = time.perf_counter() - t0
+    # the frame: only the columns the draw needs, in canonical order; counts per stratum
+    step("load")
+    cols = load_frame(session, campaign.id, fr.id)
+    N = cols.counts(strata)
     total = sum(N.values())
     if size > total:
         raise MinpingError(f"--size {size} is larger than the frame {fr.name!r} ({total} contacts)")
     counts, real = _allocate(cfg, N, size, stratification=strata, method=method, S=S,
                              fixed=fixed, lower=lower, upper=upper)
-    t1 = time.perf_counter()
-    cols = load_frame(session, campaign.id, fr.id)
-    labels = cols.strata(strata)
-    timings["load"] = time.perf_counter() - t1
-    t2 = time.perf_counter()
-    result = draw(labels, {k: v for k, v in counts.items() if v > 0},
-                  rng=np.random.default_rng(seed_int), replicates=replicates, reserve=reserve)
-    timings["draw"] = time.perf_counter() - t2
-    t3 = time.perf_counter()
-    digest = cols.digest()
-    timings["hash"] = time.perf_counter() - t3
 
-    idx = result.index
+    # the draw, then the frame hash (streamed)
+    step("draw")
+    result = draw(cols.strata(strata), {k: v for k, v in counts.items() if v > 0},
+                  rng=np.random.default_rng(seed_int), replicates=replicates, reserve=reserve)
+    step("hash")
+    digest = cols.digest()
+
+    # units per case: the sample in draw order with [seed, 1], the reserve with [seed, 2]
+    step("assign")
     is_res = result.reserve
-    case_groups = [cols.groups[i] for i in idx.tolist()]
+    case_groups = cols.group_at(result.index)
     sample_pos = np.flatnonzero(~is_res).tolist()
     reserve_pos = np.flatnonzero(is_res).tolist()
     main, extra = _assign(cfg, seed_int, [case_groups[p] for p in sample_pos],
@@ -335,6 +314,7 @@ def draw_sample(
         for p, us in zip(reserve_pos, extra.units, strict=True):
             units_of[p] = us  # type: ignore[assignment]
 
+    step("store")
     audit = make_audit(
         result, frame_digest=digest, seed=seed_int, method=method, timestamp=now,
         extra={
@@ -372,51 +352,15 @@ def draw_sample(
     )
     session.add(sd)
     session.flush()
-
-    gids = codes(session, RespondentGroup, campaign.id)
-    tids = codes(session, Town, campaign.id)
-    uids = codes(session, Unit, campaign.id)
-    stratum_ids: dict[str, int] = {}
-    for code, n_h in N.items():
-        g, _, t = code.partition("/")
-        st = Stratum(draw_id=sd.id, code=code, group_id=gids[g], town_id=tids[t] if t else None,
-                     population=n_h, target=int(counts[code]))
-        session.add(st)
-        session.flush()
-        stratum_ids[code] = st.id
-
-    rows = []
-    for p in range(len(idx)):
-        rows.append({
-            "draw_id": sd.id,
-            "contact_id": int(cols.contact_ids[idx[p]]),
-            "stratum_id": stratum_ids[result.stratum[p]],
-            "pseudo_id": new_pseudo_id(),
-            "inclusion_prob": float(result.prob[p]),
-            "weight": float(result.weight[p]),
-            "replicate": int(result.replicate[p]),
-            "is_reserve": bool(is_res[p]),
-            "draw_order": int(result.order[p]),
-            "release_state": "held",
-        })
-    for start in range(0, len(rows), 5_000):
-        session.execute(insert(SampleCase), rows[start:start + 5_000])
-    case_id = dict(session.execute(
-        select(SampleCase.contact_id, SampleCase.id).where(SampleCase.draw_id == sd.id)
-    ).all())
-    cu_rows = []
-    for p in range(len(idx)):
-        cid = case_id[int(cols.contact_ids[idx[p]])]
-        for pos, u in enumerate(units_of[p], start=1):
-            cu_rows.append({"case_id": cid, "unit_id": uids[u], "position": pos})
-    for start in range(0, len(cu_rows), 10_000):
-        session.execute(insert(CaseUnit), cu_rows[start:start + 10_000])
+    _store_cases(session, cfg, campaign.id, sd.id, N, counts, result,
+                 cols.contact_ids[result.index], units_of)
     session.add(AuditLog(at=now, actor=created_by or "minping", action="sample.draw",
                          entity="sample_draw", entity_id=str(sd.id),
                          new={"seed": str(seed_int), "size": size, "method": method,
                               "strata": strata, "frame_hash": digest},
                          detail=f"frame {fr.name!r}"))
     session.flush()
+    step(None)
 
     strata_out = tuple(
         {"stratum": k, "N": N[k], "real": round(float(real[k]), 6), "n": int(counts[k]),
@@ -434,3 +378,89 @@ def draw_sample(
         assignment_digest=main.digest(), unit_min=min(uc) if uc else 0,
         unit_max=max(uc) if uc else 0, seconds=time.perf_counter() - t0, timings=timings,
     )
+
+
+class _Phases:
+    """Times the phases of a long step and reports each start to ``progress(phase, 0, None)``."""
+
+    def __init__(self, progress: Progress | None, timings: dict[str, float]):
+        self.progress = progress
+        self.timings = timings
+        self.current: str | None = None
+        self.started = time.perf_counter()
+
+    def __call__(self, phase: str | None) -> None:
+        t = time.perf_counter()
+        if self.current is not None:
+            self.timings[self.current] = self.timings.get(self.current, 0.0) + t - self.started
+        self.current, self.started = phase, t
+        if self.progress is not None:
+            self.progress(phase or "done", 0, None)
+
+
+def _withdraw_earlier(session: Session, fr, force: bool) -> None:
+    """Refuse a second draw on the frame unless ``force``; then withdraw the earlier held cases."""
+    earlier = session.scalars(
+        select(SampleDraw).where(SampleDraw.frame_id == fr.id).order_by(SampleDraw.id)
+    ).all()
+    if not earlier:
+        return
+    last = earlier[-1]
+    if not force:
+        raise MinpingError(
+            f"frame {fr.name!r} already has a draw (draw {last.id}, seed {last.seed}, "
+            f"{last.created_at:%Y-%m-%d %H:%M} UTC); give --force to draw again"
+        )
+    in_field = session.scalar(
+        select(func.count()).select_from(SampleCase).where(
+            SampleCase.draw_id.in_([d.id for d in earlier]),
+            SampleCase.release_state == "released")
+    )
+    if in_field:
+        raise MinpingError(
+            f"frame {fr.name!r}: {in_field} cases of an earlier draw are released into the "
+            "field; a new draw could call their numbers again, so it is refused"
+        )
+    session.execute(
+        update(SampleCase)
+        .where(SampleCase.draw_id.in_([d.id for d in earlier]),
+               SampleCase.release_state == "held")
+        .values(release_state="withdrawn")
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _store_cases(session: Session, cfg, campaign_id: int, draw_id: int, N: Mapping[str, int],
+                 counts: Mapping[str, int], result, contact_ids: np.ndarray,
+                 units_of: Mapping[int, tuple[str, ...]]) -> None:
+    """Store the strata, the cases (held) and their units (Core inserts, no ORM objects)."""
+    gids = codes(session, RespondentGroup, campaign_id)
+    tids = codes(session, Town, campaign_id)
+    uids = codes(session, Unit, campaign_id)
+    conn = session.connection()
+    stratum_ids: dict[str, int] = {}
+    for code, n_h in N.items():
+        g, _, t = code.partition("/")
+        stratum_ids[code] = conn.execute(
+            insert(Stratum.__table__).returning(Stratum.__table__.c.id),
+            {"draw_id": draw_id, "code": code, "group_id": gids[g],
+             "town_id": tids[t] if t else None, "population": n_h,
+             "target": int(counts[code])}).scalar_one()
+    prob, weight = result.prob.tolist(), result.weight.tolist()
+    rep, order, res = result.replicate.tolist(), result.order.tolist(), result.reserve.tolist()
+    cids = contact_ids.tolist()
+    rows = [{
+        "draw_id": draw_id, "contact_id": cids[p], "stratum_id": stratum_ids[result.stratum[p]],
+        "pseudo_id": new_pseudo_id(), "inclusion_prob": prob[p], "weight": weight[p],
+        "replicate": rep[p], "is_reserve": res[p], "draw_order": order[p],
+        "release_state": "held", "state": "pending", "attempts": 0,
+    } for p in range(len(cids))]
+    table = SampleCase.__table__
+    for start in range(0, len(rows), 5_000):
+        conn.execute(insert(table), rows[start:start + 5_000])
+    case_id = dict(conn.execute(
+        select(table.c.contact_id, table.c.id).where(table.c.draw_id == draw_id)).all())
+    cu_rows = [{"case_id": case_id[cids[p]], "unit_id": uids[u], "position": pos}
+               for p in range(len(cids)) for pos, u in enumerate(units_of[p], start=1)]
+    for start in range(0, len(cu_rows), 10_000):
+        conn.execute(insert(CaseUnit.__table__), cu_rows[start:start + 10_000])

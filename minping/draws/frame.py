@@ -17,10 +17,7 @@ from minping.models import (
     RespondentGroup,
     Town,
 )
-from sampling.draw import (
-    canonical_order,
-    frame_hash,
-)
+from sampling.draw import CodedColumn, canonical_frame_hash, canonical_order
 from sampling.frame import read_frame
 
 STRATIFICATIONS = ("group", "group_town")
@@ -37,59 +34,173 @@ def stratum_code(group: str, town: str | None, stratification: str) -> str:
 
 # --- the frame ----------------------------------------------------------------------------
 
+#: Fixed-width text of one contact as the database writes it for :func:`load_frame`:
+#: id, group id, town id (-1 for none), phone (E.164, space-padded), newline.
+_WIDTHS = (("id", 19), ("g", 10), ("t", 10), ("p", 20))
+_LINE = np.dtype([(name, f"S{w}") for name, w in _WIDTHS] + [("nl", "S1")])
+
 
 @dataclass(frozen=True)
 class FrameColumns:
-    """A frame in canonical order (sorted by phone), column by column."""
+    """A frame in canonical order (sorted by phone), column by column.
+
+    ``phones`` are ASCII byte strings (``numpy.bytes_``); ``groups`` and
+    ``towns`` hold each contact's group and town ids as codes (town code
+    ``-1``: no town); ``contact_ids`` are the database ids (``-1`` for a file).
+    """
 
     contact_ids: np.ndarray
     phones: np.ndarray
-    groups: tuple[str, ...]
-    towns: tuple[str | None, ...]
+    groups: CodedColumn
+    towns: CodedColumn
 
     def __len__(self) -> int:
         return len(self.phones)
 
     def digest(self) -> str:
-        return frame_hash(self.phones, self.groups, self.towns)
+        """:func:`sampling.draw.frame_hash` of the frame, streamed."""
+        return canonical_frame_hash(self.phones, self.groups, self.towns)
 
-    def strata(self, stratification: str) -> np.ndarray:
+    def group_at(self, positions) -> list[str]:
+        """The group ids of the contacts at these canonical positions."""
+        labels = self.groups.labels
+        return [labels[c] for c in self.groups.codes[np.asarray(positions, dtype=np.int64)]]
+
+    def strata(self, stratification: str) -> CodedColumn:
+        """Each contact's stratum (group id, or ``group/town``) as codes."""
         if stratification == "group":
-            return np.asarray(self.groups, dtype=str)
-        return np.asarray(
-            [stratum_code(g, t, stratification) for g, t in zip(self.groups, self.towns,
-                                                                strict=True)],
-            dtype=str,
-        )
+            return self.groups
+        t = self.towns.codes
+        if len(t) and t.min() < 0:
+            stratum_code("", None, stratification)  # raises: contacts without a town
+        T = max(len(self.towns.labels), 1)
+        uniq, inv = np.unique(self.groups.codes.astype(np.int64) * T + t, return_inverse=True)
+        labels = tuple(stratum_code(self.groups.labels[u // T], self.towns.labels[u % T],
+                                    stratification) for u in uniq.tolist())
+        return CodedColumn(inv.astype(np.int64), labels)
 
-    def index_of(self) -> dict[str, int]:
-        return {p: i for i, p in enumerate(self.phones.tolist())}
+    def counts(self, stratification: str) -> dict[str, int]:
+        """Contacts per stratum, sorted by stratum code."""
+        st = self.strata(stratification)
+        n = np.bincount(st.codes, minlength=len(st.labels))
+        return dict(sorted((lab, int(k)) for lab, k in zip(st.labels, n.tolist(), strict=True)
+                           if k))
+
+    def positions(self, phones: list[str]) -> np.ndarray:
+        """Canonical position of each E.164 number, ``-1`` when it is not in the frame."""
+        if not phones:
+            return np.zeros(0, dtype=np.int64)
+        want = np.array([p.encode() for p in phones])
+        at = np.searchsorted(self.phones, want)
+        at = np.minimum(at, len(self.phones) - 1)
+        found = self.phones[at] == want
+        return np.where(found, at, -1).astype(np.int64)
 
 
-def _canonical(contact_ids, phones, groups, towns) -> FrameColumns:
+def _coded(values: list, labels: dict) -> CodedColumn:
+    """Codes for the values through ``labels`` (value -> label)."""
+    names = tuple(sorted({labels[v] for v in set(values)}))
+    pos = {name: i for i, name in enumerate(names)}
+    return CodedColumn(np.fromiter((pos[labels[v]] for v in values), dtype=np.int64,
+                                   count=len(values)), names)
+
+
+def _canonical(contact_ids: np.ndarray, phones: np.ndarray, groups: CodedColumn,
+               towns: CodedColumn) -> FrameColumns:
     order = canonical_order(phones)
     return FrameColumns(
         contact_ids=np.asarray(contact_ids, dtype=np.int64)[order],
-        phones=np.asarray(phones, dtype=str)[order],
-        groups=tuple(groups[i] for i in order),
-        towns=tuple(towns[i] for i in order),
+        phones=phones[order],
+        groups=CodedColumn(groups.codes[order], groups.labels),
+        towns=CodedColumn(towns.codes[order], towns.labels),
     )
 
 
+def _fixed_width_rows(session: Session, frame_id: int) -> np.ndarray | None:
+    """The frame's (id, group, town, phone) as one fixed-width record array, or ``None``.
+
+    Only the four columns the draw needs, written by the database as text of
+    fixed width and viewed by numpy without a Python object per row.  ``None``
+    when a value does not fit (then :func:`load_frame` reads row by row).
+    """
+    conn = session.connection()
+    fid = int(frame_id)
+    if conn.dialect.name == "postgresql":
+        sql = ("COPY (SELECT lpad(id::text, 19) || lpad(group_id::text, 10) || "
+               "lpad(coalesce(town_id, -1)::text, 10) || rpad(phone, 20) "
+               f"FROM frame_contact WHERE frame_id = {fid}) TO STDOUT")
+        raw = conn.connection.driver_connection
+        buf = bytearray()
+        with raw.cursor() as cur, cur.copy(sql) as copy:
+            for block in copy:
+                buf += block
+        data = bytes(buf)
+        del buf
+    elif conn.dialect.name == "sqlite":
+        text = conn.exec_driver_sql(
+            "SELECT group_concat(printf('%19d%10d%10d%-20s', id, group_id, "
+            "coalesce(town_id, -1), phone), char(10)) FROM frame_contact WHERE frame_id = ?",
+            (fid,)).scalar()
+        if text is None:
+            return np.zeros(0, dtype=_LINE)
+        data = text.encode("utf-8") + b"\n"
+        del text
+    else:
+        return None
+    if len(data) % _LINE.itemsize:
+        return None
+    rec = np.frombuffer(data, dtype=_LINE)
+    if not (rec["nl"] == b"\n").all():
+        return None
+    return rec
+
+
 def load_frame(session: Session, campaign_id: int, frame_id: int) -> FrameColumns:
-    """Read a frame's contacts from the database, in canonical order."""
+    """Read a frame's contacts from the database (only the columns the draw needs), canonical."""
     gcode = {v: k for k, v in codes(session, RespondentGroup, campaign_id).items()}
     tcode = {v: k for k, v in codes(session, Town, campaign_id).items()}
-    rows = session.execute(
-        select(FrameContact.id, FrameContact.phone, FrameContact.group_id, FrameContact.town_id)
-        .where(FrameContact.frame_id == frame_id)
-    ).all()
-    if not rows:
-        raise MinpingError("the frame is empty; import contacts with `minping frame import`")
-    ids, phones, gids, tids = zip(*rows, strict=True)
-    groups = [gcode[g] for g in gids]
-    towns = [tcode[t] if t is not None else None for t in tids]
+    rec = _fixed_width_rows(session, frame_id)
+    if rec is not None:
+        if len(rec) == 0:
+            raise MinpingError("the frame is empty; import contacts with `minping frame import`")
+        ids = rec["id"].astype(np.int64)
+        gids = rec["g"].astype(np.int64)
+        tids = rec["t"].astype(np.int64)
+        # the phone is padded with spaces (never part of an E.164 number): make it NUL padding
+        phones = np.frombuffer(np.ascontiguousarray(rec["p"]).tobytes().replace(b" ", b"\x00"),
+                               dtype="S20")
+        del rec
+    else:
+        rows = session.execute(
+            select(FrameContact.id, FrameContact.phone, FrameContact.group_id,
+                   FrameContact.town_id).where(FrameContact.frame_id == frame_id)
+        ).all()
+        if not rows:
+            raise MinpingError("the frame is empty; import contacts with `minping frame import`")
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        phones = np.array([r[1].encode() for r in rows])
+        gids = np.array([r[2] for r in rows], dtype=np.int64)
+        tids = np.array([-1 if r[3] is None else r[3] for r in rows], dtype=np.int64)
+    g_ids = sorted(gcode, key=lambda i: gcode[i])
+    t_ids = sorted(tcode, key=lambda i: tcode[i])
+    groups = _recode(gids, g_ids, tuple(gcode[i] for i in g_ids), "group")
+    towns = _recode(tids, t_ids, tuple(tcode[i] for i in t_ids), "town")
     return _canonical(ids, phones, groups, towns)
+
+
+def _recode(db_ids: np.ndarray, ids: list[int], labels: tuple[str, ...], what: str
+            ) -> CodedColumn:
+    """Database ids -> codes into ``labels`` (``-1`` stays ``-1``)."""
+    top = int(max(ids, default=0))
+    if len(db_ids) and int(db_ids.max()) > top:
+        raise MinpingError(f"the frame has a {what} that is not in the campaign")
+    table = np.full(top + 2, -2, dtype=np.int64)  # index -1 -> last slot
+    table[ids] = np.arange(len(ids))
+    table[-1] = -1
+    out = table[db_ids]
+    if len(out) and out.min() < -1:
+        raise MinpingError(f"the frame has a {what} that is not in the campaign")
+    return CodedColumn(out, labels)
 
 
 def frame_from_file(path: str | os.PathLike, cfg, *, encoding: str | None = None) -> FrameColumns:
@@ -97,7 +208,13 @@ def frame_from_file(path: str | os.PathLike, cfg, *, encoding: str | None = None
     known_groups, known_towns = frame_labels(cfg)
     ff = read_frame(path, encoding=encoding, known_groups=known_groups, known_towns=known_towns)
     ff.raise_for_problems()
-    return _canonical(np.full(len(ff), -1), ff.phones, ff.groups, ff.towns)
+    phones = np.array([p.encode() for p in ff.phones]) if len(ff) else np.zeros(0, "S20")
+    groups = _coded(list(ff.groups), {g: g for g in ff.groups})
+    town_names = tuple(sorted({t for t in ff.towns if t is not None}))
+    tpos = {t: i for i, t in enumerate(town_names)}
+    towns = CodedColumn(np.array([-1 if t is None else tpos[t] for t in ff.towns],
+                                 dtype=np.int64), town_names)
+    return _canonical(np.full(len(ff), -1), phones, groups, towns)
 
 
 def frame_counts(session: Session, frame_id: int, stratification: str, campaign_id: int

@@ -8,7 +8,7 @@ from collections import defaultdict
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from minping.draws.draw import _assign, current_draw, units_digest
+from minping.draws.draw import Progress, _assign, _Phases, current_draw, units_digest
 from minping.draws.frame import frame_from_file, load_frame
 from minping.models import (
     CaseUnit,
@@ -17,17 +17,14 @@ from minping.models import (
     Stratum,
     Unit,
 )
-from sampling.draw import (
-    DrawAudit,
-    DrawnCase,
-    verify_draw,
-)
+from sampling.draw import DrawAudit, DrawError, DrawnCase, rederive, verify_draw
 
 # --- verification -------------------------------------------------------------------------
 
 
 def verify(session: Session, cfg, *, frame_file: str | os.PathLike | None = None,
-           encoding: str | None = None, draw_id: int | None = None) -> dict:
+           encoding: str | None = None, draw_id: int | None = None,
+           progress: Progress | None = None) -> dict:
     """Re-derive the draw from the frame and the stored seed; compare case by case.
 
     With ``frame_file`` the frame is read from that file instead of the
@@ -36,11 +33,16 @@ def verify(session: Session, cfg, *, frame_file: str | os.PathLike | None = None
 
     Returns a dict with ``matches`` (bool), ``frame_hash_matches``,
     ``assignment_matches``, ``cases`` (how many were compared) and
-    ``problems`` (one entry per differing case).
+    ``problems`` (one entry per differing case).  ``progress(phase, 0, None)``
+    is called as each phase starts (``load``, ``hash``, ``rederive``,
+    ``compare``, ``units``, then ``done``).
     """
+    timings: dict[str, float] = {}
+    step = _Phases(progress, timings)
     sd = current_draw(session, cfg, draw_id=draw_id)
     audit = DrawAudit.from_dict(sd.allocation["audit"])
     stratification = sd.stratification
+    step("load")
     if frame_file is not None:
         cols = frame_from_file(frame_file, cfg, encoding=encoding)
         source = str(frame_file)
@@ -48,8 +50,14 @@ def verify(session: Session, cfg, *, frame_file: str | os.PathLike | None = None
         cols = load_frame(session, sd.campaign_id, sd.frame_id)
         source = "database"
     labels = cols.strata(stratification)
+    step("hash")
     digest = cols.digest()
-    pos = cols.index_of()
+    step("rederive")
+    try:
+        again = rederive(audit, labels)
+    except DrawError:
+        again = None  # verify_draw reports why
+    step("compare")
     scode = dict(session.execute(select(Stratum.id, Stratum.code)
                                  .where(Stratum.draw_id == sd.id)).all())
     stored_rows = session.execute(
@@ -62,17 +70,19 @@ def verify(session: Session, cfg, *, frame_file: str | os.PathLike | None = None
     problems: list[dict] = []
     stored: list[DrawnCase] = []
     pseudo_at: dict[int, str] = {}
-    for r in stored_rows:
-        i = pos.get(r.phone)
-        if i is None:
+    at = cols.positions([r.phone for r in stored_rows]).tolist()
+    case_of_index: dict[int, int] = {}
+    for r, i in zip(stored_rows, at, strict=True):
+        if i < 0:
             problems.append({"pseudo_id": r.pseudo_id, "index": None, "status": "not_in_frame",
                              "fields": [], "detail": "the case's number is not in the frame"})
             continue
         pseudo_at[i] = r.pseudo_id
+        case_of_index[i] = r.id
         stored.append(DrawnCase(index=i, stratum=scode[r.stratum_id], order=r.draw_order,
                                 replicate=r.replicate, reserve=bool(r.is_reserve),
                                 prob=r.inclusion_prob, weight=r.weight))
-    check = verify_draw(stored, labels, audit=audit, frame_digest=digest)
+    check = verify_draw(stored, labels, audit=audit, frame_digest=digest, again=again)
     for c in check.problems:
         ref = c.stored or c.expected
         problems.append({
@@ -86,9 +96,9 @@ def verify(session: Session, cfg, *, frame_file: str | os.PathLike | None = None
                             "fields": [], "detail": check.error})
 
     # the assignment: stored units against the digest, and re-derived from the draw
+    step("units")
     units = stored_units(session, sd.id)
     by_index = {c.index: c for c in stored}
-    case_of_index = {pos[r.phone]: r.id for r in stored_rows if r.phone in pos}
     order_key = sorted(by_index, key=lambda i: (by_index[i].stratum, by_index[i].order))
     sample_idx = [i for i in order_key if not by_index[i].reserve]
     reserve_idx = [i for i in order_key if by_index[i].reserve]
@@ -99,11 +109,8 @@ def verify(session: Session, cfg, *, frame_file: str | os.PathLike | None = None
     want_r = sd.assignment.get("reserve_digest")
     assignment_ok = stored_digest == want and stored_rdigest == want_r
     rederived_ok = None
-    if check.error is None:
-        from sampling.draw import rederive
-
-        again = rederive(audit, labels)
-        groups = [cols.groups[i] for i in again.index.tolist()]
+    if check.error is None and again is not None:
+        groups = cols.group_at(again.index)
         res = again.reserve
         main, extra = _assign(cfg, audit.seed,
                               [g for g, r in zip(groups, res, strict=True) if not r],
@@ -121,6 +128,7 @@ def verify(session: Session, cfg, *, frame_file: str | os.PathLike | None = None
                                    "(configuration changed since the draw?)"})
     matches = (check.matches and assignment_ok and rederived_ok is not False
                and not any(p["status"] == "not_in_frame" for p in problems))
+    step(None)
     return {
         "draw_id": sd.id,
         "frame": source,
@@ -132,6 +140,7 @@ def verify(session: Session, cfg, *, frame_file: str | os.PathLike | None = None
         "assignment_matches": assignment_ok and rederived_ok is not False,
         "matches": matches,
         "problems": problems,
+        "timings": {k: round(v, 3) for k, v in timings.items()},
     }
 
 
