@@ -24,6 +24,7 @@ import csv
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -51,17 +52,42 @@ def _cfg(config: str | None):
     return load_config(config)
 
 
-def _progress_printer():
-    """A ``\\r`` progress line on stderr, only when stderr is a terminal."""
-    if not sys.stderr.isatty():
+def _progress_printer(as_json: bool = False):
+    """A ``\\r`` progress line on stderr (rows and rows/s), only on a terminal and without --json."""
+    if as_json or not sys.stderr.isatty():
         return None
+    started = time.perf_counter()
 
     def show(stage: str, done: int, total: int | None) -> None:
         label = "reading" if stage == "read" else "storing"
-        text = f"{label} {done:,}" + (f" / {total:,} rows" if total else " rows")
-        click.echo("\r" + text.ljust(40), err=True, nl=False)
+        rate = done / max(time.perf_counter() - started, 1e-9)
+        text = (f"{label} {done:,}" + (f" / {total:,} rows" if total else " rows")
+                + f" ({rate:,.0f} rows/s)")
+        click.echo("\r" + text.ljust(60), err=True, nl=False)
         if total and done >= total:
             click.echo("", err=True)
+
+    return show
+
+
+_PHASES = {"load": "reading the frame", "draw": "drawing", "hash": "hashing the frame",
+           "assign": "assigning units", "store": "storing the cases",
+           "rederive": "re-deriving the draw", "compare": "comparing case by case",
+           "units": "checking the units"}
+
+
+def _phase_printer(as_json: bool = False):
+    """Shows the phase of a draw or a verification on stderr, only on a terminal, not with --json."""
+    if as_json or not sys.stderr.isatty():
+        return None
+    started = time.perf_counter()
+
+    def show(phase: str, done: int, total: int | None) -> None:
+        if phase == "done":
+            click.echo("\r" + " " * 60 + "\r", err=True, nl=False)
+            return
+        text = f"{_PHASES.get(phase, phase)}… ({time.perf_counter() - started:.1f} s)"
+        click.echo("\r" + text.ljust(60), err=True, nl=False)
 
     return show
 
@@ -106,7 +132,7 @@ def frame_import(file, frame_name, encoding, skip_invalid, rejects_path, databas
         with db.transaction() as session:
             result = import_frame(session, cfg, file, frame_name=frame_name, encoding=encoding,
                                   skip_invalid=skip_invalid, rejects_path=rejects_path,
-                                  imported_by="cli", progress=_progress_printer())
+                                  imported_by="cli", progress=_progress_printer(as_json))
     except InputError as exc:
         if as_json:
             _echo_json({"ok": False, "imported": 0, **exc.as_dict()})
@@ -270,7 +296,8 @@ def sample_draw(size, strata, method, sd, fixed, lower, upper, replicates, reser
             summary = draw_sample(session, cfg, size=size, seed=seed, strata=strata,
                                   method=method, S=S, fixed=fx, lower=lo, upper=up,
                                   replicates=replicates, reserve=reserve, frame=frame_name,
-                                  force=force, created_by="cli")
+                                  force=force, created_by="cli",
+                                  progress=_phase_printer(as_json))
     finally:
         db.dispose()
     if as_json:
@@ -357,7 +384,8 @@ def sample_verify(frame_file, encoding, database_url, config_path, as_json) -> N
     db = _db(database_url)
     try:
         with db.session() as session:
-            result = verify(session, cfg, frame_file=frame_file, encoding=encoding)
+            result = verify(session, cfg, frame_file=frame_file, encoding=encoding,
+                            progress=_phase_printer(as_json))
             session.rollback()
     finally:
         db.dispose()
