@@ -453,14 +453,35 @@ def _store_cases(session: Session, cfg, campaign_id: int, draw_id: int, N: Mappi
         "draw_id": draw_id, "contact_id": cids[p], "stratum_id": stratum_ids[result.stratum[p]],
         "pseudo_id": new_pseudo_id(), "inclusion_prob": prob[p], "weight": weight[p],
         "replicate": rep[p], "is_reserve": res[p], "draw_order": order[p],
-        "release_state": "held", "state": "pending", "attempts": 0,
+        "release_state": "held",
     } for p in range(len(cids))]
     table = SampleCase.__table__
-    for start in range(0, len(rows), 5_000):
-        conn.execute(insert(table), rows[start:start + 5_000])
+    _bulk_insert(conn, table, rows)
     case_id = dict(conn.execute(
         select(table.c.contact_id, table.c.id).where(table.c.draw_id == draw_id)).all())
     cu_rows = [{"case_id": case_id[cids[p]], "unit_id": uids[u], "position": pos}
                for p in range(len(cids)) for pos, u in enumerate(units_of[p], start=1)]
-    for start in range(0, len(cu_rows), 10_000):
-        conn.execute(insert(CaseUnit.__table__), cu_rows[start:start + 10_000])
+    _bulk_insert(conn, CaseUnit.__table__, cu_rows)
+
+
+def _bulk_insert(conn, table, rows: list[dict]) -> None:
+    """Insert rows: ``COPY`` on PostgreSQL (one stream), ``executemany`` elsewhere.
+
+    Columns left out of the rows get their scalar Python defaults, as with an
+    ORM or Core insert.
+    """
+    if not rows:
+        return
+    if conn.dialect.name != "postgresql":
+        conn.execute(insert(table), rows)
+        return
+    cols = list(rows[0])
+    defaults = {c.name: c.default.arg for c in table.columns
+                if c.name not in cols and c.default is not None and c.default.is_scalar}
+    names = [*cols, *defaults]
+    tail = list(defaults.values())
+    raw = conn.connection.driver_connection
+    with raw.cursor() as cur, cur.copy(
+            f"COPY {table.name} ({', '.join(names)}) FROM STDIN") as copy:
+        for r in rows:
+            copy.write_row([*(r[c] for c in cols), *tail])
