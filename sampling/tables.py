@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import datetime as dt
 import hashlib
 import os
 from collections.abc import Iterator
@@ -56,13 +57,17 @@ def detect_encoding(data: bytes, *, sample: bool = False) -> str:
 
 
 def cell_text(v: object) -> str:
-    """A workbook cell as text (whole floats without ``.0``), stripped."""
+    """A workbook cell as text, stripped: whole floats without ``.0``, dates in ISO form."""
     if v is None:
         return ""
     if isinstance(v, bool | int):
         return str(v)
     if isinstance(v, float):
         return str(int(v)) if v.is_integer() else repr(v)
+    if isinstance(v, dt.datetime):
+        return v.date().isoformat() if v.time() == dt.time() else v.isoformat()
+    if isinstance(v, dt.date):
+        return v.isoformat()
     return str(v).strip()
 
 
@@ -91,7 +96,8 @@ def _check_decodes(path: str | os.PathLike, name: str, enc: str, detected: bool)
                 raise InputError([Problem(
                     name, row, None, joined[exc.start:exc.end].hex(" "),
                     f"the file is not valid {enc}"
-                    + (" (tried UTF-8 and GB18030; give --encoding)" if detected else ""),
+                    + (" (it is neither UTF-8 nor GB18030 text; give --encoding)"
+                       if detected else ""),
                 )]) from None
             if not block:
                 return
@@ -162,7 +168,7 @@ def open_table(path: str | os.PathLike, *, encoding: str | None = None,
         digest = sha256_of(p)
     except OSError as exc:
         raise InputError(
-            [Problem(name, None, None, None, f"cannot read file: {exc.strerror}")]
+            [Problem(name, None, None, None, f"cannot read the file: {exc.strerror}")]
         ) from None
     if head[:8] == _XLS_MAGIC:
         raise InputError([Problem(
@@ -176,7 +182,8 @@ def open_table(path: str | os.PathLike, *, encoding: str | None = None,
             raise
         except Exception as exc:  # openpyxl raises many kinds for a broken file
             raise InputError(
-                [Problem(name, None, None, None, f"cannot open the workbook: {exc}")]
+                [Problem(name, None, None, None,
+                         f"cannot open the workbook (not a readable XLSX file: {exc})")]
             ) from None
         return Table(name, "xlsx", digest, _chain(first, rows))
     enc = encoding

@@ -199,27 +199,17 @@ def _convert(option: str, raw: str, kind: type, *, where: str, problem: Problem 
 
 
 def _read_values_file(option: str, path: str, kind: type) -> dict[str, Any]:
-
-
+    """Per-stratum values from a CSV/XLSX file (``stratum`` + a value column)."""
     p = Path(path)
     if not p.is_file():
         raise click.BadParameter(f"{path!r}: give STRATUM=VALUE or an existing file",
                                  param_hint=option)
-    if p.suffix.lower() in (".xlsx", ".xlsm"):
-        import openpyxl
+    from sampling.tables import open_table
 
-        wb = openpyxl.load_workbook(p, read_only=True, data_only=True)
-        rows = [["" if v is None else str(v).strip() for v in r]
-                for r in wb.worksheets[0].iter_rows(values_only=True)]
-        wb.close()
-    else:
-        from sampling.frame import detect_encoding
-
-        data = p.read_bytes()
-        text = data.decode(detect_encoding(data))
-        rows = [[c.strip() for c in r] for r in csv.reader(text.splitlines())]
-    if not rows:
+    records = [(n, cells) for n, cells in open_table(p).rows]
+    if not records:
         raise InputError([Problem(path, None, None, None, "the file is empty")])
+    rows = [cells for _, cells in records]
     header = [h.lstrip("\ufeff").strip().casefold() for h in rows[0]]
     if "stratum" not in header and "层" not in header:
         raise InputError([Problem(path, 1, None, ",".join(rows[0]),
@@ -231,7 +221,7 @@ def _read_values_file(option: str, path: str, kind: type) -> dict[str, Any]:
                                   "no value column (value, sd, n, lower or upper)")])
     out: dict[str, Any] = {}
     problems = []
-    for rownum, row in enumerate(rows[1:], start=2):
+    for rownum, row in records[1:]:
         if not any(row):
             continue
         key = row[sj] if sj < len(row) else ""
