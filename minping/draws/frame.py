@@ -34,10 +34,12 @@ def stratum_code(group: str, town: str | None, stratification: str) -> str:
 
 # --- the frame ----------------------------------------------------------------------------
 
-#: Fixed-width text of one contact as the database writes it for :func:`load_frame`:
+#: Fixed-width text of one contact as SQLite writes it for :func:`load_frame`:
 #: id, group id, town id (-1 for none), phone (E.164, space-padded), newline.
 _WIDTHS = (("id", 19), ("g", 10), ("t", 10), ("p", 20))
 _LINE = np.dtype([(name, f"S{w}") for name, w in _WIDTHS] + [("nl", "S1")])
+#: The same as binary records (PostgreSQL): big-endian 64-bit integers, then the phone.
+_BINARY = np.dtype([("id", ">i8"), ("g", ">i8"), ("t", ">i8"), ("p", "S20")])
 
 
 @dataclass(frozen=True)
@@ -116,59 +118,63 @@ def _canonical(contact_ids: np.ndarray, phones: np.ndarray, groups: CodedColumn,
     )
 
 
-def _fixed_width_rows(session: Session, frame_id: int) -> np.ndarray | None:
-    """The frame's (id, group, town, phone) as one fixed-width record array, or ``None``.
+def _fetch_columns(session: Session, frame_id: int
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """The frame's ids, group ids, town ids (``-1``: none) and phones, or ``None``.
 
-    Only the four columns the draw needs, written by the database as text of
-    fixed width in one text value and viewed by numpy without a Python object per row.  ``None``
-    when a value does not fit (then :func:`load_frame` reads row by row).
+    Only the four columns the draw needs, in one value built by the database
+    and viewed by numpy without a Python object per row: PostgreSQL sends
+    fixed-width binary records (``int8send``, the phone padded to 20 bytes),
+    SQLite fixed-width text.  ``None`` when a value does not fit (then
+    :func:`load_frame` reads row by row).
     """
     conn = session.connection()
     fid = int(frame_id)
     if conn.dialect.name == "postgresql":
-        # one text value built by the server: no message per row
-        text = conn.exec_driver_sql(
-            "SELECT string_agg(lpad(id::text, 19) || lpad(group_id::text, 10) || "
-            "lpad(coalesce(town_id, -1)::text, 10) || rpad(phone, 20) || E'\\n', '') "
-            "FROM frame_contact WHERE frame_id = %(f)s", {"f": fid}).scalar()
-        if text is None:
-            return np.zeros(0, dtype=_LINE)
-        data = text.encode("utf-8")
-        del text
+        raw = conn.connection.driver_connection
+        with raw.cursor(binary=True) as cur:
+            cur.execute(
+                "SELECT string_agg(int8send(id) || int8send(group_id::int8) || "
+                "int8send(coalesce(town_id, -1)::int8) || convert_to(rpad(phone, 20), "
+                "'SQL_ASCII'), ''::bytea) FROM frame_contact WHERE frame_id = %s", (fid,))
+            data = cur.fetchone()[0]
+        if data is None:
+            data = b""
+        if len(data) % _BINARY.itemsize:
+            return None
+        rec = np.frombuffer(data, dtype=_BINARY)
     elif conn.dialect.name == "sqlite":
         text = conn.exec_driver_sql(
             "SELECT group_concat(printf('%19d%10d%10d%-20s', id, group_id, "
             "coalesce(town_id, -1), phone), char(10)) FROM frame_contact NOT INDEXED "
             "WHERE frame_id = ?", (fid,)).scalar()
-        if text is None:
-            return np.zeros(0, dtype=_LINE)
-        data = text.encode("utf-8") + b"\n"
+        data = b"" if text is None else text.encode("utf-8") + b"\n"
         del text
+        if len(data) % _LINE.itemsize:
+            return None
+        rec = np.frombuffer(data, dtype=_LINE)
+        if not (rec["nl"] == b"\n").all():
+            return None
     else:
         return None
-    if len(data) % _LINE.itemsize:
-        return None
-    rec = np.frombuffer(data, dtype=_LINE)
-    if not (rec["nl"] == b"\n").all():
-        return None
-    return rec
+    ids = rec["id"].astype(np.int64)
+    gids = rec["g"].astype(np.int64)
+    tids = rec["t"].astype(np.int64)
+    # the phone is padded with spaces (never part of an E.164 number): make it NUL padding
+    phones = np.frombuffer(np.ascontiguousarray(rec["p"]).tobytes().replace(b" ", b"\x00"),
+                           dtype="S20")
+    return ids, gids, tids, phones
 
 
 def load_frame(session: Session, campaign_id: int, frame_id: int) -> FrameColumns:
     """Read a frame's contacts from the database (only the columns the draw needs), canonical."""
     gcode = {v: k for k, v in codes(session, RespondentGroup, campaign_id).items()}
     tcode = {v: k for k, v in codes(session, Town, campaign_id).items()}
-    rec = _fixed_width_rows(session, frame_id)
-    if rec is not None:
-        if len(rec) == 0:
+    fetched = _fetch_columns(session, frame_id)
+    if fetched is not None:
+        ids, gids, tids, phones = fetched
+        if len(ids) == 0:
             raise MinpingError("the frame is empty; import contacts with `minping frame import`")
-        ids = rec["id"].astype(np.int64)
-        gids = rec["g"].astype(np.int64)
-        tids = rec["t"].astype(np.int64)
-        # the phone is padded with spaces (never part of an E.164 number): make it NUL padding
-        phones = np.frombuffer(np.ascontiguousarray(rec["p"]).tobytes().replace(b" ", b"\x00"),
-                               dtype="S20")
-        del rec
     else:
         rows = session.execute(
             select(FrameContact.id, FrameContact.phone, FrameContact.group_id,
