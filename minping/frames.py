@@ -1,7 +1,7 @@
 """Frame import: read a frame file and store its contacts, all or nothing.
 
 :func:`import_frame` reads a CSV or XLSX frame file with
-:func:`sampling.frame.read_frame`, checking it against the campaign's groups
+:class:`sampling.frame.FrameReader` (a chunk of rows at a time), checking it against the campaign's groups
 and towns (their ids, Chinese and English names are all accepted), the
 do-not-call list and the numbers already in the frame, and stores the contacts
 in one transaction:
@@ -16,9 +16,12 @@ in one transaction:
   skipped;
 * numbers on the do-not-call list are not imported (counted as suppressed).
 
-Bulk insert: PostgreSQL ``COPY ... FROM STDIN`` (psycopg 3), SQLite
-``executemany`` in batches of :data:`BATCH` rows, both on the session's
-connection, so the contacts and the import record commit or roll back together.
+Each chunk is stored as soon as it is checked (:func:`insert_chunk`):
+PostgreSQL ``COPY ... FROM STDIN`` (psycopg 3), SQLite ``executemany``, both
+on the session's connection, so the contacts and the import record commit or
+roll back together.  After the first bad row nothing more is stored, the rest
+of the file is only checked, and the error makes the caller roll back: the
+memory used does not grow with the file.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ __all__ = [
 
 #: Name of the frame when the user names none.
 DEFAULT_FRAME = "main"
-#: Rows per ``executemany`` batch on SQLite (and per progress report).
+#: Rows checked and stored at a time (and per progress report).
 BATCH = 50_000
 
 _COLUMNS = ("frame_id", "import_id", "phone", "group_id", "town_id", "source_row", "attributes")
@@ -250,6 +253,7 @@ def import_frame(
         do_not_call=dnc,
         existing_phones=existing,
         progress=(lambda n: progress("read", n, None)) if progress else None,
+        chunk_rows=BATCH,
     )
     del existing, dnc
     record = FrameImport(frame_id=frame.id, file_name=Path(name).name[:500], content_hash=digest,
