@@ -72,7 +72,14 @@ from minping.draws.frame import (
     load_frame,
     stratum_code,
 )
-from minping.draws.release import release, release_all, release_reserve
+from minping.draws.release import (
+    ReleasePlan,
+    next_release,
+    release,
+    release_all,
+    release_next,
+    release_reserve,
+)
 from minping.draws.verify import verify
 
 __all__ = [
@@ -80,14 +87,17 @@ __all__ = [
     "STRATIFICATIONS",
     "DrawSummary",
     "FrameColumns",
+    "ReleasePlan",
     "balance_report",
     "current_draw",
     "draw_sample",
     "frame_counts",
     "frame_from_file",
     "load_frame",
+    "next_release",
     "release",
     "release_all",
+    "release_next",
     "release_reserve",
     "stratum_code",
     "units_digest",
