@@ -315,41 +315,11 @@ def draw_sample(
             units_of[p] = us  # type: ignore[assignment]
 
     step("store")
-    audit = make_audit(
-        result, frame_digest=digest, seed=seed_int, method=method, timestamp=now,
-        extra={
-            "stratification": strata,
-            "assignment_digest": main.digest(),
-            "reserve_assignment_digest": extra.digest() if extra else "",
-            "assignment_rng": "numpy.random.default_rng([seed, 1]); reserve [seed, 2]",
-            "assignment_priority": ASSIGNMENT_PRIORITY,
-        },
-    )
-    sd = SampleDraw(
-        campaign_id=campaign.id, frame_id=fr.id, frame_hash=digest, seed=str(seed_int),
-        stratification=strata, method=method, sample_size=size, replicates=replicates,
-        reserve=reserve,
-        allocation={
-            "strata": {k: {"N": N[k], "n": int(counts[k]), "real": float(real[k]),
-                           "reserve": int(result.reserve_counts.get(k, 0))} for k in N},
-            "bounds": {"lower": dict(lower or {}), "upper": dict(upper or {})},
-            "S": dict(S or {}), "fixed": dict(fixed or {}),
-            "audit": audit.to_dict(),
-        },
-        assignment={
-            "k": main.k,
-            "priority": ASSIGNMENT_PRIORITY,
-            "seed": str(seed_int),
-            "rng": "numpy.random.default_rng([seed, 1]) for the sample in draw order; "
-                   "[seed, 2] for the reserve",
-            "digest": main.digest(),
-            "reserve_digest": extra.digest() if extra else None,
-            "group_sizes": dict(main.group_sizes),
-            "eligible": {g: list(us) for g, us in main.eligible.items()},
-            "unit_counts": dict(main.unit_counts),
-        },
-        software_version=audit.software_version, created_at=now, created_by=created_by,
-    )
+    sd = _draw_record(result, main, extra, digest=digest, seed=seed_int, method=method,
+                      strata=strata, N=N, counts=counts, real=real, size=size,
+                      replicates=replicates, reserve=reserve, S=S, fixed=fixed, lower=lower,
+                      upper=upper, now=now, created_by=created_by)
+    sd.campaign_id, sd.frame_id = campaign.id, fr.id
     session.add(sd)
     session.flush()
     _store_cases(session, cfg, campaign.id, sd.id, N, counts, result,
@@ -378,6 +348,49 @@ def draw_sample(
         assignment_digest=main.digest(), unit_min=min(uc) if uc else 0,
         unit_max=max(uc) if uc else 0, seconds=time.perf_counter() - t0, timings=timings,
     )
+
+
+def _draw_record(result, main: Assignment, extra: Assignment | None, *, digest: str, seed: int,
+                 method: str, strata: str, N, counts, real, size: int, replicates: int,
+                 reserve: int, S, fixed, lower, upper, now: datetime,
+                 created_by: str | None) -> SampleDraw:
+    """The draw's audit record: allocation, audit (seed, algorithm, frame hash), assignment."""
+    audit = make_audit(
+        result, frame_digest=digest, seed=seed, method=method, timestamp=now,
+        extra={
+            "stratification": strata,
+            "assignment_digest": main.digest(),
+            "reserve_assignment_digest": extra.digest() if extra else "",
+            "assignment_rng": "numpy.random.default_rng([seed, 1]); reserve [seed, 2]",
+            "assignment_priority": ASSIGNMENT_PRIORITY,
+        },
+    )
+    sd = SampleDraw(
+        frame_hash=digest, seed=str(seed),
+        stratification=strata, method=method, sample_size=size, replicates=replicates,
+        reserve=reserve,
+        allocation={
+            "strata": {k: {"N": N[k], "n": int(counts[k]), "real": float(real[k]),
+                           "reserve": int(result.reserve_counts.get(k, 0))} for k in N},
+            "bounds": {"lower": dict(lower or {}), "upper": dict(upper or {})},
+            "S": dict(S or {}), "fixed": dict(fixed or {}),
+            "audit": audit.to_dict(),
+        },
+        assignment={
+            "k": main.k,
+            "priority": ASSIGNMENT_PRIORITY,
+            "seed": str(seed),
+            "rng": "numpy.random.default_rng([seed, 1]) for the sample in draw order; "
+                   "[seed, 2] for the reserve",
+            "digest": main.digest(),
+            "reserve_digest": extra.digest() if extra else None,
+            "group_sizes": dict(main.group_sizes),
+            "eligible": {g: list(us) for g, us in main.eligible.items()},
+            "unit_counts": dict(main.unit_counts),
+        },
+        software_version=audit.software_version, created_at=now, created_by=created_by,
+    )
+    return sd
 
 
 class _Phases:
