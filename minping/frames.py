@@ -59,7 +59,8 @@ BATCH = 50_000
 
 _COLUMNS = ("frame_id", "import_id", "phone", "group_id", "town_id", "source_row", "attributes")
 
-Progress = Callable[[str, int, int | None], None]
+#: ``progress(stage, done, total)``: how far a long step is (import, draw, verify).
+ProgressCallback = Callable[[str, int, int | None], None]
 
 
 @dataclass(frozen=True)
@@ -171,7 +172,7 @@ def import_frame(
     rejects_path: str | os.PathLike | None = None,
     imported_by: str | None = None,
     region: str = "CN",
-    progress: Progress | None = None,
+    progress: ProgressCallback | None = None,
 ) -> FrameImportResult:
     """Import a frame file into the campaign's frame (the caller commits).
 

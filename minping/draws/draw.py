@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -18,7 +18,7 @@ from minping.campaign import codes, sync_campaign
 from minping.cases import new_pseudo_id
 from minping.draws.frame import STRATIFICATIONS, load_frame
 from minping.errors import MinpingError
-from minping.frames import get_frame
+from minping.frames import ProgressCallback, get_frame
 from minping.models import (
     AuditLog,
     Campaign,
@@ -36,8 +36,6 @@ from sampling.draw import (
     draw,
     make_audit,
 )
-
-Progress = Callable[[str, int, int | None], None]
 
 #: See :mod:`minping.draws` for why.
 ASSIGNMENT_PRIORITY = "group"
@@ -231,7 +229,7 @@ def draw_sample(
     force: bool = False,
     created_by: str | None = None,
     now: datetime | None = None,
-    progress: Progress | None = None,
+    progress: ProgressCallback | None = None,
 ) -> DrawSummary:
     """Draw the sample, assign units, store everything (the caller commits).
 
@@ -396,7 +394,7 @@ def _draw_record(result, main: Assignment, extra: Assignment | None, *, digest: 
 class _Phases:
     """Times the phases of a long step and reports each start to ``progress(phase, 0, None)``."""
 
-    def __init__(self, progress: Progress | None, timings: dict[str, float]):
+    def __init__(self, progress: ProgressCallback | None, timings: dict[str, float]):
         self.progress = progress
         self.timings = timings
         self.current: str | None = None

@@ -8,8 +8,9 @@ from collections import defaultdict
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from minping.draws.draw import Progress, _assign, _Phases, current_draw, units_digest
+from minping.draws.draw import _assign, _Phases, current_draw, units_digest
 from minping.draws.frame import frame_from_file, load_frame
+from minping.frames import ProgressCallback
 from minping.models import (
     CaseUnit,
     FrameContact,
@@ -24,7 +25,7 @@ from sampling.draw import DrawAudit, DrawError, DrawnCase, rederive, verify_draw
 
 def verify(session: Session, cfg, *, frame_file: str | os.PathLike | None = None,
            encoding: str | None = None, draw_id: int | None = None,
-           progress: Progress | None = None) -> dict:
+           progress: ProgressCallback | None = None) -> dict:
     """Re-derive the draw from the frame and the stored seed; compare case by case.
 
     With ``frame_file`` the frame is read from that file instead of the
