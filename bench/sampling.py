@@ -1,19 +1,30 @@
-"""Benchmark: import a 1,000,000-contact frame and draw 2,020 from it, on SQLite and PostgreSQL.
+"""Benchmark: import a 1,000,000-contact frame, draw 2,020 from it and verify, on SQLite and PostgreSQL.
 
 Generates a seeded frame CSV (GB18030, Chinese headers and labels, as a county
 register exported from a spreadsheet) in a temporary folder, then for each
 database:
 
 - ``minping.frames.import_frame`` (validation, E.164 normalisation, do-not-call
-  and duplicate checks, bulk insert in one transaction): rows per second;
-- ``minping.draws.draw_sample`` (count per stratum in SQL, proportional
-  allocation, load the frame, canonical order, stratified draw, frame hash,
-  unit assignment, store the draw, strata, cases and units): seconds.
+  and duplicate checks, bulk insert in one transaction), run in a child
+  process so that its peak resident memory can be reported: rows per second
+  and peak RSS (and the child's RSS once its modules are imported);
+- ``minping.draws.draw_sample`` (load the frame's four columns, counts,
+  allocation, canonical order, stratified draw, frame hash, unit assignment,
+  store the draw, strata, cases and units): seconds, with the phases;
+- ``minping.draws.verify`` (load, hash, re-derive, compare, units): seconds.
 
-Baseline: pandas ``DataFrame.groupby(group).sample(frac=n/N)`` on the same
-frame held in memory, against minping's pure draw on the same in-memory frame
-(``sampling.draw.draw`` over the canonical order, with the allocation).  The
-ratio is printed for both the pure draw and the whole database draw.
+Baselines measured in the same run:
+
+- pandas ``read_csv`` of the same file (GB18030, no validation, nothing
+  stored): the import's rows per second are divided by it;
+- pandas ``DataFrame.groupby(group).sample(frac=n/N)`` on the same frame held
+  in memory, against minping's draw on the same in-memory frame (canonical
+  order, strata codes, allocation, ``sampling.draw.draw``) and against the
+  database draw and verify.
+
+Each figure is printed with its target from issue #12 (import >= 100,000
+rows/s on PostgreSQL and >= 50,000 on SQLite, peak RSS < 300 MB, draw <= 2 s
+and verify <= 3 s on PostgreSQL, in-memory draw <= 1.5x pandas).
 
 PostgreSQL: a database ``minping_bench_<random>`` is created on the server at
 ``--pg-url`` (default ``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``)
@@ -21,12 +32,17 @@ and dropped at the end.
 
 Run:  .venv/bin/python bench/sampling.py [--rows 1000000] [--size 2020] [--seed 2026]
                                          [--no-postgres] [--no-sqlite]
+The machine's load average is printed with the figures.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
+import os
+import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -40,10 +56,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from minping.config import load_config  # noqa: E402
 from minping.db import Database  # noqa: E402
 from minping.demo import GROUP_SHARES, MOBILE_PREFIXES  # noqa: E402
-from minping.draws import draw_sample  # noqa: E402
+from minping.draws import draw_sample, verify  # noqa: E402
 from minping.frames import import_frame  # noqa: E402
 from sampling.allocation import allocate  # noqa: E402
-from sampling.draw import canonical_order, draw  # noqa: E402
+from sampling.draw import CodedColumn, canonical_order, draw  # noqa: E402
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
@@ -89,23 +105,55 @@ def make_frame(path: Path, cfg, rows: int, seed: int) -> None:
         )
 
 
+def _rss_mb() -> float:
+    """Peak resident memory of this process so far (VmHWM: not inherited across exec)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child_import(url: str, path: str) -> None:
+    """Import ``path`` into the database at ``url``; print rows, seconds and peak RSS as JSON."""
+    cfg = load_config()
+    db = Database(url)
+    base = _rss_mb()
+    try:
+        t0 = time.perf_counter()
+        with db.transaction() as session:
+            result = import_frame(session, cfg, path)
+        seconds = time.perf_counter() - t0
+    finally:
+        db.dispose()
+    cpu = resource.getrusage(resource.RUSAGE_SELF)
+    print(json.dumps({"imported": result.imported, "seconds": seconds, "rss_base_mb": base,
+                      "rss_peak_mb": _rss_mb(), "cpu_s": cpu.ru_utime + cpu.ru_stime}))
+
+
 def bench_database(name: str, url: str, cfg, path: Path, size: int, seed: int) -> dict:
     db = Database(url)
     try:
         db.upgrade()
-        t0 = time.perf_counter()
-        with db.transaction() as session:
-            result = import_frame(session, cfg, path)
-        t_import = time.perf_counter() - t0
+        out = subprocess.run([sys.executable, __file__, "--child-import", url, str(path)],
+                             check=True, capture_output=True, text=True)
+        imp = json.loads(out.stdout.strip().splitlines()[-1])
         t1 = time.perf_counter()
         with db.transaction() as session:
             summary = draw_sample(session, cfg, size=size, seed=seed)
         t_draw = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        with db.session() as session:
+            checked = verify(session, cfg)
+            session.rollback()
+        t_verify = time.perf_counter() - t2
     finally:
         db.dispose()
-    return {"db": name, "imported": result.imported, "import_s": t_import,
-            "rows_per_s": result.imported / t_import, "draw_s": t_draw,
-            "timings": summary.timings}
+    return {"db": name, "imported": imp["imported"], "import_s": imp["seconds"],
+            "rows_per_s": imp["imported"] / imp["seconds"], "rss_base": imp["rss_base_mb"],
+            "rss_peak": imp["rss_peak_mb"], "import_cpu_s": imp["cpu_s"], "draw_s": t_draw, "timings": summary.timings,
+            "verify_s": t_verify, "verify_ok": checked["matches"],
+            "verify_timings": checked["timings"]}
 
 
 def bench_in_memory(path: Path, size: int, seed: int, repeat: int) -> dict:
@@ -120,21 +168,28 @@ def bench_in_memory(path: Path, size: int, seed: int, repeat: int) -> dict:
         t = time.perf_counter()
         sample = df.groupby("类别").sample(frac=frac, random_state=seed + r)
         best_pd = min(best_pd, time.perf_counter() - t)
-    phones = df["手机号码"].to_numpy(dtype=str)
-    groups = df["类别"].to_numpy(dtype=str)
-    N = {g: int(n) for g, n in df["类别"].value_counts().sort_index().items()}
+    # minping's frame in memory: E.164 numbers as bytes, groups as codes (as the database gives)
+    phones = np.char.encode(("+86" + df["手机号码"]).to_numpy(dtype=str), "ascii")
+    labels, codes = np.unique(df["类别"].to_numpy(dtype=str), return_inverse=True)
+    labels = tuple(labels.tolist())
+    N = {g: int(n) for g, n in zip(labels, np.bincount(codes).tolist(), strict=True)}
     best_core = float("inf")
     for r in range(repeat):
         t = time.perf_counter()
         order = canonical_order(phones)
         counts = allocate(N, size).as_dict()
-        result = draw(groups[order], counts, rng=np.random.default_rng(seed + r))
+        result = draw(CodedColumn(codes[order], labels), counts,
+                      rng=np.random.default_rng(seed + r))
         best_core = min(best_core, time.perf_counter() - t)
-    return {"read_s": t_read, "pandas_s": best_pd, "pandas_n": len(sample),
-            "core_s": best_core, "core_n": len(result)}
+    return {"read_s": t_read, "read_rows_per_s": len(df) / t_read, "pandas_s": best_pd,
+            "pandas_n": len(sample), "core_s": best_core, "core_n": len(result)}
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--child-import"]:
+        child_import(argv[1], argv[2])
+        return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--size", type=int, default=2020)
@@ -178,24 +233,46 @@ def main(argv=None) -> int:
                 admin.dispose()
         mem = bench_in_memory(path, args.size, args.seed, args.repeat)
 
+    load = os.getloadavg()
     print()
-    print(f"{'database':<11} {'imported':>10} {'import s':>9} {'rows/s':>10} {'draw s':>8}"
-          "   draw stages (count / load / draw / hash, s)")
-    for r in results:
-        tm = r["timings"]
-        stages = " / ".join(f"{tm.get(k, 0):.2f}" for k in ("count", "load", "draw", "hash"))
-        print(f"{r['db']:<11} {r['imported']:>10,} {r['import_s']:>9.2f} {r['rows_per_s']:>10,.0f} "
-              f"{r['draw_s']:>8.2f}   {stages}")
+    print(f"load average {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f} "
+          f"({os.cpu_count()} CPUs)")
     print()
     print(f"in memory, {args.rows:,} contacts, n = {args.size} (best of {args.repeat}):")
-    print(f"  pandas read_csv (GB18030)                  {mem['read_s']:8.3f} s")
-    print(f"  pandas groupby().sample(frac)  baseline    {mem['pandas_s']:8.3f} s "
+    print(f"  pandas read_csv (GB18030)  baseline      {mem['read_s']:8.3f} s "
+          f"({mem['read_rows_per_s']:,.0f} rows/s)")
+    print(f"  pandas groupby().sample(frac)  baseline  {mem['pandas_s']:8.3f} s "
           f"({mem['pandas_n']} drawn)")
-    print(f"  minping canonical order + allocate + draw  {mem['core_s']:8.3f} s "
-          f"({mem['core_n']} drawn)   ratio minping/pandas {mem['core_s'] / mem['pandas_s']:.2f}")
+    ratio = mem["core_s"] / mem["pandas_s"]
+    print(f"  minping canonical order + allocate + draw {mem['core_s']:8.3f} s "
+          f"({mem['core_n']} drawn)   ratio minping/pandas {ratio:.2f}  (target <= 1.5: "
+          f"{'met' if ratio <= 1.5 else 'NOT met'})")
+    targets = {"postgresql": 100_000, "sqlite": 50_000}
     for r in results:
-        print(f"  minping draw_sample on {r['db']:<10}          {r['draw_s']:8.3f} s "
-              f"  ratio minping/pandas {r['draw_s'] / mem['pandas_s']:.1f}")
+        tm, vt = r["timings"], r["verify_timings"]
+        print()
+        print(f"{r['db']}:")
+        ratio = r["rows_per_s"] / mem["read_rows_per_s"]
+        target = targets[r["db"]]
+        print(f"  import   {r['imported']:>10,} rows in {r['import_s']:7.2f} s = "
+              f"{r['rows_per_s']:>9,.0f} rows/s; ratio to pandas read_csv {ratio:.2f}; "
+              f"target >= {target:,}: {'met' if r['rows_per_s'] >= target else 'NOT met'}")
+        print(f"  import   CPU time of the importing process {r['import_cpu_s']:.1f} s "
+              f"(the database server's is not counted)")
+        print(f"  import   peak RSS {r['rss_peak']:.0f} MB (process after imports "
+              f"{r['rss_base']:.0f} MB); target < 300 MB: "
+              f"{'met' if r['rss_peak'] < 300 else 'NOT met'}")
+        stages = ", ".join(f"{k} {v:.2f}" for k, v in tm.items())
+        ok = r["draw_s"] <= 2 if r["db"] == "postgresql" else True
+        print(f"  draw     {r['draw_s']:7.2f} s ({stages}); ratio to pandas "
+              f"{r['draw_s'] / mem['pandas_s']:.1f}"
+              + (f"; target <= 2 s: {'met' if ok else 'NOT met'}"
+                 if r["db"] == "postgresql" else ""))
+        stages = ", ".join(f"{k} {v:.2f}" for k, v in vt.items())
+        ok = r["verify_s"] <= 3
+        print(f"  verify   {r['verify_s']:7.2f} s ({stages}); matches {r['verify_ok']}"
+              + (f"; target <= 3 s: {'met' if ok else 'NOT met'}"
+                 if r["db"] == "postgresql" else ""))
     return 0
 
 

@@ -467,18 +467,15 @@ def hand_over(session: Session, case: SampleCase, supervisor: User, channel: str
 
 def release_next_replicate(session: Session, draw_id: int, supervisor: User, *,
                            now: datetime) -> tuple[int | None, int]:
-    """Release the lowest replicate that still has held cases: (replicate, cases released)."""
-    from sqlalchemy import func
+    """Release the next sample replicate: (replicate, cases released), (None, 0) when none is left.
 
-    replicate = session.scalar(select(func.min(SampleCase.replicate)).where(
-        SampleCase.draw_id == draw_id, SampleCase.release_state == "held"))
-    if replicate is None:
-        return None, 0
-    n = cases.release_replicate(session, draw_id, replicate, now=now)
-    session.add(AuditLog(at=now, user_id=supervisor.id, actor=actor_of(supervisor),
-                         action="draw.release_replicate", entity="sample_draw",
-                         entity_id=str(draw_id), new={"replicate": replicate, "cases": n}))
-    return replicate, n
+    The rule is :func:`minping.draws.release.release_next` (the reserve is never released here).
+    """
+    from minping.draws.release import release_next
+
+    plan = release_next(session, draw_id, now=now, actor=actor_of(supervisor),
+                        user_id=supervisor.id)
+    return plan.replicate, plan.released
 
 
 def expire_holds_of(session: Session, user: User) -> int:

@@ -469,18 +469,6 @@ def opt_out(session: Session, case: SampleCase, *, now: datetime, source: str) -
                          entity_id=str(case.id)))
 
 
-def release_replicate(session: Session, draw_id: int, replicate: int, *, now: datetime) -> int:
-    """Release every held case of one replicate into the field; returns how many."""
-    result = session.execute(
-        update(SampleCase)
-        .where(SampleCase.draw_id == draw_id, SampleCase.replicate == replicate,
-               SampleCase.release_state == "held")
-        .values(release_state="released", released_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    return result.rowcount
-
-
 def reap_expired_holds(session: Session, *, now: datetime) -> int:
     """Clear holds whose holder went silent (their attempts stay as they are)."""
     result = session.execute(

@@ -176,7 +176,8 @@ def run_demo(
     """Run the whole job and return its summary (what ``--json`` prints)."""
     from cati.simulate import run_cati_phase
     from ivr.fieldwork import run_ivr_field_period
-    from minping.draws import balance_report, draw_sample, format_balance, release_all
+    from minping.commands.sample import format_balance
+    from minping.draws import balance_report, draw_sample, release_all
     from minping.frames import import_frame
     from minping.inputs import import_samples
     from minping.scores import respondent_table, score_and_report

@@ -1,7 +1,7 @@
 """Frame import: read a frame file and store its contacts, all or nothing.
 
 :func:`import_frame` reads a CSV or XLSX frame file with
-:func:`sampling.frame.read_frame`, checking it against the campaign's groups
+:class:`sampling.frame.FrameReader` (a chunk of rows at a time), checking it against the campaign's groups
 and towns (their ids, Chinese and English names are all accepted), the
 do-not-call list and the numbers already in the frame, and stores the contacts
 in one transaction:
@@ -16,9 +16,12 @@ in one transaction:
   skipped;
 * numbers on the do-not-call list are not imported (counted as suppressed).
 
-Bulk insert: PostgreSQL ``COPY ... FROM STDIN`` (psycopg 3), SQLite
-``executemany`` in batches of :data:`BATCH` rows, both on the session's
-connection, so the contacts and the import record commit or roll back together.
+Each chunk is stored as soon as it is checked (:func:`insert_chunk`):
+PostgreSQL ``COPY ... FROM STDIN`` (psycopg 3), SQLite ``executemany``, both
+on the session's connection, so the contacts and the import record commit or
+roll back together.  After the first bad row nothing more is stored, the rest
+of the file is only checked, and the error makes the caller roll back: the
+memory used does not grow with the file.
 """
 
 from __future__ import annotations
@@ -37,30 +40,31 @@ from sqlalchemy.orm import Session
 from minping.campaign import codes, sync_campaign
 from minping.errors import InputError, MinpingError, Problem
 from minping.models import DoNotCall, Frame, FrameContact, FrameImport, RespondentGroup, Town
-from sampling.frame import FrameFile, read_frame, write_rejects
+from sampling.frame import FrameChunk, FrameReader, write_rejects
 
 __all__ = [
     "BATCH",
     "DEFAULT_FRAME",
-    "ImportResult",
+    "FrameImportResult",
     "frame_labels",
     "get_frame",
     "import_frame",
-    "insert_contacts",
+    "insert_chunk",
 ]
 
 #: Name of the frame when the user names none.
 DEFAULT_FRAME = "main"
-#: Rows per ``executemany`` batch on SQLite (and per progress report).
+#: Rows checked and stored at a time (and per progress report).
 BATCH = 50_000
 
 _COLUMNS = ("frame_id", "import_id", "phone", "group_id", "town_id", "source_row", "attributes")
 
-Progress = Callable[[str, int, int | None], None]
+#: ``progress(stage, done, total)``: how far a long step is (import, draw, verify).
+ProgressCallback = Callable[[str, int, int | None], None]
 
 
 @dataclass(frozen=True)
-class ImportResult:
+class FrameImportResult:
     """What :func:`import_frame` did.
 
     ``noop`` is true when this very file (same SHA-256) was imported before
@@ -168,8 +172,8 @@ def import_frame(
     rejects_path: str | os.PathLike | None = None,
     imported_by: str | None = None,
     region: str = "CN",
-    progress: Progress | None = None,
-) -> ImportResult:
+    progress: ProgressCallback | None = None,
+) -> FrameImportResult:
     """Import a frame file into the campaign's frame (the caller commits).
 
     Parameters
@@ -196,7 +200,7 @@ def import_frame(
 
     Returns
     -------
-    ImportResult
+    FrameImportResult
 
     Raises
     ------
@@ -219,7 +223,7 @@ def import_frame(
                                   FrameImport.content_hash == digest)
     )
     if earlier is not None:
-        return ImportResult(
+        return FrameImportResult(
             frame=frame.name, frame_id=frame.id, file=name, sha256=digest, encoding=None,
             rows_read=0, imported=0, rejected_rows=0, suppressed=0, already_in_frame=0,
             frame_size=_frame_size(session, frame.id), noop=True,
@@ -241,7 +245,7 @@ def import_frame(
     }
     dnc = set(session.scalars(select(DoNotCall.phone)).all())
     known_groups, known_towns = frame_labels(cfg)
-    ff = read_frame(
+    reader = FrameReader(
         path,
         encoding=encoding,
         region=region,
@@ -250,29 +254,43 @@ def import_frame(
         do_not_call=dnc,
         existing_phones=existing,
         progress=(lambda n: progress("read", n, None)) if progress else None,
+        chunk_rows=BATCH,
     )
-    rejected_rows = len({p.row for p in ff.problems})
-    rejects_file = None
-    if ff.problems:
-        if not skip_invalid:
-            ff.raise_for_problems()
-        rejects_file = str(rejects_path or Path(name).with_suffix(".rejects.csv"))
-        write_rejects(ff, rejects_file)
-
-    record = FrameImport(
-        frame_id=frame.id, file_name=Path(name).name[:500], content_hash=digest,
-        rows_read=ff.rows_read, rows_imported=len(ff), rows_rejected=rejected_rows,
-        rows_suppressed=len(ff.suppressed), imported_by=imported_by,
-    )
+    del existing, dnc
+    record = FrameImport(frame_id=frame.id, file_name=Path(name).name[:500], content_hash=digest,
+                         rows_read=0, rows_imported=0, rows_rejected=0, rows_suppressed=0,
+                         imported_by=imported_by)
     session.add(record)
     session.flush()
-    insert_contacts(session, frame.id, record.id, ff, group_ids=group_ids, town_ids=town_ids,
-                    progress=progress)
-    return ImportResult(
-        frame=frame.name, frame_id=frame.id, file=name, sha256=digest, encoding=ff.encoding,
-        rows_read=ff.rows_read, imported=len(ff), rejected_rows=rejected_rows,
-        suppressed=len(ff.suppressed), already_in_frame=len(ff.already_in_frame),
-        frame_size=_frame_size(session, frame.id), noop=False, problems=ff.problems,
+    # store while reading; after the first bad row only check (the caller rolls back)
+    imported = 0
+    for chunk in reader.chunks():
+        if reader.problems and not skip_invalid:
+            continue
+        imported += insert_chunk(session, frame.id, record.id, chunk,
+                                 group_ids=[group_ids[g] for g in reader.group_ids],
+                                 town_ids=[town_ids[t] for t in reader.town_ids])
+    rejected_rows = len({p.row for p in reader.problems})
+    rejects_file = None
+    if reader.problems:
+        if not skip_invalid:
+            raise InputError(
+                list(reader.problems),
+                f"{name}: {len(reader.problems)} problem(s) in {rejected_rows} row(s); "
+                "nothing was imported",
+            )
+        rejects_file = str(rejects_path or Path(name).with_suffix(".rejects.csv"))
+        write_rejects(reader, rejects_file)
+    record.rows_read = reader.rows_read
+    record.rows_imported = imported
+    record.rows_rejected = rejected_rows
+    record.rows_suppressed = len(reader.suppressed)
+    session.flush()
+    return FrameImportResult(
+        frame=frame.name, frame_id=frame.id, file=name, sha256=digest, encoding=reader.encoding,
+        rows_read=reader.rows_read, imported=imported, rejected_rows=rejected_rows,
+        suppressed=len(reader.suppressed), already_in_frame=len(reader.already_in_frame),
+        frame_size=_frame_size(session, frame.id), noop=False, problems=tuple(reader.problems),
         rejects_file=rejects_file, seconds=time.perf_counter() - started, import_id=record.id,
     )
 
@@ -283,40 +301,47 @@ _encode_string = getattr(json.encoder, "c_encode_basestring", None) or json.enco
 
 def _copy_text(value: str) -> str:
     """Escape a value for PostgreSQL's COPY text format."""
+    if "\\" not in value and "\t" not in value and "\n" not in value and "\r" not in value:
+        return value
     return (value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
             .replace("\r", "\\r"))
 
 
-def insert_contacts(
+def insert_chunk(
     session: Session,
     frame_id: int,
     import_id: int | None,
-    ff: FrameFile,
+    chunk: FrameChunk,
     *,
-    group_ids: dict[str, int],
-    town_ids: dict[str, int],
-    progress: Progress | None = None,
+    group_ids: list[int],
+    town_ids: list[int],
 ) -> int:
-    """Bulk-insert the contacts of ``ff`` on the session's connection; returns how many.
+    """Bulk-insert one chunk of contacts on the session's connection; returns how many.
 
-    PostgreSQL: ``COPY frame_contact (...) FROM STDIN`` in text format.
-    SQLite: ``executemany`` in batches of :data:`BATCH`.  Nothing is committed.
+    ``group_ids``/``town_ids`` are the database ids of the reader's group and
+    town codes.  Rows go in file order.  PostgreSQL: ``COPY frame_contact (...) FROM STDIN`` in
+    text format; SQLite: ``executemany``.  Nothing is committed.
     """
-    n = len(ff)
+    n = len(chunk)
     if n == 0:
         return 0
-    names = list(ff.attributes)
-    cols = [ff.attributes[k] for k in names]
-    gid = [group_ids[g] for g in ff.groups]
-    tid = [town_ids[t] if t is not None else None for t in ff.towns]
+    order = range(n)
+    keys = chunk.keys.tolist()
+    rows = chunk.source_rows.tolist()
+    gid = [group_ids[c] for c in chunk.groups.tolist()]
+    tid = [town_ids[c] if c >= 0 else None for c in chunk.towns.tolist()]
+    names = list(chunk.attributes)
+    cols = [chunk.attributes[k] for k in names]
     # JSON objects of string values, written directly (same text as json.dumps with
     # ensure_ascii=False and compact separators, without building a dict per row)
     esc = _encode_string
-    keys = [esc(k) + ":" for k in names]
-
-    def attrs(i: int) -> str:
-        return "{" + ",".join(k + esc(c[i]) for k, c in zip(keys, cols, strict=True)) + "}"
-
+    keys_json = [esc(k) + ":" for k in names]
+    if len(names) == 1:
+        k0, c0 = keys_json[0], cols[0]
+        attrs = ["{" + k0 + esc(c0[i]) + "}" for i in order]
+    else:
+        attrs = ["{" + ",".join(k + esc(c[i]) for k, c in zip(keys_json, cols, strict=True)) + "}"
+                 for i in order]
     conn = session.connection()
     table = FrameContact.__table__.name
     if conn.dialect.name == "postgresql":
@@ -324,33 +349,22 @@ def insert_contacts(
         sql = f"COPY {table} ({', '.join(_COLUMNS)}) FROM STDIN"
         null = "\\N"
         imp = null if import_id is None else str(import_id)
+        tcell = [null if t is None else str(t) for t in tid]
+        head = f"{frame_id}\t{imp}\t+"
+        lines = [
+            f"{head}{keys[i]}\t{gid[i]}\t{tcell[i]}\t{rows[i]}\t{_copy_text(a)}\n"
+            for i, a in zip(order, attrs, strict=True)
+        ]
         with raw.cursor() as cur, cur.copy(sql) as copy:
-            for start in range(0, n, BATCH):
-                stop = min(n, start + BATCH)
-                lines = []
-                for i in range(start, stop):
-                    t = null if tid[i] is None else tid[i]
-                    lines.append(
-                        f"{frame_id}\t{imp}\t{ff.phones[i]}\t{gid[i]}\t{t}\t"
-                        f"{ff.source_rows[i]}\t{_copy_text(attrs(i))}\n"
-                    )
-                copy.write("".join(lines))
-                if progress:
-                    progress("store", stop, n)
+            copy.write("".join(lines))
     else:
         placeholders = ", ".join("?" for _ in _COLUMNS)
         sql = f"INSERT INTO {table} ({', '.join(_COLUMNS)}) VALUES ({placeholders})"
         raw_cursor = conn.connection.driver_connection.cursor()
         try:
-            for start in range(0, n, BATCH):
-                stop = min(n, start + BATCH)
-                raw_cursor.executemany(
-                    sql,
-                    [(frame_id, import_id, ff.phones[i], gid[i], tid[i], ff.source_rows[i],
-                      attrs(i)) for i in range(start, stop)],
-                )
-                if progress:
-                    progress("store", stop, n)
+            raw_cursor.executemany(sql, [
+                (frame_id, import_id, "+" + str(keys[i]), gid[i], tid[i], rows[i], a)
+                for i, a in zip(order, attrs, strict=True)])
         finally:
             raw_cursor.close()
     return n

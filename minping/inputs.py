@@ -34,7 +34,7 @@ from minping.models import AssessmentBallot, InputImport, InspectionRecord, Onli
 from scoring.inputs import read_ballots, read_inspections, read_table, read_votes
 from scoring.scale import RatingScale
 
-__all__ = ["KINDS", "SAMPLE_INPUTS", "ImportResult", "import_input", "import_samples",
+__all__ = ["KINDS", "SAMPLE_INPUTS", "InputImportResult", "import_input", "import_samples",
            "sample_files"]
 
 KINDS = ("assessment", "online", "inspection")
@@ -46,7 +46,7 @@ _COLUMNS = {"assessment": ("venue", "unit", "rating"), "online": ("unit", "optio
 
 
 @dataclass(frozen=True)
-class ImportResult:
+class InputImportResult:
     """What an import did; ``already`` is True when the same content was imported before."""
 
     kind: str
@@ -89,7 +89,7 @@ def _deduction_kinds(cfg) -> dict[str, str]:
 
 
 def import_input(db, cfg, kind: str, path: str | Path, *,
-                 imported_by: str | None = None) -> ImportResult:
+                 imported_by: str | None = None) -> InputImportResult:
     """Import one file of ``kind`` (see the module notes); raises ``InputError`` on any problem."""
     if kind not in KINDS:
         raise MinpingError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
@@ -109,7 +109,7 @@ def import_input(db, cfg, kind: str, path: str | Path, *,
             InputImport.campaign_id == campaign.id, InputImport.kind == kind,
             InputImport.content_hash == digest))
         if earlier is not None:
-            return ImportResult(kind, name, digest, earlier.rows, earlier.id, True)
+            return InputImportResult(kind, name, digest, earlier.rows, earlier.id, True)
 
     scale = RatingScale.from_options(cfg.scale.options)
     problems: list[Problem] = []
@@ -170,7 +170,7 @@ def import_input(db, cfg, kind: str, path: str | Path, *,
                      "source_row": sr}
                     for u, d, k, p, sr in zip(content.unit, content.date, content.kind,
                                               content.points.tolist(), source_rows, strict=True)])
-            return ImportResult(kind, name, digest, len(table.rows), record.id, False)
+            return InputImportResult(kind, name, digest, len(table.rows), record.id, False)
     except IntegrityError:  # the same content imported at the same moment elsewhere
         with db.session() as session:
             again = session.scalar(select(InputImport).where(
@@ -178,7 +178,7 @@ def import_input(db, cfg, kind: str, path: str | Path, *,
                 InputImport.content_hash == digest))
         if again is None:
             raise
-        return ImportResult(kind, name, digest, again.rows, again.id, True)
+        return InputImportResult(kind, name, digest, again.rows, again.id, True)
 
 
 def _already_counted(session, campaign_id: int, kind: str, file: str, rows, content,
@@ -220,7 +220,7 @@ def sample_files(folder: str | Path = SAMPLE_INPUTS) -> list[tuple[str, Path]]:
                 ("inspection", folder / "synthetic-inspections.csv")])
 
 
-def import_samples(db, cfg, folder: str | Path = SAMPLE_INPUTS) -> list[ImportResult]:
+def import_samples(db, cfg, folder: str | Path = SAMPLE_INPUTS) -> list[InputImportResult]:
     """Import the bundled synthetic inputs: ballots, votes, inspections (a no-op the second time)."""
     return [import_input(db, cfg, kind, path, imported_by="sample")
             for kind, path in sample_files(folder)]

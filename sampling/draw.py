@@ -36,7 +36,6 @@ References
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,7 +43,14 @@ from datetime import datetime
 
 import numpy as np
 
-from minping.errors import MinpingError
+from sampling.canonical import (
+    CodedColumn,
+    DrawError,
+    canonical_frame_hash,
+    canonical_order,
+    e164_keys,
+    frame_hash,
+)
 
 __all__ = [
     "ALGORITHM",
@@ -54,8 +60,11 @@ __all__ = [
     "DrawError",
     "DrawVerification",
     "DrawnCase",
+    "CodedColumn",
+    "canonical_frame_hash",
     "canonical_order",
     "draw",
+    "e164_keys",
     "frame_hash",
     "make_audit",
     "rederive",
@@ -65,10 +74,6 @@ __all__ = [
 
 #: Identifies the selection algorithm in the audit record.
 ALGORITHM = "random-sort/v1"
-
-
-class DrawError(MinpingError):
-    """The draw cannot be made or verified with these inputs."""
 
 
 def software_version() -> str:
@@ -92,61 +97,6 @@ def _sorted_labels(labels: Iterable[Hashable]) -> list[Hashable]:
         return sorted(labels)
     except TypeError:
         return sorted(labels, key=repr)
-
-
-def canonical_order(phones: Sequence[str]) -> np.ndarray:
-    """Return the permutation that sorts a frame into canonical order.
-
-    Parameters
-    ----------
-    phones : sequence of str
-        E.164 numbers of the frame's contacts, in any order; must be unique.
-
-    Returns
-    -------
-    numpy.ndarray of intp
-        ``order`` such that ``[phones[i] for i in order]`` is sorted; position
-        ``p`` of the canonical frame is contact ``order[p]``.
-    """
-    arr = np.asarray(phones, dtype=str)
-    order = np.argsort(arr, kind="stable")
-    if len(arr) > 1:
-        s = arr[order]
-        dup = np.flatnonzero(s[1:] == s[:-1])
-        if dup.size:
-            raise DrawError(f"the frame holds phone number {s[dup[0]]} twice")
-    return order
-
-
-def frame_hash(
-    phones: Sequence[str], groups: Sequence[str], towns: Sequence[str | None] | None = None
-) -> str:
-    """SHA-256 of the canonical frame.
-
-    The frame is sorted by phone and written one contact per line as
-    ``phone TAB group TAB town LF`` in UTF-8 (an empty town for ``None``);
-    the hash of those bytes is returned in hex.  It does not depend on the
-    order of the inputs.
-
-    Parameters
-    ----------
-    phones, groups, towns : sequence
-        Parallel columns of the frame (``towns`` may be omitted).
-    """
-    n = len(phones)
-    if len(groups) != n or (towns is not None and len(towns) != n):
-        raise DrawError("frame_hash: phones, groups and towns must have the same length")
-    order = canonical_order(phones)
-    h = hashlib.sha256()
-    chunk: list[str] = []
-    for i in order:
-        t = "" if towns is None or towns[i] is None else str(towns[i])
-        chunk.append(f"{phones[i]}\t{groups[i]}\t{t}\n")
-        if len(chunk) >= 65536:
-            h.update("".join(chunk).encode("utf-8"))
-            chunk.clear()
-    h.update("".join(chunk).encode("utf-8"))
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -240,6 +190,16 @@ class Draw:
 
 def _labels_array(strata: Sequence[Hashable] | np.ndarray) -> tuple[np.ndarray, list]:
     """Encode stratum labels as integer codes (labels in sorted order)."""
+    if isinstance(strata, CodedColumn):
+        codes = np.asarray(strata.codes, dtype=np.int64)
+        sizes = np.bincount(codes, minlength=len(strata.labels))
+        present = [lab for lab, m in zip(strata.labels, sizes, strict=True) if m]
+        labels = _sorted_labels(present)
+        if labels != present or len(present) != len(strata.labels):
+            pos = {lab: i for i, lab in enumerate(labels)}
+            remap = np.array([pos.get(lab, -1) for lab in strata.labels], dtype=np.int64)
+            codes = remap[codes]
+        return codes, labels
     if isinstance(strata, np.ndarray) and strata.ndim == 2:
         strata = [tuple(row) for row in strata.tolist()]
     if isinstance(strata, np.ndarray) and strata.dtype != object:
@@ -263,7 +223,7 @@ def draw(
 
     Parameters
     ----------
-    strata : array_like
+    strata : array_like or CodedColumn
         Stratum label of each contact of the canonical frame (see the module
         docstring), in canonical order.
     counts : mapping stratum -> int
@@ -582,6 +542,7 @@ def verify_draw(
     *,
     audit: DrawAudit,
     frame_digest: str,
+    again: Draw | None = None,
 ) -> DrawVerification:
     """Re-derive a draw from the frame and the audit record, and compare case by case.
 
@@ -595,6 +556,8 @@ def verify_draw(
         The stored audit record.
     frame_digest : str
         :func:`frame_hash` of the current frame.
+    again : Draw, optional
+        ``rederive(audit, strata)`` when the caller has it already.
 
     Returns
     -------
@@ -603,7 +566,8 @@ def verify_draw(
     hash_ok = frame_digest == audit.frame_hash
     cases = list(stored.cases() if isinstance(stored, Draw) else stored)
     try:
-        again = rederive(audit, strata)
+        if again is None:
+            again = rederive(audit, strata)
     except DrawError as exc:
         checks = tuple(
             CaseCheck(c.index, "not_rederived", (), c, None)

@@ -1,50 +1,43 @@
-"""Reading a sampling frame from a CSV or XLSX file.
+"""Reading a sampling frame from a CSV or XLSX file, streaming and a column at a time.
 
 A frame file has one contact per row and a header row naming the columns.
 Columns are recognised by their header, in Chinese or English (see
 :data:`HEADER_ALIASES`): a phone column and a group column are required, a
 town column is optional, and every other column is kept as an attribute of the
-contact under its header as written.
+contact under its header as written.  The file itself (encodings, delimiters,
+workbooks, row numbers) is read by :mod:`sampling.tables`; phone numbers are
+checked by :mod:`sampling.phones` (E.164, with a vectorised fast path for
+mainland mobile numbers).
 
-CSV files may be UTF-8, UTF-8 with a byte-order mark (as Excel writes "CSV
-UTF-8"), UTF-16 with a byte-order mark, or GB18030 — the superset of GBK and
-GB2312 that Chinese spreadsheets write.  Without an explicit ``encoding`` the
-reader takes the BOM's encoding if there is one, UTF-8 if the bytes are valid
-UTF-8, and GB18030 otherwise.  A CSV may be comma-, semicolon- or
-tab-separated (judged from the header line).
+:class:`FrameReader` reads the file in chunks of rows and checks each chunk
+with numpy: phone numbers, groups and towns (each distinct label is looked up
+once), duplicates within the file, numbers already in the frame and the
+do-not-call list.  It yields the good contacts chunk by chunk
+(:class:`FrameChunk`) and collects every problem, so a caller can store while
+reading and still name every bad row.  :func:`read_frame` gathers everything
+into one :class:`FrameFile`.
 
-Phone numbers are parsed with :mod:`phonenumbers` in the default region
-(``CN``), checked with ``is_valid_number`` and stored in E.164.  Spaces,
-dashes, dots, parentheses and the ``+86``/``0086`` prefixes are accepted.  The
-common 11-digit mainland mobile form takes a fast path: its validity depends
-only on its first five digits (see ``PhoneMetadata`` for CN, mobile pattern),
-so each five-digit prefix is checked once with ``phonenumbers`` and cached;
-every other form, and every prefix that does not check out, goes through
-``phonenumbers.parse``.
-
-Nothing is stored here; :func:`read_frame` returns what it found and the
-caller decides (all or nothing, or ``--skip-invalid``).
+Nothing is stored here; the caller decides (all or nothing, or
+``--skip-invalid``).
 """
 
 from __future__ import annotations
 
-import codecs
 import csv
-import hashlib
-import io
 import os
 import re
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-
-import phonenumbers
 
 from minping.errors import InputError, Problem
+from sampling.phones import PhoneNormalizer
+from sampling.tables import detect_encoding
 
 __all__ = [
     "HEADER_ALIASES",
+    "FrameChunk",
     "FrameFile",
+    "FrameReader",
     "FrameRow",
     "PhoneNormalizer",
     "SkippedRow",
@@ -53,6 +46,7 @@ __all__ = [
     "read_frame",
     "write_rejects",
 ]
+
 
 #: Accepted headers per field (compared after :func:`normalize_header`).
 HEADER_ALIASES: Mapping[str, tuple[str, ...]] = {
@@ -107,96 +101,6 @@ def normalize_header(text: str) -> str:
     """
     return _PUNCT.sub("", _NOTE.sub("", text.replace("\ufeff", ""))).casefold()
 
-
-def detect_encoding(data: bytes) -> str:
-    """Guess a CSV file's encoding: BOM, else UTF-8 if valid, else GB18030."""
-    if data.startswith(codecs.BOM_UTF8):
-        return "utf-8-sig"
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return "utf-16"
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        return "gb18030"
-    return "utf-8"
-
-
-# ---------------------------------------------------------------------------
-# phone numbers
-
-_CLEAN = re.compile(r"[\s\-\.()\u00a0\u3000]+")
-_FAST = re.compile(r"(?:\+86|0086|86)?(1[3-9][0-9]{9})", re.ASCII)
-
-
-class PhoneNormalizer:
-    """Parse, validate and format phone numbers to E.164, with a cached fast path.
-
-    Parameters
-    ----------
-    region : str, default "CN"
-        Region for numbers written without a country code.
-
-    Notes
-    -----
-    :meth:`normalize` returns ``(e164, None)`` or ``(None, reason)``.  Numbers
-    matching ``(+86|0086|86)? 1[3-9]\\d{9}`` (after removing spaces, dashes,
-    dots and parentheses) are validated by their five-digit prefix, checked
-    once per prefix with ``phonenumbers``; this is exact because the CN mobile
-    pattern (``1(?:610\\d|740[0-5])\\d{6}|1(?:[38]\\d|4[57]|...)\\d{8}``) is
-    decided by the first five digits and the length, and these prefixes are
-    not national prefixes that ``phonenumbers`` would strip.  When the prefix
-    does not check out, or the region is not CN, the full parser decides.
-    """
-
-    def __init__(self, region: str = "CN"):
-        self.region = region
-        self._fast = region == "CN"
-        self._prefix_ok: dict[str, bool] = {}
-
-    def _slow(self, raw: str) -> tuple[str | None, str | None]:
-        try:
-            num = phonenumbers.parse(raw, self.region)
-        except phonenumbers.NumberParseException as exc:
-            return None, f"not a phone number ({_parse_reason(exc)})"
-        if not phonenumbers.is_valid_number(num):
-            reason = phonenumbers.is_possible_number_with_reason(num)
-            if reason == phonenumbers.ValidationResult.TOO_SHORT:
-                why = "too few digits"
-            elif reason == phonenumbers.ValidationResult.TOO_LONG:
-                why = "too many digits"
-            elif reason == phonenumbers.ValidationResult.INVALID_COUNTRY_CODE:
-                why = "unknown country code"
-            else:
-                why = "no such number range"
-            return None, f"not a valid phone number for region {self.region} ({why})"
-        return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164), None
-
-    def normalize(self, raw: str) -> tuple[str | None, str | None]:
-        """Return ``(e164, None)`` for a valid number, else ``(None, reason)``."""
-        if not raw:
-            return None, "phone number is empty"
-        if self._fast:
-            m = _FAST.fullmatch(_CLEAN.sub("", raw))
-            if m:
-                national = m.group(1)
-                prefix = national[:5]
-                ok = self._prefix_ok.get(prefix)
-                if ok is None:
-                    e164, _ = self._slow(prefix + "000000")
-                    ok = self._prefix_ok[prefix] = e164 == "+86" + prefix + "000000"
-                if ok:
-                    return "+86" + national, None
-        return self._slow(raw)
-
-
-def _parse_reason(exc: phonenumbers.NumberParseException) -> str:
-    return {
-        phonenumbers.NumberParseException.INVALID_COUNTRY_CODE: "unknown country code",
-        phonenumbers.NumberParseException.NOT_A_NUMBER: "no digits that form a number",
-        phonenumbers.NumberParseException.TOO_SHORT_AFTER_IDD: "too short after the 00 prefix",
-        phonenumbers.NumberParseException.TOO_SHORT_NSN: "too few digits",
-        phonenumbers.NumberParseException.TOO_LONG: "too many digits",
-    }.get(exc.error_type, str(exc))
 
 
 # ---------------------------------------------------------------------------
@@ -318,395 +222,7 @@ class FrameFile:
             )
 
 
-# ---------------------------------------------------------------------------
-# reading
-
-
-def _cell_text(v: object) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, bool):
-        return str(v)
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        return str(int(v)) if v.is_integer() else repr(v)
-    return str(v).strip()
-
-
-def _csv_rows(text: str) -> Iterator[tuple[int, list[str]]]:
-    first = text.split("\n", 1)[0]
-    delim = ","
-    if "," not in first:
-        if "\t" in first:
-            delim = "\t"
-        elif ";" in first:
-            delim = ";"
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim)
-    for rownum, cells in enumerate(reader, start=1):
-        yield rownum, [c.strip() for c in cells]
-
-
-def _xlsx_rows(path: str | os.PathLike, sheet: str | None) -> Iterator[tuple[int, list[str]]]:
-    import openpyxl
-
-    wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    try:
-        if sheet is not None:
-            if sheet not in wb.sheetnames:
-                raise InputError(
-                    [Problem(str(path), None, None, sheet, f"no sheet named {sheet!r}")]
-                )
-            ws = wb[sheet]
-        else:
-            ws = wb.worksheets[0]
-        for rownum, values in enumerate(ws.iter_rows(values_only=True), start=1):
-            yield rownum, [_cell_text(v) for v in values]
-    finally:
-        wb.close()
-
-
-def _decode(data: bytes, path: str, encoding: str | None) -> tuple[str, str]:
-    enc = encoding or detect_encoding(data)
-    try:
-        return data.decode(enc), enc
-    except LookupError:
-        raise InputError([Problem(path, None, None, enc, "unknown encoding")]) from None
-    except UnicodeDecodeError as exc:
-        row = data.count(b"\n", 0, exc.start) + 1
-        raise InputError(
-            [
-                Problem(
-                    path,
-                    row,
-                    None,
-                    data[exc.start : exc.end].hex(" "),
-                    f"the file is not valid {enc}"
-                    + ("" if encoding else " (tried UTF-8 and GB18030; give --encoding)"),
-                )
-            ]
-        ) from None
-
-
-def _label_lookup(mapping: Mapping[str, str] | None) -> dict[str, str] | None:
-    if mapping is None:
-        return None
-    out: dict[str, str] = {}
-    for label, ident in mapping.items():
-        out[str(label).strip().casefold()] = ident
-    for label, ident in mapping.items():
-        out[str(label).strip()] = ident
-    return out
-
-
-def _label(raw: str, lookup: Mapping[str, str] | None, what: str, known_ids: Collection[str],
-           column: str, file: str, rownum: int, problems: list[Problem]) -> str | None:
-    """The id a group or town cell names (ids, names, any case), or ``None`` with a problem."""
-    if not raw:
-        problems.append(Problem(file, rownum, column, raw, f"{what} is empty"))
-        return None
-    if lookup is None:
-        return raw
-    found = lookup.get(raw) or lookup.get(raw.casefold())
-    if found is None:
-        problems.append(Problem(file, rownum, column, raw,
-                                f"unknown {what}; known {what}s: " + ", ".join(known_ids)))
-    return found
-
-
-def read_frame(
-    path: str | os.PathLike,
-    *,
-    encoding: str | None = None,
-    region: str = "CN",
-    known_groups: Mapping[str, str] | None = None,
-    known_towns: Mapping[str, str] | None = None,
-    do_not_call: Collection[str] = frozenset(),
-    existing_phones: Collection[str] | Mapping[str, tuple[str, str | None]] = frozenset(),
-    sheet: str | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> FrameFile:
-    """Read, validate and normalise a frame file (CSV or XLSX).
-
-    Parameters
-    ----------
-    path : path-like
-        A ``.xlsx``/``.xlsm`` workbook (first sheet unless ``sheet``) or a CSV file.
-    encoding : str, optional
-        The CSV's encoding; detected when omitted (see :func:`detect_encoding`).
-    region : str, default "CN"
-        Region for numbers written without a country code.
-    known_groups, known_towns : mapping label -> id, optional
-        Every accepted label (id, Chinese name, English name, ...) mapped to
-        the id; matching ignores case and surrounding spaces.  ``None``
-        accepts any non-empty value as the id.
-    do_not_call : collection of str
-        Numbers never to call (E.164 or any form :class:`PhoneNormalizer`
-        accepts); rows with them are listed in ``suppressed``.
-    existing_phones : collection of str, or mapping E.164 -> (group, town)
-        Numbers already in the frame.  A row whose number is there is listed
-        in ``already_in_frame`` and not imported — so re-importing a file is a
-        no-op.  With a mapping, a row whose group or town differs from the
-        stored contact's is a problem instead.
-    sheet : str, optional
-        Worksheet name for a workbook.
-    progress : callable, optional
-        Called with the number of data rows processed so far, every 50,000
-        rows and once at the end.
-
-    Returns
-    -------
-    FrameFile
-
-    Raises
-    ------
-    minping.errors.InputError
-        When the file cannot be read at all: missing, undecodable, no header,
-        no phone or group column, a field given by two columns.  Row-level
-        problems do not raise; they are in ``FrameFile.problems``.
-    """
-    p = Path(path)
-    name = str(path)
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise InputError(
-            [Problem(name, None, None, None, f"cannot read file: {exc.strerror}")]
-        ) from None
-    digest = hashlib.sha256(data).hexdigest()
-    if data[:8] == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1":
-        raise InputError(
-            [
-                Problem(
-                    name,
-                    None,
-                    None,
-                    None,
-                    "this is an old Excel 97-2003 (.xls) workbook; save it as .xlsx or CSV",
-                )
-            ]
-        )
-    is_xlsx = p.suffix.lower() in (".xlsx", ".xlsm") or data[:4] == b"PK\x03\x04"
-    if is_xlsx:
-        used_enc = "xlsx"
-        try:
-            rows: Iterator[tuple[int, list[str]]] = _xlsx_rows(p, sheet)
-            first = next(rows, None)
-        except InputError:
-            raise
-        except Exception as exc:  # openpyxl raises many kinds for a broken file
-            raise InputError(
-                [Problem(name, None, None, None, f"cannot open the workbook: {exc}")]
-            ) from None
-    else:
-        text, used_enc = _decode(data, name, encoding)
-        del data
-        rows = _csv_rows(text)
-        first = next(rows, None)
-
-    # header: the first row (within the first 10 non-empty rows) naming a phone column
-    header_row: tuple[int, list[str]] | None = None
-    skipped: list[tuple[int, list[str]]] = []
-    candidate = first
-    while candidate is not None and len(skipped) < 10:
-        rn, cells = candidate
-        if any(cells):
-            if any(_HEADER_FIELD.get(normalize_header(c)) == "phone" for c in cells):
-                header_row = candidate
-                break
-            skipped.append(candidate)
-        candidate = next(rows, None)
-    if header_row is None:
-        first_nonempty = skipped[0] if skipped else None
-        if first_nonempty is None:
-            raise InputError([Problem(name, None, None, None, "the file has no rows")])
-        phone_names = "/".join(HEADER_ALIASES["phone"][:4] + ("phone", "mobile"))
-        raise InputError(
-            [
-                Problem(
-                    name,
-                    first_nonempty[0],
-                    "phone",
-                    ",".join(first_nonempty[1]),
-                    f"no phone column in the header (expected one of {phone_names})",
-                )
-            ]
-        )
-    header_num, header = header_row
-    header = [h.replace("\ufeff", "").strip() for h in header]
-
-    # map columns
-    col_of: dict[str, int] = {}
-    attr_cols: list[tuple[str, int]] = []
-    header_problems: list[Problem] = []
-    columns: dict[str, str] = {}
-    for j, h in enumerate(header):
-        f = _HEADER_FIELD.get(normalize_header(h)) if h else None
-        if f in ("phone", "group", "town"):
-            if f in col_of:
-                header_problems.append(
-                    Problem(
-                        name,
-                        header_num,
-                        h,
-                        h,
-                        f"column {h!r} and column {header[col_of[f]]!r} both give the {f}",
-                    )
-                )
-                continue
-            col_of[f] = j
-            columns[h] = f
-        else:
-            label = h or f"column {j + 1}"
-            if f == "name":
-                columns[h] = "name"
-            attr_cols.append((label, j))
-    if "group" not in col_of:
-        header_problems.append(
-            Problem(
-                name,
-                header_num,
-                "group",
-                ",".join(header),
-                "no group column in the header (expected one of 类别/群体/组别/group/category)",
-            )
-        )
-    if header_problems:
-        raise InputError(header_problems)
-
-    groups_lookup = _label_lookup(known_groups)
-    towns_lookup = _label_lookup(known_towns)
-    known_group_ids = sorted(set(known_groups.values())) if known_groups else []
-    known_town_ids = sorted(set(known_towns.values())) if known_towns else []
-    normalizer = PhoneNormalizer(region)
-    dnc: set[str] = set()
-    for d in do_not_call:
-        e, _ = normalizer.normalize(str(d).strip())
-        dnc.add(e if e is not None else str(d).strip())
-    existing_map = existing_phones if isinstance(existing_phones, Mapping) else None
-    existing_set: Collection[str]
-    if existing_map is not None:
-        existing_set = existing_map.keys()
-    elif isinstance(existing_phones, set | frozenset):
-        existing_set = existing_phones
-    else:
-        existing_set = set(existing_phones)
-
-    pj = col_of["phone"]
-    gj = col_of["group"]
-    tj = col_of.get("town")
-    ph_name = header[pj]
-    gr_name = header[gj]
-    tw_name = header[tj] if tj is not None else None
-    ncols = len(header)
-
-    phones: list[str] = []
-    groups: list[str] = []
-    towns: list[str | None] = []
-    source_rows: list[int] = []
-    attrs: dict[str, list[str]] = {label: [] for label, _ in attr_cols}
-    problems: list[Problem] = []
-    suppressed: list[SkippedRow] = []
-    already: list[SkippedRow] = []
-    rejected: dict[int, tuple[str, ...]] = {}
-    first_row_of: dict[str, int] = {}
-    rows_read = 0
-
-    for rownum, cells in rows:
-        if not any(cells):
-            continue
-        rows_read += 1
-        if progress is not None and rows_read % 50_000 == 0:
-            progress(rows_read)
-        row_problems: list[Problem] = []
-        if len(cells) < ncols:
-            cells = cells + [""] * (ncols - len(cells))
-        elif len(cells) > ncols and any(cells[ncols:]):
-            row_problems.append(
-                Problem(
-                    name,
-                    rownum,
-                    None,
-                    ",".join(c for c in cells[ncols:] if c),
-                    f"the row has {len(cells)} cells but the header has {ncols}",
-                )
-            )
-        raw_phone = cells[pj]
-        e164, why = normalizer.normalize(raw_phone)
-        if e164 is None:
-            row_problems.append(Problem(name, rownum, ph_name, raw_phone, why or "invalid"))
-        group = _label(cells[gj], groups_lookup, "group", known_group_ids, gr_name, name,
-                       rownum, row_problems)
-        town = None
-        if tj is not None:
-            town = _label(cells[tj], towns_lookup, "town", known_town_ids, tw_name, name,
-                          rownum, row_problems)
-        if e164 is not None:
-            earlier = first_row_of.get(e164)
-            if earlier is not None:
-                row_problems.append(
-                    Problem(
-                        name,
-                        rownum,
-                        ph_name,
-                        raw_phone,
-                        f"duplicate: {e164} is already on row {earlier}",
-                    )
-                )
-            else:
-                first_row_of[e164] = rownum
-        if not row_problems and e164 in existing_set:
-            if existing_map is not None:
-                g0, t0 = existing_map[e164]
-                if g0 != group or (tj is not None and t0 != town):
-                    row_problems.append(
-                        Problem(
-                            name,
-                            rownum,
-                            ph_name,
-                            raw_phone,
-                            f"{e164} is already in the frame as group {g0!r}, town {t0!r}",
-                        )
-                    )
-            if not row_problems:
-                already.append(SkippedRow(rownum, e164, "already in the frame"))
-                continue
-        if row_problems:
-            problems.extend(row_problems)
-            rejected[rownum] = tuple(cells)
-            continue
-        if e164 in dnc:
-            suppressed.append(SkippedRow(rownum, e164, "on the do-not-call list"))
-            continue
-        phones.append(e164)  # type: ignore[arg-type]
-        groups.append(group)  # type: ignore[arg-type]
-        towns.append(town)
-        source_rows.append(rownum)
-        for label, j in attr_cols:
-            attrs[label].append(cells[j])
-    if progress is not None:
-        progress(rows_read)
-
-    return FrameFile(
-        path=name,
-        encoding=used_enc,
-        sha256=digest,
-        header=tuple(header),
-        columns=columns,
-        phones=tuple(phones),
-        groups=tuple(groups),
-        towns=tuple(towns),
-        source_rows=tuple(source_rows),
-        attributes={k: tuple(v) for k, v in attrs.items()},
-        problems=tuple(problems),
-        suppressed=tuple(suppressed),
-        already_in_frame=tuple(already),
-        rejected_cells=rejected,
-        rows_read=rows_read,
-    )
-
-
-def write_rejects(frame: FrameFile, path: str | os.PathLike) -> int:
+def write_rejects(frame: FrameFile | FrameReader, path: str | os.PathLike) -> int:
     """Write the rows with problems to a CSV (UTF-8 with BOM, so Excel opens it).
 
     Columns: ``row`` (in the original file), ``problems`` (every reason, joined
@@ -731,3 +247,7 @@ def write_rejects(frame: FrameFile, path: str | os.PathLike) -> int:
             cells = list(frame.rejected_cells[row])[: len(frame.header)]
             w.writerow([row, "; ".join(by_row[row]), *cells])
     return len(by_row)
+
+
+# the reader lives in its own module (it needs the names above)
+from sampling.frame_reader import FrameChunk, FrameReader, read_frame  # noqa: E402, F401

@@ -21,9 +21,7 @@ inspection records        ``unit, date, kind, points`` (points deducted)
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -32,6 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from minping.errors import InputError, Problem
+from sampling.tables import cell_text as _cell
+from sampling.tables import open_table
 from scoring.scale import RatingScale
 
 __all__ = [
@@ -102,77 +102,32 @@ class Inspections:
     points: np.ndarray
 
 
-def _cell(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, dt.datetime):
-        return value.date().isoformat() if value.time() == dt.time() else value.isoformat()
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    return str(value).strip()
-
-
-def _decode(data: bytes, name: str) -> str:
-    if data.startswith(b"\xef\xbb\xbf"):
-        return data[3:].decode("utf-8")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    try:
-        return data.decode("gb18030")
-    except UnicodeDecodeError as exc:
-        raise InputError([Problem(name, None, None, None,
-                                  "the file is neither UTF-8 nor GB18030 text")]) from exc
-
-
 def read_table(path: str | Path, required: Sequence[str]) -> Table:
     """Read a CSV or XLSX file and check that the required columns are there.
 
-    Raises ``InputError`` for an unreadable file, an empty file, or missing
-    columns (row 1, naming each missing column).
+    The file is read by :func:`sampling.tables.open_table` (the readers of
+    frames and of the CLI's per-stratum files use it too).  Raises
+    ``InputError`` for an unreadable file, an empty file, or missing columns
+    (row 1, naming each missing column).
     """
-    path = Path(path)
     name = str(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputError([Problem(name, None, None, None, f"cannot read the file: {exc.strerror}")]) from exc
-    if path.suffix.lower() in (".xlsx", ".xlsm"):
-        records = _xlsx_rows(data, name)
-    else:
-        records = list(csv.reader(io.StringIO(_decode(data, name), newline="")))
-    if not records or not any(c.strip() for c in records[0]):
+    records = open_table(path).rows
+    first = next(records, None)
+    if first is None or first[0] != 1 or not any(first[1]):
         raise InputError([Problem(name, 1, None, None, "the file has no header row")])
-    header = [c.strip() for c in records[0]]
+    header = first[1]
     lookup = {c.lower(): i for i, c in enumerate(header) if c}
     missing = [c for c in required if c.lower() not in lookup]
     if missing:
         raise InputError([Problem(name, 1, c, None, "missing column") for c in missing])
+    at = [(c, lookup[c.lower()]) for c in required]
     rows = []
-    for number, record in enumerate(records[1:], start=2):
-        if not any(c.strip() for c in record):
+    for number, record in records:
+        if not any(record):
             continue
-        rows.append((number, {c: (record[lookup[c.lower()]].strip()
-                                  if lookup[c.lower()] < len(record) else "")
-                              for c in required}))
+        n = len(record)
+        rows.append((number, {c: (record[j] if j < n else "") for c, j in at}))
     return Table(file=name, columns=tuple(header), rows=tuple(rows))
-
-
-def _xlsx_rows(data: bytes, name: str) -> list[list[str]]:
-    import openpyxl
-
-    try:
-        book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except Exception as exc:  # openpyxl raises several types for a bad workbook
-        raise InputError([Problem(name, None, None, None, f"not a readable XLSX workbook ({exc})")]) from exc
-    try:
-        sheet = book.worksheets[0]
-        return [[_cell(v) for v in row] for row in sheet.iter_rows(values_only=True)]
-    finally:
-        book.close()
 
 
 def _required_text(problems: list[Problem], file: str, row: int, record: dict[str, str],

@@ -20,16 +20,20 @@ either as ``STRATUM=VALUE`` (repeat the option) or as a CSV/XLSX file with a
 
 from __future__ import annotations
 
+import csv
 import json
+import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import click
 
+from minping.cells import dict_writer
 from minping.errors import InputError, Problem
 
-__all__ = ["frame_group", "sample_group"]
+__all__ = ["format_balance", "frame_group", "sample_group", "write_balance_csv"]
 
 
 def _echo_json(data: Any) -> None:
@@ -49,17 +53,42 @@ def _cfg(config: str | None):
     return load_config(config)
 
 
-def _progress_printer():
-    """A ``\\r`` progress line on stderr, only when stderr is a terminal."""
-    if not sys.stderr.isatty():
+def _progress_printer(as_json: bool = False):
+    """A ``\\r`` progress line on stderr (rows and rows/s), only on a terminal and without --json."""
+    if as_json or not sys.stderr.isatty():
         return None
+    started = time.perf_counter()
 
     def show(stage: str, done: int, total: int | None) -> None:
         label = "reading" if stage == "read" else "storing"
-        text = f"{label} {done:,}" + (f" / {total:,} rows" if total else " rows")
-        click.echo("\r" + text.ljust(40), err=True, nl=False)
+        rate = done / max(time.perf_counter() - started, 1e-9)
+        text = (f"{label} {done:,}" + (f" / {total:,} rows" if total else " rows")
+                + f" ({rate:,.0f} rows/s)")
+        click.echo("\r" + text.ljust(60), err=True, nl=False)
         if total and done >= total:
             click.echo("", err=True)
+
+    return show
+
+
+_PHASES = {"load": "reading the frame", "draw": "drawing", "hash": "hashing the frame",
+           "assign": "assigning units", "store": "storing the cases",
+           "rederive": "re-deriving the draw", "compare": "comparing case by case",
+           "units": "checking the units"}
+
+
+def _phase_printer(as_json: bool = False):
+    """Shows the phase of a draw or a verification on stderr, only on a terminal, not with --json."""
+    if as_json or not sys.stderr.isatty():
+        return None
+    started = time.perf_counter()
+
+    def show(phase: str, done: int, total: int | None) -> None:
+        if phase == "done":
+            click.echo("\r" + " " * 60 + "\r", err=True, nl=False)
+            return
+        text = f"{_PHASES.get(phase, phase)}… ({time.perf_counter() - started:.1f} s)"
+        click.echo("\r" + text.ljust(60), err=True, nl=False)
 
     return show
 
@@ -104,7 +133,7 @@ def frame_import(file, frame_name, encoding, skip_invalid, rejects_path, databas
         with db.transaction() as session:
             result = import_frame(session, cfg, file, frame_name=frame_name, encoding=encoding,
                                   skip_invalid=skip_invalid, rejects_path=rejects_path,
-                                  imported_by="cli", progress=_progress_printer())
+                                  imported_by="cli", progress=_progress_printer(as_json))
     except InputError as exc:
         if as_json:
             _echo_json({"ok": False, "imported": 0, **exc.as_dict()})
@@ -171,27 +200,17 @@ def _convert(option: str, raw: str, kind: type, *, where: str, problem: Problem 
 
 
 def _read_values_file(option: str, path: str, kind: type) -> dict[str, Any]:
-    import csv
-
+    """Per-stratum values from a CSV/XLSX file (``stratum`` + a value column)."""
     p = Path(path)
     if not p.is_file():
         raise click.BadParameter(f"{path!r}: give STRATUM=VALUE or an existing file",
                                  param_hint=option)
-    if p.suffix.lower() in (".xlsx", ".xlsm"):
-        import openpyxl
+    from sampling.tables import open_table
 
-        wb = openpyxl.load_workbook(p, read_only=True, data_only=True)
-        rows = [["" if v is None else str(v).strip() for v in r]
-                for r in wb.worksheets[0].iter_rows(values_only=True)]
-        wb.close()
-    else:
-        from sampling.frame import detect_encoding
-
-        data = p.read_bytes()
-        text = data.decode(detect_encoding(data))
-        rows = [[c.strip() for c in r] for r in csv.reader(text.splitlines())]
-    if not rows:
+    records = [(n, cells) for n, cells in open_table(p).rows]
+    if not records:
         raise InputError([Problem(path, None, None, None, "the file is empty")])
+    rows = [cells for _, cells in records]
     header = [h.lstrip("\ufeff").strip().casefold() for h in rows[0]]
     if "stratum" not in header and "层" not in header:
         raise InputError([Problem(path, 1, None, ",".join(rows[0]),
@@ -203,7 +222,7 @@ def _read_values_file(option: str, path: str, kind: type) -> dict[str, Any]:
                                   "no value column (value, sd, n, lower or upper)")])
     out: dict[str, Any] = {}
     problems = []
-    for rownum, row in enumerate(rows[1:], start=2):
+    for rownum, row in records[1:]:
         if not any(row):
             continue
         key = row[sj] if sj < len(row) else ""
@@ -268,7 +287,8 @@ def sample_draw(size, strata, method, sd, fixed, lower, upper, replicates, reser
             summary = draw_sample(session, cfg, size=size, seed=seed, strata=strata,
                                   method=method, S=S, fixed=fx, lower=lo, upper=up,
                                   replicates=replicates, reserve=reserve, frame=frame_name,
-                                  force=force, created_by="cli")
+                                  force=force, created_by="cli",
+                                  progress=_phase_printer(as_json))
     finally:
         db.dispose()
     if as_json:
@@ -355,7 +375,8 @@ def sample_verify(frame_file, encoding, database_url, config_path, as_json) -> N
     db = _db(database_url)
     try:
         with db.session() as session:
-            result = verify(session, cfg, frame_file=frame_file, encoding=encoding)
+            result = verify(session, cfg, frame_file=frame_file, encoding=encoding,
+                            progress=_phase_printer(as_json))
             session.rollback()
     finally:
         db.dispose()
@@ -392,7 +413,7 @@ def sample_verify(frame_file, encoding, database_url, config_path, as_json) -> N
 @_common_json
 def sample_balance(csv_path, max_units, database_url, config_path, as_json) -> None:
     """Balance per stratum and per unit, Kish design effect and effective n."""
-    from minping.draws import balance_report, format_balance, write_balance_csv
+    from minping.draws import balance_report
 
     cfg = _cfg(config_path)
     db = _db(database_url)
@@ -412,3 +433,92 @@ def sample_balance(csv_path, max_units, database_url, config_path, as_json) -> N
     if csv_path:
         click.echo(f"written to {csv_path}")
 
+
+# --- text and CSV output of the balance report ---------------------------------------------
+
+
+def _fmt(x: Any, spec: str = "") -> str:
+    if x is None:
+        return "—"
+    return format(x, spec)
+
+
+def format_balance(report: dict, *, max_units: int | None = None) -> list[str]:
+    """The balance report as text tables (strata, then units with failing ones first)."""
+    lines = [f"draw {report['draw_id']} (seed {report['seed']}, {report['stratification']}, "
+             f"{report['method']})", ""]
+    head = ("stratum", "frame", "target", "drawn", "reserve", "released", "completed", "gap",
+            "rel.gap")
+    body = [(r["stratum"], f"{r['frame_size']:,}", str(r["target"]), str(r["drawn"]),
+             str(r["reserve"]), str(r["released"]), str(r["completed"]), str(r["gap"]),
+             _fmt(r["relative_gap"], ".1%")) for r in report["strata"]]
+    t = report["totals"]
+    body.append(("total", f"{t['frame_size']:,}", str(t["target"]), str(t["drawn"]), "",
+                 str(t["released"]), str(t["completed"]), str(t["completed"] - t["target"]), ""))
+    lines += _table(head, body)
+    lines.append("")
+    units = report["units"]
+    shown = units if max_units is None else units[:max_units]
+    head = ("unit", "track", "raters by group (observed/expected)", "p", "D", "deff", "")
+    body = []
+    for u in shown:
+        obs = u["answered"] if u["tested"] == "answered" else u["assigned"]
+        exp = u["expected_answered"] if u["tested"] == "answered" else u["expected_assigned"]
+        mix = " ".join(f"{g} {o}/{e:.1f}" for g, o, e in zip(u["groups"], obs, exp, strict=True))
+        body.append((u["unit"], u["track"] or "", mix, _fmt(u["p_value"], ".3f"),
+                     _fmt(u["dissimilarity"], ".3f"), _fmt(u["deff"], ".3f"),
+                     "" if u["passed"] else "FAIL: " + u["reason"]))
+    lines += _table(head, body)
+    if len(shown) < len(units):
+        lines.append(f"... {len(units) - len(shown)} more units (all pass)"
+                     if all(u["passed"] for u in units[len(shown):])
+                     else f"... {len(units) - len(shown)} more units")
+    ks, kc = report["kish"]["sample"], report["kish"]["completed"]
+    lines.append("")
+    lines.append(f"{len(units)} units, {report['failing_units']} failing "
+                 f"(tested on {report['tested']} raters; p < {report['alpha']:g} or D > "
+                 f"{report['max_dissimilarity']:g} fails)")
+    lines.append(f"Kish deff sample {_fmt(ks['deff'], '.3f')} (n {ks['n']}, effective "
+                 f"{_fmt(ks['n_eff'], '.1f')}); completed {_fmt(kc['deff'], '.3f')} "
+                 f"(n {kc['n']}, effective {_fmt(kc['n_eff'], '.1f')})")
+    return lines
+
+
+def _table(head: tuple[str, ...], body: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
+
+    def fmt(row):
+        return "  ".join(c.ljust(w) if i in (0, 1, 2) and not c[:1].isdigit() else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(row, widths, strict=True))).rstrip()
+
+    return [fmt(head), "  ".join("-" * w for w in widths), *[fmt(r) for r in body]]
+
+
+BALANCE_CSV_COLUMNS = (
+    "kind", "key", "group", "frame_size", "target", "drawn", "reserve", "released", "completed",
+    "gap", "relative_gap", "assigned", "expected_assigned", "answered", "expected_answered",
+    "p_value", "dissimilarity", "passed", "reason", "deff", "n_eff",
+)
+
+
+def write_balance_csv(report: dict, path: str | os.PathLike) -> int:
+    """Write the report as one long CSV (UTF-8 with BOM): a row per stratum, per unit × group."""
+    n = 0
+    with open(path, "w", encoding="utf-8-sig", newline="") as fh:
+        w = dict_writer(fh, BALANCE_CSV_COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        for r in report["strata"]:
+            w.writerow({"kind": "stratum", "key": r["stratum"], **r})
+            n += 1
+        for u in report["units"]:
+            for i, g in enumerate(u["groups"]):
+                w.writerow({
+                    "kind": "unit", "key": u["unit"], "group": g,
+                    "assigned": u["assigned"][i], "expected_assigned": u["expected_assigned"][i],
+                    "answered": u["answered"][i], "expected_answered": u["expected_answered"][i],
+                    "p_value": u["p_value"], "dissimilarity": u["dissimilarity"],
+                    "passed": u["passed"], "reason": u["reason"], "deff": u["deff"],
+                    "n_eff": u["n_eff"],
+                })
+                n += 1
+    return n

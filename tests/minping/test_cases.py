@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy import select
 
 from minping import cases
+from minping.draws.release import release_replicate
 from minping.models import (
     Appointment,
     AuditLog,
@@ -151,5 +152,5 @@ def test_opt_out_adds_the_number_to_do_not_call(db):
 def test_release_replicate(db):
     field = build_field(db, n_cases=4, released=False)
     with db.transaction() as s:
-        assert cases.release_replicate(s, field.draw_id, 1, now=NOW) == 4
-        assert cases.release_replicate(s, field.draw_id, 1, now=NOW) == 0
+        assert release_replicate(s, field.draw_id, 1, now=NOW) == 4
+        assert release_replicate(s, field.draw_id, 1, now=NOW) == 0

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select, update
 
 from minping import draws
+from minping.commands.sample import format_balance, write_balance_csv
 from minping.config import load_config
 from minping.errors import MinpingError
 from minping.frames import import_frame
@@ -257,9 +258,9 @@ def test_balance_report(loaded, cfg, tmp_path):
         assert u["dissimilarity"] <= 0.1
     # proportional allocation: equal weights up to rounding, so deff is close to 1
     assert report["kish"]["sample"]["deff"] == pytest.approx(1.0, abs=1e-3)
-    lines = draws.format_balance(report, max_units=5)
+    lines = format_balance(report, max_units=5)
     assert any("Kish deff" in ln for ln in lines)
-    n = draws.write_balance_csv(report, tmp_path / "balance.csv")
+    n = write_balance_csv(report, tmp_path / "balance.csv")
     assert n == len(report["strata"]) + sum(len(u["groups"]) for u in report["units"])
 
 

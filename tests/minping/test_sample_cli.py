@@ -63,6 +63,7 @@ def test_sample_draw_release_verify_balance(runner, db, tmp_path):
     out = runner.invoke(["sample", "release", "--next"])
     assert out.exit_code == 0 and "replicate 1: 150 case(s) released" in out.output
     rel = json.loads(runner.invoke(["sample", "release", "--next", "--json"]).stdout)
+    assert sum(rel.pop("by_stratum").values()) == 150
     assert rel == {"draw_id": draw["draw_id"], "replicate": 2, "released": 150,
                    "held_replicates": []}
     assert runner.invoke(["sample", "release", "--next"]).exit_code == 1

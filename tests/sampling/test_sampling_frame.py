@@ -188,7 +188,7 @@ def test_file_level_errors(tmp_path):
     p = _write(tmp_path, "h.csv", "电话,手机,类别\n1,2,3\n", "utf-8")
     with pytest.raises(InputError, match="both give the phone"):
         read_frame(p)
-    with pytest.raises(InputError, match="cannot read file"):
+    with pytest.raises(InputError, match="cannot read the file"):
         read_frame(tmp_path / "missing.csv")
     xls = tmp_path / "old.xls"
     xls.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504))
