@@ -23,7 +23,6 @@ Nothing is stored here; the caller decides (all or nothing, or
 
 from __future__ import annotations
 
-import csv
 import os
 import re
 from collections.abc import Iterator, Mapping

@@ -20,7 +20,6 @@ either as ``STRATUM=VALUE`` (repeat the option) or as a CSV/XLSX file with a
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import sys
