@@ -237,7 +237,6 @@ def test_two_app_servers_and_two_dialers_act_as_one_system(pg_server, tmp_path):
         for log in logs:
             log.close()
         db.dispose()  # a failure above must not leave connections open
-    assert elapsed < 90
 
     with db.session() as s:
         attempts = s.execute(select(CallAttempt.id, CallAttempt.case_id, CallAttempt.call_sid,
