@@ -16,7 +16,7 @@ from typing import Any
 from flask import Flask, g, jsonify, request
 from sqlalchemy import text
 
-from minping.db import Database
+from minping.db import Database, instance_path
 from minping.settings import Settings, load_settings
 
 #: Keys of ``create_app(config)`` that override :class:`~minping.settings.Settings`.
@@ -34,7 +34,7 @@ SETTING_KEYS = {
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    app = Flask("minping", instance_relative_config=True)
+    app = Flask("minping", instance_path=instance_path(), instance_relative_config=True)
     config = dict(config or {})
     environ = config.pop("ENVIRON", None)
     settings = load_settings(environ, instance_path=app.instance_path)

@@ -1,4 +1,4 @@
-"""The survey definition: load ``config/survey.toml``, validate it, return frozen objects.
+"""The survey definition: load ``survey.toml``, validate it, return frozen objects.
 
 The configuration describes one campaign: the rated units grouped in tracks,
 the respondent groups and which tracks they rate, the towns, the keypad rating
@@ -84,8 +84,9 @@ lowercase ASCII letters, digits and hyphens.
 ``[prompts.audio.<lang>]`` (optional)
     Prompt key -> audio file or URL to ``<Play>`` instead of speaking the text.
 
-The default file is ``$MINPING_CONFIG`` when that is set, else
-``<repository>/config/survey.toml``.
+The default file is ``$MINPING_CONFIG`` when that is set, else the campaign
+template shipped in the package (``minping/data/survey.toml``; ``minping init``
+copies it into a new campaign folder).
 
 References
 ----------
@@ -713,11 +714,13 @@ class ConfigError(MinpingError):
 
 
 def default_config_path() -> Path:
-    """``$MINPING_CONFIG`` if set, else ``config/survey.toml`` of the repository."""
+    """``$MINPING_CONFIG`` if set, else the campaign template shipped in the package."""
     env = os.environ.get(CONFIG_ENV_VAR)
     if env:
         return Path(env).expanduser()
-    return Path(__file__).resolve().parent.parent / "config" / "survey.toml"
+    from minping.resources import CAMPAIGN_TEMPLATE
+
+    return CAMPAIGN_TEMPLATE
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> SurveyConfig:

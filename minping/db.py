@@ -7,6 +7,7 @@ recovers by itself after a database restart.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,9 +15,17 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.orm import Session, sessionmaker
 
+from minping.resources import MIGRATIONS
 from minping.settings import normalise_database_url
 
-MIGRATIONS = Path(__file__).with_name("migrations")
+
+def instance_path() -> str:
+    """The instance folder: ``$MINPING_INSTANCE_PATH``, else ``./instance`` of the current directory.
+
+    The default SQLite database (``minping.sqlite``) and the development session
+    key live there, so an installed minping never writes inside its own package.
+    """
+    return os.path.abspath(os.environ.get("MINPING_INSTANCE_PATH") or "instance")
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
