@@ -22,7 +22,7 @@ from datetime import timedelta
 from flask import abort, current_app, g, redirect, request, session, url_for
 from sqlalchemy import select
 
-from minping.app import db_session
+from minping.db import db_session
 from minping.models import AuditLog, User
 from minping.users import verify_password
 

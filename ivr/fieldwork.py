@@ -22,6 +22,7 @@ from ivr.dialer import REQUIRED_STATUS_EVENTS, Dialer
 from ivr.gateway import simulator_client
 from minping.errors import MinpingError
 from minping.models import Answer, CallAttempt, DoNotCall, Recording, SampleCase
+from minping.runtime import runtime_of
 from minping.settings import SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN, SIMULATOR_FROM_NUMBER
 from scoring.aapor import counts_from_codes, final_disposition, outcome_rates
 
@@ -125,8 +126,7 @@ def run_ivr_field_period(db, cfg, *, start: datetime, days: float, seed: int,
                     clock=clock, calls_per_second=cfg.calling.calls_per_second,
                     behaviour=behaviour if behaviour is not None else behaviour_for(cfg))
     client = simulator_client(sim)
-    app.extensions.update({"ivr.clock": clock.now, "ivr.twilio_client": client,
-                           "ivr.config": cfg})
+    runtime_of(app).use(clock=clock.now, twilio_client=client, survey_config=cfg)
     dialer = Dialer(db, cfg, client, public_url=public_url, from_number=SIMULATOR_FROM_NUMBER,
                     now=clock.now, sleep=sim.advance, draw_id=draw_id,
                     status_events=status_events)

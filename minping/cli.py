@@ -247,19 +247,15 @@ def demo(directory, database_url, frame_size, size, seed, ivr_days, cati_days, i
 
 
 def _register_commands() -> None:
+    from minping.commands.dial import dial, simulate
     from minping.commands.report import export, input_group, report
+    from minping.commands.sample import frame_group, sample_group
     from minping.commands.score import score
     from minping.commands.serve import serve
 
-    cli.add_command(score)
-    cli.add_command(report)
-    cli.add_command(export)
-    cli.add_command(input_group)
-    cli.add_command(serve)
-    cli.add_command(__import__("minping.commands.sample", fromlist=["_"]).frame_group)
-    cli.add_command(__import__("minping.commands.sample", fromlist=["_"]).sample_group)
-    cli.add_command(__import__("minping.commands.dial", fromlist=["_"]).dial)
-    cli.add_command(__import__("minping.commands.dial", fromlist=["_"]).simulate)
+    for command in (score, report, export, input_group, serve, frame_group, sample_group, dial,
+                    simulate):
+        cli.add_command(command)
 
 
 _register_commands()

@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from minping.models import User
+from minping.runtime import runtime_of
 from minping.settings import SettingsError
 from tests.builders import FIELD_START, build_field
 from tests.cati.helpers import PASSWORD, Clock, add_user
@@ -56,7 +57,7 @@ def _routes(app, case_id):
 
 def test_every_cati_route_answers_each_role_as_the_table_says(app, db):
     field = build_field(db, n_cases=3)
-    app.config["MINPING_CLOCK"] = Clock(FIELD_START)
+    runtime_of(app).use(clock=Clock(FIELD_START))
     for role in ROLES:
         add_user(db, role, role)
     routes = list(_routes(app, field.case_ids[0]))
