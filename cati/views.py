@@ -36,7 +36,7 @@ from cati.auth import (
     roles_required,
 )
 from cati.i18n import LANGUAGES, gettext, prompt_language
-from minping import fieldstats
+from minping import calling, fieldstats
 from minping.cases import CaseError, case_units
 from minping.db import db_session, settings_of
 from minping.models import (
@@ -175,7 +175,7 @@ def work():
     ).all()
     tz = survey_config().calling.tz
     return render_template("cati/work.html", current=current, appointments=my_appointments,
-                           tz=tz, now=t, callable=survey_config().calling.is_callable(t))
+                           tz=tz, now=t, callable=calling.is_allowed(survey_config().calling, t))
 
 
 @bp.post("/next")

@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from minping import calling
 from minping.errors import MinpingError
 from minping.models import (
     Answer,
@@ -310,7 +311,7 @@ def finish_attempt(
         if next_attempt_at is not None:
             due = next_attempt_at
         else:
-            due = rules.next_attempt(now, RETRY_OUTCOME.get(info.code, DEFAULT_RETRY_OUTCOME))
+            due = calling.next_attempt(rules, now, RETRY_OUTCOME.get(info.code, DEFAULT_RETRY_OUTCOME))
         if due is None:  # the field period is over
             exhausted = True
     final = final_disposition(codes, attempts_exhausted=exhausted)

@@ -64,7 +64,10 @@ lowercase ASCII letters, digits and hyphens.
     required, more outcomes may be added under slug names),
     ``calls_per_second`` (> 0), ``max_concurrent_calls`` (>= 1),
     ``ring_timeout_seconds`` (5..600, Twilio's ``timeout``),
-    ``call_time_limit_seconds`` (30..86400, Twilio's ``time_limit``).
+    ``call_time_limit_seconds`` (30..86400, Twilio's ``time_limit``),
+    ``retry_day_parts`` (optional list of ``"HH:MM"``, strictly increasing; where
+    the parts of the day a retry is spread over begin; default
+    ``["12:00", "17:00"]``: morning, afternoon, evening; see :mod:`minping.calling`).
 ``[ivr]``
     ``voices`` (table language -> Twilio ``<Say>`` voice, one per prompt
     language), ``gather_timeout_seconds`` (1..60), ``max_reasks`` (0..10),
@@ -112,6 +115,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from minping import calling
 from minping.errors import MinpingError
 
 __all__ = [
@@ -190,6 +194,7 @@ _PROMPT_REQUIRED = {"question": frozenset({"unit"})}
 _SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*\Z")
 _LANG = re.compile(r"[a-z]{2,3}(?:-[A-Z]{2})?\Z")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+\Z")
+_CLOCK = re.compile(r"([01]\d|2[0-3]):([0-5]\d)\Z")
 _TIME_RANGE = re.compile(r"([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)\Z")
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*\Z")
 _CHINESE_LANGS = ("cmn", "zh", "yue")
@@ -441,14 +446,6 @@ class TimeWindow:
         return f"{self.start:%H:%M}-{self.end:%H:%M}"
 
 
-def _aware(when: datetime, name: str) -> datetime:
-    if not isinstance(when, datetime):
-        raise TypeError(f"{name} must be a datetime, got {type(when).__name__} {when!r}")
-    if when.tzinfo is None or when.utcoffset() is None:
-        raise ValueError(f"{name} must be a timezone-aware datetime, got naive {when.isoformat()}")
-    return when
-
-
 @dataclass(frozen=True)
 class CallingRules:
     """When respondents may be called, and how often.
@@ -470,54 +467,30 @@ class CallingRules:
     ring_timeout_seconds: int
     call_time_limit_seconds: int
 
+    #: Where the parts of the day begin (``retry_day_parts``), for spreading retries.
+    retry_day_parts: tuple[time, ...] = calling.DEFAULT_DAY_PARTS
+
     @property
     def tz(self) -> ZoneInfo:
         """The campaign's time zone."""
         return ZoneInfo(self.timezone)
 
+    # The schedule itself lives in minping.calling; these keep the rules' own API.
     def windows_on(self, day: date) -> tuple[TimeWindow, ...]:
         """The calling windows of a local calendar day (empty on closed days)."""
-        if day < self.start_date or day > self.end_date or day in self.holidays:
-            return ()
-        return self.windows.get(day.weekday(), ())
+        return calling.windows_on(self, day)
 
     def is_callable(self, when: datetime) -> bool:
-        """Whether a call may be placed at the aware datetime ``when``.
-
-        ``when`` is converted to the campaign time zone first, so
-        ``2026-11-17 01:00 UTC`` is 09:00 in Asia/Shanghai and callable.
-        """
-        local = _aware(when, "when").astimezone(self.tz)
-        clock = local.time()
-        return any(clock in w for w in self.windows_on(local.date()))
+        """Whether a call may be placed at ``when`` (:func:`minping.calling.is_allowed`)."""
+        return calling.is_allowed(self, when)
 
     def next_callable(self, after: datetime) -> datetime | None:
-        """The earliest callable moment at or after ``after``.
-
-        Returns ``after`` itself (in the campaign time zone) when it is
-        callable, else the start of the next window; ``None`` when no window
-        is left before the end of the campaign.
-        """
-        tz = self.tz
-        local = _aware(after, "after").astimezone(tz)
-        day = max(local.date(), self.start_date)
-        while day <= self.end_date:
-            for window in self.windows_on(day):
-                opens = datetime.combine(day, window.start, tzinfo=tz)
-                closes = datetime.combine(day, window.end, tzinfo=tz)
-                if closes > local:
-                    return max(opens, local)
-            day += timedelta(days=1)
-        return None
+        """The earliest callable moment at or after ``after`` (:func:`minping.calling.next_allowed`)."""
+        return calling.next_allowed(self, after)
 
     def window_end(self, when: datetime) -> datetime | None:
         """When the window containing ``when`` closes; ``None`` outside windows."""
-        tz = self.tz
-        local = _aware(when, "when").astimezone(tz)
-        for window in self.windows_on(local.date()):
-            if local.time() in window:
-                return datetime.combine(local.date(), window.end, tzinfo=tz)
-        return None
+        return calling.window_end(self, when)
 
     def retry_delay(self, outcome: str) -> timedelta:
         """The wait before the next attempt after an attempt ending in ``outcome``."""
@@ -531,7 +504,7 @@ class CallingRules:
 
     def next_attempt(self, after: datetime, outcome: str) -> datetime | None:
         """The earliest callable moment once the retry delay of ``outcome`` has passed."""
-        return self.next_callable(_aware(after, "after") + self.retry_delay(outcome))
+        return calling.next_attempt(self, after, outcome)
 
 
 @dataclass(frozen=True)
@@ -1417,6 +1390,7 @@ def _calling(
             "max_concurrent_calls",
             "ring_timeout_seconds",
             "call_time_limit_seconds",
+            "retry_day_parts",
         ),
     )
     tz_name = check.text(t, "timezone", p)
@@ -1476,6 +1450,9 @@ def _calling(
     concurrent = check.integer(t, "max_concurrent_calls", p, lo=1)
     ring = check.integer(t, "ring_timeout_seconds", p, lo=5, hi=600)
     limit = check.integer(t, "call_time_limit_seconds", p, lo=30, hi=86400)
+    day_parts = calling.DEFAULT_DAY_PARTS
+    if "retry_day_parts" in t:
+        day_parts = _day_parts(check, check.array(t, "retry_day_parts", p), f"{p}.retry_day_parts")
     if not check.clean_since(mark) or campaign is None:
         return None
     return CallingRules(
@@ -1490,7 +1467,25 @@ def _calling(
         max_concurrent_calls=concurrent,
         ring_timeout_seconds=ring,
         call_time_limit_seconds=limit,
+        retry_day_parts=day_parts,
     )
+
+
+def _day_parts(check: _Check, values: list | None, path: str) -> tuple[time, ...]:
+    """``["12:00", "17:00"]``: where the afternoon and the evening begin (strictly increasing)."""
+    parts: list[time] = []
+    for i, text in enumerate(values or ()):
+        match = _CLOCK.match(text) if isinstance(text, str) else None
+        if match is None:
+            check.add(f"{path}[{i}]", f"{_show(text)} is not a time of day HH:MM")
+            continue
+        moment = time(int(match.group(1)), int(match.group(2)))
+        if moment == time(0, 0) or (parts and moment <= parts[-1]):
+            check.add(f"{path}[{i}]", f"{_show(text)} must come after midnight and after "
+                                      "the previous boundary")
+            continue
+        parts.append(moment)
+    return tuple(parts)
 
 
 def _ivr(

@@ -65,6 +65,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, case, false, func, literal, null, or_, select, true, union_all
 from sqlalchemy.orm import Session
 
+from minping import calling
 from minping.cases import CATI_HOLD, IN_FIELD_STATES, try_hold
 from minping.models import (
     Answer,
@@ -280,7 +281,7 @@ def next_case(
     current = held_by(session, interviewer.id, now=now)
     if current is not None:
         return current
-    if not rules.is_callable(now):
+    if not calling.is_allowed(rules, now):
         return None
     cap = rules.max_attempts if max_attempts is None else max_attempts
     if progress is None:
