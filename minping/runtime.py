@@ -45,6 +45,7 @@ class Runtime:
         self.settings = settings
         self.clock = clock or system_clock
         self._twilio_client = twilio_client
+        self._given_client = twilio_client is not None
         self._survey_config = survey_config
         self._lock = threading.Lock()
 
@@ -55,6 +56,7 @@ class Runtime:
             self.clock = clock
         if twilio_client is not None:
             self._twilio_client = twilio_client
+            self._given_client = True
         if survey_config is not None:
             self._survey_config = survey_config
         return self
@@ -71,7 +73,7 @@ class Runtime:
         """
         from minping.settings import SIMULATOR_ACCOUNT_SID
 
-        return (self._twilio_client is not None or bool(self.settings.twilio_api_url)
+        return (self._given_client or bool(self.settings.twilio_api_url)
                 or self.settings.twilio_account_sid != SIMULATOR_ACCOUNT_SID)
 
     def twilio_client(self):
