@@ -54,7 +54,7 @@ from flask import abort, current_app, g, redirect, request, session, url_for
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from minping.app import db_session, settings_of
+from minping.db import db_session, settings_of
 from minping.models import AuditLog, LoginThrottle, User, UserSession
 from minping.users import verify_password
 
@@ -85,8 +85,8 @@ def security_event(event: str, level: int = logging.WARNING, **fields) -> None:
 
 
 def session_now() -> datetime:
-    """Wall-clock time for sessions (``CATI_SESSION_CLOCK`` in tests).  Not the field
-    clock ``MINPING_CLOCK``, which simulations move by hours at a time."""
+    """Wall-clock time for sessions (``CATI_SESSION_CLOCK`` in tests).  Not the
+    field clock (the runtime's), which simulations move by hours at a time."""
     clock = current_app.config.get("CATI_SESSION_CLOCK")
     return clock() if clock else datetime.now(UTC)
 

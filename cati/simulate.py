@@ -24,6 +24,7 @@ import numpy as np
 from sqlalchemy import func, select
 
 from cati import service
+from minping import calling
 from minping.cases import IN_FIELD_STATES, next_unanswered
 from minping.models import SampleCase, User
 from minping.scheduler import field_progress
@@ -101,7 +102,7 @@ def _one_call(session, cfg, user, case, *, now, rng, b: Behaviour) -> tuple[str,
     u -= b.soft_refusal
     if u < b.appointment:
         local = (now + timedelta(days=1)).astimezone(cfg.calling.tz)
-        slot = cfg.calling.next_callable(local.replace(hour=int(rng.integers(9, 19)),
+        slot = calling.next_allowed(cfg.calling, local.replace(hour=int(rng.integers(9, 19)),
                                                        minute=0, second=0, microsecond=0))
         if slot is not None:
             slot = slot.astimezone(cfg.calling.tz)
@@ -165,8 +166,8 @@ def run_cati_phase(db, cfg, *, start: datetime, interviewers: int, seed: int,
         now = free_at[uid]
         if now >= end:
             break
-        if not cfg.calling.is_callable(now):
-            nxt = cfg.calling.next_callable(now)
+        if not calling.is_allowed(cfg.calling, now):
+            nxt = calling.next_allowed(cfg.calling, now)
             if nxt is None:
                 break
             free_at[uid] = nxt

@@ -3,14 +3,14 @@
 Routes stay thin: they check who is asking, parse the request and call
 :mod:`cati.service`, :mod:`minping.scheduler` and :mod:`minping.fieldstats`.
 
-The app's clock is ``app.config["MINPING_CLOCK"]`` (a callable returning an
-aware UTC datetime; default: the system clock), so tests and demos can move
-time forward and watch appointments come due.
+The app's clock and Twilio client come from its runtime (:mod:`minping.runtime`;
+default: the system clock), so tests and demos can move time forward and watch
+appointments come due.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time
+from datetime import date, datetime, time
 
 from flask import (
     Blueprint,
@@ -40,9 +40,9 @@ from cati.auth import (
     roles_required,
 )
 from cati.i18n import LANGUAGES, gettext, prompt_language
-from minping import fieldstats
-from minping.app import db_session, settings_of
+from minping import calling, fieldstats
 from minping.cases import CaseError, case_units
+from minping.db import db_session, settings_of
 from minping.models import (
     Answer,
     Appointment,
@@ -52,6 +52,7 @@ from minping.models import (
     Stratum,
     User,
 )
+from minping.runtime import current_runtime
 from minping.scheduler import ProgressCache
 from scoring.aapor import CATI_CHOICES
 
@@ -105,19 +106,11 @@ def bounded_id(name: str, raw) -> int:
 
 
 def now() -> datetime:
-    clock = current_app.config.get("MINPING_CLOCK")
-    return clock() if clock else datetime.now(UTC)
+    return current_runtime().now()
 
 
 def survey_config():
-    cfg = current_app.extensions.get("cati.config")
-    if cfg is None:
-        from minping.config import load_config
-
-        cfg = current_app.config.get("MINPING_SURVEY_CONFIG") or load_config(
-            settings_of(current_app).config_path)
-        current_app.extensions["cati.config"] = cfg
-    return cfg
+    return current_runtime().survey_config()
 
 
 def progress_cache() -> ProgressCache:
@@ -130,20 +123,8 @@ def progress_cache() -> ProgressCache:
 
 def twilio_client():
     """The telephony gateway's client, or ``None`` for manual dialing."""
-    factory = current_app.config.get("CATI_TWILIO_CLIENT")
-    if factory is not None:
-        return factory()
-    settings = settings_of(current_app)
-    from minping.settings import SIMULATOR_ACCOUNT_SID
-
-    if not settings.twilio_api_url and settings.twilio_account_sid == SIMULATOR_ACCOUNT_SID:
-        return None
-    from twilio.rest import Client
-
-    client = Client(settings.twilio_account_sid, settings.twilio_auth_token)
-    if settings.twilio_api_url:
-        client.api.base_url = settings.twilio_api_url.rstrip("/")
-    return client
+    runtime = current_runtime()
+    return runtime.twilio_client() if runtime.has_telephony else None
 
 
 @bp.before_app_request
@@ -252,7 +233,7 @@ def work():
     ).all()
     tz = survey_config().calling.tz
     return render_template("cati/work.html", current=current, appointments=my_appointments,
-                           tz=tz, now=t, callable=survey_config().calling.is_callable(t))
+                           tz=tz, now=t, callable=calling.is_allowed(survey_config().calling, t))
 
 
 @bp.post("/next")

@@ -2,7 +2,7 @@
 
 Each call is claimed in one short database transaction that
 
-1. checks the calling window at that moment (``cfg.calling.is_callable(now)``);
+1. checks the calling window at that moment (:func:`minping.calling.is_allowed`);
 2. locks the pacing row (:class:`~minping.models.Lease` ``"ivr-dialer"``: an
    ``UPDATE`` takes its row lock on PostgreSQL, the write lock on SQLite) whose
    ``state["last_dial"]`` is the time of the last call placed by *any* dialer
@@ -38,7 +38,7 @@ from sqlalchemy.exc import IntegrityError
 from twilio.base.exceptions import TwilioException, TwilioRestException
 
 from ivr import service
-from minping import cases
+from minping import calling, cases
 from minping.models import AuditLog, CallAttempt, DoNotCall, FrameContact, Lease, SampleCase
 
 log = logging.getLogger("ivr.dialer")
@@ -237,16 +237,16 @@ class Dialer:
         now = self.now()
         ready = self._ready_after_own_dial()
         if (ready is not None and self._last_dial <= now < ready
-                and self.rules.is_callable(now)):
+                and calling.is_allowed(self.rules, now)):
             # this dialer's own last call already says "not yet" (others' can only be
             # later); a clock set back falls through to the pacing row
             return StepResult(0, "rate", ready, self.progress.in_flight)
         with self.db.transaction() as s:
             now = self.now()
-            if not self.rules.is_callable(now):
+            if not calling.is_allowed(self.rules, now):
                 in_flight = self.open_attempts(s)
                 self.progress.in_flight = in_flight
-                nxt = self.rules.next_callable(now)
+                nxt = calling.next_allowed(self.rules, now)
                 if nxt is None and in_flight == 0:
                     return StepResult(0, "done", None, 0)
                 return StepResult(0, "window", nxt, in_flight)
@@ -281,7 +281,7 @@ class Dialer:
 
     def _place(self, case_id: int, attempt_id: int, phone: str, in_flight: int) -> bool:
         """Place the claimed call; True if the gateway took it (False: attempt closed)."""
-        if not self.rules.is_callable(self.now()):  # the window closed while claiming
+        if not calling.is_allowed(self.rules, self.now()):  # the window closed while claiming
             self._fail(attempt_id, "the calling window closed before the call was placed",
                        status="canceled")
             return False
@@ -338,7 +338,7 @@ class Dialer:
         if not self.cfg.ivr.sms_advance_notice:
             return 0
         now = self.now()
-        if not self.rules.is_callable(now):
+        if not calling.is_allowed(self.rules, now):
             return 0
         if self._next_notice_check is not None and now < self._next_notice_check:
             return 0

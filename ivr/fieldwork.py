@@ -20,10 +20,12 @@ from sqlalchemy import func, select
 
 from ivr.dialer import REQUIRED_STATUS_EVENTS, Dialer
 from ivr.gateway import simulator_client
+from minping.cases import attempt_codes, case_code
 from minping.errors import MinpingError
 from minping.models import Answer, CallAttempt, DoNotCall, Recording, SampleCase
+from minping.runtime import runtime_of
 from minping.settings import SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN, SIMULATOR_FROM_NUMBER
-from scoring.aapor import counts_from_codes, final_disposition, outcome_rates
+from scoring.aapor import counts_from_codes, outcome_rates
 
 #: The public URL the simulated calls use (never resolved: webhooks run in-process).
 SIMULATED_PUBLIC_URL = "https://minping-simulated.invalid"
@@ -49,21 +51,6 @@ def behaviour_for(cfg, **changes):
     return BehaviourModel(**({"consent_key": ivr.start_key, "refusal_key": ivr.opt_out_key,
                               "opt_out_key": ivr.opt_out_key, "handoff_key": ivr.handoff_key}
                              | changes))
-
-
-def _attempt_codes(session, draw_id: int | None) -> dict[int, list[str]]:
-    from minping.models import DispositionEvent
-
-    query = (select(DispositionEvent.case_id, DispositionEvent.code)
-             .where(DispositionEvent.attempt_id.is_not(None))
-             .order_by(DispositionEvent.case_id, DispositionEvent.at, DispositionEvent.id))
-    if draw_id is not None:
-        query = query.join(SampleCase, SampleCase.id == DispositionEvent.case_id).where(
-            SampleCase.draw_id == draw_id)
-    codes: dict[int, list[str]] = {}
-    for case_id, code in session.execute(query):
-        codes.setdefault(case_id, []).append(code)
-    return codes
 
 
 def run_ivr_field_period(db, cfg, *, start: datetime, days: float, seed: int,
@@ -125,8 +112,7 @@ def run_ivr_field_period(db, cfg, *, start: datetime, days: float, seed: int,
                     clock=clock, calls_per_second=cfg.calling.calls_per_second,
                     behaviour=behaviour if behaviour is not None else behaviour_for(cfg))
     client = simulator_client(sim)
-    app.extensions.update({"ivr.clock": clock.now, "ivr.twilio_client": client,
-                           "ivr.config": cfg})
+    runtime_of(app).use(clock=clock.now, twilio_client=client, survey_config=cfg)
     dialer = Dialer(db, cfg, client, public_url=public_url, from_number=SIMULATOR_FROM_NUMBER,
                     now=clock.now, sleep=sim.advance, draw_id=draw_id,
                     status_events=status_events)
@@ -195,11 +181,10 @@ def _summary(db, draw_id: int | None, sim) -> dict:
             attempt_q = attempt_q.join(SampleCase, SampleCase.id == CallAttempt.case_id).where(
                 SampleCase.draw_id == draw_id)
         outcomes = Counter(dict(s.execute(attempt_q.group_by(CallAttempt.outcome)).all()))
-        released = list(s.scalars(select(SampleCase.id).where(
-            SampleCase.release_state == "released", *case_filter)).all())
-        codes = _attempt_codes(s, draw_id)
-        finals = Counter(final_disposition(codes.get(cid, []), attempts_exhausted=True)
-                         for cid in released)
+        released = s.execute(select(SampleCase.id, SampleCase.final_disposition).where(
+            SampleCase.release_state == "released", *case_filter)).all()
+        codes = attempt_codes(s, draw_id=draw_id)
+        finals = Counter(case_code(final, codes.get(cid, [])) for cid, final in released)
         answers = s.scalar(select(func.count()).select_from(Answer)
                            .where(Answer.rating.is_not(None))) or 0
         dnc = s.scalar(select(func.count()).select_from(DoNotCall)) or 0

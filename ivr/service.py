@@ -30,14 +30,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from urllib.parse import urlencode
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ivr import flow
-from minping import cases
+from minping import calling, cases
 from minping.models import (
     Answer,
     AttemptEvent,
@@ -449,32 +449,6 @@ def record_amd(session: Session, attempt: CallAttempt, *, answered_by: str,
     return attempt.outcome is None and answered_by in NOT_A_PERSON
 
 
-def _slot(rules, when: datetime) -> int:
-    hour = when.astimezone(rules.tz).hour
-    return 0 if hour < 12 else 1 if hour < 17 else 2
-
-
-def spread_retry(rules, *, now: datetime, outcome: str, tried: set[int]) -> datetime | None:
-    """The next attempt time, moved to a part of the day not tried yet.
-
-    Parts of the day (campaign time): morning (before 12:00), afternoon (12:00 to
-    17:00), evening (from 17:00).  After the outcome's retry delay, the first
-    callable moment in a part of the day where the case was not yet tried
-    without contact; once every part was tried, simply the first callable moment.
-    """
-    due = rules.next_attempt(now, outcome)
-    if due is None or tried >= {0, 1, 2}:
-        return due
-    for _ in range(12):
-        if due is None or _slot(rules, due) not in tried:
-            return due
-        local = due.astimezone(rules.tz)
-        boundary = (12, 17, 24)[_slot(rules, due)]
-        nxt = local.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(hours=boundary)
-        due = rules.next_callable(nxt)
-    return due
-
-
 def close_attempt(session: Session, cfg, attempt: CallAttempt, *, call_status: str,
                   answered_by: str | None = None, sip_code: int | None = None,
                   duration: int | None = None, now: datetime, error: str | None = None):
@@ -522,9 +496,9 @@ def close_attempt(session: Session, cfg, attempt: CallAttempt, *, call_status: s
     else:
         outcome = cases.RETRY_OUTCOME.get(code, cases.DEFAULT_RETRY_OUTCOME)
         if outcome in ("busy", "no-answer", "machine"):
-            tried = {_slot(cfg.calling, a.started_at) for a in session.scalars(
+            tried = {calling.day_part(cfg.calling, a.started_at) for a in session.scalars(
                 select(CallAttempt).where(CallAttempt.case_id == case.id,
                                           CallAttempt.answered_at.is_(None))).all()}
-            next_at = spread_retry(cfg.calling, now=now, outcome=outcome, tried=tried)
+            next_at = calling.spread_retry(cfg.calling, now=now, outcome=outcome, tried=tried)
     return cases.finish_attempt(session, case, attempt, code, now=now, rules=cfg.calling,
                                 max_attempts=max_attempts, next_attempt_at=next_at)

@@ -17,22 +17,22 @@ scheme the application sees.  Unsigned or mis-signed requests get 403 before
 anything is read or written.  Development may turn the check off
 (``MINPING_VERIFY_SIGNATURES=0``); production cannot.
 
-The app's clock (``app.extensions["ivr.clock"]``, a callable returning an aware
-UTC datetime) and REST client (``app.extensions["ivr.twilio_client"]``) can be
-injected: the field-period simulation runs the webhooks on a virtual clock.
+The app's clock and REST client come from its runtime (:mod:`minping.runtime`)
+and can be injected: the field-period simulation runs the webhooks on a virtual clock.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 
 from flask import Blueprint, Response, abort, current_app, g, request
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from twilio.request_validator import RequestValidator
 
 from ivr import flow, service
-from minping.app import db_session, settings_of
+from minping.db import db_session, settings_of
+from minping.runtime import current_runtime
 
 log = logging.getLogger(__name__)
 
@@ -46,29 +46,16 @@ def _twiml(body: str, status: int = 200) -> Response:
 
 
 def now() -> datetime:
-    clock = current_app.extensions.get("ivr.clock")
-    return clock() if clock is not None else datetime.now(UTC)
+    return current_runtime().now()
 
 
 def survey_config():
-    """The survey configuration (loaded once per app from the settings' path)."""
-    cfg = current_app.extensions.get("ivr.config")
-    if cfg is None:
-        from minping.config import load_config
-
-        cfg = load_config(settings_of(current_app).config_path)
-        current_app.extensions["ivr.config"] = cfg
-    return cfg
+    """The survey configuration (loaded once per app, :mod:`minping.runtime`)."""
+    return current_runtime().survey_config()
 
 
 def twilio_client():
-    client = current_app.extensions.get("ivr.twilio_client")
-    if client is None:
-        from ivr.gateway import rest_client
-
-        client = rest_client(settings_of(current_app))
-        current_app.extensions["ivr.twilio_client"] = client
-    return client
+    return current_runtime().twilio_client()
 
 
 def public_request_url() -> str:

@@ -2,7 +2,9 @@
 
 Nothing builds an app at import time: ``create_app(config)`` reads the settings
 from the environment, lets ``config`` (a mapping, as tests pass it) override
-them, opens the database and registers the ``ivr`` and ``cati`` blueprints.
+them, opens the database, registers the runtime (:mod:`minping.runtime`: the clock,
+the Twilio client and the survey configuration the blueprints share) and the
+``ivr`` and ``cati`` blueprints.  The request helpers are in :mod:`minping.db`.
 """
 
 from __future__ import annotations
@@ -16,8 +18,16 @@ from typing import Any
 from flask import Flask, g, jsonify, request
 from sqlalchemy import text
 
-from minping.db import Database
-from minping.settings import Settings, load_settings
+from minping.db import (  # noqa: F401  (settings_of, database_of, db_session: old import path)
+    Database,
+    close_session,
+    database_of,
+    db_session,
+    instance_path,
+    settings_of,
+)
+from minping.runtime import Runtime
+from minping.settings import load_settings
 
 #: Keys of ``create_app(config)`` that override :class:`~minping.settings.Settings`.
 SETTING_KEYS = {
@@ -34,7 +44,7 @@ SETTING_KEYS = {
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    app = Flask("minping", instance_relative_config=True)
+    app = Flask("minping", instance_path=instance_path(), instance_relative_config=True)
     config = dict(config or {})
     environ = config.pop("ENVIRON", None)
     settings = load_settings(environ, instance_path=app.instance_path)
@@ -59,6 +69,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["minping.settings"] = settings
     db = Database(settings.database_url)
     app.extensions["minping.db"] = db
+    # One runtime (clock, Twilio client, survey configuration) for every blueprint.
+    app.extensions["minping.runtime"] = Runtime(
+        settings, clock=config.get("MINPING_CLOCK"),
+        twilio_client=config.get("MINPING_TWILIO_CLIENT"),
+        survey_config=config.get("MINPING_SURVEY_CONFIG"))
 
     from cati.views import bp as cati_bp
     from ivr.webhooks import bp as ivr_bp
@@ -67,11 +82,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(cati_bp)
     __import__("minping.headers", fromlist=["init_app"]).init_app(app)
 
-    @app.teardown_appcontext
-    def _close_session(_exc):
-        session = g.pop("db_session", None)
-        if session is not None:
-            session.close()
+    app.teardown_appcontext(close_session)
 
     request_log = logging.getLogger("minping.http")
 
@@ -108,20 +119,3 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         return jsonify(status="ready")
 
     return app
-
-
-def settings_of(app: Flask) -> Settings:
-    return app.extensions["minping.settings"]
-
-
-def database_of(app: Flask) -> Database:
-    return app.extensions["minping.db"]
-
-
-def db_session():
-    """The request's database session (closed when the request ends)."""
-    from flask import current_app
-
-    if "db_session" not in g:
-        g.db_session = database_of(current_app).session()
-    return g.db_session

@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from minping import calling
 from minping.errors import MinpingError
 from minping.models import (
     Answer,
@@ -310,7 +311,7 @@ def finish_attempt(
         if next_attempt_at is not None:
             due = next_attempt_at
         else:
-            due = rules.next_attempt(now, RETRY_OUTCOME.get(info.code, DEFAULT_RETRY_OUTCOME))
+            due = calling.next_attempt(rules, now, RETRY_OUTCOME.get(info.code, DEFAULT_RETRY_OUTCOME))
         if due is None:  # the field period is over
             exhausted = True
     final = final_disposition(codes, attempts_exhausted=exhausted)
@@ -340,6 +341,38 @@ def case_codes(session: Session, case_id: int) -> list[str]:
             .order_by(DispositionEvent.at, DispositionEvent.id)
         ).all()
     )
+
+
+def case_code(final: str | None, attempt_codes: Sequence[str]) -> str:
+    """The AAPOR code of a case: its final disposition, else the *interim* code.
+
+    The one home of this rule (field statistics, the IVR field-period summary and the
+    scoring report all call it): a finished case counts with its final code; an open
+    case with the code :func:`scoring.aapor.final_disposition` would give it if its
+    attempts ended now (a case never reached counts as non-contact 2.2x or unknown
+    3.1x, a soft refusal as 2.112, ...).
+    """
+    if final:
+        return final
+    return final_disposition(list(attempt_codes), attempts_exhausted=True)
+
+
+def attempt_codes(session: Session, *, draw_id: int | None = None,
+                  released_only: bool = False) -> dict[int, list[str]]:
+    """The attempt codes of every case (oldest first), as :func:`case_codes` gives one case's."""
+    query = (select(DispositionEvent.case_id, DispositionEvent.code)
+             .where(DispositionEvent.attempt_id.is_not(None))
+             .order_by(DispositionEvent.case_id, DispositionEvent.at, DispositionEvent.id))
+    if draw_id is not None or released_only:
+        query = query.join(SampleCase, SampleCase.id == DispositionEvent.case_id)
+        if draw_id is not None:
+            query = query.where(SampleCase.draw_id == draw_id)
+        if released_only:
+            query = query.where(SampleCase.release_state == "released")
+    codes: dict[int, list[str]] = {}
+    for case_id, code in session.execute(query):
+        codes.setdefault(case_id, []).append(code)
+    return codes
 
 
 # --- answers ----------------------------------------------------------------------------

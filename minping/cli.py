@@ -7,40 +7,19 @@ exit with status 2.
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
 import click
 
+from minping.commands.options import (
+    cli_settings,
+    database_url_option,
+    echo_json,
+    json_option,
+)
 from minping.errors import MinpingError
 from scoring.errors import ScoringError
-
-
-def echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
-
-
-def instance_path() -> str:
-    """The instance folder the app would use (where the default SQLite file lives)."""
-    import os
-
-    from flask import Flask
-
-    return os.environ.get("MINPING_INSTANCE_PATH") or Flask(
-        "minping", instance_relative_config=True
-    ).instance_path
-
-
-def cli_settings(database_url: str | None = None):
-    from minping.settings import load_settings
-
-    settings = load_settings(instance_path=instance_path())
-    if database_url:
-        from minping.settings import normalise_database_url
-
-        settings = settings.with_overrides(database_url=normalise_database_url(database_url))
-    return settings
 
 
 class MinpingGroup(click.Group):
@@ -64,14 +43,14 @@ def cli() -> None:
 
 @cli.group("config")
 def config_group() -> None:
-    """The campaign configuration (config/survey.toml)."""
+    """The campaign configuration ($MINPING_CONFIG, else the bundled template)."""
 
 
 @config_group.command("check")
 @click.argument("file", required=False, type=click.Path(dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option
 def config_check(file: str | None, as_json: bool) -> None:
-    """Validate FILE (default: $MINPING_CONFIG or config/survey.toml); list every problem."""
+    """Validate FILE (default: $MINPING_CONFIG, else the bundled template); list every problem."""
     from minping.config import ConfigError, default_config_path, load_config
 
     path = str(file or default_config_path())
@@ -95,6 +74,68 @@ def config_check(file: str | None, as_json: bool) -> None:
         sys.exit(1)
 
 
+# --- init -----------------------------------------------------------------------------
+
+ENV_TEMPLATE = """\
+# minping environment of this campaign.  Load it before running minping:
+#     set -a; . ./.env; set +a
+# Secrets live only here (never in survey.toml): keep this file private (mode 600)
+# and out of version control.  Lines left commented out use the development defaults.
+
+# development (default) or production; production requires every variable below.
+MINPING_ENV=development
+MINPING_CONFIG={config}
+
+# Database.  Default: SQLite at ./instance/minping.sqlite of the directory you run minping in.
+# DATABASE_URL=postgresql://minping:CHANGE-ME@127.0.0.1:5432/minping
+
+# Session key, the same on every app server.  Generate one with:
+#     python3 -c "import secrets; print(secrets.token_hex(32))"
+# MINPING_SECRET_KEY=CHANGE-ME
+
+# The public https address Twilio calls (scheme and host, no trailing slash).
+# MINPING_PUBLIC_URL=https://survey.example.org
+
+# Twilio credentials, from the Twilio console (Account Info).  Without them only the
+# local simulator answers.
+# TWILIO_ACCOUNT_SID=ACxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx
+# TWILIO_AUTH_TOKEN=CHANGE-ME
+# TWILIO_FROM_NUMBER=+86xxxxxxxxxxx
+"""
+
+
+@cli.command("init")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--force", is_flag=True, help="Overwrite survey.toml and .env if they exist.")
+@json_option
+def init(directory: str, force: bool, as_json: bool) -> None:
+    """Start a new campaign in DIRECTORY: a survey.toml to edit and a .env template."""
+    import os
+    from pathlib import Path
+
+    from minping.resources import CAMPAIGN_TEMPLATE
+
+    folder = Path(directory).resolve()
+    config, env = folder / "survey.toml", folder / ".env"
+    existing = [str(p) for p in (config, env) if p.exists()]
+    if existing and not force:
+        raise click.ClickException(f"{', '.join(existing)}: already exists; nothing was "
+                                   "written (use --force to overwrite)")
+    folder.mkdir(parents=True, exist_ok=True)
+    config.write_bytes(CAMPAIGN_TEMPLATE.read_bytes())
+    fd = os.open(env, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(ENV_TEMPLATE.format(config=config))
+    os.chmod(env, 0o600)
+    if as_json:
+        echo_json({"directory": str(folder), "config": str(config), "env": str(env)})
+    else:
+        click.echo(f"wrote {config} (the campaign: edit it, then `minping config check "
+                   f"{config}`)")
+        click.echo(f"wrote {env} (settings and secrets: fill in, then `set -a; . {env}; "
+                   "set +a`)")
+
+
 # --- db -------------------------------------------------------------------------------
 
 
@@ -104,8 +145,8 @@ def db_group() -> None:
 
 
 @db_group.command("upgrade")
-@click.option("--database-url", envvar="DATABASE_URL", help="Database URL (env DATABASE_URL).")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@database_url_option
+@json_option
 def db_upgrade(database_url: str | None, as_json: bool) -> None:
     """Create the schema, or upgrade it to the newest revision."""
     from minping.db import Database, current_revision
@@ -156,7 +197,7 @@ def _redact(url: str) -> str:
               help="Length of the simulated CATI phase.")
 @click.option("--interviewers", default=12, show_default=True, type=click.IntRange(1),
               help="Simulated interviewers in the CATI phase.")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def demo(directory, database_url, frame_size, size, seed, ivr_days, cati_days, interviewers,
          as_json) -> None:
     """Run the whole job on a synthetic campaign (SQLite and the local Twilio simulator)."""
@@ -170,20 +211,16 @@ def demo(directory, database_url, frame_size, size, seed, ivr_days, cati_days, i
 
 
 def _register_commands() -> None:
+    from minping.commands.dial import dial, simulate
     from minping.commands.report import export, input_group, report
+    from minping.commands.sample import frame_group, sample_group
     from minping.commands.score import score
     from minping.commands.serve import serve
+    from minping.commands.user import user_group
 
-    cli.add_command(score)
-    cli.add_command(report)
-    cli.add_command(export)
-    cli.add_command(input_group)
-    cli.add_command(serve)
-    cli.add_command(__import__("minping.commands.user", fromlist=["_"]).user_group)
-    cli.add_command(__import__("minping.commands.sample", fromlist=["_"]).frame_group)
-    cli.add_command(__import__("minping.commands.sample", fromlist=["_"]).sample_group)
-    cli.add_command(__import__("minping.commands.dial", fromlist=["_"]).dial)
-    cli.add_command(__import__("minping.commands.dial", fromlist=["_"]).simulate)
+    for command in (score, report, export, input_group, serve, frame_group, sample_group, dial,
+                    simulate, user_group):
+        cli.add_command(command)
 
 
 _register_commands()

@@ -1,12 +1,15 @@
 """The database: engine, sessions and migrations.
 
-One :class:`Database` per app (or per CLI command).  SQLite gets foreign keys,
+One :class:`Database` per app (or per CLI command).  The request helpers
+(``db_session``, ``settings_of``, ``database_of``) live here too, so the
+blueprints never import the app factory.  SQLite gets foreign keys,
 WAL journaling and a busy timeout; PostgreSQL gets a pre-pinged pool so the app
 recovers by itself after a database restart.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,9 +17,17 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.orm import Session, sessionmaker
 
-from minping.settings import normalise_database_url
+from minping.resources import MIGRATIONS
+from minping.settings import Settings, normalise_database_url
 
-MIGRATIONS = Path(__file__).with_name("migrations")
+
+def instance_path() -> str:
+    """The instance folder: ``$MINPING_INSTANCE_PATH``, else ``./instance`` of the current directory.
+
+    The default SQLite database (``minping.sqlite``) and the development session
+    key live there, so an installed minping never writes inside its own package.
+    """
+    return os.path.abspath(os.environ.get("MINPING_INSTANCE_PATH") or "instance")
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
@@ -71,6 +82,37 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+# --- request helpers (as flaskr's db.py): blueprints import these, never the factory ----
+
+
+def settings_of(app) -> Settings:
+    """The :class:`~minping.settings.Settings` ``create_app`` read for ``app``."""
+    return app.extensions["minping.settings"]
+
+
+def database_of(app) -> Database:
+    """The app's :class:`Database`."""
+    return app.extensions["minping.db"]
+
+
+def db_session() -> Session:
+    """The request's database session (closed when the request ends, see ``close_session``)."""
+    from flask import current_app, g
+
+    if "db_session" not in g:
+        g.db_session = database_of(current_app).session()
+    return g.db_session
+
+
+def close_session(_exc: BaseException | None = None) -> None:
+    """Close the request's session, if it opened one (the app's teardown)."""
+    from flask import g
+
+    session = g.pop("db_session", None)
+    if session is not None:
+        session.close()
 
 
 def alembic_config(url: str):

@@ -20,7 +20,7 @@ import numpy as np
 import phonenumbers
 from sqlalchemy import func, select, update
 
-from minping import cells
+from minping import calling, cells
 from minping.campaign import sync_campaign
 from minping.config import load_config
 from minping.db import Database
@@ -154,7 +154,7 @@ def field_start(cfg) -> datetime:
     """The first moment inside a calling window on the campaign's first day."""
     rules = cfg.calling
     first = datetime.combine(cfg.campaign.start_date, dtime(0, 0), tzinfo=rules.tz)
-    start = rules.next_callable(first)
+    start = calling.next_allowed(rules, first)
     if start is None:
         raise MinpingError("the campaign has no calling window between its start and end dates")
     return start
@@ -258,7 +258,7 @@ def run_demo(
         done("ivr", t0, **{k: ivr[k] for k in ("calls", "answers", "interviews",
                                                "handed_to_cati", "do_not_call") if k in ivr})
 
-        cati_start = cfg.calling.next_callable(start + timedelta(days=ivr_days)) or start
+        cati_start = calling.next_allowed(cfg.calling, start + timedelta(days=ivr_days)) or start
         t0 = phase(5, f"CATI phase: {interviewers} simulated interviewers work the cases "
                       f"IVR did not finish ({cati_days:g} days)")
         cati = run_cati_phase(db, cfg, start=cati_start, interviewers=interviewers, seed=seed,

@@ -34,6 +34,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from minping.cases import case_code
 from minping.models import (
     Answer,
     CallAttempt,
@@ -46,7 +47,7 @@ from minping.models import (
     Unit,
     User,
 )
-from scoring.aapor import counts_from_codes, disposition, final_disposition, outcome_rates
+from scoring.aapor import counts_from_codes, disposition, outcome_rates
 
 __all__ = [
     "CaseOutcome",
@@ -95,13 +96,10 @@ def case_outcomes(session: Session, *, draw_id: int | None = None) -> list[CaseO
         last[case_id] = (channel, interviewer)
     out = []
     for case_id, stratum_id, state, final in session.execute(cases_q):
-        if state == "final" and final:
-            code, is_final = final, True
-        else:
-            code = final_disposition(codes.get(case_id, []), attempts_exhausted=True)
-            is_final = False
+        final = final if state == "final" else None
+        code = case_code(final, codes.get(case_id, []))
         mode, interviewer = last.get(case_id, (None, None))
-        out.append(CaseOutcome(case_id, stratum_id, code, is_final, mode, interviewer))
+        out.append(CaseOutcome(case_id, stratum_id, code, final is not None, mode, interviewer))
     return out
 
 

@@ -31,6 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from minping.campaign import codes, sync_campaign
 from minping.errors import InputError, MinpingError, Problem
 from minping.models import AssessmentBallot, InputImport, InspectionRecord, OnlineVote, Unit
+from minping.resources import SAMPLE_INPUTS  # the demo's synthetic inputs
 from scoring.inputs import read_ballots, read_inspections, read_table, read_votes
 from scoring.scale import RatingScale
 
@@ -38,8 +39,6 @@ __all__ = ["KINDS", "SAMPLE_INPUTS", "InputImportResult", "import_input", "impor
            "sample_files"]
 
 KINDS = ("assessment", "online", "inspection")
-#: The synthetic sample inputs bundled for the demo (see the README there).
-SAMPLE_INPUTS = Path(__file__).resolve().parents[1] / "config" / "sample-inputs"
 _PART = {"assessment": "assessment", "online": "online"}
 _COLUMNS = {"assessment": ("venue", "unit", "rating"), "online": ("unit", "option", "count"),
             "inspection": ("unit", "date", "kind", "points")}

@@ -81,6 +81,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from minping import calling
 from minping.cases import CATI_HOLD, IN_FIELD_STATES, try_hold
 from minping.models import (
     Answer,
@@ -296,7 +297,7 @@ def next_case(
     current = held_by(session, interviewer.id, now=now)
     if current is not None:
         return current
-    if not rules.is_callable(now):
+    if not calling.is_allowed(rules, now):
         return None
     cap = rules.max_attempts if max_attempts is None else max_attempts
     if progress is None:

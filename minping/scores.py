@@ -60,13 +60,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from minping.campaign import codes as config_codes
+from minping.cases import attempt_codes, case_code
 from minping.errors import MinpingError
 from minping.models import (
     Answer,
     AssessmentBallot,
     Campaign,
     CaseUnit,
-    DispositionEvent,
     FrameContact,
     InputImport,
     InspectionRecord,
@@ -80,7 +80,7 @@ from minping.models import (
 )
 from minping.score_effects import mode_and_interviewer_effects
 from sampling.balance import unit_balance
-from scoring.aapor import counts_from_codes, disposition, final_disposition, outcome_rates
+from scoring.aapor import counts_from_codes, disposition, outcome_rates
 from scoring.composite import (
     assessment_scores,
     composite_scores,
@@ -342,22 +342,13 @@ def other_parts(session: Session, cfg, campaign_id: int) -> tuple[dict, dict, di
 
 def _outcomes(session: Session, draw_id: int) -> tuple[list[str], int]:
     """Final (or, for open cases, interim) codes of the released cases; and how many are open."""
-    events: dict[int, list[str]] = defaultdict(list)
-    for case_id, code in session.execute(
-        select(DispositionEvent.case_id, DispositionEvent.code)
-        .join(SampleCase, SampleCase.id == DispositionEvent.case_id)
-        .where(SampleCase.draw_id == draw_id, SampleCase.release_state == "released")
-        .order_by(DispositionEvent.case_id, DispositionEvent.at, DispositionEvent.id)):
-        events[case_id].append(code)
+    events = attempt_codes(session, draw_id=draw_id, released_only=True)
     codes, open_cases = [], 0
     for case_id, final in session.execute(
         select(SampleCase.id, SampleCase.final_disposition)
         .where(SampleCase.draw_id == draw_id, SampleCase.release_state == "released")):
-        if final:
-            codes.append(final)
-        else:
-            open_cases += 1
-            codes.append(final_disposition(events.get(case_id, []), attempts_exhausted=True))
+        open_cases += not final
+        codes.append(case_code(final, events.get(case_id, [])))
     return codes, open_cases
 
 

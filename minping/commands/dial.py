@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 
 import click
 
+from minping.commands.options import config_option, database_url_option, json_option
+
 
 def _load(config_path: str | None):
     from minping.config import load_config
@@ -17,14 +19,13 @@ def _load(config_path: str | None):
 
 
 @click.command("dial")
-@click.option("--database-url", envvar="DATABASE_URL", help="Database URL (env DATABASE_URL).")
-@click.option("--config", "config_path", envvar="MINPING_CONFIG", type=click.Path(dir_okay=False),
-              help="Survey configuration (default: config/survey.toml).")
+@database_url_option
+@config_option
 @click.option("--draw", "draw_id", type=int, help="Only dial cases of this draw.")
 @click.option("--max-seconds", type=click.FloatRange(min=0), default=None,
               help="Stop after this many seconds (default: run until Ctrl-C).")
 @click.option("--until-done", is_flag=True, help="Stop when no case is left to dial.")
-@click.option("--json", "as_json", is_flag=True, help="Print the final counters as JSON.")
+@json_option
 def dial(database_url, config_path, draw_id, max_seconds, until_done, as_json) -> None:
     """Place IVR calls for due cases until stopped (Ctrl-C or SIGTERM stops cleanly).
 
@@ -35,7 +36,7 @@ def dial(database_url, config_path, draw_id, max_seconds, until_done, as_json) -
     """
     from ivr.dialer import Dialer
     from ivr.gateway import rest_client
-    from minping.cli import cli_settings, echo_json
+    from minping.commands.options import cli_settings, echo_json
     from minping.db import Database
 
     settings = cli_settings(database_url)
@@ -77,8 +78,8 @@ def dial(database_url, config_path, draw_id, max_seconds, until_done, as_json) -
 
 
 @click.command("simulate")
-@click.option("--database-url", envvar="DATABASE_URL", help="Database URL (env DATABASE_URL).")
-@click.option("--config", "config_path", envvar="MINPING_CONFIG", type=click.Path(dir_okay=False))
+@database_url_option
+@config_option
 @click.option("--start", "start", default=None,
               help="Start of the field period, ISO 8601 (default: the campaign's start date, "
                    "09:00 campaign time).")
@@ -86,7 +87,7 @@ def dial(database_url, config_path, draw_id, max_seconds, until_done, as_json) -
               show_default=True)
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--draw", "draw_id", type=int, help="Only this draw's cases.")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def simulate(database_url, config_path, start, days, seed, draw_id, as_json) -> None:
     """Run an IVR field period against the local Twilio simulator on a virtual clock.
 
@@ -94,7 +95,7 @@ def simulate(database_url, config_path, start, days, seed, draw_id, as_json) -> 
     demo`` leaves it).  No call leaves the machine.
     """
     from ivr.fieldwork import run_ivr_field_period
-    from minping.cli import cli_settings, echo_json
+    from minping.commands.options import cli_settings, echo_json
     from minping.db import Database
     from minping.errors import MinpingError
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import click
 
+from minping.commands.options import database_url_option, json_option
 from minping.errors import InputError, MinpingError
 
 __all__ = ["export", "input_group", "report"]
 
 
 def _database(database_url: str | None):
-    from minping.cli import cli_settings
+    from minping.commands.options import cli_settings
     from minping.db import Database
 
     return Database(cli_settings(database_url).database_url)
@@ -34,11 +35,11 @@ def _database(database_url: str | None):
 @click.option("--ranks", type=click.Choice(["marginal", "simultaneous", "pairwise"]),
               default="marginal", show_default=True,
               help="Rank intervals for each unit (marginal) or all units jointly (simultaneous).")
-@click.option("--database-url", envvar="DATABASE_URL", help="Database URL (env DATABASE_URL).")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@database_url_option
+@json_option
 def report(out_dir, lang, ci_method, min_raters, rake, ranks, database_url, as_json) -> None:
     """Write the scoring report (one self-contained HTML file) into --out."""
-    from minping.cli import echo_json
+    from minping.commands.options import echo_json
     from minping.config import load_config
     from minping.scores import score_and_report
 
@@ -64,11 +65,11 @@ def report(out_dir, lang, ci_method, min_raters, rake, ranks, database_url, as_j
 @click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False))
 @click.option("--lang", type=click.Choice(["zh", "en"]), default="zh", show_default=True,
               help="Language of the variable and value labels.")
-@click.option("--database-url", envvar="DATABASE_URL", help="Database URL (env DATABASE_URL).")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@database_url_option
+@json_option
 def export(fmt, out_file, lang, database_url, as_json) -> None:
     """Export respondent-level data with the design variables (no phone numbers)."""
-    from minping.cli import echo_json
+    from minping.commands.options import echo_json
     from minping.config import load_config
     from minping.scores import respondent_table
     from scoring.export import write_export
@@ -96,11 +97,11 @@ def input_group() -> None:
 @input_group.command("import")
 @click.option("--kind", type=click.Choice(["assessment", "online", "inspection"]), required=True)
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--database-url", envvar="DATABASE_URL", help="Database URL (env DATABASE_URL).")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@database_url_option
+@json_option
 def input_import(kind, file, database_url, as_json) -> None:
     """Import FILE (CSV or XLSX) all or nothing; the same file again changes nothing."""
-    from minping.cli import echo_json
+    from minping.commands.options import echo_json
     from minping.config import load_config
     from minping.inputs import import_input
 

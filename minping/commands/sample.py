@@ -20,7 +20,6 @@ either as ``STRATUM=VALUE`` (repeat the option) or as a CSV/XLSX file with a
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -30,17 +29,14 @@ from typing import Any
 import click
 
 from minping.cells import dict_writer
+from minping.commands.options import database_url_option, echo_json, json_option
 from minping.errors import InputError, Problem
 
 __all__ = ["format_balance", "frame_group", "sample_group", "write_balance_csv"]
 
 
-def _echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
-
-
 def _db(database_url: str | None):
-    from minping.cli import cli_settings
+    from minping.commands.options import cli_settings
     from minping.db import Database
 
     return Database(cli_settings(database_url).database_url)
@@ -92,12 +88,11 @@ def _phase_printer(as_json: bool = False):
     return show
 
 
-_common_db = click.option("--database-url", envvar="DATABASE_URL",
-                          help="Database URL (env DATABASE_URL).")
+_common_db = database_url_option
 _common_cfg = click.option("--config", "config_path", type=click.Path(dir_okay=False),
                            help="Survey configuration (default $MINPING_CONFIG or "
                                 "config/survey.toml).")
-_common_json = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+_common_json = json_option
 
 
 # --- frame ----------------------------------------------------------------------------------
@@ -135,13 +130,13 @@ def frame_import(file, frame_name, encoding, skip_invalid, rejects_path, databas
                                   imported_by="cli", progress=_progress_printer(as_json))
     except InputError as exc:
         if as_json:
-            _echo_json({"ok": False, "imported": 0, **exc.as_dict()})
+            echo_json({"ok": False, "imported": 0, **exc.as_dict()})
         click.echo(str(exc), err=True)
         sys.exit(1)
     finally:
         db.dispose()
     if as_json:
-        _echo_json({"ok": True, **result.as_dict()})
+        echo_json({"ok": True, **result.as_dict()})
         return
     if result.noop:
         click.echo(f"{file}: already imported into frame {result.frame!r}; nothing changed "
@@ -291,7 +286,7 @@ def sample_draw(size, strata, method, sd, fixed, lower, upper, replicates, reser
     finally:
         db.dispose()
     if as_json:
-        _echo_json(summary.as_dict())
+        echo_json(summary.as_dict())
         return
     click.echo(f"draw {summary.draw_id}: {summary.cases:,} cases from frame {summary.frame!r} "
                f"({summary.frame_size:,} contacts), {summary.method} over "
@@ -342,7 +337,7 @@ def sample_release(replicate, next_, all_, reserve, database_url, config_path, a
     finally:
         db.dispose()
     if as_json:
-        _echo_json(result)
+        echo_json(result)
         return
     if reserve:
         click.echo(f"{result['released']} reserve case(s) released for ineligible numbers")
@@ -380,7 +375,7 @@ def sample_verify(frame_file, encoding, database_url, config_path, as_json) -> N
     finally:
         db.dispose()
     if as_json:
-        _echo_json(result)
+        echo_json(result)
     elif result["matches"]:
         click.echo(f"draw {result['draw_id']}: matches — {result['cases']:,} cases re-derived "
                    f"from the {result['frame']} frame (hash {result['frame_hash'][:16]}…) "
@@ -425,7 +420,7 @@ def sample_balance(csv_path, max_units, database_url, config_path, as_json) -> N
     if csv_path:
         write_balance_csv(report, csv_path)
     if as_json:
-        _echo_json(report)
+        echo_json(report)
         return
     for line in format_balance(report, max_units=max_units):
         click.echo(line)

@@ -30,6 +30,7 @@ import math
 
 import click
 
+from minping.commands.options import database_url_option, json_option
 from minping.errors import InputError, MinpingError
 from scoring.errors import ScoringError
 from scoring.inputs import load_phone
@@ -129,7 +130,7 @@ def render_composites(results) -> str:
               help="Ratings file: respondent_id,stratum,unit,rating (CSV or XLSX).")
 @click.option("--population", "population_path", type=click.Path(dir_okay=False),
               help="Population file: stratum,N (CSV or XLSX).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@json_option
 @click.option("--level", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               default=0.95, show_default=True, help="Confidence level of the intervals.")
 @click.option("--min-raters", type=click.IntRange(min=0), default=30, show_default=True,
@@ -155,7 +156,7 @@ def render_composites(results) -> str:
                    "(one row per assigned unit; '0' don't know and an empty rating kept as such).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="Plain files: the campaign file whose rating scale (and min_raters) to use.")
-@click.option("--database-url", envvar="DATABASE_URL", help="Database URL (env DATABASE_URL).")
+@database_url_option
 @click.pass_context
 def score(ctx: click.Context, ratings_path: str | None, population_path: str | None,
           as_json: bool, level: float, min_raters: int, ci_method: str, composite: bool,
@@ -209,7 +210,7 @@ def score(ctx: click.Context, ratings_path: str | None, population_path: str | N
 def _score_database(*, as_json: bool, level: float, ci_method: str, min_raters: int | None,
                     composite: bool, rake: str, variance: str, replicates: int, seed: int,
                     ranks: str, database_url: str | None) -> None:
-    from minping.cli import cli_settings, echo_json
+    from minping.commands.options import cli_settings, echo_json
     from minping.config import load_config
     from minping.db import Database
     from minping.scores import run_scoring

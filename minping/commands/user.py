@@ -11,9 +11,11 @@ import os
 
 import click
 
+from minping.commands.options import database_url_option, json_option
+
 
 def _db(database_url):
-    from minping.cli import cli_settings
+    from minping.commands.options import cli_settings
     from minping.db import Database
 
     return Database(cli_settings(database_url).database_url)
@@ -21,7 +23,7 @@ def _db(database_url):
 
 def _echo(as_json: bool, data, text: str) -> None:
     if as_json:
-        from minping.cli import echo_json
+        from minping.commands.options import echo_json
 
         echo_json(data)
     else:
@@ -36,9 +38,7 @@ def new_password() -> str:
     return click.prompt("New password", hide_input=True, confirmation_prompt=True)
 
 
-database_option = click.option("--database-url", envvar="DATABASE_URL",
-                               help="Database URL (env DATABASE_URL).")
-json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+database_option = database_url_option
 
 
 @click.group("user")

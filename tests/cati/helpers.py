@@ -17,7 +17,7 @@ def add_user(db, username, role="interviewer", *, experienced=False, language="z
 
 
 class Clock:
-    """A settable clock for ``app.config["MINPING_CLOCK"]``."""
+    """A settable clock for ``runtime_of(app).use(clock=...)``."""
 
     def __init__(self, now):
         self.now = now

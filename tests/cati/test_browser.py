@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from minping.models import Answer, Appointment, SampleCase
+from minping.runtime import runtime_of
 from tests.builders import FIELD_START, build_field
 from tests.cati.helpers import PASSWORD, Clock, add_user
 
@@ -32,7 +33,8 @@ def served(app, db, request):
 
     field = build_field(db, n_cases=3, units_per_case=4)
     clock = Clock(FIELD_START)
-    app.config.update(MINPING_CLOCK=clock, CATI_PROGRESS_SECONDS=0, CATI_REFRESH_MS=500)
+    runtime_of(app).use(clock=clock)
+    app.config.update(CATI_PROGRESS_SECONDS=0, CATI_REFRESH_MS=500)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

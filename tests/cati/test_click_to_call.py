@@ -12,6 +12,7 @@ from sqlalchemy import select
 from ivr.simulator import Persona, Simulator, WsgiWebhookTransport, twilio_client
 from minping.app import settings_of
 from minping.models import AttemptEvent, CallAttempt
+from minping.runtime import runtime_of
 from tests.cati.helpers import add_user
 from tests.cati.test_views import csrf, field_app, login  # noqa: F401  (fixture)
 
@@ -25,7 +26,7 @@ def test_click_to_call_rings_the_interviewer_then_dials_the_respondent(field_app
                     auth_token=settings.twilio_auth_token,
                     rng=np.random.default_rng(3), transport=WsgiWebhookTransport(app))
     sim.set_persona(INTERVIEWER_PHONE, Persona(line="human", ring_seconds=2))
-    app.config["CATI_TWILIO_CLIENT"] = lambda: twilio_client(sim)
+    runtime_of(app).use(twilio_client=twilio_client(sim))
     add_user(db, "lin", phone=INTERVIEWER_PHONE)
     client = app.test_client()
     login(client, "lin")

@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from cati.i18n import ZH
 from minping.models import Answer, AuditLog, CallAttempt, SampleCase, User
+from minping.runtime import runtime_of
 from tests.builders import FIELD_START, build_field
 from tests.cati.helpers import PASSWORD, Clock, add_user
 
@@ -16,7 +17,7 @@ from tests.cati.helpers import PASSWORD, Clock, add_user
 def field_app(app, db):
     field = build_field(db, n_cases=5, units_per_case=3)
     clock = Clock(FIELD_START)
-    app.config["MINPING_CLOCK"] = clock
+    runtime_of(app).use(clock=clock)
     app.config["CATI_PROGRESS_SECONDS"] = 0
     return app, db, field, clock
 

@@ -16,6 +16,7 @@ from ivr.gateway import simulator_client
 from ivr.simulator import Persona, Simulator, VirtualClock, WsgiWebhookTransport
 from minping.app import settings_of
 from minping.models import Answer, CallAttempt, CaseUnit, SampleCase
+from minping.runtime import runtime_of
 from minping.settings import SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN, SIMULATOR_FROM_NUMBER
 from tests.builders import FIELD_START, build_field
 
@@ -38,8 +39,8 @@ class Rig:
                              transport=WsgiWebhookTransport(app, routes=routes),
                              clock=self.clock, **(sim_kwargs or {}))
         self.client = simulator_client(self.sim)
-        app.extensions.update({"ivr.clock": self.clock.now, "ivr.twilio_client": self.client,
-                               "ivr.config": self.cfg})
+        runtime_of(app).use(clock=self.clock.now, twilio_client=self.client,
+                            survey_config=self.cfg)
         self.public_url = settings_of(app).public_url
         self.dialer = Dialer(db, self.cfg, self.client, public_url=self.public_url,
                              from_number=SIMULATOR_FROM_NUMBER, now=self.clock.now,

@@ -87,7 +87,7 @@ def test_dial_command_places_calls_through_the_rest_api(runner, db, app, tmp_pat
 
     build_field(db, n_cases=3, units_per_case=1)
     config = tmp_path / "survey.toml"
-    text = (Path(__file__).resolve().parents[2] / "config" / "survey.toml").read_text(encoding="utf-8")
+    text = (Path(__file__).resolve().parents[2] / "minping" / "data" / "survey.toml").read_text(encoding="utf-8")
     for day in ("mon", "tue", "wed", "thu", "fri", "sat"):
         text = text.replace(f'{day} = ["', f'{day} = ["00:00-23:59", "XX')
     text = text.replace('sun = []', 'sun = ["00:00-23:59"]')

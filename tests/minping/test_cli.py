@@ -101,3 +101,30 @@ def test_demo_runs_the_whole_job(tmp_path, db_url, runner):
     again = runner.invoke(args, env={"DATABASE_URL": ""})
     assert again.exit_code == 0, again.output
     shutil.rmtree(out, ignore_errors=True)
+
+
+def test_init_writes_a_campaign_file_and_an_env_template(tmp_path):
+    from click.testing import CliRunner
+
+    from minping.cli import cli
+
+    folder = tmp_path / "county-2027"
+    result = CliRunner().invoke(cli, ["init", str(folder), "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    written = json.loads(result.output)
+    config, env = Path(written["config"]), Path(written["env"])
+    assert config == folder / "survey.toml" and env == folder / ".env"
+    # the campaign file is the bundled template, and it passes the check as is
+    assert config.read_bytes() == Path(default_config_path()).read_bytes()
+    check = CliRunner().invoke(cli, ["config", "check", str(config)])
+    assert check.exit_code == 0, check.output
+    # the .env names the campaign file, holds no secret and is private
+    text = env.read_text(encoding="utf-8")
+    assert f"MINPING_CONFIG={config}" in text
+    assert "secrets.token_hex(32)" in text
+    for name in ("MINPING_SECRET_KEY", "TWILIO_AUTH_TOKEN", "DATABASE_URL"):
+        assert f"# {name}=" in text, name
+    assert env.stat().st_mode & 0o077 == 0
+    # a second run refuses to overwrite
+    again = CliRunner().invoke(cli, ["init", str(folder)])
+    assert again.exit_code == 1 and "already exists" in again.output

@@ -26,7 +26,7 @@ from minping.config import (
 from minping.errors import MinpingError
 
 REPO = Path(__file__).resolve().parents[2]
-REAL = REPO / "config" / "survey.toml"
+REAL = REPO / "minping" / "data" / "survey.toml"
 DATA = REPO / "tests" / "data" / "config"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -163,7 +163,7 @@ def test_result_objects_are_frozen():
     assert load_config(REAL) == cfg
 
 
-def test_default_path_is_the_repository_file_unless_the_environment_names_one(tmp_path):
+def test_default_path_is_the_bundled_template_unless_the_environment_names_one(tmp_path):
     saved = os.environ.pop(CONFIG_ENV_VAR, None)
     try:
         assert default_config_path() == REAL

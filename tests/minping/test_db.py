@@ -13,7 +13,7 @@ EXPECTED_TABLES = {
     "frame_contact", "do_not_call", "sample_draw", "stratum", "sample_case", "case_unit",
     "call_attempt", "attempt_event", "answer", "recording", "disposition_event",
     "appointment", "app_user", "audit_log", "lease", "input_import", "assessment_ballot",
-    "online_vote", "inspection_record",
+    "online_vote", "inspection_record", "user_session", "login_throttle",
 }
 
 

@@ -217,7 +217,7 @@ def test_fuzzed_frame_files_import_cleanly_or_are_refused_with_nothing_changed(
 
 # --- ballot, vote and inspection importers -----------------------------------------------------
 
-SAMPLES = Path(__file__).resolve().parents[2] / "config" / "sample-inputs"
+SAMPLES = Path(__file__).resolve().parents[2] / "minping" / "data" / "sample-inputs"
 INPUT_FILES = {"assessment": "synthetic-assessment-baisha.csv",
                "online": "synthetic-online-votes.csv",
                "inspection": "synthetic-inspections.csv"}
@@ -278,7 +278,7 @@ def test_a_frame_file_without_a_required_column_names_that_field(db, cfg, tmp_pa
 
 # --- configuration ------------------------------------------------------------------------------
 
-CONFIG = Path(__file__).resolve().parents[2] / "config" / "survey.toml"
+CONFIG = Path(__file__).resolve().parents[2] / "minping" / "data" / "survey.toml"
 #: A problem starts with its key path: ``tracks[1].units[4].id: ...``, ``calling.windows.mon[0]: ...``.
 KEY_PATH = re.compile(r"^[\w\-]+(\[\d+\])*(\.[\w\-]+(\[\d+\])*)*: \S")
 

@@ -11,6 +11,7 @@ import re
 from sqlalchemy import select
 
 from minping.models import AuditLog, User
+from minping.runtime import runtime_of
 from tests.builders import FIELD_START, build_field
 from tests.cati.helpers import PASSWORD, Clock, add_user
 
@@ -37,7 +38,7 @@ def _no_number(page: str, phones) -> None:
 
 def test_an_interviewer_sees_masked_numbers_only(app, db):
     field = build_field(db, n_cases=3)
-    app.config["MINPING_CLOCK"] = Clock(FIELD_START)
+    runtime_of(app).use(clock=Clock(FIELD_START))
     add_user(db, "ivy", "interviewer")
     client = _login(app, "ivy")
     phones = list(field.phones.values())
@@ -65,7 +66,7 @@ def _csrf(client):
 
 def test_a_supervisor_sees_the_full_number_and_the_view_is_audited(app, db):
     field = build_field(db, n_cases=2)
-    app.config["MINPING_CLOCK"] = Clock(FIELD_START)
+    runtime_of(app).use(clock=Clock(FIELD_START))
     add_user(db, "sue", "supervisor")
     add_user(db, "stan", "statistician")
     case_id = field.case_ids[0]

@@ -12,6 +12,7 @@ import requests
 from sqlalchemy import func, select, text, update
 
 from minping.models import AuditLog, CallAttempt, SampleCase, User, UserSession
+from minping.runtime import runtime_of
 from minping.settings import SettingsError
 from tests.builders import FIELD_START, build_field
 from tests.cati.helpers import PASSWORD, Clock, add_user
@@ -60,7 +61,7 @@ def _routes(app, case_id):
 
 def test_every_cati_route_answers_each_role_as_the_table_says(app, db):
     field = build_field(db, n_cases=3)
-    app.config["MINPING_CLOCK"] = Clock(FIELD_START)
+    runtime_of(app).use(clock=Clock(FIELD_START))
     for role in ROLES:
         add_user(db, role, role)
     routes = list(_routes(app, field.case_ids[0]))
@@ -213,7 +214,8 @@ def test_one_address_cannot_lock_every_account(app, db):
     """#14.2: throttling per address and per name, with a doubling back-off, before any
     account reaches its lock-out."""
     clock = Clock(FIELD_START)
-    app.config.update(MINPING_CLOCK=clock, CATI_THROTTLE_ADDRESS=4, CATI_THROTTLE_NAME=2)
+    runtime_of(app).use(clock=clock)
+    app.config.update(CATI_THROTTLE_ADDRESS=4, CATI_THROTTLE_NAME=2)
     for name in ("ann", "bob", "cai"):
         add_user(db, name)
     client = app.test_client()
@@ -257,7 +259,8 @@ def test_locked_unknown_and_wrong_answer_alike_after_the_same_kdf_work(app, db, 
 
     monkeypatch.setattr(werkzeug.security, "check_password_hash", counting)
     monkeypatch.setattr(minping.users, "check_password_hash", counting)
-    app.config.update(MINPING_CLOCK=Clock(FIELD_START), CATI_THROTTLE_NAME=100)
+    runtime_of(app).use(clock=Clock(FIELD_START))
+    app.config.update(CATI_THROTTLE_NAME=100)
     add_user(db, "ann")
     add_user(db, "bob")
     with db.transaction() as s:
@@ -360,7 +363,7 @@ def test_phone_search_is_for_supervisors_audited_and_never_in_a_url(app, db):
     """#14.4, #14.6: a statistician's 22 substring searches recover nothing; a supervisor's
     search is audited (without the digits); the number is posted, never in a URL."""
     field = build_field(db, n_cases=3)
-    app.config["MINPING_CLOCK"] = Clock(FIELD_START)
+    runtime_of(app).use(clock=Clock(FIELD_START))
     add_user(db, "sue", "supervisor")
     add_user(db, "stan", "statistician")
     case_id = field.case_ids[0]
@@ -389,7 +392,7 @@ def test_phone_search_is_for_supervisors_audited_and_never_in_a_url(app, db):
 def test_bad_ids_numbers_and_next_are_4xx_never_500(app, db):
     """#14.5, #14.9: 11- and 20-digit numbers, ids >= 2^31 in paths and forms, CR/LF in next=."""
     field = build_field(db, n_cases=3)
-    app.config["MINPING_CLOCK"] = Clock(FIELD_START)
+    runtime_of(app).use(clock=Clock(FIELD_START))
     add_user(db, "sue", "supervisor")
     add_user(db, "ann", "interviewer")
     sup = _login(app, "sue")
@@ -432,7 +435,7 @@ def test_no_phone_number_in_any_log_line(app, db, caplog):
     engine = app.extensions["minping.db"].engine
     assert engine.hide_parameters
     field = build_field(db, n_cases=2)
-    app.config["MINPING_CLOCK"] = Clock(FIELD_START)
+    runtime_of(app).use(clock=Clock(FIELD_START))
     add_user(db, "sue", "supervisor")
     phone = field.phones[field.case_ids[0]]
     caplog.set_level(logging.DEBUG)
@@ -547,7 +550,8 @@ def test_security_events_are_logged_and_failed_logins_audited(app, db, caplog):
     import logging
 
     caplog.set_level(logging.INFO, logger="cati.security")
-    app.config.update(MINPING_CLOCK=Clock(FIELD_START), CATI_MAX_FAILED_LOGINS=2,
+    runtime_of(app).use(clock=Clock(FIELD_START))
+    app.config.update(CATI_MAX_FAILED_LOGINS=2,
                       CATI_THROTTLE_NAME=100)
     add_user(db, "ann")
     add_user(db, "stan", "statistician")
@@ -571,7 +575,7 @@ def test_every_field_has_a_server_side_limit(app, db):
     """#14.13: a 5,075-character note is refused (nothing stored); so are over-long names,
     passwords, reasons and searches."""
     field = build_field(db, n_cases=2)
-    app.config["MINPING_CLOCK"] = Clock(FIELD_START)
+    runtime_of(app).use(clock=Clock(FIELD_START))
     add_user(db, "ann")
     assert _post_login(app.test_client(), "a" * 65, PASSWORD).status_code == 400
     assert _post_login(app.test_client(), "ann", "p" * 1025).status_code == 400

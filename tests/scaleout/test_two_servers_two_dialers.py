@@ -83,7 +83,7 @@ def config_open_now(tmp_path: Path) -> Path:
     midnight is far away; the campaign covers today; no holidays; no SMS notice (it delays the first call);
     no spoken comment at the end.
     """
-    text = (ROOT / "config" / "survey.toml").read_text(encoding="utf-8")
+    text = (ROOT / "minping" / "data" / "survey.toml").read_text(encoding="utf-8")
     offset = (12 - datetime.now(UTC).hour + 12) % 24 - 12  # local hour is about 12
     zone = "Etc/GMT" if offset == 0 else f"Etc/GMT{-offset:+d}"  # POSIX signs are inverted
     text = re.sub(r'(?m)^timezone = .*$', f'timezone = "{zone}"', text)

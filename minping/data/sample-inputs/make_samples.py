@@ -1,6 +1,6 @@
 """Write the SYNTHETIC sample inputs of the composite score used by the demo.
 
-    python config/sample-inputs/make_samples.py [--seed 20261126]
+    python minping/data/sample-inputs/make_samples.py [--seed 20261126]
 
 Nothing here is real: every ballot, vote count and inspection record is drawn
 from a seeded random generator (the same seed gives byte-identical files).
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parents[1]))
+sys.path.insert(0, str(HERE.parents[2]))
 
 from minping.config import load_config  # noqa: E402
 
