@@ -35,10 +35,13 @@ CASES_DIGEST = {
     "group": "8a3e8382f01d9eced94f9a18cd2fbc10e4b8aaee1d5c89f82cbcf6bbccfe57ae",
     "group_town": "318b00a8d5d7f22ffd69d31e2f711d818cc23ea4b05c42634459b86dc03601ca",
 }
-#: ``SampleDraw.assignment["digest"]`` (units per sample case)
+#: ``SampleDraw.assignment["digest"]`` (units per sample case).  The assignment balances
+#: units within each stratum first (every unit raters in every eligible stratum when
+#: n_h·k ≥ m_h), so with group × town strata it differs from the group-only one; with
+#: group strata it is the assignment of earlier versions.
 ASSIGNMENT_DIGEST = {
     "group": "51995cfb91ad1dc0485982ada502cd8df16d37024f2e961f00a5769775bd0b8a",
-    "group_town": "51995cfb91ad1dc0485982ada502cd8df16d37024f2e961f00a5769775bd0b8a",
+    "group_town": "3aaa620fc025e233c44f7c1783dfd9ef8f159ca98d3917a1b6df53765dcf20ab",
 }
 #: first five drawn phones of the pure draw (stratum order, release order)
 PURE_FIRST = ("+8613978734745,+8613931488880,+8613914231906,+8613931968320,"
