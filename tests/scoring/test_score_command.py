@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from minping.commands.score import score
+from minping.resources import CAMPAIGN_TEMPLATE
 
 DATA = Path(__file__).parent / "data"
 
@@ -113,7 +114,7 @@ def test_plain_file_per_unit_design_matches_r(tmp_path):
 
 def test_plain_file_uses_the_configured_scale(files, tmp_path):
     ratings, population = files
-    cfg = Path(__file__).parents[2] / "config" / "survey.toml"
+    cfg = CAMPAIGN_TEMPLATE
     result = CliRunner().invoke(score, ["--ratings", str(ratings), "--population", str(population),
                                         "--config", str(cfg), "--json"])
     assert result.exit_code == 0, result.output
