@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
-from sqlalchemy import select
+from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from ivr import flow
@@ -41,11 +41,14 @@ from minping import cases
 from minping.models import (
     Answer,
     AttemptEvent,
+    AuditLog,
     CallAttempt,
+    CaseUnit,
     DoNotCall,
     FrameContact,
     Recording,
     SampleCase,
+    Unit,
 )
 from scoring.aapor import from_twilio_status
 
@@ -101,59 +104,144 @@ class Urls:
 
 
 # --- lookups ------------------------------------------------------------------------------
+#
+# The webhooks' statements are built once, as SQLAlchemy Core statements with bound
+# parameters, and run on the session's connection: no ORM loading, identity map or
+# flush on the path of a call.  The ORM is used where a call changes the case itself
+# (opt-out, hand-over, the end of the attempt), which happens once per call.
+
+_A = CallAttempt.__table__
+_C = SampleCase.__table__
+_E = AttemptEvent.__table__
+_ANS = Answer.__table__
+_CU = CaseUnit.__table__
+_U = Unit.__table__
+_REC = Recording.__table__
+
+#: The attempt's columns a call needs (and may change), then its case's.
+LIVE_FIELDS = ("id", "case_id", "channel", "call_sid", "status", "status_rank", "last_sequence",
+               "answered_by", "answered_at", "outcome")
+_OPTED_OUT = (select(_E.c.id).where(_E.c.attempt_id == _A.c.id, _E.c.kind == "opt_out")
+              .exists().label("opted_out"))
+_LIVE_COLUMNS = [*(_A.c[name] for name in LIVE_FIELDS), _C.c.state.label("case_state"),
+                 _C.c.language.label("case_language"), _OPTED_OUT]
+_BY_ID = (select(*_LIVE_COLUMNS).join_from(_A, _C, _C.c.id == _A.c.case_id)
+          .where(_A.c.id == bindparam("attempt_id")))
+_BY_SID = (select(*_LIVE_COLUMNS).join_from(_A, _C, _C.c.id == _A.c.case_id)
+           .where(_A.c.call_sid == bindparam("call_sid"), _A.c.channel == "ivr"))
+#: The attempt, its case and the case's units with their answers, in one statement
+#: (one row per unit, in order; the attempt's columns repeat).
+_BY_ID_WITH_UNITS = (
+    select(*_LIVE_COLUMNS, _CU.c.position, _U.c.id.label("unit_id"), _U.c.code, _U.c.name,
+           _U.c.name_en, _ANS.c.id.label("answer_id"), _ANS.c.rating)
+    .join_from(_A, _C, _C.c.id == _A.c.case_id)
+    .outerjoin(_CU, _CU.c.case_id == _A.c.case_id)
+    .outerjoin(_U, _U.c.id == _CU.c.unit_id)
+    .outerjoin(_ANS, and_(_ANS.c.case_id == _CU.c.case_id, _ANS.c.unit_id == _CU.c.unit_id))
+    .where(_A.c.id == bindparam("attempt_id"))
+    .order_by(_CU.c.position)
+)
+_INSERT_EVENT = insert(_E)
+_INSERT_ANSWER = insert(_ANS)
+_UPDATE_ANSWER = (update(_ANS).where(_ANS.c.id == bindparam("answer_id"))
+                  .values(rating=bindparam("rating"), channel="ivr",
+                          attempt_id=bindparam("attempt"), updated_at=bindparam("now")))
+_INSERT_AUDIT = insert(AuditLog.__table__)
+_SET_CALL_SID = (update(_A).where(_A.c.id == bindparam("attempt_id"), _A.c.call_sid.is_(None))
+                 .values(call_sid=bindparam("sid")))
 
 
-def find_attempt(session: Session, *, attempt_id: int | None, call_sid: str | None
-                 ) -> CallAttempt | None:
+class Live:
+    """An IVR attempt as a webhook sees it: the attempt's row, its case's state and
+    language, whether the call opted out, and (for the interview steps) the case's
+    units with their answers -- read in one statement.
+
+    Attributes of the attempt (:data:`LIVE_FIELDS`) may be assigned like an ORM
+    object's; :meth:`save` writes the changed ones back in one ``UPDATE``.
+    """
+
+    __slots__ = (*LIVE_FIELDS, "case_state", "case_language", "opted_out", "units", "_changed")
+
+    def __init__(self, row, units: list | None = None):
+        for name in (*LIVE_FIELDS, "case_state", "case_language", "opted_out"):
+            object.__setattr__(self, name, getattr(row, name))
+        object.__setattr__(self, "units", units)
+        object.__setattr__(self, "_changed", {})
+
+    def __setattr__(self, name: str, value) -> None:
+        object.__setattr__(self, name, value)
+        if name in LIVE_FIELDS:
+            self._changed[name] = value
+
+    def save(self, session: Session) -> None:
+        """Write the attempt's changed fields (one ``UPDATE``; nothing if none changed)."""
+        if self._changed:
+            session.connection().execute(update(_A).where(_A.c.id == self.id)
+                                         .values(**self._changed))
+            object.__setattr__(self, "_changed", {})
+
+    def orm(self, session: Session) -> CallAttempt:
+        """The attempt as an ORM object, with this object's changes written first."""
+        self.save(session)
+        return session.get(CallAttempt, self.id, populate_existing=True)
+
+
+def find_attempt(session: Session, *, attempt_id: int | None, call_sid: str | None,
+                 with_units: bool = False) -> Live | None:
     """The IVR attempt a request belongs to, or ``None``.
 
     With ``attempt_id`` the attempt's CallSid must match (it is filled in on the
     first request if the dialer has not stored it yet); without it the CallSid
     alone identifies the attempt (inbound calls, status callbacks configured at
-    the phone number).
+    the phone number).  ``with_units``: read the case's units and answers too.
     """
+    conn = session.connection()
     if attempt_id is not None:
-        attempt = _load(session, CallAttempt.id == attempt_id)
-        if attempt is None or attempt.channel != "ivr":
+        if with_units:
+            rows = conn.execute(_BY_ID_WITH_UNITS, {"attempt_id": attempt_id}).all()
+            if not rows:
+                return None
+            units = [cases.CaseUnitState(r.position, r.unit_id, r.code, r.name, r.name_en,
+                                         r.rating, r.answer_id is not None)
+                     for r in rows if r.position is not None]
+            attempt = Live(rows[0], units)
+        else:
+            row = conn.execute(_BY_ID, {"attempt_id": attempt_id}).first()
+            if row is None:
+                return None
+            attempt = Live(row)
+        if attempt.channel != "ivr":
             return None
         if call_sid:
             if attempt.call_sid is None:
-                attempt.call_sid = call_sid
+                # written at once, guarded: two first requests of one call agree
+                conn.execute(_SET_CALL_SID, {"attempt_id": attempt.id, "sid": call_sid})
+                object.__setattr__(attempt, "call_sid", call_sid)
             elif attempt.call_sid != call_sid:
                 return None
         return attempt
     if not call_sid:
         return None
-    return _load(session, CallAttempt.call_sid == call_sid, CallAttempt.channel == "ivr")
-
-
-#: ``session.info`` key: attempt id -> (its case, whether the call opted out), as read
-#: by :func:`find_attempt`; the case is held here so that ``session.get`` finds it in
-#: the identity map (which holds unchanged objects weakly).
-_LOADED = "ivr.loaded"
-
-
-def _load(session: Session, *where) -> CallAttempt | None:
-    """The attempt, its case and whether it opted out, in one statement."""
-    opted_out = select(AttemptEvent.id).where(AttemptEvent.attempt_id == CallAttempt.id,
-                                              AttemptEvent.kind == "opt_out").exists()
-    row = session.execute(select(CallAttempt, SampleCase, opted_out)
-                          .join(SampleCase, SampleCase.id == CallAttempt.case_id)
-                          .where(*where)).first()
-    if row is None:
-        return None
-    attempt, case, opted = row
-    session.info.setdefault(_LOADED, {})[attempt.id] = (case, bool(opted))
-    return attempt
+    row = conn.execute(_BY_SID, {"call_sid": call_sid}).first()
+    return Live(row) if row is not None else None
 
 
 def forget_loaded(session: Session) -> None:
-    """Drop what :func:`find_attempt` remembered (call it after a rollback)."""
-    session.info.pop(_LOADED, None)
+    """Kept for callers of the former ORM cache: nothing is remembered between tries."""
 
 
-def language_of(cfg, case: SampleCase) -> str:
-    return case.language if case.language in cfg.languages else cfg.campaign.default_language
+def language_of(cfg, case) -> str:
+    """The case's prompt language (``case``: a :class:`SampleCase` or a :class:`Live`)."""
+    language = case.case_language if isinstance(case, Live) else case.language
+    return language if language in cfg.languages else cfg.campaign.default_language
+
+
+def add_event(session: Session, attempt, kind: str, *, now: datetime, payload: dict | None = None,
+              sequence_number: int | None = None, idempotency_token: str | None = None) -> None:
+    """Append an event at once (one ``INSERT``; ``attempt``: anything with an ``id``)."""
+    session.connection().execute(_INSERT_EVENT, {
+        "attempt_id": attempt.id, "at": now, "kind": kind, "payload": payload or {},
+        "sequence_number": sequence_number, "idempotency_token": idempotency_token})
 
 
 def _event_kinds(session: Session, attempt_id: int) -> set[str]:
@@ -174,118 +262,131 @@ def _unit_texts(cfg, state: cases.CaseUnitState, lang: str) -> tuple[str, str]:
 # --- the interview -----------------------------------------------------------------------
 
 
-def _opted_out(session: Session, attempt: CallAttempt) -> bool:
-    loaded = session.info.get(_LOADED, {}).get(attempt.id)
-    if loaded is not None:
-        return loaded[1]
-    return session.scalar(select(AttemptEvent.id).where(
-        AttemptEvent.attempt_id == attempt.id, AttemptEvent.kind == "opt_out").limit(1)) is not None
-
-
-def _is_machine(attempt: CallAttempt) -> bool:
+def _is_machine(attempt) -> bool:
     return attempt.answered_by in NOT_A_PERSON
 
 
-def start_call(session: Session, cfg, attempt: CallAttempt, *, urls: Urls, now: datetime,
+def _over(attempt: Live) -> bool:
+    return attempt.outcome is not None or attempt.case_state == "final"
+
+
+def start_call(session: Session, cfg, attempt: Live, *, urls: Urls, now: datetime,
                answered_by: str | None = None) -> str:
     """The call's first document: greeting and consent (nothing for a machine)."""
-    case = session.get(SampleCase, attempt.case_id)
     if answered_by and not attempt.answered_by:
         attempt.answered_by = answered_by
-    if attempt.outcome is not None or case.state == "final":
+    attempt.save(session)
+    if _over(attempt):
         return flow.hangup()
     if _is_machine(attempt):
-        cases.add_event(session, attempt, "machine_hangup", now=now,
-                        payload={"answered_by": attempt.answered_by})
+        add_event(session, attempt, "machine_hangup", now=now,
+                  payload={"answered_by": attempt.answered_by})
         return flow.hangup()
-    cases.add_event(session, attempt, "greeting", now=now)
-    return flow.greeting(cfg, language_of(cfg, case), action=urls.consent(attempt.id))
+    add_event(session, attempt, "greeting", now=now)
+    return flow.greeting(cfg, language_of(cfg, attempt), action=urls.consent(attempt.id))
 
 
-def consent(session: Session, cfg, attempt: CallAttempt, *, digits: str, tries: int,
+def consent(session: Session, cfg, attempt: Live, *, digits: str, tries: int,
             urls: Urls, now: datetime) -> str:
     """The answer to the consent question: start, opt out, hand over, or re-ask."""
-    case = session.get(SampleCase, attempt.case_id)
-    lang = language_of(cfg, case)
-    if (attempt.outcome is not None or case.state == "final" or _is_machine(attempt)
-            or _opted_out(session, attempt)):
+    lang = language_of(cfg, attempt)
+    if _over(attempt) or _is_machine(attempt) or attempt.opted_out:
         return flow.hangup()
-    cases.add_event(session, attempt, "digits", now=now,
-                    payload={"step": "consent", "digits": digits, "try": tries})
+    add_event(session, attempt, "digits", now=now,
+              payload={"step": "consent", "digits": digits, "try": tries})
     ivr = cfg.ivr
     if digits == ivr.opt_out_key:
-        return _opt_out(session, cfg, case, attempt, lang, now=now)
+        return _opt_out(session, cfg, attempt, lang, now=now)
     if ivr.handoff_key and digits == ivr.handoff_key:
-        return _hand_over(session, cfg, case, attempt, lang, now=now)
+        return _hand_over(session, cfg, attempt, lang, now=now)
     if digits == ivr.start_key:
-        cases.add_event(session, attempt, "consent", now=now)
-        return _next_question(session, cfg, case, attempt, lang, urls=urls)
+        add_event(session, attempt, "consent", now=now)
+        return _next_question(session, cfg, attempt, lang, urls=urls)
     if digits == ivr.repeat_key:
         return flow.greeting(cfg, lang, action=urls.consent(attempt.id, tries))
     if tries < ivr.max_reasks:
         notice = "invalid_key" if digits else "no_answer"
         return flow.greeting(cfg, lang, action=urls.consent(attempt.id, tries + 1), notice=notice)
-    cases.add_event(session, attempt, "no_consent", now=now)
+    add_event(session, attempt, "no_consent", now=now)
     return flow.goodbye(cfg, lang, "no_answer")
 
 
-def answer(session: Session, cfg, attempt: CallAttempt, *, pos: int, digits: str, tries: int,
+def _units(session: Session, attempt: Live) -> list[cases.CaseUnitState]:
+    if attempt.units is None:
+        object.__setattr__(attempt, "units", cases.case_units(session, attempt.case_id))
+    return attempt.units
+
+
+def answer(session: Session, cfg, attempt: Live, *, pos: int, digits: str, tries: int,
            urls: Urls, now: datetime) -> str:
     """A key pressed (or silence) at the question about the unit at position ``pos``."""
-    case = session.get(SampleCase, attempt.case_id)
-    lang = language_of(cfg, case)
-    if (attempt.outcome is not None or case.state == "final" or _is_machine(attempt)
-            or _opted_out(session, attempt)):
+    lang = language_of(cfg, attempt)
+    if _over(attempt) or _is_machine(attempt) or attempt.opted_out:
         return flow.hangup()
-    units = cases.case_units(session, case.id)
+    units = _units(session, attempt)
     current = next((u for u in units if u.position == pos), None)
     if current is None:  # a position this case does not have: carry on where it stands
-        return _next_question(session, cfg, case, attempt, lang, urls=urls, units=units)
-    cases.add_event(session, attempt, "digits", now=now,
-                    payload={"step": "question", "pos": pos, "digits": digits, "try": tries})
+        return _next_question(session, cfg, attempt, lang, urls=urls)
+    add_event(session, attempt, "digits", now=now,
+              payload={"step": "question", "pos": pos, "digits": digits, "try": tries})
     ivr = cfg.ivr
     if digits == ivr.opt_out_key:
-        return _opt_out(session, cfg, case, attempt, lang, now=now)
+        return _opt_out(session, cfg, attempt, lang, now=now)
     if ivr.handoff_key and digits == ivr.handoff_key:
-        return _hand_over(session, cfg, case, attempt, lang, now=now)
+        return _hand_over(session, cfg, attempt, lang, now=now)
     name, track = _unit_texts(cfg, current, lang)
     if digits == ivr.repeat_key:
         return flow.question(cfg, lang, unit=name, track=track,
                              action=urls.answer(attempt.id, pos, tries))
     if digits and digits in cfg.scale.keys:
-        _save_answer(session, case, current, digits, attempt=attempt, now=now)
+        _save_answer(session, attempt, current, digits, now=now)
     elif tries < ivr.max_reasks:
         notice = "invalid_key" if digits else "no_answer"
         return flow.question(cfg, lang, unit=name, track=track,
                              action=urls.answer(attempt.id, pos, tries + 1), notice=notice)
     elif not current.answered:
-        _save_answer(session, case, current, None, attempt=attempt, now=now)
+        _save_answer(session, attempt, current, None, now=now)
     # the unit asked now has its answer: the next question is the first other one unanswered
-    return _next_question(session, cfg, case, attempt, lang, urls=urls,
+    return _next_question(session, cfg, attempt, lang, urls=urls,
                           units=[u for u in units if u.position != pos])
 
 
-def _save_answer(session: Session, case: SampleCase, unit: cases.CaseUnitState,
-                 rating: str | None, *, attempt: CallAttempt, now: datetime) -> None:
+def _save_answer(session: Session, attempt: Live, unit: cases.CaseUnitState,
+                 rating: str | None, *, now: datetime) -> None:
     """Store the answer about ``unit`` (``None``: asked, no valid answer).
 
-    ``unit`` was read in this transaction (:func:`minping.cases.case_units`): a unit
-    without an answer gets its first one inserted at once (a simultaneous duplicate
-    request fails on the answer's unique constraint and is run again by the
-    webhook); a change to an existing answer goes through
-    :func:`minping.cases.record_answer`, which audits it.
+    ``unit`` was read in this transaction: a unit without an answer gets its first
+    one inserted at once (a simultaneous duplicate request fails on the answer's
+    unique constraint and is run again by the webhook); a different rating replaces
+    the stored one and the change is written to the audit log with the old and the
+    new value, as :func:`minping.cases.record_answer` does; the same rating again
+    changes nothing.
     """
-    if unit.answered:
-        cases.record_answer(session, case, unit.unit_id, rating, channel="ivr", now=now,
-                            attempt_id=attempt.id, actor="ivr")
+    conn = session.connection()
+    if not unit.answered:
+        conn.execute(_INSERT_ANSWER, {"case_id": attempt.case_id, "unit_id": unit.unit_id,
+                                      "rating": rating, "channel": "ivr",
+                                      "attempt_id": attempt.id, "answered_at": now,
+                                      "updated_at": now})
         return
-    session.add(Answer(case_id=case.id, unit_id=unit.unit_id, rating=rating, channel="ivr",
-                       attempt_id=attempt.id, answered_at=now, updated_at=now))
+    row = conn.execute(select(_ANS.c.id, _ANS.c.rating, _ANS.c.channel).where(
+        _ANS.c.case_id == attempt.case_id, _ANS.c.unit_id == unit.unit_id)
+        .with_for_update()).first()
+    if row.rating == rating:
+        return
+    conn.execute(_INSERT_AUDIT, {
+        "at": now, "user_id": None, "actor": "ivr", "action": "answer.change",
+        "entity": "answer", "entity_id": str(row.id),
+        "old": {"rating": row.rating, "channel": row.channel},
+        "new": {"rating": rating, "channel": "ivr"},
+        "detail": f"case {attempt.case_id} unit {unit.unit_id}"})
+    conn.execute(_UPDATE_ANSWER, {"answer_id": row.id, "rating": rating, "attempt": attempt.id,
+                                  "now": now})
 
 
-def _next_question(session: Session, cfg, case: SampleCase, attempt: CallAttempt, lang: str, *,
-                   urls: Urls, units: list | None = None) -> str:
-    units = units if units is not None else cases.case_units(session, case.id)
+def _next_question(session: Session, cfg, attempt: Live, lang: str, *, urls: Urls,
+                   units: list | None = None) -> str:
+    units = units if units is not None else _units(session, attempt)
     nxt = next((u for u in units if not u.answered), None)
     if nxt is None:
         comment = urls.comment(attempt.id) if cfg.ivr.record_comment else None
@@ -295,42 +396,72 @@ def _next_question(session: Session, cfg, case: SampleCase, attempt: CallAttempt
                          action=urls.answer(attempt.id, nxt.position))
 
 
-def _opt_out(session: Session, cfg, case: SampleCase, attempt: CallAttempt, lang: str, *,
-             now: datetime) -> str:
+def _opt_out(session: Session, cfg, attempt: Live, lang: str, *, now: datetime) -> str:
     """The opt-out key: do-not-call at once; the call's end closes the case as 2.112.
 
     The attempt stays open until the final status callback (the call is still
     live while the confirmation plays, and open attempts are what the dialer's
     concurrency limit counts); the code is then the final refusal 2.112.
     """
-    cases.opt_out(session, case, now=now, source="ivr-keypad")
-    cases.add_event(session, attempt, "opt_out", now=now)
-    session.info.setdefault(_LOADED, {})[attempt.id] = (case, True)
+    cases.opt_out(session, session.get(SampleCase, attempt.case_id), now=now,
+                  source="ivr-keypad")
+    add_event(session, attempt, "opt_out", now=now)
+    attempt.opted_out = True
     return flow.goodbye(cfg, lang, "opt_out_confirmation")
 
 
-def _hand_over(session: Session, cfg, case: SampleCase, attempt: CallAttempt, lang: str, *,
-               now: datetime) -> str:
+def _hand_over(session: Session, cfg, attempt: Live, lang: str, *, now: datetime) -> str:
     """The hand-over key: the case goes to the CATI queue with its answers so far."""
-    cases.add_event(session, attempt, "handoff", now=now)
-    if case.state != "final":
-        cases.hand_to_cati(session, case, now=now, actor="ivr", reason="hand-over key pressed")
+    add_event(session, attempt, "handoff", now=now)
+    if attempt.case_state != "final":
+        cases.hand_to_cati(session, session.get(SampleCase, attempt.case_id), now=now,
+                           actor="ivr", reason="hand-over key pressed")
     return flow.goodbye(cfg, lang, "handoff")
 
 
-def save_comment(session: Session, attempt: CallAttempt, *, recording_url: str | None,
+_INSERT_RECORDING = {}
+
+
+def save_comment(session: Session, attempt: Live, *, recording_url: str | None,
                  recording_sid: str | None, duration: int | None, now: datetime) -> str:
-    """Store the link to a spoken comment (once per recording) and hang up."""
+    """Store the link to a spoken comment (once per recording) and hang up.
+
+    The recording's SID is unique: ``INSERT ... ON CONFLICT DO NOTHING RETURNING``
+    stores it and tells whether it was new, in one statement.
+    """
     if recording_url:
-        known = recording_sid and session.scalar(
-            select(Recording.id).where(Recording.recording_sid == recording_sid))
-        if not known:
-            session.add(Recording(case_id=attempt.case_id, attempt_id=attempt.id, kind="comment",
-                                  url=recording_url[:500], recording_sid=recording_sid,
-                                  duration_seconds=duration, created_at=now))
-            cases.add_event(session, attempt, "comment", now=now,
-                            payload={"recording_sid": recording_sid, "duration": duration})
+        row = {"case_id": attempt.case_id, "attempt_id": attempt.id, "kind": "comment",
+               "url": recording_url[:500], "recording_sid": recording_sid,
+               "duration_seconds": duration, "created_at": now}
+        stored = _insert_once(session, _REC, row, "recording_sid") if recording_sid else True
+        if stored:
+            add_event(session, attempt, "comment", now=now,
+                      payload={"recording_sid": recording_sid, "duration": duration})
     return flow.hangup()
+
+
+def _insert_once(session: Session, table, row: dict, unique: str) -> bool:
+    """Insert ``row`` unless a row with the same ``unique`` value exists; True if new."""
+    conn = session.connection()
+    dialect = conn.dialect.name
+    key = (table.name, dialect)
+    stmt = _INSERT_RECORDING.get(key)
+    if stmt is None:
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        elif dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        else:
+            dialect_insert = None
+        stmt = (dialect_insert(table).on_conflict_do_nothing(index_elements=[table.c[unique]])
+                .returning(table.c.id)) if dialect_insert is not None else False
+        _INSERT_RECORDING[key] = stmt
+    if stmt is False:
+        if conn.execute(select(table.c.id).where(table.c[unique] == row[unique])).first():
+            return False
+        conn.execute(insert(table), row)
+        return True
+    return conn.execute(stmt, row).first() is not None
 
 
 # --- inbound calls --------------------------------------------------------------------------
@@ -338,14 +469,24 @@ def save_comment(session: Session, attempt: CallAttempt, *, recording_url: str |
 
 def case_for_caller(session: Session, phone: str, *, now: datetime) -> SampleCase | None:
     """The released, unfinished case whose number is ``phone`` (newest draw first)."""
-    if not phone or session.get(DoNotCall, phone) is not None:
+    case_id = _case_id_for_caller(session, phone)
+    return session.get(SampleCase, case_id) if case_id is not None else None
+
+
+_CASE_FOR_CALLER = (
+    select(_C.c.id).join(FrameContact.__table__, FrameContact.__table__.c.id == _C.c.contact_id)
+    .where(FrameContact.__table__.c.phone == bindparam("phone"),
+           _C.c.release_state == "released", _C.c.state.in_(("pending", "in_field")),
+           ~select(DoNotCall.__table__.c.phone)
+           .where(DoNotCall.__table__.c.phone == bindparam("phone")).exists())
+    .order_by(_C.c.draw_id.desc(), _C.c.id).limit(1)
+)
+
+
+def _case_id_for_caller(session: Session, phone: str) -> int | None:
+    if not phone:
         return None
-    return session.scalar(
-        select(SampleCase).join(FrameContact, FrameContact.id == SampleCase.contact_id)
-        .where(FrameContact.phone == phone, SampleCase.release_state == "released",
-               SampleCase.state.in_(("pending", "in_field")))
-        .order_by(SampleCase.draw_id.desc(), SampleCase.id).limit(1)
-    )
+    return session.connection().execute(_CASE_FOR_CALLER, {"phone": phone}).scalar()
 
 
 def inbound(session: Session, cfg, *, caller: str, call_sid: str, urls: Urls,
@@ -354,17 +495,20 @@ def inbound(session: Session, cfg, *, caller: str, call_sid: str, urls: Urls,
     existing = find_attempt(session, attempt_id=None, call_sid=call_sid)
     if existing is not None:  # Twilio retried the request
         return start_call(session, cfg, existing, urls=urls, now=now)
-    case = case_for_caller(session, caller, now=now)
+    case_id = _case_id_for_caller(session, caller)
     lang = cfg.campaign.default_language
-    if case is None or not cases.try_hold(session, case.id, channel="ivr", now=now):
+    if case_id is None or not cases.try_hold(session, case_id, channel="ivr", now=now):
         return flow.goodbye(cfg, lang, "unknown_caller")
+    case = session.get(SampleCase, case_id)
     session.refresh(case)
     attempt = cases.start_attempt(session, case, channel="ivr", now=now, call_sid=call_sid,
                                   direction="inbound")
     attempt.status, attempt.status_rank = "in-progress", STATUS_RANK["in-progress"]
     attempt.answered_at = now
     attempt.answered_by = "human"
-    return start_call(session, cfg, attempt, urls=urls, now=now)
+    session.flush()
+    return start_call(session, cfg, find_attempt(session, attempt_id=None, call_sid=call_sid),
+                      urls=urls, now=now)
 
 
 # --- status callbacks and the end of an attempt ---------------------------------------------------
@@ -377,36 +521,24 @@ def _int_or_none(value: str | None) -> int | None:
         return None
 
 
-def _store_event(session: Session, attempt: CallAttempt, kind: str, *, now: datetime,
+def _store_event(session: Session, attempt, kind: str, *, now: datetime,
                  payload: dict, token: str | None, sequence_number: int | None = None) -> bool:
     """Append a callback's event unless its idempotency token is stored; True if new.
 
     With a token the row goes in with ``INSERT ... ON CONFLICT (idempotency_token)
-    DO NOTHING`` (SQLite and PostgreSQL): the unique constraint, not a lookup
-    first, decides whether the callback was seen, in one statement.
+    DO NOTHING RETURNING id`` (SQLite and PostgreSQL): the unique constraint, not a
+    lookup first, decides whether the callback was seen, in one statement.
     """
-    dialect = session.get_bind().dialect.name
-    if not token or dialect not in ("postgresql", "sqlite"):
-        if token and session.scalar(select(AttemptEvent.id).where(
-                AttemptEvent.idempotency_token == token)) is not None:
-            return False
-        cases.add_event(session, attempt, kind, now=now, payload=payload,
-                        sequence_number=sequence_number, idempotency_token=token)
+    row = {"attempt_id": attempt.id, "at": now, "kind": kind, "payload": payload,
+           "sequence_number": sequence_number, "idempotency_token": token}
+    if not token:
+        add_event(session, attempt, kind, now=now, payload=payload,
+                  sequence_number=sequence_number)
         return True
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    stored = session.execute(
-        insert(AttemptEvent)
-        .values(attempt_id=attempt.id, at=now, kind=kind, payload=payload,
-                sequence_number=sequence_number, idempotency_token=token)
-        .on_conflict_do_nothing(index_elements=[AttemptEvent.idempotency_token])
-        .returning(AttemptEvent.id)).first()
-    return stored is not None
+    return _insert_once(session, _E, row, "idempotency_token")
 
 
-def record_status(session: Session, cfg, attempt: CallAttempt, params: Mapping[str, str], *,
+def record_status(session: Session, cfg, attempt: Live | CallAttempt, params: Mapping[str, str], *,
                   token: str | None, now: datetime) -> str:
     """Store one status callback; move the attempt forward; close it on a final status.
 
@@ -432,13 +564,15 @@ def record_status(session: Session, cfg, attempt: CallAttempt, params: Mapping[s
     attempt.status, attempt.status_rank = status, rank
     if rank < FINAL_RANK:
         return "advanced"
+    if isinstance(attempt, Live):
+        attempt = attempt.orm(session)
     close_attempt(session, cfg, attempt, call_status=status, answered_by=answered_by,
                   sip_code=_int_or_none(params.get("SipResponseCode")),
                   duration=_int_or_none(params.get("CallDuration")), now=now)
     return "closed"
 
 
-def record_amd(session: Session, attempt: CallAttempt, *, answered_by: str,
+def record_amd(session: Session, attempt: Live | CallAttempt, *, answered_by: str,
                token: str | None, now: datetime) -> bool:
     """Store an AsyncAmd result; True when the call reached a machine or a fax."""
     if not _store_event(session, attempt, "amd", now=now, payload={"AnsweredBy": answered_by},
