@@ -4,17 +4,18 @@ Run it with ``.venv/bin/python bench/ivr.py`` (PostgreSQL must be running; the
 server is ``MINPING_BENCH_PG_URL``, default the test server; Debian's ``wrk`` must
 be on the PATH).  It creates a throw-away database, fills it with released cases
 (8 units each) and open IVR attempts, starts gunicorn with ``bench.ivr_wsgi:app``
-(the app as ``minping serve`` builds it, signature checks on, plus
+(the app as ``minping serve`` builds and runs it: 2 gthread workers x 8 threads,
+signature checks on, plus
 ``POST /bench/bare``: a bare Flask view returning the same TwiML as a question,
 without signature check or database) and then, in one run:
 
-``throughput`` (gunicorn with ``--wrk-workers`` sync workers)
+``throughput``
     ``wrk`` replays pre-signed requests (real ``RequestValidator`` signatures,
     computed beforehand; ``bench/ivr_wrk.lua``) for each webhook -- ``voice``,
     ``consent``, ``answer``, ``comment``, ``status``, ``amd``, ``inbound`` -- and
     for the bare view (before and after the webhooks), and prints req/s, p50,
     p99 and the ratio of each webhook's throughput to the bare view's.
-``flood`` (gunicorn as ``minping serve`` runs it: 2 workers x 8 threads)
+``flood``
     the answer webhook at a steady pace (``--paced-rate`` requests/s), first
     alone, then while 50 clients log in to CATI at once (scrypt): webhook p50,
     p99 and max in both phases, and how the log-ins were answered.
@@ -178,8 +179,9 @@ class Server:
         fd, self.log = tempfile.mkstemp(prefix="bench-ivr-gunicorn-", suffix=".log")
         cmd = [str(gunicorn), "-w", str(workers), "-b", f"127.0.0.1:{self.port}",
                "--log-level", "warning", "--backlog", "2048"]
-        if threads > 1:
-            cmd += ["-k", "gthread", "--threads", str(threads)]
+        if threads > 1:  # keep-alive outlasts a run: Debian's wrk 4.1 with a Lua request()
+            # does not send again on a connection the server closed
+            cmd += ["-k", "gthread", "--threads", str(threads), "--keep-alive", "75"]
         self.proc = subprocess.Popen(cmd + ["bench.ivr_wsgi:app"], cwd=ROOT, env=env,
                                      stdout=fd, stderr=fd)
         os.close(fd)
@@ -429,8 +431,6 @@ def main(argv: list[str] | None = None) -> int:
                         help="gunicorn workers for flood, bodies, calls (minping serve's)")
     parser.add_argument("--threads", type=int, default=8,
                         help="threads per worker (gthread; 1 = sync workers)")
-    parser.add_argument("--wrk-workers", type=int, default=4,
-                        help="sync gunicorn workers for the throughput part")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
@@ -467,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
             url = new_database()
             data = _setup(url, args.cases, args.logins if "flood" in parts else 0)
             with tempfile.TemporaryDirectory(prefix="bench-ivr-") as tmp:
-                runs = (("throughput", args.wrk_workers, 1,
+                runs = (("throughput", args.workers, args.threads,
                          lambda: throughput(server, data, args, Path(tmp))),
                         ("flood", args.workers, args.threads, lambda: flood(server, data, args)),
                         ("bodies", args.workers, args.threads,

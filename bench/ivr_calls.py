@@ -34,8 +34,8 @@ UNITS_PER_CASE = 3
 
 
 def respondent_pace():
-    """Respondents who answer and key at a person's pace (a request every 2-4 s)."""
-    return fast_behaviour(ring_seconds=(1.0, 4.0), answer_delay_seconds=(1.0, 3.0),
+    """Respondents who answer and key at a person's pace (a request every 2-6 s)."""
+    return fast_behaviour(ring_seconds=(2.0, 6.0), answer_delay_seconds=(2.0, 5.0),
                           key_interval_seconds=0.3, say_seconds_per_cjk_char=0.02,
                           say_seconds_per_other_char=0.01, play_seconds=1.0,
                           record_seconds=(1.0, 3.0))
@@ -80,7 +80,7 @@ def run_calls(url: str, *, n_calls: int = 300, workers: int = 2, threads: int = 
     try:
         stack.start()
         started = time.monotonic()
-        placed = stack.dial(n_calls)
+        placed = stack.dial(n_calls, timeout=180)
         dialled = time.monotonic() - started
         peak = 0
         deadline = time.monotonic() + 300
