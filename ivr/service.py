@@ -47,26 +47,14 @@ from minping.models import (
     Recording,
     SampleCase,
 )
+from scoring import callstatus
 from scoring.aapor import from_twilio_status
 
-#: Forward order of Twilio call statuses; an attempt never moves to a lower rank.
-STATUS_RANK = {
-    "queued": 0,
-    "initiated": 1,
-    "ringing": 2,
-    "in-progress": 3,
-    "answered": 3,
-    "completed": 4,
-    "busy": 4,
-    "no-answer": 4,
-    "canceled": 4,
-    "failed": 4,
-}
-FINAL_RANK = 4
-ANSWERED_BY = ("human", "unknown", "fax", "machine_start", "machine_end_beep",
-               "machine_end_silence", "machine_end_other")
-NOT_A_PERSON = ("fax", "machine_start", "machine_end_beep", "machine_end_silence",
-                "machine_end_other")
+# Twilio's call vocabulary and its meaning: one home, scoring.callstatus.
+STATUS_RANK = callstatus.STATUS_RANK
+FINAL_RANK = callstatus.FINAL_RANK
+ANSWERED_BY = callstatus.ANSWERED_BY
+NOT_A_PERSON = callstatus.NOT_A_PERSON
 #: Status callback fields kept in the event payload.
 STATUS_FIELDS = ("CallStatus", "SequenceNumber", "Timestamp", "CallDuration", "SipResponseCode",
                  "AnsweredBy", "Direction", "ErrorCode", "CallbackSource")

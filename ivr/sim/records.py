@@ -12,9 +12,7 @@ from twilio.request_validator import RequestValidator
 
 from ivr.sim.behaviour import Persona
 from ivr.sim.transport import query_url
-
-#: Call statuses that end a call.
-FINAL_STATUSES = ("completed", "busy", "no-answer", "canceled", "failed")
+from scoring.callstatus import FINAL_STATUSES as FINAL_STATUSES  # statuses that end a call
 
 
 @dataclass(frozen=True)
