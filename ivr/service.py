@@ -41,7 +41,9 @@ from minping import cases
 from minping.models import (
     Answer,
     AttemptEvent,
+    AuditLog,
     CallAttempt,
+    DispositionEvent,
     DoNotCall,
     FrameContact,
     Recording,
@@ -195,12 +197,18 @@ def consent(session: Session, cfg, attempt: CallAttempt, *, digits: str, tries: 
     """The answer to the consent question: start, opt out, hand over, or re-ask."""
     case = session.get(SampleCase, attempt.case_id)
     lang = language_of(cfg, case)
-    if (attempt.outcome is not None or case.state == "final" or _is_machine(attempt)
-            or _opted_out(session, attempt)):
+    if _opted_out(session, attempt) or (attempt.outcome is None and case.state == "final"):
+        return flow.hangup()
+    closed = _reopen_for_late_key(session, attempt, case, now=now)
+    if closed is False:
         return flow.hangup()
     cases.add_event(session, attempt, "digits", now=now,
                     payload={"step": "consent", "digits": digits, "try": tries})
+    _keys_prove_a_person(attempt, digits)
     ivr = cfg.ivr
+    if closed is not None:  # the call is over: the key counts, nothing more is said
+        return _after_late_key(session, cfg, case, attempt, lang, closed, step="consent",
+                               digits=digits, now=now)
     if digits == ivr.opt_out_key:
         return _opt_out(session, cfg, case, attempt, lang, now=now)
     if ivr.handoff_key and digits == ivr.handoff_key:
@@ -222,16 +230,31 @@ def answer(session: Session, cfg, attempt: CallAttempt, *, pos: int, digits: str
     """A key pressed (or silence) at the question about the unit at position ``pos``."""
     case = session.get(SampleCase, attempt.case_id)
     lang = language_of(cfg, case)
-    if (attempt.outcome is not None or case.state == "final" or _is_machine(attempt)
-            or _opted_out(session, attempt)):
+    if _opted_out(session, attempt) or (attempt.outcome is None and case.state == "final"):
         return flow.hangup()
+    closed = _reopen_for_late_key(session, attempt, case, now=now)
     units = cases.case_units(session, case.id)
     current = next((u for u in units if u.position == pos), None)
+    if closed is False:  # the case has moved on (called again, say): keep the rating only
+        if current is not None and digits in cfg.scale.keys and case.state != "final":
+            _save_answer(session, case, current, digits, attempt=attempt, now=now)
+        return flow.hangup()
     if current is None:  # a position this case does not have: carry on where it stands
+        if closed is not None:
+            return _after_late_key(session, cfg, case, attempt, lang, closed, step=None,
+                                   digits="", now=now)
         return _next_question(session, cfg, case, attempt, lang, urls=urls, units=units)
     cases.add_event(session, attempt, "digits", now=now,
                     payload={"step": "question", "pos": pos, "digits": digits, "try": tries})
+    _keys_prove_a_person(attempt, digits)
     ivr = cfg.ivr
+    if closed is not None:  # the call is over: the key is an answer, nothing more is said
+        if digits and digits in cfg.scale.keys:
+            _save_answer(session, case, current, digits, attempt=attempt, now=now)
+        elif not digits and tries >= ivr.max_reasks and not current.answered:
+            _save_answer(session, case, current, None, attempt=attempt, now=now)
+        return _after_late_key(session, cfg, case, attempt, lang, closed, step="question",
+                               digits=digits, now=now)
     if digits == ivr.opt_out_key:
         return _opt_out(session, cfg, case, attempt, lang, now=now)
     if ivr.handoff_key and digits == ivr.handoff_key:
@@ -251,6 +274,88 @@ def answer(session: Session, cfg, attempt: CallAttempt, *, pos: int, digits: str
     # the unit asked now has its answer: the next question is the first other one unanswered
     return _next_question(session, cfg, case, attempt, lang, urls=urls,
                           units=[u for u in units if u.position != pos])
+
+
+@dataclass(frozen=True)
+class _Closed:
+    """How a call ended, kept while a late key reopens its attempt."""
+
+    status: str
+    sip_code: int | None
+    duration: int | None
+    ended_at: datetime
+    code: str
+
+
+def _keys_prove_a_person(attempt: CallAttempt, digits: str) -> None:
+    """A key pressed proves a person: a machine verdict (AsyncAmd) gives way."""
+    if digits and attempt.answered_by != "human":
+        attempt.answered_by = "human"
+
+
+def _reopen_for_late_key(session: Session, attempt: CallAttempt, case: SampleCase, *,
+                         now: datetime) -> _Closed | None | bool:
+    """Undo the close of an attempt whose call ended before this key's request arrived.
+
+    Twilio does not order the final status callback and the last ``<Gather>``
+    action request; a key pressed on the call is an answer whenever its request
+    arrives.  Returns ``None`` when the attempt is still open, the
+    :class:`_Closed` to close it again with (the case is back where it stood
+    before the close) or ``False`` when it cannot be reopened: a later attempt
+    was started, the case is held for another call, or something else decided its code.
+    """
+    if attempt.outcome is None:
+        return None
+    if cases.is_held(case, now):
+        return False
+    later = session.scalar(select(CallAttempt.id).where(
+        CallAttempt.case_id == case.id, CallAttempt.id > attempt.id).limit(1))
+    own = session.scalars(select(DispositionEvent).where(
+        DispositionEvent.attempt_id == attempt.id).order_by(DispositionEvent.id)).all()
+    if later is not None or not own:
+        return False
+    after = session.scalars(select(DispositionEvent).where(
+        DispositionEvent.case_id == case.id, DispositionEvent.id > own[-1].id)).all()
+    if any(e.attempt_id is not None or e.by_user_id is not None for e in after):
+        return False
+    final_status = session.scalars(select(AttemptEvent.payload).where(
+        AttemptEvent.attempt_id == attempt.id, AttemptEvent.kind == "status")
+        .order_by(AttemptEvent.id)).all()
+    sip = next((p.get("SipResponseCode") for p in reversed(final_status)
+                if callstatus.is_final(p.get("CallStatus"))), None)
+    closed = _Closed(status=attempt.status if callstatus.is_final(attempt.status) else "completed",
+                     sip_code=bounded_int(sip),
+                     duration=attempt.duration_seconds, ended_at=attempt.ended_at or now,
+                     code=attempt.outcome)
+    for event in (*own, *after):
+        session.delete(event)
+    attempt.outcome = None
+    if case.state == "final":
+        case.state, case.final_disposition = "in_field", None
+    session.flush()
+    return closed
+
+
+def _after_late_key(session: Session, cfg, case: SampleCase, attempt: CallAttempt, lang: str,
+                    closed: _Closed, *, step: str | None, digits: str, now: datetime) -> str:
+    """Close a reopened attempt again, with the late key counted; nothing more is said."""
+    ivr = cfg.ivr
+    if step == "consent" and digits == ivr.start_key:
+        cases.add_event(session, attempt, "consent", now=now)
+    elif step is not None and digits == ivr.opt_out_key:
+        _opt_out(session, cfg, case, attempt, lang, now=now)
+    elif step is not None and ivr.handoff_key and digits == ivr.handoff_key:
+        _hand_over(session, cfg, case, attempt, lang, now=now)
+    close_attempt(session, cfg, attempt, call_status=closed.status,
+                  answered_by=attempt.answered_by, sip_code=closed.sip_code,
+                  duration=closed.duration, now=closed.ended_at)
+    if attempt.outcome != closed.code:
+        session.add(AuditLog(at=now, actor="ivr", action="attempt.late_key", entity="attempt",
+                             entity_id=str(attempt.id), old={"code": closed.code},
+                             new={"code": attempt.outcome},
+                             detail=f"case {case.id}: a key's request arrived after the call "
+                                    f"ended ({closed.status})"))
+    return flow.hangup()
 
 
 def _save_answer(session: Session, case: SampleCase, unit: cases.CaseUnitState,
@@ -358,11 +463,21 @@ def inbound(session: Session, cfg, *, caller: str, call_sid: str, urls: Urls,
 # --- status callbacks and the end of an attempt ---------------------------------------------------
 
 
-def _int_or_none(value: str | None) -> int | None:
+#: The largest number stored from a request (the columns are 32-bit integers).
+MAX_INT = 2**31 - 1
+
+
+def bounded_int(value: object) -> int | None:
+    """A whole number from 0 to :data:`MAX_INT` from a request field, else ``None``."""
+    if value is None or value == "":
+        return None
     try:
-        return int(value) if value not in (None, "") else None
+        number = int(str(value).strip()[:20])
     except ValueError:
         return None
+    return number if 0 <= number <= MAX_INT else None
+
+
 
 
 def _store_event(session: Session, attempt: CallAttempt, kind: str, *, now: datetime,
@@ -402,7 +517,7 @@ def record_status(session: Session, cfg, attempt: CallAttempt, params: Mapping[s
     (stored, but older than the attempt's state), ``"advanced"`` or ``"closed"``.
     """
     status = params.get("CallStatus", "")
-    seq = _int_or_none(params.get("SequenceNumber"))
+    seq = bounded_int(params.get("SequenceNumber"))
     if not _store_event(session, attempt, "status", now=now,
                         payload={k: params[k] for k in STATUS_FIELDS if k in params},
                         sequence_number=seq, token=token):
@@ -421,8 +536,8 @@ def record_status(session: Session, cfg, attempt: CallAttempt, params: Mapping[s
     if rank < FINAL_RANK:
         return "advanced"
     close_attempt(session, cfg, attempt, call_status=status, answered_by=answered_by,
-                  sip_code=_int_or_none(params.get("SipResponseCode")),
-                  duration=_int_or_none(params.get("CallDuration")), now=now)
+                  sip_code=bounded_int(params.get("SipResponseCode")),
+                  duration=bounded_int(params.get("CallDuration")), now=now)
     return "closed"
 
 
@@ -434,7 +549,16 @@ def record_amd(session: Session, attempt: CallAttempt, *, answered_by: str,
         return False
     if answered_by in ANSWERED_BY and attempt.answered_by in (None, "unknown"):
         attempt.answered_by = answered_by
-    return attempt.outcome is None and answered_by in NOT_A_PERSON
+    # keys pressed prove a person (a late machine verdict keeps the interview)
+    return (attempt.outcome is None and answered_by in NOT_A_PERSON
+            and attempt.answered_by != "human" and not _keys_pressed(session, attempt))
+
+
+def _keys_pressed(session: Session, attempt: CallAttempt) -> bool:
+    """True once a key pressed on the call reached the webhooks."""
+    digits = session.scalars(select(AttemptEvent.payload).where(
+        AttemptEvent.attempt_id == attempt.id, AttemptEvent.kind == "digits")).all()
+    return any(p.get("digits") for p in digits)
 
 
 def _slot(rules, when: datetime) -> int:

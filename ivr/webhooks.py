@@ -91,6 +91,31 @@ def verify_signature():
     return None
 
 
+#: Control characters (C0 but tab, line feed and carriage return; DEL): Twilio never
+#: sends them, and the database refuses some (NUL).
+_CONTROL = {c for c in range(32) if c not in (9, 10, 13)} | {127}
+#: Longest value kept of fields stored in columns of a fixed width.
+_MAX_LENGTH = {"CallSid": 64, "RecordingSid": 64, "AccountSid": 64, "CallStatus": 24,
+               "AnsweredBy": 32}
+
+
+@bp.before_request
+def refuse_malformed():
+    """A request with a control character or an over-long SID is a 400, never a 500."""
+    fields = list(request.args.items(multi=True))
+    if request.method == "POST":
+        fields += list(request.form.items(multi=True))
+    for name, value in fields:
+        bad = next((ch for ch in str(name) + value if ord(ch) in _CONTROL), None)
+        if bad is not None:
+            abort(400, description=f"field {name!r} holds a control character "
+                                   f"(U+{ord(bad):04X})")
+        limit = _MAX_LENGTH.get(name)
+        if limit is not None and len(value) > limit:
+            abort(400, description=f"field {name!r} is longer than {limit} characters")
+    return None
+
+
 def _urls() -> service.Urls:
     return service.Urls(settings_of(current_app).public_url)
 
@@ -203,10 +228,7 @@ def comment():
     attempt = _attempt()
     if attempt is None:
         return _twiml(flow.hangup())
-    try:
-        duration = int(request.form.get("RecordingDuration", ""))
-    except ValueError:
-        duration = None
+    duration = service.bounded_int(request.form.get("RecordingDuration"))
     return _transact(lambda: service.save_comment(
         db_session(), attempt, recording_url=request.form.get("RecordingUrl") or None,
         recording_sid=request.form.get("RecordingSid") or None, duration=duration, now=now()))
