@@ -123,12 +123,17 @@ class CallbackFaults:
         Hold every status callback until this long after the call ended.
     drop
         Events never delivered.
+    completed_first
+        When the respondent hangs up right after a key (``Persona.hangup_after_gathers``
+        reached), deliver the ``completed`` callback before that key's ``<Gather>``
+        action request.
     """
 
     duplicate: frozenset[str] = frozenset()
     reorder: bool = False
     delay_seconds: float = 0.0
     drop: frozenset[str] = frozenset()
+    completed_first: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "duplicate", frozenset(self.duplicate))
