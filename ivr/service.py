@@ -436,21 +436,32 @@ def case_for_caller(session: Session, phone: str, *, now: datetime) -> SampleCas
     return session.scalar(
         select(SampleCase).join(FrameContact, FrameContact.id == SampleCase.contact_id)
         .where(FrameContact.phone == phone, SampleCase.release_state == "released",
-               SampleCase.state.in_(("pending", "in_field")))
+               SampleCase.state.in_(cases.IN_FIELD_STATES))
         .order_by(SampleCase.draw_id.desc(), SampleCase.id).limit(1)
     )
 
 
 def inbound(session: Session, cfg, *, caller: str, call_sid: str, urls: Urls,
             now: datetime) -> str:
-    """A call to the survey number: a known respondent resumes; others hear who we are."""
+    """A call to the survey number: a known respondent resumes; others hear who we are.
+
+    A sampled respondent whose case is being dialled, is open on an interviewer's
+    screen, or waits for an interviewer (hand-over) is recognised and told that
+    they will be called (prompt ``callback_pending``): that call is already under
+    way or queued.
+    """
     existing = find_attempt(session, attempt_id=None, call_sid=call_sid)
     if existing is not None:  # Twilio retried the request
         return start_call(session, cfg, existing, urls=urls, now=now)
     case = case_for_caller(session, caller, now=now)
-    lang = cfg.campaign.default_language
-    if case is None or not cases.try_hold(session, case.id, channel="ivr", now=now):
-        return flow.goodbye(cfg, lang, "unknown_caller")
+    if case is None:
+        return flow.goodbye(cfg, cfg.campaign.default_language, "unknown_caller")
+    if case.state == "handoff_cati" or not cases.try_hold(session, case.id, channel="ivr",
+                                                          now=now):
+        session.add(AuditLog(at=now, actor="ivr", action="case.inbound_while_busy",
+                             entity="case", entity_id=str(case.id),
+                             detail=f"state {case.state}, held by {case.lock_channel or '-'}"))
+        return flow.goodbye(cfg, language_of(cfg, case), "callback_pending")
     session.refresh(case)
     attempt = cases.start_attempt(session, case, channel="ivr", now=now, call_sid=call_sid,
                                   direction="inbound")

@@ -174,6 +174,7 @@ PROMPT_KEYS = (
     "handoff",
     "unknown_caller",
     "sms_advance_notice",
+    "callback_pending",  # a sampled caller whose case is being dialled or held
 )
 
 CORRECTIONS = ("holm", "bh", "none")

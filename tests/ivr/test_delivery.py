@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select, update
 
+from ivr.simulator import CallbackFaults
 from minping.models import (
     Answer,
     AttemptEvent,
@@ -324,3 +325,67 @@ def test_out_of_range_numbers_and_control_characters_never_give_a_500(side):
     assert all(q is None or 0 <= q < 2**31 for q in seqs)
     got = call.outcome()
     assert got["answers"] == {0: "2"}
+
+
+# --- the simulator delivers the same orderings ------------------------------------------------
+
+
+@pytest.mark.parametrize("answered", range(UNITS + 1))
+def test_simulator_delivering_completed_before_the_last_key_gives_the_clean_result(
+        rig_factory, answered):
+    """A respondent who hangs up on the key after ``answered`` questions, played by the
+    simulator once in the clean order and once with ``completed`` first."""
+    rig = rig_factory(n_cases=2, units_per_case=UNITS)
+    keys = ["1", "2", "3", "1", "2"][: answered + 1]
+    rig.sim.set_callback_faults(CallbackFaults(completed_first=True), to=rig.phone(1))
+    for i in (0, 1):
+        rig.persona(i, keys=keys, hangup_after_gathers=len(keys), record_seconds=0)
+    assert rig.dial().placed + rig.dial().placed == 2
+    results = []
+    for i in (0, 1):
+        case = rig.case(i)
+        results.append((rig.answers(i), [a.outcome for a in rig.attempts(i)], case.state,
+                        case.current_disposition, case.final_disposition))
+    assert results[0] == results[1]
+    assert results[1][0] == {p: k for p, k in enumerate(keys[1:])}
+    (call,) = rig.calls_to(1)
+    order = [x.purpose for x in rig.sim.exchanges_for(call.sid)
+             if x.purpose in ("status-callback", "action")]
+    assert order[-2:] == ["status-callback", "action"]  # completed, then the last key
+    if answered == UNITS:
+        assert results[1][4] == "1.1"
+
+
+# --- a sampled respondent calling back while the case is busy ------------------------------
+
+
+@pytest.mark.parametrize("busy", ["dialling", "interviewer", "handoff"])
+def test_a_sampled_caller_whose_case_is_busy_is_told_truthfully_they_will_be_called(
+        rig_factory, busy):
+    from minping import cases
+    from minping.settings import SIMULATOR_FROM_NUMBER
+
+    rig = rig_factory()
+    rig.persona(keys=["1", "1", "2", "3"], ring_seconds=20, record_seconds=0)
+    if busy == "dialling":
+        assert rig.dialer.step().placed == 1  # the outbound call rings for 20 s
+    else:
+        with rig.db.transaction() as s:
+            if busy == "interviewer":
+                assert cases.try_hold(s, rig.case_id(), channel="cati", now=rig.clock.now())
+            else:
+                case = s.get(SampleCase, rig.case_id())
+                cases.hand_to_cati(s, case, now=rig.clock.now(), actor="test", reason="key 8")
+    sid = rig.sim.incoming_call(from_=rig.phone(), to=SIMULATOR_FROM_NUMBER,
+                                url=rig.public_url + "/ivr/inbound",
+                                status_callback=rig.public_url + "/ivr/status")
+    rig.sim.run_until_idle()
+    said = rig.sim.call(sid).transcript.said()
+    assert said == [rig.cfg.render_prompt("callback_pending", "cmn-CN")]
+    assert rig.cfg.render_prompt("unknown_caller", "cmn-CN") not in said
+    with rig.db.session() as s:
+        logged = s.scalars(select(AuditLog.entity_id).where(
+            AuditLog.action == "case.inbound_while_busy")).all()
+    assert logged == [str(rig.case_id())]
+    if busy == "dialling":  # ... and the call that was ringing interviews them
+        assert rig.case().final_disposition == "1.1"
