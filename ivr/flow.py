@@ -92,6 +92,15 @@ def goodbye(cfg, lang: str, key: str) -> str:
     return str(response)
 
 
+def transfer(cfg, lang: str, *, number: str, timeout: int, action: str) -> str:
+    """Say the hand-over prompt, then ring an interviewer's phone (``<Dial>``)."""
+    response = VoiceResponse()
+    speak(response, cfg, "handoff", lang)
+    dial = response.dial(action=action, method="POST", timeout=timeout, answer_on_bridge=True)
+    dial.number(number)
+    return str(response)
+
+
 def hangup() -> str:
     """Hang up without a word (an answering machine, a call that is over)."""
     response = VoiceResponse()

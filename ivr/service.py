@@ -48,6 +48,7 @@ from minping.models import (
     FrameContact,
     Recording,
     SampleCase,
+    User,
 )
 from scoring import callstatus
 from scoring.aapor import from_twilio_status
@@ -88,6 +89,9 @@ class Urls:
 
     def amd(self, attempt_id: int) -> str:
         return self._url("amd", attempt=attempt_id)
+
+    def handoff(self, attempt_id: int, interviewer_id: int) -> str:
+        return self._url("handoff", attempt=attempt_id, interviewer=interviewer_id)
 
 
 # --- lookups ------------------------------------------------------------------------------
@@ -212,7 +216,7 @@ def consent(session: Session, cfg, attempt: CallAttempt, *, digits: str, tries: 
     if digits == ivr.opt_out_key:
         return _opt_out(session, cfg, case, attempt, lang, now=now)
     if ivr.handoff_key and digits == ivr.handoff_key:
-        return _hand_over(session, cfg, case, attempt, lang, now=now)
+        return _hand_over(session, cfg, case, attempt, lang, now=now, urls=urls)
     if digits == ivr.start_key:
         cases.add_event(session, attempt, "consent", now=now)
         return _next_question(session, cfg, case, attempt, lang, urls=urls)
@@ -258,7 +262,7 @@ def answer(session: Session, cfg, attempt: CallAttempt, *, pos: int, digits: str
     if digits == ivr.opt_out_key:
         return _opt_out(session, cfg, case, attempt, lang, now=now)
     if ivr.handoff_key and digits == ivr.handoff_key:
-        return _hand_over(session, cfg, case, attempt, lang, now=now)
+        return _hand_over(session, cfg, case, attempt, lang, now=now, urls=urls)
     name, track = _unit_texts(cfg, current, lang)
     if digits == ivr.repeat_key:
         return flow.question(cfg, lang, unit=name, track=track,
@@ -402,13 +406,62 @@ def _opt_out(session: Session, cfg, case: SampleCase, attempt: CallAttempt, lang
     return flow.goodbye(cfg, lang, "opt_out_confirmation")
 
 
+#: CATI priority of a case whose caller asked for an interviewer and found none free.
+HANDOFF_PRIORITY = 1000
+
+
+def free_interviewer(session: Session, *, now: datetime) -> User | None:
+    """An active interviewer with a phone on file who holds no case now (longest idle first)."""
+    busy = select(SampleCase.locked_by).where(
+        SampleCase.lock_channel == "cati", SampleCase.locked_by.is_not(None),
+        SampleCase.lock_expires_at >= now)
+    return session.scalar(
+        select(User).where(User.role == "interviewer", User.active.is_(True),
+                           User.phone.is_not(None), User.phone != "", User.id.not_in(busy))
+        .order_by(User.id).limit(1).with_for_update(skip_locked=True))
+
+
 def _hand_over(session: Session, cfg, case: SampleCase, attempt: CallAttempt, lang: str, *,
-               now: datetime) -> str:
-    """The hand-over key: the case goes to the CATI queue with its answers so far."""
-    cases.add_event(session, attempt, "handoff", now=now)
-    if case.state != "final":
-        cases.hand_to_cati(session, case, now=now, actor="ivr", reason="hand-over key pressed")
-    return flow.goodbye(cfg, lang, "handoff")
+               now: datetime, urls: Urls | None = None) -> str:
+    """The hand-over key: the caller is put through to a free interviewer.
+
+    The case goes to the CATI queue (``handoff_cati``) with its answers so far
+    and, when an interviewer is free, is held for them -- their CATI screen
+    opens it -- while ``<Dial>`` rings their phone (as click-to-call does) for
+    ``[ivr] handoff_wait_seconds``.  When nobody is free, or nobody answers in
+    time (:func:`hand_over_result`), the caller is told so, an interviewer will
+    call back, and the case gets the top CATI priority.
+    """
+    if case.state == "final":
+        return flow.hangup()
+    cases.hand_to_cati(session, case, now=now, actor="ivr", reason="hand-over key pressed")
+    user = free_interviewer(session, now=now) if urls is not None else None
+    cases.add_event(session, attempt, "handoff", now=now,
+                    payload={"interviewer_id": user.id if user else None})
+    if user is None:
+        return _nobody_free(session, cfg, case, lang)
+    case.lock_channel, case.locked_by = "cati", user.id
+    case.locked_at, case.lock_expires_at = now, now + cases.CATI_HOLD
+    return flow.transfer(cfg, lang, number=user.phone, timeout=cfg.ivr.handoff_wait_seconds,
+                         action=urls.handoff(attempt.id, user.id))
+
+
+def _nobody_free(session: Session, cfg, case: SampleCase, lang: str) -> str:
+    case.priority = max(case.priority or 0, HANDOFF_PRIORITY)
+    return flow.goodbye(cfg, lang, "handoff_unavailable")
+
+
+def hand_over_result(session: Session, cfg, attempt: CallAttempt, *, interviewer_id: int,
+                     dial_status: str, now: datetime) -> str:
+    """The ``<Dial>`` to the interviewer ended: talked, or nobody took the call."""
+    case = session.get(SampleCase, attempt.case_id)
+    cases.add_event(session, attempt, "handoff_result", now=now,
+                    payload={"interviewer_id": interviewer_id, "DialCallStatus": dial_status})
+    if dial_status == "completed" or case.state == "final":
+        return flow.hangup()
+    if case.lock_channel == "cati" and case.locked_by == interviewer_id:
+        cases.release_hold(session, case)
+    return _nobody_free(session, cfg, case, language_of(cfg, case))
 
 
 def save_comment(session: Session, attempt: CallAttempt, *, recording_url: str | None,
@@ -635,6 +688,11 @@ def close_attempt(session: Session, cfg, attempt: CallAttempt, *, call_status: s
     if case.state == "final":
         return cases.finish_attempt(session, case, attempt, code, now=now, rules=cfg.calling,
                                     max_attempts=cfg.calling.max_attempts)
+    if handoff and case.lock_channel == "cati":  # the interviewer keeps the case on screen
+        lock = (case.lock_channel, case.locked_by, case.locked_at, case.lock_expires_at)
+        finish = close_attempt_for_handoff(session, cfg, case, attempt, code, now=now)
+        case.lock_channel, case.locked_by, case.locked_at, case.lock_expires_at = lock
+        return finish
     max_attempts = cfg.calling.max_attempts
     next_at = None
     if handoff:
@@ -651,3 +709,11 @@ def close_attempt(session: Session, cfg, attempt: CallAttempt, *, call_status: s
             next_at = spread_retry(cfg.calling, now=now, outcome=outcome, tried=tried)
     return cases.finish_attempt(session, case, attempt, code, now=now, rules=cfg.calling,
                                 max_attempts=max_attempts, next_attempt_at=next_at)
+
+
+def close_attempt_for_handoff(session: Session, cfg, case: SampleCase, attempt: CallAttempt,
+                              code: str, *, now: datetime):
+    """Close a handed-over attempt: the case stays in the CATI queue, due now."""
+    return cases.finish_attempt(session, case, attempt, code, now=now, rules=cfg.calling,
+                                max_attempts=max(cfg.calling.max_attempts, case.attempts + 1),
+                                next_attempt_at=now)

@@ -8,6 +8,7 @@
 ``POST /ivr/comment``   the ``<Record>`` of a spoken comment finished
 ``POST /ivr/status``    call status callbacks (initiated ... completed)
 ``POST /ivr/amd``       AsyncAmd result (``AnsweredBy``)
+``POST /ivr/handoff``   the ``<Dial>`` to an interviewer ended (``DialCallStatus``)
 =====================  =====================================================
 
 Every request must carry a valid ``X-Twilio-Signature`` computed over the
@@ -232,6 +233,20 @@ def comment():
     return _transact(lambda: service.save_comment(
         db_session(), attempt, recording_url=request.form.get("RecordingUrl") or None,
         recording_sid=request.form.get("RecordingSid") or None, duration=duration, now=now()))
+
+
+@bp.post("/handoff")
+def handoff():
+    """The ``<Dial>`` to an interviewer ended (``DialCallStatus``)."""
+    attempt = _attempt()
+    if attempt is None:
+        return _twiml(flow.hangup())
+    interviewer = _int_arg("interviewer")
+    if interviewer is None:
+        abort(400, description="query parameter 'interviewer' is missing")
+    return _transact(lambda: service.hand_over_result(
+        db_session(), survey_config(), attempt, interviewer_id=interviewer,
+        dial_status=request.form.get("DialCallStatus", "").strip(), now=now()))
 
 
 def _token() -> str | None:

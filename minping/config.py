@@ -175,6 +175,7 @@ PROMPT_KEYS = (
     "unknown_caller",
     "sms_advance_notice",
     "callback_pending",  # a sampled caller whose case is being dialled or held
+    "handoff_unavailable",  # nobody took the hand-over within handoff_wait_seconds
 )
 
 CORRECTIONS = ("holm", "bh", "none")
@@ -548,6 +549,10 @@ class IvrSettings:
     record_comment: bool
     comment_max_seconds: int
     sms_advance_notice: bool
+    # --- delivery (optional keys; defaults when absent) ---
+    #: Seconds an interviewer's phone rings after the hand-over key before the caller is
+    #: told nobody is free and the case goes to the top of the CATI queue.
+    handoff_wait_seconds: int = 30
 
     def voice(self, lang: str) -> str:
         """The ``<Say>`` voice for ``lang``."""
@@ -1513,8 +1518,11 @@ def _ivr(
             "record_comment",
             "comment_max_seconds",
             "sms_advance_notice",
+            *_IVR_DELIVERY_KEYS,
         ),
     )
+    delivery = {k: check.integer(t, k, p, lo=lo, hi=hi)
+                for k, (lo, hi, _) in _IVR_DELIVERY_KEYS.items() if k in t}
     voices = check.table(t, "voices", p)
     if voices is not None:
         for lang, voice in voices.items():
@@ -1565,7 +1573,12 @@ def _ivr(
         record_comment=record,
         comment_max_seconds=comment_seconds,
         sms_advance_notice=sms,
+        **{k: v for k, v in delivery.items() if v is not None},
     )
+
+
+#: Optional ``[ivr]`` keys of the call delivery: name -> (lowest, highest, default).
+_IVR_DELIVERY_KEYS = {"handoff_wait_seconds": (5, 600, 30)}
 
 
 def _template_fields(check: _Check, text: str, path: str) -> set[str] | None:
