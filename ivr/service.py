@@ -28,6 +28,8 @@ References
 
 from __future__ import annotations
 
+import hmac
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -89,6 +91,9 @@ class Urls:
 
     def amd(self, attempt_id: int) -> str:
         return self._url("amd", attempt=attempt_id)
+
+    def verify(self, case_id: int, tries: int = 0) -> str:
+        return self._url("verify", case=case_id, **{"try": tries})
 
     def handoff(self, attempt_id: int, interviewer_id: int) -> str:
         return self._url("handoff", attempt=attempt_id, interviewer=interviewer_id)
@@ -509,6 +514,45 @@ def inbound(session: Session, cfg, *, caller: str, call_sid: str, urls: Urls,
     case = case_for_caller(session, caller, now=now)
     if case is None:
         return flow.goodbye(cfg, cfg.campaign.default_language, "unknown_caller")
+    if needs_code(cfg, case):  # caller ID alone could be anyone's: the SMS's code first
+        return flow.ask_code(cfg, language_of(cfg, case), digits=len(case.sms_code),
+                             action=urls.verify(case.id))
+    return _take_inbound(session, cfg, case, call_sid=call_sid, urls=urls, now=now)
+
+
+def new_sms_code(cfg) -> str | None:
+    """A random code for the SMS advance notice (``None`` when codes are off)."""
+    digits = cfg.ivr.inbound_code_digits
+    return f"{secrets.randbelow(10**digits):0{digits}d}" if digits else None
+
+
+def needs_code(cfg, case: SampleCase) -> bool:
+    """An inbound caller confirms with the SMS's code: codes on and an SMS was sent."""
+    return bool(cfg.ivr.inbound_code_digits and case.notified_at is not None and case.sms_code)
+
+
+def verify_code(session: Session, cfg, *, case_id: int, caller: str, call_sid: str,
+                digits: str, tries: int, urls: Urls, now: datetime) -> str:
+    """The code an inbound caller entered: the interview, a re-ask, or goodbye."""
+    existing = find_attempt(session, attempt_id=None, call_sid=call_sid)
+    if existing is not None:  # Twilio retried the request
+        return start_call(session, cfg, existing, urls=urls, now=now)
+    case = case_for_caller(session, caller, now=now)
+    if case is None or case.id != case_id:
+        return flow.goodbye(cfg, cfg.campaign.default_language, "unknown_caller")
+    lang = language_of(cfg, case)
+    if not needs_code(cfg, case) or hmac.compare_digest(digits.encode(), case.sms_code.encode()):
+        return _take_inbound(session, cfg, case, call_sid=call_sid, urls=urls, now=now)
+    session.add(AuditLog(at=now, actor="ivr", action="case.inbound_code_wrong", entity="case",
+                         entity_id=str(case.id), detail=f"try {tries}"))
+    if tries < cfg.ivr.max_reasks:
+        return flow.ask_code(cfg, lang, digits=len(case.sms_code),
+                             action=urls.verify(case.id, tries + 1), notice="invalid_key")
+    return flow.goodbye(cfg, lang, "code_mismatch")
+
+
+def _take_inbound(session: Session, cfg, case: SampleCase, *, call_sid: str, urls: Urls,
+                  now: datetime) -> str:
     if case.state == "handoff_cati" or not cases.try_hold(session, case.id, channel="ivr",
                                                           now=now):
         session.add(AuditLog(at=now, actor="ivr", action="case.inbound_while_busy",

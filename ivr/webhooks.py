@@ -3,6 +3,7 @@
 =====================  =====================================================
 ``POST /ivr/voice``     an outbound call was answered (``?attempt=``)
 ``POST /ivr/inbound``   a call to the survey number (caller ID decides)
+``POST /ivr/verify``    the SMS code an inbound caller entered (``?case=&try=``)
 ``POST /ivr/consent``   the key pressed at the consent question
 ``POST /ivr/answer``    the key pressed at a question (``?pos=&try=``)
 ``POST /ivr/comment``   the ``<Record>`` of a spoken comment finished
@@ -200,6 +201,21 @@ def inbound():
     return _transact(lambda: service.inbound(db_session(), survey_config(),
                                    caller=request.form.get("From", "").strip(),
                                    call_sid=call_sid, urls=_urls(), now=now()))
+
+
+@bp.post("/verify")
+def verify():
+    """The code an inbound caller entered (``?case=&try=``)."""
+    call_sid = request.form.get("CallSid", "").strip()
+    if not call_sid:
+        abort(400, description="CallSid is missing")
+    case_id = _int_arg("case")
+    if case_id is None:
+        abort(400, description="query parameter 'case' is missing")
+    return _transact(lambda: service.verify_code(
+        db_session(), survey_config(), case_id=case_id,
+        caller=request.form.get("From", "").strip(), call_sid=call_sid, digits=_digits(),
+        tries=_int_arg("try", 0), urls=_urls(), now=now()))
 
 
 @bp.post("/consent")

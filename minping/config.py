@@ -176,6 +176,8 @@ PROMPT_KEYS = (
     "sms_advance_notice",
     "callback_pending",  # a sampled caller whose case is being dialled or held
     "handoff_unavailable",  # nobody took the hand-over within handoff_wait_seconds
+    "verify_code",  # an inbound caller who was sent the SMS: enter its code
+    "code_mismatch",  # ... and did not
 )
 
 CORRECTIONS = ("holm", "bh", "none")
@@ -185,7 +187,8 @@ _COMMON_FIELDS = frozenset({"center", "campaign"})
 _PROMPT_FIELDS: dict[str, frozenset[str]] = {key: _COMMON_FIELDS for key in PROMPT_KEYS}
 _PROMPT_FIELDS["question"] = _COMMON_FIELDS | {"unit", "track"}
 _PROMPT_FIELDS["comment_invitation"] = _COMMON_FIELDS | {"seconds"}
-_PROMPT_FIELDS["sms_advance_notice"] = _COMMON_FIELDS | {"caller_id"}
+_PROMPT_FIELDS["sms_advance_notice"] = _COMMON_FIELDS | {"caller_id", "code"}
+_PROMPT_FIELDS["verify_code"] = _COMMON_FIELDS | {"digits"}
 _PROMPT_REQUIRED = {"question": frozenset({"unit"})}
 
 _SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*\Z")
@@ -553,6 +556,9 @@ class IvrSettings:
     #: Seconds an interviewer's phone rings after the hand-over key before the caller is
     #: told nobody is free and the case goes to the top of the CATI queue.
     handoff_wait_seconds: int = 30
+    #: Digits of the code the SMS advance notice carries; an inbound caller who was sent
+    #: it enters the code before rating.  0: no code.
+    inbound_code_digits: int = 0
 
     def voice(self, lang: str) -> str:
         """The ``<Say>`` voice for ``lang``."""
@@ -1578,7 +1584,7 @@ def _ivr(
 
 
 #: Optional ``[ivr]`` keys of the call delivery: name -> (lowest, highest, default).
-_IVR_DELIVERY_KEYS = {"handoff_wait_seconds": (5, 600, 30)}
+_IVR_DELIVERY_KEYS = {"handoff_wait_seconds": (5, 600, 30), "inbound_code_digits": (0, 8, 0)}
 
 
 def _template_fields(check: _Check, text: str, path: str) -> set[str] | None:

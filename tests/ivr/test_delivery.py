@@ -436,3 +436,42 @@ def test_hand_over_key_puts_the_caller_through_or_says_truthfully_nobody_is_free
         assert case.priority == 1000  # the top of the CATI queue
     rig.later(days=1)
     assert rig.dial().placed == 0  # the dialer leaves it to the interviewers
+
+
+# --- the SMS code of an inbound caller ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("entered", ["right", "wrong", "no-sms"])
+def test_an_inbound_caller_who_was_sent_the_sms_confirms_with_its_code(rig_factory, entered):
+    import re
+
+    from minping.settings import SIMULATOR_FROM_NUMBER
+    from tests.ivr.conftest import quiet_config
+
+    rig = rig_factory()
+    cfg = quiet_config(rig.cfg, sms_advance_notice=entered != "no-sms", inbound_code_digits=4)
+    rig.cfg = rig.dialer.cfg = rig.app.extensions["ivr.config"] = cfg
+    code = None
+    if entered != "no-sms":
+        assert rig.dial().placed == 0  # the SMS goes first
+        (message,) = rig.sim.messages.values()
+        code = re.search(r"验证码(\d{4})", message.body).group(1)
+        assert rig.case().sms_code == code
+    first = {"right": code, "wrong": "0000" if code != "0000" else "1111", "no-sms": None}
+    keys = ([first[entered]] * (1 if entered == "right" else 3) if code else []) + \
+        ["1", "1", "2", "3"]
+    rig.sim.set_persona(rig.phone(), Persona(keys=keys, record_seconds=0))
+    sid = rig.sim.incoming_call(from_=rig.phone(), to=SIMULATOR_FROM_NUMBER,
+                                url=rig.public_url + "/ivr/inbound",
+                                status_callback=rig.public_url + "/ivr/status")
+    rig.sim.run_until_idle()
+    said = rig.sim.call(sid).transcript.said()
+    ask = rig.cfg.render_prompt("verify_code", "cmn-CN", digits=4)
+    if entered == "wrong":
+        assert said.count(ask) == 1 + cfg.ivr.max_reasks
+        assert said[-1] == rig.cfg.render_prompt("code_mismatch", "cmn-CN")
+        assert rig.answers() == {} and rig.attempts() == []  # nothing stored, no attempt
+    else:
+        assert (ask in said) == (entered == "right")
+        assert rig.answers() == {0: "1", 1: "2", 2: "3"}
+        assert rig.case().final_disposition == "1.1"
