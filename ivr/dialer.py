@@ -289,6 +289,8 @@ class Dialer:
         for tries in range(self.max_429_retries + 1):
             try:
                 call = self.client.calls.create(
+                    **({"byoc": self.cfg.ivr.byoc_trunk_sid} if self.cfg.ivr.byoc_trunk_sid
+                       else {}),
                     to=phone, from_=self.from_number, url=self.urls.voice(attempt_id),
                     method="POST", status_callback=self.urls.status(attempt_id),
                     status_callback_method="POST", status_callback_event=self.status_events,
@@ -368,7 +370,9 @@ class Dialer:
             body = self.cfg.render_prompt("sms_advance_notice", lang, caller_id=self.from_number,
                                           code=code or "")
             try:
-                self.client.messages.create(to=phone, from_=self.from_number, body=body)
+                sender = ({"messaging_service_sid": self.cfg.ivr.messaging_service_sid}
+                          if self.cfg.ivr.messaging_service_sid else {"from_": self.from_number})
+                self.client.messages.create(to=phone, body=body, **sender)
                 sent += 1
             except (TwilioException, OSError) as exc:
                 with self.db.transaction() as s:
