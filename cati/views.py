@@ -91,12 +91,9 @@ def twilio_client():
 
     if not settings.twilio_api_url and settings.twilio_account_sid == SIMULATOR_ACCOUNT_SID:
         return None
-    from twilio.rest import Client
+    from ivr.gateway import rest_client
 
-    client = Client(settings.twilio_account_sid, settings.twilio_auth_token)
-    if settings.twilio_api_url:
-        client.api.base_url = settings.twilio_api_url.rstrip("/")
-    return client
+    return rest_client(settings)
 
 
 @bp.before_app_request

@@ -141,6 +141,29 @@ def _goodbye(cfg, lang: str, key: str) -> str:
     return str(response)
 
 
+def ask_code(cfg, lang: str, *, digits: int, action: str, notice: str | None = None) -> str:
+    """Ask an inbound caller for the code of the SMS advance notice."""
+    response = VoiceResponse()
+    gather = Gather(action=action, method="POST", num_digits=digits, finish_on_key="#",
+                    timeout=cfg.ivr.gather_timeout_seconds, action_on_empty_result=True)
+    if notice:
+        speak(gather, cfg, notice, lang)
+    speak(gather, cfg, "verify_code", lang, digits=digits)
+    response.append(gather)
+    speak(response, cfg, "code_mismatch", lang)
+    response.hangup()
+    return str(response)
+
+
+def transfer(cfg, lang: str, *, number: str, timeout: int, action: str) -> str:
+    """Say the hand-over prompt, then ring an interviewer's phone (``<Dial>``)."""
+    response = VoiceResponse()
+    speak(response, cfg, "handoff", lang)
+    dial = response.dial(action=action, method="POST", timeout=timeout, answer_on_bridge=True)
+    dial.number(number)
+    return str(response)
+
+
 def _hangup() -> str:
     response = VoiceResponse()
     response.hangup()

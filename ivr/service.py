@@ -28,6 +28,8 @@ References
 
 from __future__ import annotations
 
+import hmac
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -44,32 +46,22 @@ from minping.models import (
     AuditLog,
     CallAttempt,
     CaseUnit,
+    DispositionEvent,
     DoNotCall,
     FrameContact,
     Recording,
     SampleCase,
     Unit,
+    User,
 )
+from scoring import callstatus
 from scoring.aapor import from_twilio_status
 
-#: Forward order of Twilio call statuses; an attempt never moves to a lower rank.
-STATUS_RANK = {
-    "queued": 0,
-    "initiated": 1,
-    "ringing": 2,
-    "in-progress": 3,
-    "answered": 3,
-    "completed": 4,
-    "busy": 4,
-    "no-answer": 4,
-    "canceled": 4,
-    "failed": 4,
-}
-FINAL_RANK = 4
-ANSWERED_BY = ("human", "unknown", "fax", "machine_start", "machine_end_beep",
-               "machine_end_silence", "machine_end_other")
-NOT_A_PERSON = ("fax", "machine_start", "machine_end_beep", "machine_end_silence",
-                "machine_end_other")
+# Twilio's call vocabulary and its meaning: one home, scoring.callstatus.
+STATUS_RANK = callstatus.STATUS_RANK
+FINAL_RANK = callstatus.FINAL_RANK
+ANSWERED_BY = callstatus.ANSWERED_BY
+NOT_A_PERSON = callstatus.NOT_A_PERSON
 #: Status callback fields kept in the event payload.
 STATUS_FIELDS = ("CallStatus", "SequenceNumber", "Timestamp", "CallDuration", "SipResponseCode",
                  "AnsweredBy", "Direction", "ErrorCode", "CallbackSource")
@@ -101,6 +93,12 @@ class Urls:
 
     def amd(self, attempt_id: int) -> str:
         return self._url("amd", attempt=attempt_id)
+
+    def verify(self, case_id: int, tries: int = 0) -> str:
+        return self._url("verify", case=case_id, **{"try": tries})
+
+    def handoff(self, attempt_id: int, interviewer_id: int) -> str:
+        return self._url("handoff", attempt=attempt_id, interviewer=interviewer_id)
 
 
 # --- lookups ------------------------------------------------------------------------------
@@ -290,15 +288,20 @@ def consent(session: Session, cfg, attempt: Live, *, digits: str, tries: int,
             urls: Urls, now: datetime) -> str:
     """The answer to the consent question: start, opt out, hand over, or re-ask."""
     lang = language_of(cfg, attempt)
-    if _over(attempt) or _is_machine(attempt) or attempt.opted_out:
+    if attempt.opted_out or (attempt.outcome is None and attempt.case_state == "final"):
         return flow.hangup()
+    if attempt.outcome is not None:  # the call ended before this key's request arrived
+        return _late_key(session, cfg, attempt, lang, step="consent", pos=None, digits=digits,
+                         tries=tries, now=now)
     add_event(session, attempt, "digits", now=now,
               payload={"step": "consent", "digits": digits, "try": tries})
+    _keys_prove_a_person(attempt, digits)
     ivr = cfg.ivr
     if digits == ivr.opt_out_key:
         return _opt_out(session, cfg, attempt, lang, now=now)
     if ivr.handoff_key and digits == ivr.handoff_key:
-        return _hand_over(session, cfg, attempt, lang, now=now)
+        case, orm = _orm_pair(session, attempt)
+        return _hand_over(session, cfg, case, orm, lang, now=now, urls=urls)
     if digits == ivr.start_key:
         add_event(session, attempt, "consent", now=now)
         return _next_question(session, cfg, attempt, lang, urls=urls)
@@ -321,19 +324,24 @@ def answer(session: Session, cfg, attempt: Live, *, pos: int, digits: str, tries
            urls: Urls, now: datetime) -> str:
     """A key pressed (or silence) at the question about the unit at position ``pos``."""
     lang = language_of(cfg, attempt)
-    if _over(attempt) or _is_machine(attempt) or attempt.opted_out:
+    if attempt.opted_out or (attempt.outcome is None and attempt.case_state == "final"):
         return flow.hangup()
+    if attempt.outcome is not None:  # the call ended before this key's request arrived
+        return _late_key(session, cfg, attempt, lang, step="question", pos=pos, digits=digits,
+                         tries=tries, now=now)
     units = _units(session, attempt)
     current = next((u for u in units if u.position == pos), None)
     if current is None:  # a position this case does not have: carry on where it stands
         return _next_question(session, cfg, attempt, lang, urls=urls)
     add_event(session, attempt, "digits", now=now,
               payload={"step": "question", "pos": pos, "digits": digits, "try": tries})
+    _keys_prove_a_person(attempt, digits)
     ivr = cfg.ivr
     if digits == ivr.opt_out_key:
         return _opt_out(session, cfg, attempt, lang, now=now)
     if ivr.handoff_key and digits == ivr.handoff_key:
-        return _hand_over(session, cfg, attempt, lang, now=now)
+        case, orm = _orm_pair(session, attempt)
+        return _hand_over(session, cfg, case, orm, lang, now=now, urls=urls)
     name, track = _unit_texts(cfg, current, lang)
     if digits == ivr.repeat_key:
         return flow.question(cfg, lang, unit=name, track=track,
@@ -351,7 +359,135 @@ def answer(session: Session, cfg, attempt: Live, *, pos: int, digits: str, tries
                           units=[u for u in units if u.position != pos])
 
 
-def _save_answer(session: Session, attempt: Live, unit: cases.CaseUnitState,
+def _orm_pair(session: Session, attempt: Live) -> tuple[SampleCase, CallAttempt]:
+    """The case and the attempt as ORM objects (the rare steps that change the case)."""
+    orm = attempt.orm(session)
+    return session.get(SampleCase, attempt.case_id), orm
+
+
+def _late_key(session: Session, cfg, attempt: Live, lang: str, *, step: str, pos: int | None,
+              digits: str, tries: int, now: datetime) -> str:
+    """A key whose request arrived after the call's final status closed the attempt.
+
+    Twilio does not order the final status callback and the last ``<Gather>``
+    action request: the key counts whenever it arrives (an answer is stored, a
+    consent, opt-out or hand-over key is taken into account), the attempt is
+    closed again with it, and nothing more is said.
+    """
+    case, orm = _orm_pair(session, attempt)
+    closed = _reopen_for_late_key(session, orm, case, now=now)
+    ivr = cfg.ivr
+    if step == "consent":
+        if closed is False:
+            return flow.hangup()
+        cases.add_event(session, orm, "digits", now=now,
+                        payload={"step": "consent", "digits": digits, "try": tries})
+        _keys_prove_a_person(orm, digits)
+        return _after_late_key(session, cfg, case, orm, lang, closed, step="consent",
+                               digits=digits, now=now)
+    units = cases.case_units(session, case.id)
+    current = next((u for u in units if u.position == pos), None)
+    if closed is False:  # the case has moved on (called again, say): keep the rating only
+        if current is not None and digits in cfg.scale.keys and case.state != "final":
+            _save_answer(session, orm, current, digits, now=now)
+        return flow.hangup()
+    if current is None:
+        return _after_late_key(session, cfg, case, orm, lang, closed, step=None, digits="",
+                               now=now)
+    cases.add_event(session, orm, "digits", now=now,
+                    payload={"step": "question", "pos": pos, "digits": digits, "try": tries})
+    _keys_prove_a_person(orm, digits)
+    if digits and digits in cfg.scale.keys:
+        _save_answer(session, orm, current, digits, now=now)
+    elif not digits and tries >= ivr.max_reasks and not current.answered:
+        _save_answer(session, orm, current, None, now=now)
+    return _after_late_key(session, cfg, case, orm, lang, closed, step="question",
+                           digits=digits, now=now)
+
+
+@dataclass(frozen=True)
+class _Closed:
+    """How a call ended, kept while a late key reopens its attempt."""
+
+    status: str
+    sip_code: int | None
+    duration: int | None
+    ended_at: datetime
+    code: str
+
+
+def _keys_prove_a_person(attempt: CallAttempt, digits: str) -> None:
+    """A key pressed proves a person: a machine verdict (AsyncAmd) gives way."""
+    if digits and attempt.answered_by != "human":
+        attempt.answered_by = "human"
+
+
+def _reopen_for_late_key(session: Session, attempt: CallAttempt, case: SampleCase, *,
+                         now: datetime) -> _Closed | None | bool:
+    """Undo the close of an attempt whose call ended before this key's request arrived.
+
+    Twilio does not order the final status callback and the last ``<Gather>``
+    action request; a key pressed on the call is an answer whenever its request
+    arrives.  Returns ``None`` when the attempt is still open, the
+    :class:`_Closed` to close it again with (the case is back where it stood
+    before the close) or ``False`` when it cannot be reopened: a later attempt
+    was started, the case is held for another call, or something else decided its code.
+    """
+    if attempt.outcome is None:
+        return None
+    if cases.is_held(case, now):
+        return False
+    later = session.scalar(select(CallAttempt.id).where(
+        CallAttempt.case_id == case.id, CallAttempt.id > attempt.id).limit(1))
+    own = session.scalars(select(DispositionEvent).where(
+        DispositionEvent.attempt_id == attempt.id).order_by(DispositionEvent.id)).all()
+    if later is not None or not own:
+        return False
+    after = session.scalars(select(DispositionEvent).where(
+        DispositionEvent.case_id == case.id, DispositionEvent.id > own[-1].id)).all()
+    if any(e.attempt_id is not None or e.by_user_id is not None for e in after):
+        return False
+    final_status = session.scalars(select(AttemptEvent.payload).where(
+        AttemptEvent.attempt_id == attempt.id, AttemptEvent.kind == "status")
+        .order_by(AttemptEvent.id)).all()
+    sip = next((p.get("SipResponseCode") for p in reversed(final_status)
+                if callstatus.is_final(p.get("CallStatus"))), None)
+    closed = _Closed(status=attempt.status if callstatus.is_final(attempt.status) else "completed",
+                     sip_code=bounded_int(sip),
+                     duration=attempt.duration_seconds, ended_at=attempt.ended_at or now,
+                     code=attempt.outcome)
+    for event in (*own, *after):
+        session.delete(event)
+    attempt.outcome = None
+    if case.state == "final":
+        case.state, case.final_disposition = "in_field", None
+    session.flush()
+    return closed
+
+
+def _after_late_key(session: Session, cfg, case: SampleCase, attempt: CallAttempt, lang: str,
+                    closed: _Closed, *, step: str | None, digits: str, now: datetime) -> str:
+    """Close a reopened attempt again, with the late key counted; nothing more is said."""
+    ivr = cfg.ivr
+    if step == "consent" and digits == ivr.start_key:
+        cases.add_event(session, attempt, "consent", now=now)
+    elif step is not None and digits == ivr.opt_out_key:
+        _opt_out_orm(session, cfg, case, attempt, lang, now=now)
+    elif step is not None and ivr.handoff_key and digits == ivr.handoff_key:
+        _hand_over(session, cfg, case, attempt, lang, now=now)
+    close_attempt(session, cfg, attempt, call_status=closed.status,
+                  answered_by=attempt.answered_by, sip_code=closed.sip_code,
+                  duration=closed.duration, now=closed.ended_at)
+    if attempt.outcome != closed.code:
+        session.add(AuditLog(at=now, actor="ivr", action="attempt.late_key", entity="attempt",
+                             entity_id=str(attempt.id), old={"code": closed.code},
+                             new={"code": attempt.outcome},
+                             detail=f"case {case.id}: a key's request arrived after the call "
+                                    f"ended ({closed.status})"))
+    return flow.hangup()
+
+
+def _save_answer(session: Session, attempt, unit: cases.CaseUnitState,
                  rating: str | None, *, now: datetime) -> None:
     """Store the answer about ``unit`` (``None``: asked, no valid answer).
 
@@ -410,13 +546,72 @@ def _opt_out(session: Session, cfg, attempt: Live, lang: str, *, now: datetime) 
     return flow.goodbye(cfg, lang, "opt_out_confirmation")
 
 
-def _hand_over(session: Session, cfg, attempt: Live, lang: str, *, now: datetime) -> str:
-    """The hand-over key: the case goes to the CATI queue with its answers so far."""
-    add_event(session, attempt, "handoff", now=now)
-    if attempt.case_state != "final":
-        cases.hand_to_cati(session, session.get(SampleCase, attempt.case_id), now=now,
-                           actor="ivr", reason="hand-over key pressed")
-    return flow.goodbye(cfg, lang, "handoff")
+def _opt_out_orm(session: Session, cfg, case: SampleCase, attempt: CallAttempt, lang: str, *,
+                 now: datetime) -> str:
+    """:func:`_opt_out` on ORM objects (a late key's request)."""
+    cases.opt_out(session, case, now=now, source="ivr-keypad")
+    cases.add_event(session, attempt, "opt_out", now=now)
+    return flow.goodbye(cfg, lang, "opt_out_confirmation")
+
+
+#: CATI priority of a case whose caller asked for an interviewer and found none free.
+HANDOFF_PRIORITY = 1000
+
+
+def free_interviewer(session: Session, *, now: datetime) -> User | None:
+    """An active interviewer with a phone on file who holds no case now (longest idle first)."""
+    busy = select(SampleCase.locked_by).where(
+        SampleCase.lock_channel == "cati", SampleCase.locked_by.is_not(None),
+        SampleCase.lock_expires_at >= now)
+    return session.scalar(
+        select(User).where(User.role == "interviewer", User.active.is_(True),
+                           User.phone.is_not(None), User.phone != "", User.id.not_in(busy))
+        .order_by(User.id).limit(1).with_for_update(skip_locked=True))
+
+
+def _hand_over(session: Session, cfg, case: SampleCase, attempt: CallAttempt, lang: str, *,
+               now: datetime, urls: Urls | None = None) -> str:
+    """The hand-over key: the caller is put through to a free interviewer.
+
+    The case goes to the CATI queue (``handoff_cati``) with its answers so far
+    and, when an interviewer is free, is held for them -- their CATI screen
+    opens it -- while ``<Dial>`` rings their phone (as click-to-call does) for
+    ``[ivr] handoff_wait_seconds``.  When nobody is free, or nobody answers in
+    time (:func:`hand_over_result`), the caller is told so, an interviewer will
+    call back, and the case gets the top CATI priority.
+    """
+    if case.state == "final":
+        return flow.hangup()
+    cases.hand_to_cati(session, case, now=now, actor="ivr", reason="hand-over key pressed")
+    user = free_interviewer(session, now=now) if urls is not None else None
+    cases.add_event(session, attempt, "handoff", now=now,
+                    payload={"interviewer_id": user.id if user else None})
+    if user is None:
+        return _nobody_free(session, cfg, case, lang)
+    case.lock_channel, case.locked_by = "cati", user.id
+    case.locked_at, case.lock_expires_at = now, now + cases.CATI_HOLD
+    return flow.transfer(cfg, lang, number=user.phone, timeout=cfg.ivr.handoff_wait_seconds,
+                         action=urls.handoff(attempt.id, user.id))
+
+
+def _nobody_free(session: Session, cfg, case: SampleCase, lang: str) -> str:
+    case.priority = max(case.priority or 0, HANDOFF_PRIORITY)
+    return flow.goodbye(cfg, lang, "handoff_unavailable")
+
+
+def hand_over_result(session: Session, cfg, attempt: Live | CallAttempt, *, interviewer_id: int,
+                     dial_status: str, now: datetime) -> str:
+    """The ``<Dial>`` to the interviewer ended: talked, or nobody took the call."""
+    if isinstance(attempt, Live):
+        attempt = attempt.orm(session)
+    case = session.get(SampleCase, attempt.case_id)
+    cases.add_event(session, attempt, "handoff_result", now=now,
+                    payload={"interviewer_id": interviewer_id, "DialCallStatus": dial_status})
+    if dial_status == "completed" or case.state == "final":
+        return flow.hangup()
+    if case.lock_channel == "cati" and case.locked_by == interviewer_id:
+        cases.release_hold(session, case)
+    return _nobody_free(session, cfg, case, language_of(cfg, case))
 
 
 _INSERT_RECORDING = {}
@@ -469,37 +664,76 @@ def _insert_once(session: Session, table, row: dict, unique: str) -> bool:
 
 def case_for_caller(session: Session, phone: str, *, now: datetime) -> SampleCase | None:
     """The released, unfinished case whose number is ``phone`` (newest draw first)."""
-    case_id = _case_id_for_caller(session, phone)
-    return session.get(SampleCase, case_id) if case_id is not None else None
-
-
-_CASE_FOR_CALLER = (
-    select(_C.c.id).join(FrameContact.__table__, FrameContact.__table__.c.id == _C.c.contact_id)
-    .where(FrameContact.__table__.c.phone == bindparam("phone"),
-           _C.c.release_state == "released", _C.c.state.in_(("pending", "in_field")),
-           ~select(DoNotCall.__table__.c.phone)
-           .where(DoNotCall.__table__.c.phone == bindparam("phone")).exists())
-    .order_by(_C.c.draw_id.desc(), _C.c.id).limit(1)
-)
-
-
-def _case_id_for_caller(session: Session, phone: str) -> int | None:
-    if not phone:
+    if not phone or session.get(DoNotCall, phone) is not None:
         return None
-    return session.connection().execute(_CASE_FOR_CALLER, {"phone": phone}).scalar()
+    return session.scalar(
+        select(SampleCase).join(FrameContact, FrameContact.id == SampleCase.contact_id)
+        .where(FrameContact.phone == phone, SampleCase.release_state == "released",
+               SampleCase.state.in_(cases.IN_FIELD_STATES))
+        .order_by(SampleCase.draw_id.desc(), SampleCase.id).limit(1)
+    )
 
 
 def inbound(session: Session, cfg, *, caller: str, call_sid: str, urls: Urls,
             now: datetime) -> str:
-    """A call to the survey number: a known respondent resumes; others hear who we are."""
+    """A call to the survey number: a known respondent resumes; others hear who we are.
+
+    A sampled respondent whose case is being dialled, is open on an interviewer's
+    screen, or waits for an interviewer (hand-over) is recognised and told that
+    they will be called (prompt ``callback_pending``): that call is already under
+    way or queued.
+    """
     existing = find_attempt(session, attempt_id=None, call_sid=call_sid)
     if existing is not None:  # Twilio retried the request
         return start_call(session, cfg, existing, urls=urls, now=now)
-    case_id = _case_id_for_caller(session, caller)
-    lang = cfg.campaign.default_language
-    if case_id is None or not cases.try_hold(session, case_id, channel="ivr", now=now):
-        return flow.goodbye(cfg, lang, "unknown_caller")
-    case = session.get(SampleCase, case_id)
+    case = case_for_caller(session, caller, now=now)
+    if case is None:
+        return flow.goodbye(cfg, cfg.campaign.default_language, "unknown_caller")
+    if needs_code(cfg, case):  # caller ID alone could be anyone's: the SMS's code first
+        return flow.ask_code(cfg, language_of(cfg, case), digits=len(case.sms_code),
+                             action=urls.verify(case.id))
+    return _take_inbound(session, cfg, case, call_sid=call_sid, urls=urls, now=now)
+
+
+def new_sms_code(cfg) -> str | None:
+    """A random code for the SMS advance notice (``None`` when codes are off)."""
+    digits = cfg.ivr.inbound_code_digits
+    return f"{secrets.randbelow(10**digits):0{digits}d}" if digits else None
+
+
+def needs_code(cfg, case: SampleCase) -> bool:
+    """An inbound caller confirms with the SMS's code: codes on and an SMS was sent."""
+    return bool(cfg.ivr.inbound_code_digits and case.notified_at is not None and case.sms_code)
+
+
+def verify_code(session: Session, cfg, *, case_id: int, caller: str, call_sid: str,
+                digits: str, tries: int, urls: Urls, now: datetime) -> str:
+    """The code an inbound caller entered: the interview, a re-ask, or goodbye."""
+    existing = find_attempt(session, attempt_id=None, call_sid=call_sid)
+    if existing is not None:  # Twilio retried the request
+        return start_call(session, cfg, existing, urls=urls, now=now)
+    case = case_for_caller(session, caller, now=now)
+    if case is None or case.id != case_id:
+        return flow.goodbye(cfg, cfg.campaign.default_language, "unknown_caller")
+    lang = language_of(cfg, case)
+    if not needs_code(cfg, case) or hmac.compare_digest(digits.encode(), case.sms_code.encode()):
+        return _take_inbound(session, cfg, case, call_sid=call_sid, urls=urls, now=now)
+    session.add(AuditLog(at=now, actor="ivr", action="case.inbound_code_wrong", entity="case",
+                         entity_id=str(case.id), detail=f"try {tries}"))
+    if tries < cfg.ivr.max_reasks:
+        return flow.ask_code(cfg, lang, digits=len(case.sms_code),
+                             action=urls.verify(case.id, tries + 1), notice="invalid_key")
+    return flow.goodbye(cfg, lang, "code_mismatch")
+
+
+def _take_inbound(session: Session, cfg, case: SampleCase, *, call_sid: str, urls: Urls,
+                  now: datetime) -> str:
+    if case.state == "handoff_cati" or not cases.try_hold(session, case.id, channel="ivr",
+                                                          now=now):
+        session.add(AuditLog(at=now, actor="ivr", action="case.inbound_while_busy",
+                             entity="case", entity_id=str(case.id),
+                             detail=f"state {case.state}, held by {case.lock_channel or '-'}"))
+        return flow.goodbye(cfg, language_of(cfg, case), "callback_pending")
     session.refresh(case)
     attempt = cases.start_attempt(session, case, channel="ivr", now=now, call_sid=call_sid,
                                   direction="inbound")
@@ -511,14 +745,22 @@ def inbound(session: Session, cfg, *, caller: str, call_sid: str, urls: Urls,
                       urls=urls, now=now)
 
 
-# --- status callbacks and the end of an attempt ---------------------------------------------------
+#: The largest number stored from a request (the columns are 32-bit integers).
+MAX_INT = 2**31 - 1
 
 
-def _int_or_none(value: str | None) -> int | None:
+def bounded_int(value: object) -> int | None:
+    """A whole number from 0 to :data:`MAX_INT` from a request field, else ``None``."""
+    if value is None or value == "":
+        return None
     try:
-        return int(value) if value not in (None, "") else None
+        number = int(str(value).strip()[:20])
     except ValueError:
         return None
+    return number if 0 <= number <= MAX_INT else None
+
+
+# --- status callbacks and the end of an attempt ---------------------------------------------------
 
 
 def _store_event(session: Session, attempt, kind: str, *, now: datetime,
@@ -546,7 +788,7 @@ def record_status(session: Session, cfg, attempt: Live | CallAttempt, params: Ma
     (stored, but older than the attempt's state), ``"advanced"`` or ``"closed"``.
     """
     status = params.get("CallStatus", "")
-    seq = _int_or_none(params.get("SequenceNumber"))
+    seq = bounded_int(params.get("SequenceNumber"))
     if not _store_event(session, attempt, "status", now=now,
                         payload={k: params[k] for k in STATUS_FIELDS if k in params},
                         sequence_number=seq, token=token):
@@ -567,8 +809,8 @@ def record_status(session: Session, cfg, attempt: Live | CallAttempt, params: Ma
     if isinstance(attempt, Live):
         attempt = attempt.orm(session)
     close_attempt(session, cfg, attempt, call_status=status, answered_by=answered_by,
-                  sip_code=_int_or_none(params.get("SipResponseCode")),
-                  duration=_int_or_none(params.get("CallDuration")), now=now)
+                  sip_code=bounded_int(params.get("SipResponseCode")),
+                  duration=bounded_int(params.get("CallDuration")), now=now)
     return "closed"
 
 
@@ -580,7 +822,16 @@ def record_amd(session: Session, attempt: Live | CallAttempt, *, answered_by: st
         return False
     if answered_by in ANSWERED_BY and attempt.answered_by in (None, "unknown"):
         attempt.answered_by = answered_by
-    return attempt.outcome is None and answered_by in NOT_A_PERSON
+    # keys pressed prove a person (a late machine verdict keeps the interview)
+    return (attempt.outcome is None and answered_by in NOT_A_PERSON
+            and attempt.answered_by != "human" and not _keys_pressed(session, attempt))
+
+
+def _keys_pressed(session: Session, attempt) -> bool:
+    """True once a key pressed on the call reached the webhooks."""
+    digits = session.scalars(select(AttemptEvent.payload).where(
+        AttemptEvent.attempt_id == attempt.id, AttemptEvent.kind == "digits")).all()
+    return any(p.get("digits") for p in digits)
 
 
 def _slot(rules, when: datetime) -> int:
@@ -646,6 +897,11 @@ def close_attempt(session: Session, cfg, attempt: CallAttempt, *, call_status: s
     if case.state == "final":
         return cases.finish_attempt(session, case, attempt, code, now=now, rules=cfg.calling,
                                     max_attempts=cfg.calling.max_attempts)
+    if handoff and case.lock_channel == "cati":  # the interviewer keeps the case on screen
+        lock = (case.lock_channel, case.locked_by, case.locked_at, case.lock_expires_at)
+        finish = close_attempt_for_handoff(session, cfg, case, attempt, code, now=now)
+        case.lock_channel, case.locked_by, case.locked_at, case.lock_expires_at = lock
+        return finish
     max_attempts = cfg.calling.max_attempts
     next_at = None
     if handoff:
@@ -662,3 +918,11 @@ def close_attempt(session: Session, cfg, attempt: CallAttempt, *, call_status: s
             next_at = spread_retry(cfg.calling, now=now, outcome=outcome, tried=tried)
     return cases.finish_attempt(session, case, attempt, code, now=now, rules=cfg.calling,
                                 max_attempts=max_attempts, next_attempt_at=next_at)
+
+
+def close_attempt_for_handoff(session: Session, cfg, case: SampleCase, attempt: CallAttempt,
+                              code: str, *, now: datetime):
+    """Close a handed-over attempt: the case stays in the CATI queue, due now."""
+    return cases.finish_attempt(session, case, attempt, code, now=now, rules=cfg.calling,
+                                max_attempts=max(cfg.calling.max_attempts, case.attempts + 1),
+                                next_attempt_at=now)

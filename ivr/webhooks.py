@@ -3,11 +3,13 @@
 =====================  =====================================================
 ``POST /ivr/voice``     an outbound call was answered (``?attempt=``)
 ``POST /ivr/inbound``   a call to the survey number (caller ID decides)
+``POST /ivr/verify``    the SMS code an inbound caller entered (``?case=&try=``)
 ``POST /ivr/consent``   the key pressed at the consent question
 ``POST /ivr/answer``    the key pressed at a question (``?pos=&try=``)
 ``POST /ivr/comment``   the ``<Record>`` of a spoken comment finished
 ``POST /ivr/status``    call status callbacks (initiated ... completed)
 ``POST /ivr/amd``       AsyncAmd result (``AnsweredBy``)
+``POST /ivr/handoff``   the ``<Dial>`` to an interviewer ended (``DialCallStatus``)
 =====================  =====================================================
 
 Every request must carry a valid ``X-Twilio-Signature`` computed over the
@@ -124,6 +126,31 @@ def verify_signature():
     return None
 
 
+#: Control characters (C0 but tab, line feed and carriage return; DEL): Twilio never
+#: sends them, and the database refuses some (NUL).
+_CONTROL = {c for c in range(32) if c not in (9, 10, 13)} | {127}
+#: Longest value kept of fields stored in columns of a fixed width.
+_MAX_LENGTH = {"CallSid": 64, "RecordingSid": 64, "AccountSid": 64, "CallStatus": 24,
+               "AnsweredBy": 32}
+
+
+@bp.before_request
+def refuse_malformed():
+    """A request with a control character or an over-long SID is a 400, never a 500."""
+    fields = list(request.args.items(multi=True))
+    if request.method == "POST":
+        fields += list(request.form.items(multi=True))
+    for name, value in fields:
+        bad = next((ch for ch in str(name) + value if ord(ch) in _CONTROL), None)
+        if bad is not None:
+            abort(400, description=f"field {name!r} holds a control character "
+                                   f"(U+{ord(bad):04X})")
+        limit = _MAX_LENGTH.get(name)
+        if limit is not None and len(value) > limit:
+            abort(400, description=f"field {name!r} is longer than {limit} characters")
+    return None
+
+
 def _urls() -> service.Urls:
     return service.Urls(settings_of(current_app).public_url)
 
@@ -223,6 +250,21 @@ def inbound():
                                              call_sid=call_sid, urls=_urls(), now=now()))
 
 
+@bp.post("/verify")
+def verify():
+    """The code an inbound caller entered (``?case=&try=``)."""
+    call_sid = request.form.get("CallSid", "").strip()
+    if not call_sid:
+        abort(400, description="CallSid is missing")
+    case_id = _int_arg("case")
+    if case_id is None:
+        abort(400, description="query parameter 'case' is missing")
+    return _transact(lambda: service.verify_code(
+        db_session(), survey_config(), case_id=case_id,
+        caller=request.form.get("From", "").strip(), call_sid=call_sid, digits=_digits(),
+        tries=_int_arg("try", 0), urls=_urls(), now=now()))
+
+
 @bp.post("/consent")
 def consent():
     def work():
@@ -251,10 +293,7 @@ def answer():
 
 @bp.post("/comment")
 def comment():
-    try:
-        duration = int(request.form.get("RecordingDuration", ""))
-    except ValueError:
-        duration = None
+    duration = service.bounded_int(request.form.get("RecordingDuration"))
 
     def work():
         attempt = _attempt()
@@ -264,6 +303,22 @@ def comment():
             db_session(), attempt, recording_url=request.form.get("RecordingUrl") or None,
             recording_sid=request.form.get("RecordingSid") or None, duration=duration,
             now=now())
+    return _transact(work)
+
+
+@bp.post("/handoff")
+def handoff():
+    """The ``<Dial>`` to an interviewer ended (``DialCallStatus``)."""
+    def work():
+        attempt = _attempt()
+        if attempt is None:
+            return flow.hangup()
+        interviewer = _int_arg("interviewer")
+        if interviewer is None:
+            abort(400, description="query parameter 'interviewer' is missing")
+        return service.hand_over_result(
+            db_session(), survey_config(), attempt, interviewer_id=interviewer,
+            dial_status=request.form.get("DialCallStatus", "").strip(), now=now())
     return _transact(work)
 
 

@@ -174,6 +174,10 @@ PROMPT_KEYS = (
     "handoff",
     "unknown_caller",
     "sms_advance_notice",
+    "callback_pending",  # a sampled caller whose case is being dialled or held
+    "handoff_unavailable",  # nobody took the hand-over within handoff_wait_seconds
+    "verify_code",  # an inbound caller who was sent the SMS: enter its code
+    "code_mismatch",  # ... and did not
 )
 
 CORRECTIONS = ("holm", "bh", "none")
@@ -183,7 +187,8 @@ _COMMON_FIELDS = frozenset({"center", "campaign"})
 _PROMPT_FIELDS: dict[str, frozenset[str]] = {key: _COMMON_FIELDS for key in PROMPT_KEYS}
 _PROMPT_FIELDS["question"] = _COMMON_FIELDS | {"unit", "track"}
 _PROMPT_FIELDS["comment_invitation"] = _COMMON_FIELDS | {"seconds"}
-_PROMPT_FIELDS["sms_advance_notice"] = _COMMON_FIELDS | {"caller_id"}
+_PROMPT_FIELDS["sms_advance_notice"] = _COMMON_FIELDS | {"caller_id", "code"}
+_PROMPT_FIELDS["verify_code"] = _COMMON_FIELDS | {"digits"}
 _PROMPT_REQUIRED = {"question": frozenset({"unit"})}
 
 _SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*\Z")
@@ -547,6 +552,19 @@ class IvrSettings:
     record_comment: bool
     comment_max_seconds: int
     sms_advance_notice: bool
+    # --- delivery (optional keys; defaults when absent) ---
+    #: Seconds an interviewer's phone rings after the hand-over key before the caller is
+    #: told nobody is free and the case goes to the top of the CATI queue.
+    handoff_wait_seconds: int = 30
+    #: Digits of the code the SMS advance notice carries; an inbound caller who was sent
+    #: it enters the code before rating.  0: no code.
+    inbound_code_digits: int = 0
+    #: Country code of the numbers called (Twilio's rules for China apply to "+86").
+    destination_country_code: str = "+86"
+    #: Twilio BYOC trunk (``BY...``) the calls go through: a domestic carrier connection.
+    byoc_trunk_sid: str = ""
+    #: Twilio Messaging Service (``MG...``) the SMS advance notice is sent from.
+    messaging_service_sid: str = ""
 
     def voice(self, lang: str) -> str:
         """The ``<Say>`` voice for ``lang``."""
@@ -1512,8 +1530,19 @@ def _ivr(
             "record_comment",
             "comment_max_seconds",
             "sms_advance_notice",
+            *_IVR_DELIVERY_KEYS,
+            *_IVR_DELIVERY_TEXT,
         ),
     )
+    delivery = {k: check.integer(t, k, p, lo=lo, hi=hi)
+                for k, (lo, hi, _) in _IVR_DELIVERY_KEYS.items() if k in t}
+    for k, (pattern, example) in _IVR_DELIVERY_TEXT.items():
+        if k in t:
+            value = t[k]
+            if isinstance(value, str) and (value == "" or re.fullmatch(pattern, value)):
+                delivery[k] = value
+            else:
+                check.add(f"{p}.{k}", f'must be "" or like "{example}", got {_show(value)}')
     voices = check.table(t, "voices", p)
     if voices is not None:
         for lang, voice in voices.items():
@@ -1564,7 +1593,18 @@ def _ivr(
         record_comment=record,
         comment_max_seconds=comment_seconds,
         sms_advance_notice=sms,
+        **{k: v for k, v in delivery.items() if v is not None},
     )
+
+
+#: Optional ``[ivr]`` keys of the call delivery: name -> (lowest, highest, default).
+_IVR_DELIVERY_KEYS = {"handoff_wait_seconds": (5, 600, 30), "inbound_code_digits": (0, 8, 0)}
+#: Optional ``[ivr]`` text keys of the call delivery: name -> (pattern, example).
+_IVR_DELIVERY_TEXT = {
+    "destination_country_code": (r"\+[1-9][0-9]{0,2}", "+86"),
+    "byoc_trunk_sid": (r"BY[0-9a-fA-F]{32}", "BY" + "0" * 32),
+    "messaging_service_sid": (r"MG[0-9a-fA-F]{32}", "MG" + "0" * 32),
+}
 
 
 def _template_fields(check: _Check, text: str, path: str) -> set[str] | None:

@@ -65,6 +65,7 @@ from numbers import Real
 from typing import Literal
 
 from minping.errors import MinpingError
+from scoring.callstatus import ANSWERED_BY, FINAL_STATUSES, MACHINE, NON_FINAL_STATUSES
 
 __all__ = [
     "CATEGORIES",
@@ -485,11 +486,11 @@ def final_disposition(attempt_codes: Sequence[str], *, attempts_exhausted: bool)
 
 # --- Twilio call outcomes ------------------------------------------------------------------
 
-#: Twilio ``CallStatus`` values that end a call.
-_TERMINAL_STATUSES = ("completed", "busy", "no-answer", "canceled", "failed")
-_NON_TERMINAL_STATUSES = ("queued", "initiated", "ringing", "in-progress")
-_MACHINE = ("machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other")
-_ANSWERED_BY = ("human", "unknown", "fax", *_MACHINE)
+# Twilio's vocabulary (CallStatus, AnsweredBy) lives in scoring.callstatus.
+_TERMINAL_STATUSES = FINAL_STATUSES
+_NON_TERMINAL_STATUSES = NON_FINAL_STATUSES
+_MACHINE = MACHINE
+_ANSWERED_BY = ANSWERED_BY
 
 #: Disposition of a ``failed`` call by its SIP response code.  Codes not listed
 #: (other 4xx, 5xx, or no SIP code) are 3.16 technical problems.

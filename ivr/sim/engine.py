@@ -33,6 +33,7 @@ from urllib.parse import urljoin
 import numpy as np
 from twilio.request_validator import RequestValidator
 
+from ivr.gateway import twilio_refusal
 from ivr.sim.behaviour import BehaviourModel, Persona, scripted_entry
 from ivr.sim.clock import Clock, VirtualClock
 from ivr.sim.records import (
@@ -151,6 +152,11 @@ class Simulator:
         A call that fetches more TwiML documents than this ends with an
         application error (guards against redirect loops).
     """
+
+    #: Refuse what Twilio refuses for mainland China (:func:`ivr.gateway.twilio_refusal`):
+    #: a +86 caller ID on calls to +86 numbers without ``Byoc``, SMS to +86 numbers
+    #: without ``MessagingServiceSid``.  Off by default (the simulator's number is +86).
+    china_rules: bool = False
 
     def __init__(self, *, account_sid: str, auth_token: str, rng: np.random.Generator,
                  transport: WebhookTransport, clock: Clock | None = None,
@@ -388,6 +394,10 @@ class Simulator:
             raise ApiError(400, 21213, "No 'From' number is specified")
         if not valid_address(from_):
             raise ApiError(400, 21212, f"Invalid 'From' Phone Number: {from_}")
+        refused = self.china_rules and twilio_refusal(kind="call", to=to, from_=from_,
+                                                      byoc=one("Byoc"))
+        if refused:
+            raise ApiError(400, 21215, f"Call to {to} not allowed: {refused}")
         url, twiml = one("Url"), one("Twiml")
         if not url and not twiml:
             raise ApiError(400, 21205, "Url parameter is required.")
@@ -494,6 +504,10 @@ class Simulator:
             raise ApiError(400, 21211, f"Invalid 'To' Phone Number: {to}")
         if not from_ and not service:
             raise ApiError(400, 21603, "A 'From' phone number is required.")
+        refused = self.china_rules and twilio_refusal(kind="sms", to=to, from_=from_,
+                                                      messaging_service=service)
+        if refused:
+            raise ApiError(400, 21612, f"Message to {to} not sent: {refused}")
         if not body and not form.get("MediaUrl"):
             raise ApiError(400, 21602, "Message body is required.")
         with self._lock:
@@ -1038,6 +1052,11 @@ class Simulator:
             return None, True
         return model.choose_keys(persona, heard=heard, gather_index=index, rng=self.rng), False
 
+    @staticmethod
+    def _hangs_up_next(call: SimCall) -> bool:
+        after = call.persona.hangup_after_gathers
+        return after is not None and call.answered_gathers >= after
+
     def _gather(self, call: SimCall, verb: ET.Element, doc_url: str) -> Generator[float, None, Any]:
         num_digits = _int(verb.get("numDigits"), 0) or None
         timeout = float(_int(verb.get("timeout"), 5))
@@ -1083,6 +1102,13 @@ class Simulator:
         else:
             yield timeout
         self._note(call, "digits", digits=digits)
+        if digits and call.callback_faults.completed_first and self._hangs_up_next(call):
+            # the respondent hangs up on the key: the completed callback goes first,
+            # then the key's action request (Twilio does not order the two)
+            self._finish(call, "completed", "respondent hung up after the key")
+            self._deliver("action", call.sid, method, action, self._call_params(call)
+                          | {"Digits": digits, "FinishedOnKey": finished_on})
+            return _END
         if digits or on_empty:
             return _Goto(action, method, {"Digits": digits, "FinishedOnKey": finished_on},
                          "action")

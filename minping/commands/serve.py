@@ -106,6 +106,15 @@ def serve(bind: str, workers: int, threads: int, timeout: int, check: bool) -> N
 
     app = create_app()  # raises SettingsError naming what is missing
     settings = settings_of(app)
+    from ivr.gateway import deliverability_problems
+    from minping.config import load_config
+    from minping.settings import SIMULATOR_ACCOUNT_SID
+
+    real = settings.twilio_account_sid != SIMULATOR_ACCOUNT_SID and not settings.twilio_api_url
+    refused = real and deliverability_problems(load_config(settings.config_path),
+                                               from_number=settings.twilio_from_number)
+    if refused:  # Twilio would refuse these calls or messages: say which setting
+        raise click.ClickException("Twilio would refuse: " + "; ".join(refused))
     db = database_of(app)
     try:
         with db.engine.connect() as conn:
