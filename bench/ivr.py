@@ -1,33 +1,53 @@
-"""Benchmark: the IVR answer webhook under concurrent load, beside a bare endpoint.
+"""Benchmark: every IVR webhook on gunicorn + PostgreSQL, beside a bare Flask view.
 
 Run it with ``.venv/bin/python bench/ivr.py`` (PostgreSQL must be running; the
-server is ``MINPING_BENCH_PG_URL``, default the test server).  It
+server is ``MINPING_BENCH_PG_URL``, default the test server; Debian's ``wrk`` must
+be on the PATH).  It creates a throw-away database, fills it with released cases
+(8 units each) and open IVR attempts, starts gunicorn with ``bench.ivr_wsgi:app``
+(the app as ``minping serve`` builds and runs it: 2 gthread workers x 8 threads,
+signature checks on, plus
+``POST /bench/bare``: a bare Flask view returning the same TwiML as a question,
+without signature check or database) and then, in one run:
 
-1. creates a throw-away PostgreSQL database, migrates it, and fills it with
-   released cases (8 units each) and one open IVR attempt per case;
-2. starts gunicorn with ``bench.ivr_wsgi:app`` (the minping app, signature
-   checks on, plus ``POST /bench/bare`` returning the same TwiML without
-   signature check or database);
-3. sends signed answer requests from ``--concurrency`` threads -- every request
-   checks the signature, writes an answer (alternating ratings, so each one is
-   an insert or an audited change) and returns the next question's TwiML --
-   then the same number of requests to the bare endpoint;
-4. prints throughput and p50/p99 latency of both and their ratio, and drops the
-   database.
+``throughput``
+    ``wrk`` replays pre-signed requests (real ``RequestValidator`` signatures,
+    computed beforehand; ``bench/ivr_wrk.lua``) for each webhook -- ``voice``,
+    ``consent``, ``answer``, ``comment``, ``status``, ``amd``, ``inbound`` -- and
+    for the bare view (before and after the webhooks), and prints req/s, p50,
+    p99 and the ratio of each webhook's throughput to the bare view's.
+``flood``
+    the answer webhook at a steady pace (``--paced-rate`` requests/s), first
+    alone, then while 50 clients log in to CATI at once (scrypt): webhook p50,
+    p99 and max in both phases, and how the log-ins were answered.
+``bodies``
+    what a refused request costs: a signed answer, an unsigned small request,
+    an unsigned 1 MB form of 100,000 fields, and the same with a wrong signature.
+``calls``
+    ``--calls`` simulated calls at once, played by the simulator over HTTP at a
+    respondent's pace (a request per call every few seconds): every webhook's
+    p50/p99, errors, and answers acknowledged but lost or stored twice.
+
+``--only`` picks parts (default: all four).  The database is dropped at the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
+import re
+import shutil
 import socket
+import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlencode
 
 import requests
 from sqlalchemy import create_engine, text
@@ -39,6 +59,10 @@ sys.path.insert(0, str(ROOT))
 
 PUBLIC_URL = "https://survey.bench.invalid"
 TOKEN = "bench-auth-token"
+ACCOUNT = "AC" + "0" * 32
+WEBHOOKS = ("voice", "consent", "answer", "comment", "status", "amd", "inbound")
+LUA = Path(__file__).with_name("ivr_wrk.lua")
+PASSWORD = "bench-password-1"
 
 
 def _free_port() -> int:
@@ -47,143 +71,433 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _setup(url: str, n_cases: int) -> list[tuple[int, str, int]]:
-    """Cases with units and one open attempt each: [(attempt id, CallSid, units)]."""
+def _uptime() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+# --- the data ---------------------------------------------------------------------------------
+
+
+def _setup(url: str, per_hook: int, n_users: int) -> dict:
+    """Cases, attempts and CATI users: {webhook: [(attempt id, CallSid, phone)]}."""
     from minping import cases
     from minping.db import Database
     from minping.models import SampleCase
+    from minping.users import create_user
     from tests.builders import FIELD_START, build_field
 
     db = Database(url)
     db.upgrade()
-    field = build_field(db, n_cases=n_cases, units_per_case=8)
-    out = []
+    field = build_field(db, n_cases=per_hook * len(WEBHOOKS), units_per_case=8)
+    out: dict[str, list] = {hook: [] for hook in WEBHOOKS}
     with db.transaction() as s:
         for i, case_id in enumerate(field.case_ids):
+            hook = WEBHOOKS[i % len(WEBHOOKS)]
+            phone = field.phones[case_id]
+            if hook == "inbound":  # the case must be free for the caller to reach it
+                out[hook].append((None, None, phone))
+                continue
             case = s.get(SampleCase, case_id)
             sid = f"CA{i:032x}"
             attempt = cases.start_attempt(s, case, channel="ivr", now=FIELD_START, call_sid=sid)
-            cases.add_event(s, attempt, "consent", now=FIELD_START)
-            out.append((attempt.id, sid, 8))
+            if hook in ("answer", "comment"):
+                cases.add_event(s, attempt, "consent", now=FIELD_START)
+            out[hook].append((attempt.id, sid, phone))
+        for i in range(n_users):
+            create_user(s, username=f"bench-int-{i}", password=PASSWORD, role="interviewer",
+                        display_name=f"bench {i}", language="zh", experienced=False)
     db.dispose()
     return out
 
 
-def _load(base: str, requests_list, concurrency: int) -> tuple[float, list[float], int]:
-    latencies: list[float] = []
-    errors = 0
-    lock = threading.Lock()
-    index = iter(range(len(requests_list)))
+def _requests_for(hook: str, rows: list, n: int, validator: RequestValidator, rng) -> list:
+    """``n`` signed requests to ``/ivr/<hook>``: [(path, form, signature, token)]."""
+    out = []
+    for k in range(n):
+        attempt_id, sid, phone = rows[k % len(rows)]
+        lap = k // len(rows)
+        token = ""
+        form = {"AccountSid": ACCOUNT, "CallSid": sid or "", "From": "+8657100000000",
+                "To": phone, "Direction": "outbound-api", "ApiVersion": "2010-04-01"}
+        if hook == "voice":
+            path = f"/ivr/voice?attempt={attempt_id}"
+            form |= {"CallStatus": "in-progress", "AnsweredBy": "human"}
+        elif hook == "consent":
+            path = f"/ivr/consent?attempt={attempt_id}&try=0"
+            form |= {"CallStatus": "in-progress", "Digits": "1", "FinishedOnKey": ""}
+        elif hook == "answer":
+            pos = lap % 8
+            path = f"/ivr/answer?attempt={attempt_id}&pos={pos}&try=0"
+            form |= {"CallStatus": "in-progress", "Digits": str(1 + (lap // 8) % 3),
+                     "FinishedOnKey": ""}
+        elif hook == "comment":
+            path = f"/ivr/comment?attempt={attempt_id}"
+            form |= {"CallStatus": "in-progress", "RecordingUrl":
+                     f"https://api.twilio.invalid/Recordings/RE{k:032x}",
+                     "RecordingSid": f"RE{k:032x}", "RecordingDuration": "7"}
+        elif hook == "status":
+            path = f"/ivr/status?attempt={attempt_id}"
+            form |= {"CallStatus": ("ringing", "in-progress")[lap % 2],
+                     "SequenceNumber": str(lap + 1), "Timestamp": "Tue, 01 Dec 2026 08:00:00 +0000",
+                     "CallbackSource": "call-progress-events"}
+            token = f"{sid}-status-{lap}"
+        elif hook == "amd":
+            path = f"/ivr/amd?attempt={attempt_id}"
+            form |= {"AnsweredBy": "human", "MachineDetectionDuration": "1200"}
+            token = f"{sid}-amd-{lap}"
+        else:  # inbound: a respondent calls back (a free case the first time, then held)
+            path = "/ivr/inbound"
+            form = {"AccountSid": ACCOUNT, "CallSid": f"CA{k:030x}in", "From": phone,
+                    "To": "+8657100000000", "Direction": "inbound", "CallStatus": "ringing",
+                    "ApiVersion": "2010-04-01"}
+        signature = validator.compute_signature(PUBLIC_URL + path, form)
+        out.append((path, form, signature, token))
+    rng.shuffle(out)
+    return out
 
-    def worker():
-        nonlocal errors
-        session = requests.Session()
-        mine = []
-        bad = 0
-        while True:
-            with lock:
-                i = next(index, None)
-            if i is None:
-                break
-            path, form, headers = requests_list[i]
-            t = time.perf_counter()
-            r = session.post(base + path, data=form, headers=headers, timeout=30)
-            mine.append(time.perf_counter() - t)
-            if r.status_code != 200 or "<Response>" not in r.text:
-                bad += 1
-        with lock:
-            latencies.extend(mine)
-            errors += bad
 
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return time.perf_counter() - start, latencies, errors
+def _write_requests(reqs: list, directory: Path, name: str) -> Path:
+    path = directory / f"{name}.tsv"
+    with path.open("w") as f:
+        for p, form, sig, token in reqs:
+            f.write(f"{p}\t{sig}\t{token}\t{urlencode(form)}\n")
+    return path
+
+
+# --- the server ---------------------------------------------------------------------------------
+
+
+class Server:
+    def __init__(self, url: str, workers: int, threads: int):
+        self.port = _free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        env = os.environ | {"DATABASE_URL": url, "MINPING_PUBLIC_URL": PUBLIC_URL,
+                            "TWILIO_AUTH_TOKEN": TOKEN, "TWILIO_ACCOUNT_SID": ACCOUNT,
+                            "MINPING_ENV": "development", "MINPING_SECRET_KEY": "bench",
+                            "PYTHONPATH": str(ROOT)}
+        gunicorn = Path(sys.executable).with_name("gunicorn")
+        fd, self.log = tempfile.mkstemp(prefix="bench-ivr-gunicorn-", suffix=".log")
+        cmd = [str(gunicorn), "-w", str(workers), "-b", f"127.0.0.1:{self.port}",
+               "--log-level", "warning", "--backlog", "2048"]
+        if threads > 1:  # keep-alive outlasts a run: Debian's wrk 4.1 with a Lua request()
+            # does not send again on a connection the server closed
+            cmd += ["-k", "gthread", "--threads", str(threads), "--keep-alive", "75"]
+        self.proc = subprocess.Popen(cmd + ["bench.ivr_wsgi:app"], cwd=ROOT, env=env,
+                                     stdout=fd, stderr=fd)
+        os.close(fd)
+        for _ in range(300):
+            try:
+                if requests.get(self.base + "/healthz", timeout=5).ok:
+                    return
+            except requests.RequestException:
+                time.sleep(0.1)
+        self.stop()
+        raise SystemExit(f"gunicorn did not start: {Path(self.log).read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+
+
+# --- throughput with wrk ---------------------------------------------------------------------------
+
+
+def _wrk(base: str, req_file: Path, args, path: str = "/") -> dict:
+    out = subprocess.run(["wrk", "-t", str(args.wrk_threads), "-c", str(args.connections),
+                          "-d", f"{args.duration}s", "--timeout", "10s", "-s", str(LUA),
+                          base + path, "--", str(req_file)],
+                         capture_output=True, text=True, check=True).stdout
+    line = next(x for x in out.splitlines() if x.startswith("WRK "))
+    res = json.loads(line[4:])
+    res["rps"] = res["requests"] / (res["duration_us"] / 1e6)
+    return res
+
+
+def _check_one(base: str, req: tuple, expect: str) -> None:
+    path, form, sig, token = req
+    headers = {"X-Twilio-Signature": sig} if sig else {}
+    if token:
+        headers["I-Twilio-Idempotency-Token"] = token
+    r = requests.post(base + path, data=form, headers=headers, timeout=30)
+    if r.status_code != 200 or expect not in r.text:
+        raise SystemExit(f"{path}: {r.status_code} {r.text[:300]!r} (expected {expect!r})")
+
+
+def throughput(server: Server, data: dict, args, workdir: Path) -> list[str]:
+    validator = RequestValidator(TOKEN)
+    rng = random.Random(1)
+    files, firsts = {}, {}
+    for hook in WEBHOOKS:
+        reqs = _requests_for(hook, data[hook], args.requests, validator, rng)
+        firsts[hook] = reqs[0]
+        files[hook] = _write_requests(reqs, workdir, hook)
+    bare = [("/bench/bare", form, "", "") for _, form, _, _ in
+            _requests_for("answer", data["answer"], args.requests, validator, rng)]
+    files["bare"] = _write_requests(bare, workdir, "bare")
+    expected = {"voice": "<Gather", "consent": "<Gather", "answer": "<Response",
+                "comment": "<Hangup", "status": "<Response", "amd": "<Response",
+                "inbound": "<Say"}
+    for hook in WEBHOOKS:  # each kind of request works before it is timed
+        _check_one(server.base, firsts[hook], expected[hook])
+    warm = dict(vars(args)) | {"duration": 2}
+    _wrk(server.base, files["bare"], argparse.Namespace(**warm))
+    _wrk(server.base, files["answer"], argparse.Namespace(**warm))
+    results = {"bare (before)": _wrk(server.base, files["bare"], args)}
+    for hook in WEBHOOKS:
+        results[hook] = _wrk(server.base, files[hook], args)
+    results["bare (after)"] = _wrk(server.base, files["bare"], args)
+    bare_rps = (results["bare (before)"]["rps"] + results["bare (after)"]["rps"]) / 2
+    bare_p50 = (results["bare (before)"]["p50_us"] + results["bare (after)"]["p50_us"]) / 2
+    lines = [f"throughput: wrk -t{args.wrk_threads} -c{args.connections} -d{args.duration}s, "
+             f"load {_uptime()}",
+             f"{'endpoint':<15} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
+             f"{'errors':>6} {'x bare':>7} {'p50/bare':>9}"]
+    for label, r in results.items():
+        lines.append(f"{label:<15} {r['rps']:8.1f} {r['p50_us'] / 1000:8.2f} "
+                     f"{r['p99_us'] / 1000:8.2f} {r['max_us'] / 1000:8.1f} "
+                     f"{r['status_errors'] + r['socket_errors']:6d} {r['rps'] / bare_rps:7.2f} "
+                     f"{r['p50_us'] / bare_p50:9.1f}")
+    worst = min(results[h]["rps"] for h in WEBHOOKS) / bare_rps
+    lines.append(f"slowest webhook / bare Flask throughput: {worst:.2f}x")
+    return lines
+
+
+# --- paced webhooks during a log-in flood -------------------------------------------------------------
 
 
 def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
     values = sorted(values)
     return values[min(len(values) - 1, int(q * len(values)))] * 1000
 
 
+class Paced:
+    """``clients`` threads sending answer requests at ``rate`` requests/s in all."""
+
+    def __init__(self, base: str, reqs: list, rate: float, clients: int = 20):
+        self.base, self.reqs, self.rate, self.clients = base, reqs, rate, clients
+        self.latencies: list[float] = []
+        self.errors = 0
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.next = 0
+
+    def _worker(self, k: int) -> None:
+        session = requests.Session()
+        interval = self.clients / self.rate
+        due = time.perf_counter() + k * interval / self.clients
+        while not self.stop.is_set():
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            due += interval
+            with self.lock:
+                path, form, sig, _ = self.reqs[self.next % len(self.reqs)]
+                self.next += 1
+            t = time.perf_counter()
+            try:
+                r = session.post(self.base + path, data=form,
+                                 headers={"X-Twilio-Signature": sig}, timeout=30)
+                ok = r.status_code == 200
+            except requests.RequestException:
+                ok = False
+            elapsed = time.perf_counter() - t
+            with self.lock:
+                self.latencies.append(elapsed)
+                self.errors += not ok
+
+    def run(self, seconds: float) -> tuple[list[float], int]:
+        threads = [threading.Thread(target=self._worker, args=(k,)) for k in range(self.clients)]
+        for t in threads:
+            t.start()
+        time.sleep(seconds)
+        self.stop.set()
+        for t in threads:
+            t.join()
+        return self.latencies, self.errors
+
+
+def _login_flood(base: str, n: int, stop: threading.Event, outcome: dict, lock) -> list:
+    def worker(i: int) -> None:
+        while not stop.is_set():
+            s = requests.Session()
+            try:
+                page = s.get(base + "/cati/login", timeout=30)
+                csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+                # the session cookie is Secure (the public URL is https): sent by hand
+                cookie = f"session={page.cookies.get('session')}"
+                t = time.perf_counter()
+                r = s.post(base + "/cati/login", data={"username": f"bench-int-{i}",
+                                                       "password": PASSWORD,
+                                                       "csrf_token": csrf},
+                           headers={"Cookie": cookie}, allow_redirects=False, timeout=60)
+                elapsed = time.perf_counter() - t
+                key = r.status_code
+            except (requests.RequestException, AttributeError):
+                key, elapsed = "error", 0.0
+            with lock:
+                outcome.setdefault(key, []).append(elapsed)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    return threads
+
+
+def flood(server: Server, data: dict, args) -> list[str]:
+    validator = RequestValidator(TOKEN)
+    reqs = _requests_for("answer", data["answer"], 20000, validator, random.Random(2))
+    quiet, quiet_err = Paced(server.base, reqs, args.paced_rate).run(args.paced_seconds)
+    quiet_load = _uptime()
+    stop, lock, outcome = threading.Event(), threading.Lock(), {}
+    threads = _login_flood(server.base, args.logins, stop, outcome, lock)
+    time.sleep(1.0)  # the flood is under way
+    busy, busy_err = Paced(server.base, reqs[::-1], args.paced_rate).run(args.paced_seconds)
+    stop.set()
+    for t in threads:
+        t.join()
+    lines = [f"log-in flood: answer webhook at {args.paced_rate:g} req/s, "
+             f"{args.paced_seconds:g} s alone (load {quiet_load}), then with {args.logins} "
+             f"clients logging in at once (load {_uptime()})",
+             f"{'phase':<16} {'requests':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
+             f"{'errors':>6}"]
+    for label, lat, err in (("alone", quiet, quiet_err), ("during flood", busy, busy_err)):
+        lines.append(f"{label:<16} {len(lat):8d} {_pct(lat, .5):8.2f} {_pct(lat, .99):8.2f} "
+                     f"{max(lat) * 1000:8.1f} {err:6d}")
+    answered = ", ".join(f"{k}: {len(v)} (p50 {_pct(v, .5):.0f} ms)"
+                         for k, v in sorted(outcome.items(), key=str))
+    lines.append(f"log-ins answered: {answered}")
+    lines.append(f"webhook p99 during flood / alone: {_pct(busy, .99) / _pct(quiet, .99):.1f}x")
+    return lines
+
+
+# --- what a refused request costs --------------------------------------------------------------------
+
+
+def bodies(server: Server, data: dict, args) -> list[str]:
+    validator = RequestValidator(TOKEN)
+    reqs = _requests_for("answer", data["answer"], 200, validator, random.Random(3))
+    big = urlencode({f"f{i}": "x" * 3 for i in range(100_000)})[: 1024 * 1024]
+    session = requests.Session()
+    cases = {
+        "signed answer": lambda i: session.post(server.base + reqs[i][0], data=reqs[i][1],
+                                                headers={"X-Twilio-Signature": reqs[i][2]}),
+        "unsigned small": lambda i: session.post(server.base + reqs[i][0], data=reqs[i][1]),
+        "unsigned 1 MB": lambda i: session.post(
+            server.base + reqs[i][0], data=big,
+            headers={"Content-Type": "application/x-www-form-urlencoded"}),
+        "bad-signed 1 MB": lambda i: session.post(
+            server.base + reqs[i][0], data=big,
+            headers={"Content-Type": "application/x-www-form-urlencoded",
+                     "X-Twilio-Signature": "AAAA"}),
+    }
+    lines = [f"refused requests ({len(big):,} bytes of 100,000 fields), median of "
+             f"{args.body_repeats} (load {_uptime()})",
+             f"{'request':<16} {'status':>6} {'median ms':>10}"]
+    for label, send in cases.items():
+        times, status = [], None
+        for i in range(args.body_repeats):
+            t = time.perf_counter()
+            try:
+                status = send(i).status_code
+            except requests.ConnectionError:  # refused and closed while the body was sent
+                status = "closed"
+                session = requests.Session()
+            times.append(time.perf_counter() - t)
+        lines.append(f"{label:<16} {status:>6} {statistics.median(times) * 1000:10.2f}")
+    return lines
+
+
+# --- simulated calls at a respondent's pace -----------------------------------------------------------
+
+
+def calls(url: str, args) -> list[str]:
+    from bench.ivr_calls import run_calls
+
+    return run_calls(url, n_calls=args.calls, workers=args.workers, threads=args.threads,
+                     seed=args.seed)
+
+
+# --- main ---------------------------------------------------------------------------------------------
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=3000)
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1) + 1)
-    parser.add_argument("--cases", type=int, default=200)
+    parser.add_argument("--only", default="throughput,flood,bodies,calls",
+                        help="comma-separated parts: throughput, flood, bodies, calls")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="gunicorn workers for flood, bodies, calls (minping serve's)")
+    parser.add_argument("--threads", type=int, default=8,
+                        help="threads per worker (gthread; 1 = sync workers)")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--wrk-threads", type=int, default=2)
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
+    parser.add_argument("--requests", type=int, default=6000,
+                        help="pre-signed requests per webhook")
+    parser.add_argument("--cases", type=int, default=200, help="cases per webhook")
+    parser.add_argument("--paced-rate", type=float, default=100.0)
+    parser.add_argument("--paced-seconds", type=float, default=8.0)
+    parser.add_argument("--logins", type=int, default=50)
+    parser.add_argument("--body-repeats", type=int, default=20)
+    parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=5)
     args = parser.parse_args(argv)
+    parts = set(args.only.split(","))
+    if shutil.which("wrk") is None and parts & {"throughput"}:
+        raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
 
     admin = os.environ.get("MINPING_BENCH_PG_URL",
                            "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-    name = f"minping_bench_{uuid.uuid4().hex[:8]}"
+    report = [f"PostgreSQL, {os.cpu_count()} CPUs, load at start {_uptime()}"]
     engine = create_engine(admin, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(admin).set(database=name).render_as_string(hide_password=False)
+    names = []
+
+    def new_database() -> str:
+        name = f"minping_bench_{uuid.uuid4().hex[:8]}"
+        with engine.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        names.append(name)
+        return make_url(admin).set(database=name).render_as_string(hide_password=False)
+
     server = None
     try:
-        attempts = _setup(url, args.cases)
-        port = _free_port()
-        env = os.environ | {"DATABASE_URL": url, "MINPING_PUBLIC_URL": PUBLIC_URL,
-                            "TWILIO_AUTH_TOKEN": TOKEN, "MINPING_ENV": "development",
-                            "MINPING_SECRET_KEY": "bench", "PYTHONPATH": str(ROOT)}
-        gunicorn = Path(sys.executable).with_name("gunicorn")
-        server = subprocess.Popen([str(gunicorn), "-w", str(args.workers), "-b",
-                                   f"127.0.0.1:{port}", "--log-level", "warning",
-                                   "bench.ivr_wsgi:app"], cwd=ROOT, env=env)
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(200):
-            try:
-                if requests.get(base + "/healthz", timeout=5).ok:
-                    break
-            except requests.RequestException:
-                time.sleep(0.1)
-        else:
-            raise SystemExit("gunicorn did not start")
-
-        validator = RequestValidator(TOKEN)
-        rng = random.Random(1)
-        answer_requests = []
-        for n in range(args.requests):
-            attempt_id, sid, units = attempts[n % len(attempts)]
-            pos = (n // len(attempts)) % units
-            path = f"/ivr/answer?attempt={attempt_id}&pos={pos}&try=0"
-            form = {"CallSid": sid, "Digits": str(1 + (n // (len(attempts) * units)) % 3),
-                    "AccountSid": "AC" + "0" * 32}
-            headers = {"X-Twilio-Signature": validator.compute_signature(PUBLIC_URL + path,
-                                                                         form)}
-            answer_requests.append((path, form, headers))
-        rng.shuffle(answer_requests)
-        bare_requests = [("/bench/bare", form, {}) for _, form, _ in answer_requests]
-        _load(base, answer_requests[:100], args.concurrency)  # warm up both
-        _load(base, bare_requests[:100], args.concurrency)
-        results = {}
-        for label, reqs in (("answer webhook", answer_requests), ("bare Flask", bare_requests)):
-            seconds, lat, errors = _load(base, reqs, args.concurrency)
-            results[label] = (len(reqs) / seconds, _pct(lat, 0.5), _pct(lat, 0.99), errors)
+        if parts & {"throughput", "flood", "bodies"}:
+            url = new_database()
+            data = _setup(url, args.cases, args.logins if "flood" in parts else 0)
+            with tempfile.TemporaryDirectory(prefix="bench-ivr-") as tmp:
+                runs = (("throughput", args.workers, args.threads,
+                         lambda: throughput(server, data, args, Path(tmp))),
+                        ("flood", args.workers, args.threads, lambda: flood(server, data, args)),
+                        ("bodies", args.workers, args.threads,
+                         lambda: bodies(server, data, args)))
+                for part, workers, threads, fn in runs:
+                    if part not in parts:
+                        continue
+                    server = Server(url, workers, threads)
+                    kind = f"{workers} sync workers" if threads == 1 else \
+                        f"{workers} workers x {threads} threads"
+                    lines = [f"[{part}: gunicorn {kind}]"] + fn()
+                    server.stop()
+                    server = None
+                    print("\n".join(lines) + "\n", flush=True)
+                    report += [""] + lines
+        if "calls" in parts:
+            lines = calls(new_database(), args)
+            print("\n".join(lines) + "\n", flush=True)
+            report += [""] + lines
     finally:
         if server is not None:
-            server.terminate()
-            server.wait(timeout=30)
+            server.stop()
         with engine.connect() as conn:
-            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                              "WHERE datname = :n AND pid <> pg_backend_pid()"), {"n": name})
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+            for name in names:
+                conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                  "WHERE datname = :n AND pid <> pg_backend_pid()"), {"n": name})
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
         engine.dispose()
-
-    print(f"gunicorn {args.workers} sync workers, {args.concurrency} concurrent clients, "
-          f"{args.requests} requests each, PostgreSQL, {os.cpu_count()} CPUs")
-    print(f"{'endpoint':<16} {'req/s':>9} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7}")
-    for label, (rps, p50, p99, errors) in results.items():
-        print(f"{label:<16} {rps:9.1f} {p50:9.2f} {p99:9.2f} {errors:7d}")
-    webhook, bare = results["answer webhook"], results["bare Flask"]
-    print(f"ratio webhook/bare: throughput {webhook[0] / bare[0]:.2f}x, "
-          f"p50 {webhook[1] / bare[1]:.1f}x, p99 {webhook[2] / bare[2]:.1f}x")
-    return 1 if webhook[3] or bare[3] else 0
+    print("summary\n" + "\n".join(report))
+    return 0
 
 
 if __name__ == "__main__":

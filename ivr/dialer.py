@@ -289,6 +289,8 @@ class Dialer:
         for tries in range(self.max_429_retries + 1):
             try:
                 call = self.client.calls.create(
+                    **({"byoc": self.cfg.ivr.byoc_trunk_sid} if self.cfg.ivr.byoc_trunk_sid
+                       else {}),
                     to=phone, from_=self.from_number, url=self.urls.voice(attempt_id),
                     method="POST", status_callback=self.urls.status(attempt_id),
                     status_callback_method="POST", status_callback_event=self.status_events,
@@ -354,19 +356,23 @@ class Dialer:
             rows = s.execute(query).all()
             claimed = []
             for case_id, phone, lang in rows:
+                code = service.new_sms_code(self.cfg)
                 done = s.execute(update(SampleCase).where(
                     SampleCase.id == case_id, SampleCase.notified_at.is_(None)).values(
-                    notified_at=now, next_attempt_at=now + self.notice_lead)
+                    notified_at=now, next_attempt_at=now + self.notice_lead, sms_code=code)
                     .execution_options(synchronize_session=False))
                 if done.rowcount == 1:
-                    claimed.append((case_id, phone, lang))
+                    claimed.append((case_id, phone, lang, code))
             if not rows:  # nobody left to notify: look again in a minute
                 self._next_notice_check = now + timedelta(minutes=1)
-        for case_id, phone, lang in claimed:
+        for case_id, phone, lang, code in claimed:
             lang = lang if lang in self.cfg.languages else self.cfg.campaign.default_language
-            body = self.cfg.render_prompt("sms_advance_notice", lang, caller_id=self.from_number)
+            body = self.cfg.render_prompt("sms_advance_notice", lang, caller_id=self.from_number,
+                                          code=code or "")
             try:
-                self.client.messages.create(to=phone, from_=self.from_number, body=body)
+                sender = ({"messaging_service_sid": self.cfg.ivr.messaging_service_sid}
+                          if self.cfg.ivr.messaging_service_sid else {"from_": self.from_number})
+                self.client.messages.create(to=phone, body=body, **sender)
                 sent += 1
             except (TwilioException, OSError) as exc:
                 with self.db.transaction() as s:

@@ -17,7 +17,34 @@ References
 
 from __future__ import annotations
 
+from xml.sax.saxutils import escape
+
 from twilio.twiml.voice_response import Gather, VoiceResponse
+
+#: Documents built once per configuration, prompt, language and unit, with a
+#: placeholder where the action URL goes (the URL carries the attempt).
+_CACHE: dict[tuple, tuple[object, str]] = {}
+_CACHE_SIZE = 4096
+_ACTION = "\x1e" "action" "\x1e"
+#: What ElementTree escapes in an attribute value, in its order (``&`` first).
+_ATTRIBUTE_ESCAPES = {'"': "&quot;", "\n": "&#10;", "\r": "&#13;", "\t": "&#09;"}
+
+
+def _cached(key: tuple, cfg, build, action: str | None) -> str:
+    """``build(action)``'s text, built once per ``key`` and configuration object.
+
+    The text is built with a placeholder action and the escaped URL put in its
+    place, so it equals what ``build(action)`` returns.
+    """
+    entry = _CACHE.get(key)
+    if entry is None or entry[0] is not cfg:
+        if len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.clear()
+        entry = _CACHE[key] = (cfg, build(_ACTION if action is not None else None))
+    text = entry[1]
+    if action is None:
+        return text
+    return text.replace(_ACTION, escape(action, _ATTRIBUTE_ESCAPES))
 
 #: Our prompt language -> Twilio's ``language`` attribute of ``<Say>``.
 TWILIO_LANGUAGES = {"en": "en-US", "cmn-CN": "cmn-CN", "zh": "cmn-CN", "zh-CN": "cmn-CN"}
@@ -49,6 +76,11 @@ def greeting(cfg, lang: str, *, action: str, notice: str | None = None) -> str:
     ``notice`` is a prompt key said first (``invalid_key`` / ``no_answer`` on a re-ask);
     the greeting itself is only said on the first try.
     """
+    return _cached(("greeting", id(cfg), lang, notice), cfg,
+                   lambda a: _greeting(cfg, lang, action=a, notice=notice), action)
+
+
+def _greeting(cfg, lang: str, *, action: str, notice: str | None) -> str:
     response = VoiceResponse()
     gather = _gather(cfg, action)
     if notice:
@@ -63,6 +95,13 @@ def greeting(cfg, lang: str, *, action: str, notice: str | None = None) -> str:
 def question(cfg, lang: str, *, unit: str, track: str = "", action: str,
              notice: str | None = None) -> str:
     """One rating question (``notice``: a prompt said before it on a re-ask)."""
+    return _cached(("question", id(cfg), lang, unit, track, notice), cfg,
+                   lambda a: _question(cfg, lang, unit=unit, track=track, action=a,
+                                       notice=notice), action)
+
+
+def _question(cfg, lang: str, *, unit: str, track: str, action: str,
+              notice: str | None) -> str:
     response = VoiceResponse()
     gather = _gather(cfg, action)
     if notice:
@@ -74,6 +113,11 @@ def question(cfg, lang: str, *, unit: str, track: str = "", action: str,
 
 def closing(cfg, lang: str, *, comment_action: str | None) -> str:
     """Thanks; then, if ``comment_action`` is given, a capped ``<Record>`` for a comment."""
+    return _cached(("closing", id(cfg), lang, comment_action is None), cfg,
+                   lambda a: _closing(cfg, lang, comment_action=a), comment_action)
+
+
+def _closing(cfg, lang: str, *, comment_action: str | None) -> str:
     response = VoiceResponse()
     speak(response, cfg, "thanks", lang)
     if comment_action:
@@ -86,19 +130,55 @@ def closing(cfg, lang: str, *, comment_action: str | None) -> str:
 
 def goodbye(cfg, lang: str, key: str) -> str:
     """Say prompt ``key`` (opt-out confirmation, hand-over, unknown caller...) and hang up."""
+    return _cached(("goodbye", id(cfg), lang, key), cfg, lambda _: _goodbye(cfg, lang, key),
+                   None)
+
+
+def _goodbye(cfg, lang: str, key: str) -> str:
     response = VoiceResponse()
     speak(response, cfg, key, lang)
     response.hangup()
     return str(response)
 
 
-def hangup() -> str:
-    """Hang up without a word (an answering machine, a call that is over)."""
+def ask_code(cfg, lang: str, *, digits: int, action: str, notice: str | None = None) -> str:
+    """Ask an inbound caller for the code of the SMS advance notice."""
+    response = VoiceResponse()
+    gather = Gather(action=action, method="POST", num_digits=digits, finish_on_key="#",
+                    timeout=cfg.ivr.gather_timeout_seconds, action_on_empty_result=True)
+    if notice:
+        speak(gather, cfg, notice, lang)
+    speak(gather, cfg, "verify_code", lang, digits=digits)
+    response.append(gather)
+    speak(response, cfg, "code_mismatch", lang)
+    response.hangup()
+    return str(response)
+
+
+def transfer(cfg, lang: str, *, number: str, timeout: int, action: str) -> str:
+    """Say the hand-over prompt, then ring an interviewer's phone (``<Dial>``)."""
+    response = VoiceResponse()
+    speak(response, cfg, "handoff", lang)
+    dial = response.dial(action=action, method="POST", timeout=timeout, answer_on_bridge=True)
+    dial.number(number)
+    return str(response)
+
+
+def _hangup() -> str:
     response = VoiceResponse()
     response.hangup()
     return str(response)
 
 
+_HANGUP = _hangup()
+_EMPTY = str(VoiceResponse())
+
+
+def hangup() -> str:
+    """Hang up without a word (an answering machine, a call that is over)."""
+    return _HANGUP
+
+
 def empty() -> str:
     """An empty document (the answer to status callbacks)."""
-    return str(VoiceResponse())
+    return _EMPTY

@@ -3,11 +3,13 @@
 =====================  =====================================================
 ``POST /ivr/voice``     an outbound call was answered (``?attempt=``)
 ``POST /ivr/inbound``   a call to the survey number (caller ID decides)
+``POST /ivr/verify``    the SMS code an inbound caller entered (``?case=&try=``)
 ``POST /ivr/consent``   the key pressed at the consent question
 ``POST /ivr/answer``    the key pressed at a question (``?pos=&try=``)
 ``POST /ivr/comment``   the ``<Record>`` of a spoken comment finished
 ``POST /ivr/status``    call status callbacks (initiated ... completed)
 ``POST /ivr/amd``       AsyncAmd result (``AnsweredBy``)
+``POST /ivr/handoff``   the ``<Dial>`` to an interviewer ended (``DialCallStatus``)
 =====================  =====================================================
 
 Every request must carry a valid ``X-Twilio-Signature`` computed over the
@@ -65,16 +67,74 @@ def public_request_url() -> str:
     return f"{url}?{query}" if query else url
 
 
+#: The largest request body a webhook accepts.  Twilio's requests are a few KB (a
+#: status callback with every optional field is under 2 KB); a larger body is refused
+#: with 413 before a byte of it is read.
+MAX_BODY = 16 * 1024
+
+
+def _refuse(code: int, description: str) -> Response:
+    """A refusal sent without reading the request's body (the connection is closed)."""
+    response = Response(f"{code} {description}\n", status=code, mimetype="text/plain")
+    response.headers["Connection"] = "close"
+    return response
+
+
+def _validator(token: str) -> RequestValidator:
+    validators = current_app.extensions.setdefault("ivr.validators", {})
+    validator = validators.get(token)
+    if validator is None:
+        validator = validators[token] = RequestValidator(token)
+    return validator
+
+
 @bp.before_request
 def verify_signature():
+    """Refuse oversized and unsigned requests first: before parsing, before the database.
+
+    The order makes a refused request cost no more than an accepted one: the
+    declared length is checked, then the presence of the signature header, and
+    only then is the form (at most :data:`MAX_BODY` bytes) parsed for the HMAC.
+    """
+    length = request.content_length
+    if length is not None and length > MAX_BODY:
+        return _refuse(413, f"request body over {MAX_BODY} bytes")
+    request.max_content_length = MAX_BODY  # a body sent without a length is cut there
     settings = settings_of(current_app)
     if not settings.verify_signatures:
         return None
     signature = request.headers.get("X-Twilio-Signature", "")
+    if not signature:
+        return _refuse(403, "Forbidden: missing X-Twilio-Signature")
     form = request.form if request.method == "POST" else {}
-    if not signature or not RequestValidator(settings.twilio_auth_token).validate(
-            public_request_url(), form, signature):
-        abort(403, description="invalid or missing X-Twilio-Signature")
+    if not _validator(settings.twilio_auth_token).validate(public_request_url(), form,
+                                                           signature):
+        abort(403, description="invalid X-Twilio-Signature")
+    return None
+
+
+#: Control characters (C0 but tab, line feed and carriage return; DEL): Twilio never
+#: sends them, and the database refuses some (NUL).
+_CONTROL = {c for c in range(32) if c not in (9, 10, 13)} | {127}
+#: Longest value kept of fields stored in columns of a fixed width.
+_MAX_LENGTH = {"CallSid": 64, "RecordingSid": 64, "AccountSid": 64, "CallStatus": 24,
+               "AnsweredBy": 32}
+
+
+@bp.before_request
+def refuse_malformed():
+    """A request with a control character or an over-long SID is a 400, never a 500."""
+    fields = list(request.args.items(multi=True))
+    if request.method == "POST":
+        fields += list(request.form.items(multi=True))
+    for name, value in fields:
+        bad = next((ch for ch in str(name) + value if ord(ch) in _CONTROL), None)
+        if bad is not None:
+            abort(400, description=f"field {name!r} holds a control character "
+                                   f"(U+{ord(bad):04X})")
+        limit = _MAX_LENGTH.get(name)
+        if limit is not None and len(value) > limit:
+            abort(400, description=f"field {name!r} is longer than {limit} characters")
     return None
 
 
@@ -100,25 +160,37 @@ def _digits() -> str:
     return digits if len(digits) <= 32 else digits[:32]
 
 
-def _attempt(required_sid: bool = True):
+def _attempt(*, with_units: bool = False) -> service.Live | None:
+    """The request's attempt (``?attempt=`` and ``CallSid``), read in one statement."""
     call_sid = request.form.get("CallSid", "").strip()
-    if required_sid and not call_sid:
+    if not call_sid:
         abort(400, description="CallSid is missing")
     attempt_id = _int_arg("attempt")
-    attempt = service.find_attempt(db_session(), attempt_id=attempt_id, call_sid=call_sid or None)
+    attempt = service.find_attempt(db_session(), attempt_id=attempt_id, call_sid=call_sid,
+                                   with_units=with_units)
     context = g.setdefault("log_context", {})
-    context["call_sid"] = call_sid or None
+    context["call_sid"] = call_sid
     if attempt is not None:
         context.update(attempt_id=attempt.id, case_id=attempt.case_id)
+    g.ivr_attempt = attempt
     return attempt
 
 
+def _commit(session) -> None:
+    """Write the attempt's changed fields, then commit (Twilio hears back after this)."""
+    attempt = g.pop("ivr_attempt", None)
+    if attempt is not None:
+        attempt.save(session)
+    session.commit()
+
+
 def _transact(work) -> Response:
-    """Run ``work()`` (returns TwiML) and commit at once; a clash is retried once.
+    """Run ``work()`` (reads the attempt, returns TwiML) and commit; a clash is retried once.
 
     Two deliveries of the same request at the same moment (Twilio retrying a slow
     webhook) can both try to insert the same answer: the loser's transaction is
-    rolled back and run again, and then finds the answer already stored.
+    rolled back and run again -- reading the attempt again -- and then finds the
+    answer already stored.
 
     Likewise a transaction that failed because the database connection was lost
     (PostgreSQL restarted, a fail-over) is run again once on a fresh connection:
@@ -128,11 +200,11 @@ def _transact(work) -> Response:
     for tries in (1, 2):
         try:
             body = work()
-            session.commit()
+            _commit(session)
             return _twiml(body)
         except IntegrityError:
             session.rollback()
-            service.forget_loaded(session)
+            g.pop("ivr_attempt", None)
             if tries == 2:
                 raise
         except DBAPIError as exc:
@@ -140,17 +212,19 @@ def _transact(work) -> Response:
                 raise
             log.warning("database connection lost; running the webhook's transaction again")
             session.rollback()
-            service.forget_loaded(session)
+            g.pop("ivr_attempt", None)
     raise AssertionError("unreachable")
 
 
 @bp.post("/voice")
 def voice():
-    attempt = _attempt()
-    if attempt is None:
-        return _twiml(flow.hangup())
-    return _transact(lambda: service.start_call(db_session(), survey_config(), attempt, urls=_urls(),
-                                      now=now(), answered_by=request.form.get("AnsweredBy")))
+    def work():
+        attempt = _attempt()
+        if attempt is None:
+            return flow.hangup()
+        return service.start_call(db_session(), survey_config(), attempt, urls=_urls(),
+                                  now=now(), answered_by=request.form.get("AnsweredBy"))
+    return _transact(work)
 
 
 @bp.post("/inbound")
@@ -159,44 +233,80 @@ def inbound():
     if not call_sid:
         abort(400, description="CallSid is missing")
     return _transact(lambda: service.inbound(db_session(), survey_config(),
-                                   caller=request.form.get("From", "").strip(),
-                                   call_sid=call_sid, urls=_urls(), now=now()))
+                                             caller=request.form.get("From", "").strip(),
+                                             call_sid=call_sid, urls=_urls(), now=now()))
+
+
+@bp.post("/verify")
+def verify():
+    """The code an inbound caller entered (``?case=&try=``)."""
+    call_sid = request.form.get("CallSid", "").strip()
+    if not call_sid:
+        abort(400, description="CallSid is missing")
+    case_id = _int_arg("case")
+    if case_id is None:
+        abort(400, description="query parameter 'case' is missing")
+    return _transact(lambda: service.verify_code(
+        db_session(), survey_config(), case_id=case_id,
+        caller=request.form.get("From", "").strip(), call_sid=call_sid, digits=_digits(),
+        tries=_int_arg("try", 0), urls=_urls(), now=now()))
 
 
 @bp.post("/consent")
 def consent():
-    attempt = _attempt()
-    if attempt is None:
-        return _twiml(flow.hangup())
-    return _transact(lambda: service.consent(db_session(), survey_config(), attempt, digits=_digits(),
-                                   tries=_int_arg("try", 0), urls=_urls(), now=now()))
+    def work():
+        attempt = _attempt(with_units=True)
+        if attempt is None:
+            return flow.hangup()
+        return service.consent(db_session(), survey_config(), attempt, digits=_digits(),
+                               tries=_int_arg("try", 0), urls=_urls(), now=now())
+    return _transact(work)
 
 
 @bp.post("/answer")
 def answer():
-    attempt = _attempt()
-    if attempt is None:
-        return _twiml(flow.hangup())
-    pos = _int_arg("pos")
-    if pos is None:
-        abort(400, description="query parameter 'pos' is missing")
-    return _transact(lambda: service.answer(db_session(), survey_config(), attempt, pos=pos,
-                                  digits=_digits(), tries=_int_arg("try", 0), urls=_urls(),
-                                  now=now()))
+    def work():
+        attempt = _attempt(with_units=True)
+        if attempt is None:
+            return flow.hangup()
+        pos = _int_arg("pos")
+        if pos is None:
+            abort(400, description="query parameter 'pos' is missing")
+        return service.answer(db_session(), survey_config(), attempt, pos=pos,
+                              digits=_digits(), tries=_int_arg("try", 0), urls=_urls(),
+                              now=now())
+    return _transact(work)
 
 
 @bp.post("/comment")
 def comment():
-    attempt = _attempt()
-    if attempt is None:
-        return _twiml(flow.hangup())
-    try:
-        duration = int(request.form.get("RecordingDuration", ""))
-    except ValueError:
-        duration = None
-    return _transact(lambda: service.save_comment(
-        db_session(), attempt, recording_url=request.form.get("RecordingUrl") or None,
-        recording_sid=request.form.get("RecordingSid") or None, duration=duration, now=now()))
+    duration = service.bounded_int(request.form.get("RecordingDuration"))
+
+    def work():
+        attempt = _attempt()
+        if attempt is None:
+            return flow.hangup()
+        return service.save_comment(
+            db_session(), attempt, recording_url=request.form.get("RecordingUrl") or None,
+            recording_sid=request.form.get("RecordingSid") or None, duration=duration,
+            now=now())
+    return _transact(work)
+
+
+@bp.post("/handoff")
+def handoff():
+    """The ``<Dial>`` to an interviewer ended (``DialCallStatus``)."""
+    def work():
+        attempt = _attempt()
+        if attempt is None:
+            return flow.hangup()
+        interviewer = _int_arg("interviewer")
+        if interviewer is None:
+            abort(400, description="query parameter 'interviewer' is missing")
+        return service.hand_over_result(
+            db_session(), survey_config(), attempt, interviewer_id=interviewer,
+            dial_status=request.form.get("DialCallStatus", "").strip(), now=now())
+    return _transact(work)
 
 
 def _token() -> str | None:
@@ -206,16 +316,17 @@ def _token() -> str | None:
 
 @bp.post("/status")
 def status():
+    session = db_session()
     attempt = _attempt()
     if attempt is None:  # an unknown call (an unknown caller's inbound call, say)
+        _commit(session)
         return _twiml(flow.empty())
     if not request.form.get("CallStatus"):
         abort(400, description="CallStatus is missing")
-    session = db_session()
     try:
         service.record_status(session, survey_config(), attempt, request.form, token=_token(),
                               now=now())
-        session.commit()
+        _commit(session)
     except IntegrityError:  # the same callback, delivered twice at the same moment
         session.rollback()
     return _twiml(flow.empty())
@@ -223,17 +334,18 @@ def status():
 
 @bp.post("/amd")
 def amd():
+    session = db_session()
     attempt = _attempt()
     if attempt is None:
+        _commit(session)
         return _twiml(flow.empty())
     answered_by = request.form.get("AnsweredBy", "").strip()
     if not answered_by:
         abort(400, description="AnsweredBy is missing")
-    session = db_session()
     try:
         machine = service.record_amd(session, attempt, answered_by=answered_by, token=_token(),
                                      now=now())
-        session.commit()
+        _commit(session)
     except IntegrityError:
         session.rollback()
         return _twiml(flow.empty())
@@ -250,6 +362,7 @@ def amd():
 
 @bp.errorhandler(400)
 @bp.errorhandler(403)
+@bp.errorhandler(413)
 def _client_error(exc):
     return Response(f"{exc.code} {exc.name}: {exc.description}\n", status=exc.code,
                     mimetype="text/plain")

@@ -7,6 +7,7 @@ exit with status 2.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -46,6 +47,14 @@ def config_group() -> None:
     """The campaign configuration ($MINPING_CONFIG, else the bundled template)."""
 
 
+def real_twilio_account() -> bool:
+    """True when the environment names a Twilio account (not the local simulator)."""
+    from minping.settings import SIMULATOR_ACCOUNT_SID
+
+    sid = os.environ.get("TWILIO_ACCOUNT_SID", "")
+    return bool(sid) and sid != SIMULATOR_ACCOUNT_SID and not os.environ.get("TWILIO_API_URL")
+
+
 @config_group.command("check")
 @click.argument("file", required=False, type=click.Path(dir_okay=False))
 @json_option
@@ -58,6 +67,10 @@ def config_check(file: str | None, as_json: bool) -> None:
         cfg, problems = load_config(path), []
     except ConfigError as exc:
         cfg, problems = None, list(exc.problems)
+    if cfg is not None and real_twilio_account():  # what Twilio would refuse
+        from ivr.gateway import deliverability_problems
+
+        problems += deliverability_problems(cfg, from_number=os.environ.get("TWILIO_FROM_NUMBER"))
     if as_json:
         result: dict[str, Any] = {"file": path, "ok": not problems, "problems": problems}
         if cfg is not None:

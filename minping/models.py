@@ -301,6 +301,7 @@ class SampleCase(Base):
     priority: Mapped[int] = mapped_column(Integer, default=0)
     refusal_conversion: Mapped[bool] = mapped_column(Boolean, default=False)
     notified_at: Mapped[datetime | None]  # SMS advance notice sent
+    sms_code: Mapped[str | None] = mapped_column(String(8))  # the code the SMS carried
     version: Mapped[int] = mapped_column(Integer, default=0)
 
     units: Mapped[list[CaseUnit]] = relationship(order_by="CaseUnit.position")

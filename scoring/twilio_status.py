@@ -1,6 +1,7 @@
 """Twilio call outcomes as AAPOR disposition codes.
 
-See ``scoring.aapor`` for the codes.
+See ``scoring.aapor`` for the codes and ``scoring.callstatus`` for Twilio's own
+vocabulary (what each ``CallStatus`` and ``AnsweredBy`` value is).
 """
 
 from __future__ import annotations
@@ -8,15 +9,17 @@ from __future__ import annotations
 import math
 from numbers import Real
 
+from scoring.callstatus import ANSWERED_BY, FINAL_STATUSES, MACHINE, NON_FINAL_STATUSES
+
 __all__ = ["SIP_CODE_DISPOSITIONS", "from_twilio_status"]
 
 # --- Twilio call outcomes ------------------------------------------------------------------
 
-#: Twilio ``CallStatus`` values that end a call.
-_TERMINAL_STATUSES = ("completed", "busy", "no-answer", "canceled", "failed")
-_NON_TERMINAL_STATUSES = ("queued", "initiated", "ringing", "in-progress")
-_MACHINE = ("machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other")
-_ANSWERED_BY = ("human", "unknown", "fax", *_MACHINE)
+# Twilio's vocabulary (CallStatus, AnsweredBy) lives in scoring.callstatus.
+_TERMINAL_STATUSES = FINAL_STATUSES
+_NON_TERMINAL_STATUSES = NON_FINAL_STATUSES
+_MACHINE = MACHINE
+_ANSWERED_BY = ANSWERED_BY
 
 #: Disposition of a ``failed`` call by its SIP response code.  Codes not listed
 #: (other 4xx, 5xx, or no SIP code) are 3.16 technical problems.

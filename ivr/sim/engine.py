@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from twilio.request_validator import RequestValidator
 
+from ivr.gateway import twilio_refusal
 from ivr.sim.behaviour import BehaviourModel, Persona
 from ivr.sim.callbacks import Callbacks
 from ivr.sim.calls import CallLife
@@ -91,6 +92,11 @@ class Simulator(CallLife, Callbacks, TwimlPlayer):
         A call that fetches more TwiML documents than this ends with an
         application error (guards against redirect loops).
     """
+
+    #: Refuse what Twilio refuses for mainland China (:func:`ivr.gateway.twilio_refusal`):
+    #: a +86 caller ID on calls to +86 numbers without ``Byoc``, SMS to +86 numbers
+    #: without ``MessagingServiceSid``.  Off by default (the simulator's number is +86).
+    china_rules: bool = False
 
     def __init__(self, *, account_sid: str, auth_token: str, rng: np.random.Generator,
                  transport: WebhookTransport, clock: Clock | None = None,
@@ -328,6 +334,10 @@ class Simulator(CallLife, Callbacks, TwimlPlayer):
             raise ApiError(400, 21213, "No 'From' number is specified")
         if not valid_address(from_):
             raise ApiError(400, 21212, f"Invalid 'From' Phone Number: {from_}")
+        refused = self.china_rules and twilio_refusal(kind="call", to=to, from_=from_,
+                                                      byoc=one("Byoc"))
+        if refused:
+            raise ApiError(400, 21215, f"Call to {to} not allowed: {refused}")
         url, twiml = one("Url"), one("Twiml")
         if not url and not twiml:
             raise ApiError(400, 21205, "Url parameter is required.")
@@ -434,6 +444,10 @@ class Simulator(CallLife, Callbacks, TwimlPlayer):
             raise ApiError(400, 21211, f"Invalid 'To' Phone Number: {to}")
         if not from_ and not service:
             raise ApiError(400, 21603, "A 'From' phone number is required.")
+        refused = self.china_rules and twilio_refusal(kind="sms", to=to, from_=from_,
+                                                      messaging_service=service)
+        if refused:
+            raise ApiError(400, 21612, f"Message to {to} not sent: {refused}")
         if not body and not form.get("MediaUrl"):
             raise ApiError(400, 21602, "Message body is required.")
         with self._lock:

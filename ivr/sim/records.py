@@ -12,9 +12,7 @@ from twilio.request_validator import RequestValidator
 
 from ivr.sim.behaviour import Persona
 from ivr.sim.transport import query_url
-
-#: Call statuses that end a call.
-FINAL_STATUSES = ("completed", "busy", "no-answer", "canceled", "failed")
+from scoring.callstatus import FINAL_STATUSES as FINAL_STATUSES  # statuses that end a call
 
 
 @dataclass(frozen=True)
@@ -125,12 +123,17 @@ class CallbackFaults:
         Hold every status callback until this long after the call ended.
     drop
         Events never delivered.
+    completed_first
+        When the respondent hangs up right after a key (``Persona.hangup_after_gathers``
+        reached), deliver the ``completed`` callback before that key's ``<Gather>``
+        action request.
     """
 
     duplicate: frozenset[str] = frozenset()
     reorder: bool = False
     delay_seconds: float = 0.0
     drop: frozenset[str] = frozenset()
+    completed_first: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "duplicate", frozenset(self.duplicate))

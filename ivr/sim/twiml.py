@@ -122,6 +122,11 @@ class TwimlPlayer:
             return None, True
         return model.choose_keys(persona, heard=heard, gather_index=index, rng=self.rng), False
 
+    @staticmethod
+    def _hangs_up_next(call: SimCall) -> bool:
+        after = call.persona.hangup_after_gathers
+        return after is not None and call.answered_gathers >= after
+
     def _gather(self, call: SimCall, verb: ET.Element, doc_url: str) -> Generator[float, None, Any]:
         num_digits = _int(verb.get("numDigits"), 0) or None
         timeout = float(_int(verb.get("timeout"), 5))
@@ -167,6 +172,13 @@ class TwimlPlayer:
         else:
             yield timeout
         self._note(call, "digits", digits=digits)
+        if digits and call.callback_faults.completed_first and self._hangs_up_next(call):
+            # the respondent hangs up on the key: the completed callback goes first,
+            # then the key's action request (Twilio does not order the two)
+            self._finish(call, "completed", "respondent hung up after the key")
+            self._deliver("action", call.sid, method, action, self._call_params(call)
+                          | {"Digits": digits, "FinishedOnKey": finished_on})
+            return _END
         if digits or on_empty:
             return _Goto(action, method, {"Digits": digits, "FinishedOnKey": finished_on},
                          "action")

@@ -45,6 +45,10 @@ PROMPT_KEYS = (
     "handoff",
     "unknown_caller",
     "sms_advance_notice",
+    "callback_pending",  # a sampled caller whose case is being dialled or held
+    "handoff_unavailable",  # nobody took the hand-over within handoff_wait_seconds
+    "verify_code",  # an inbound caller who was sent the SMS: enter its code
+    "code_mismatch",  # ... and did not
 )
 
 CORRECTIONS = ("holm", "bh", "none")
@@ -54,7 +58,8 @@ _COMMON_FIELDS = frozenset({"center", "campaign"})
 _PROMPT_FIELDS: dict[str, frozenset[str]] = {key: _COMMON_FIELDS for key in PROMPT_KEYS}
 _PROMPT_FIELDS["question"] = _COMMON_FIELDS | {"unit", "track"}
 _PROMPT_FIELDS["comment_invitation"] = _COMMON_FIELDS | {"seconds"}
-_PROMPT_FIELDS["sms_advance_notice"] = _COMMON_FIELDS | {"caller_id"}
+_PROMPT_FIELDS["sms_advance_notice"] = _COMMON_FIELDS | {"caller_id", "code"}
+_PROMPT_FIELDS["verify_code"] = _COMMON_FIELDS | {"digits"}
 _PROMPT_REQUIRED = {"question": frozenset({"unit"})}
 
 _SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*\Z")
@@ -306,6 +311,19 @@ class IvrSettings:
     record_comment: bool
     comment_max_seconds: int
     sms_advance_notice: bool
+    # --- delivery (optional keys; defaults when absent) ---
+    #: Seconds an interviewer's phone rings after the hand-over key before the caller is
+    #: told nobody is free and the case goes to the top of the CATI queue.
+    handoff_wait_seconds: int = 30
+    #: Digits of the code the SMS advance notice carries; an inbound caller who was sent
+    #: it enters the code before rating.  0: no code.
+    inbound_code_digits: int = 0
+    #: Country code of the numbers called (Twilio's rules for China apply to "+86").
+    destination_country_code: str = "+86"
+    #: Twilio BYOC trunk (``BY...``) the calls go through: a domestic carrier connection.
+    byoc_trunk_sid: str = ""
+    #: Twilio Messaging Service (``MG...``) the SMS advance notice is sent from.
+    messaging_service_sid: str = ""
 
     def voice(self, lang: str) -> str:
         """The ``<Say>`` voice for ``lang``."""

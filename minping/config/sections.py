@@ -360,8 +360,19 @@ def _ivr(
             "record_comment",
             "comment_max_seconds",
             "sms_advance_notice",
+            *_IVR_DELIVERY_KEYS,
+            *_IVR_DELIVERY_TEXT,
         ),
     )
+    delivery = {k: check.integer(t, k, p, lo=lo, hi=hi)
+                for k, (lo, hi, _) in _IVR_DELIVERY_KEYS.items() if k in t}
+    for k, (pattern, example) in _IVR_DELIVERY_TEXT.items():
+        if k in t:
+            value = t[k]
+            if isinstance(value, str) and (value == "" or re.fullmatch(pattern, value)):
+                delivery[k] = value
+            else:
+                check.add(f"{p}.{k}", f'must be "" or like "{example}", got {_show(value)}')
     voices = check.table(t, "voices", p)
     if voices is not None:
         for lang, voice in voices.items():
@@ -412,7 +423,18 @@ def _ivr(
         record_comment=record,
         comment_max_seconds=comment_seconds,
         sms_advance_notice=sms,
+        **{k: v for k, v in delivery.items() if v is not None},
     )
+
+
+#: Optional ``[ivr]`` keys of the call delivery: name -> (lowest, highest, default).
+_IVR_DELIVERY_KEYS = {"handoff_wait_seconds": (5, 600, 30), "inbound_code_digits": (0, 8, 0)}
+#: Optional ``[ivr]`` text keys of the call delivery: name -> (pattern, example).
+_IVR_DELIVERY_TEXT = {
+    "destination_country_code": (r"\+[1-9][0-9]{0,2}", "+86"),
+    "byoc_trunk_sid": (r"BY[0-9a-fA-F]{32}", "BY" + "0" * 32),
+    "messaging_service_sid": (r"MG[0-9a-fA-F]{32}", "MG" + "0" * 32),
+}
 
 
 def _template_fields(check: _Check, text: str, path: str) -> set[str] | None:

@@ -1,6 +1,6 @@
 """server-side CATI sessions and log-in throttling
 
-Revision ID: 0004_cati_security
+Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-01 15:30:00.000000
 """
@@ -8,7 +8,7 @@ Create Date: 2026-12-01 15:30:00.000000
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_cati_security"
+revision = "0004"
 down_revision = "0003"
 branch_labels = None
 depends_on = None
