@@ -24,8 +24,11 @@ CONTEXT_FIELDS = ("case_id", "call_sid", "attempt_id", "user", "request_id", "pa
                   "event", "username", "address", "role", "reason")
 
 #: A phone number in any form: 7+ digits, possibly split by spaces, dashes or brackets
-#: (an ISO date is not one).
-PHONE_LIKE = re.compile(r"(?<![\d.])(?!\d{4}-\d\d-\d\d)\+?\d(?:[ \-()]{0,2}\d){6,}")
+#: (an ISO date is not one), standing on its own: digits inside an ASCII word such as a
+#: Twilio SID (``CA6ca1e…0061597…``) or a hex request id are not a number.  Chinese text
+#: around a number, or a URL-encoded ``+`` (``%2B86…``), does not protect it.
+PHONE_LIKE = re.compile(
+    r"(?:(?<=%2B)|(?<=%2b)|(?<![0-9A-Za-z_.]))(?!\d{4}-\d\d-\d\d)\+?\d(?:[ \-()]{0,2}\d){6,}(?![0-9A-Za-z_])")
 
 
 def redact(text: str) -> str:

@@ -625,3 +625,18 @@ def test_composite_with_one_ballot_and_an_exact_phone_score_has_no_df_not_a_cras
     b = track["b"]
     assert math.isnan(b.df) and math.isnan(b.se) and b.rank is None
     assert b.composite == pytest.approx(0.5 * 75.0 + 0.5 * 60.0)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("call 13800000000 now", "call [number] now"),
+    ("号码13800000000已拨", "号码[number]已拨"),
+    ("+86 138-0000-0000", "[number]"),
+    ("q=%2B8613800000000&x=1", "q=%2B[number]&x=1"),
+    ("CallSid=CA6ca1e88517c0061597ddaf080fa29947", "CallSid=CA6ca1e88517c0061597ddaf080fa29947"),
+    ("at 2026-12-01 10:00", "at 2026-12-01 10:00"),
+])
+def test_log_redaction_masks_numbers_not_twilio_sids(text, expected):
+    """#14.6: numbers in any form are masked; a Twilio SID keeps the digits that identify it."""
+    from minping.logs import redact
+
+    assert redact(text) == expected
