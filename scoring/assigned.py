@@ -166,13 +166,7 @@ class AssignedDesign:
             ch = np.where(design.n_h >= 2, f * design.n_h / (design.n_h - 1.0), 0.0)
         c = zc.T @ (zc * ch[design.stratum_index][:, None])
         v = self.variance_from_z(z) if variance is None else np.asarray(variance, dtype=float)
-        cd = np.diag(c)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            scale = np.where((cd > 0) & (v > 0), np.sqrt(np.maximum(v, 0.0) / cd), 0.0)
-        out = c * scale[:, None] * scale[None, :]
-        out = (out + out.T) / 2.0
-        np.fill_diagonal(out, np.where(np.isfinite(v), np.maximum(v, 0.0), 0.0))
-        return out
+        return rescale_covariance(c, v)
 
     def replicate_estimates(self, y: np.ndarray, in_domain: np.ndarray,
                             replicates: ReplicateWeights) -> np.ndarray:
@@ -234,3 +228,15 @@ class AssignedDesign:
                                         method=method, level=level)
         return DomainMeans(estimate=m.estimate, se=m.se, df=m.df, ci_low=low, ci_high=high,
                            n=m.n, n_eff=m.n_eff, deff=m.deff, level=level, z=m.z)
+
+
+def rescale_covariance(c: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """The phase-one covariance ``c`` rescaled so that its diagonal is the per-unit
+    variances ``v`` (correlations kept; a unit with no variance gets none)."""
+    cd = np.diag(c)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scale = np.where((cd > 0) & (v > 0), np.sqrt(np.maximum(v, 0.0) / cd), 0.0)
+    out = c * scale[:, None] * scale[None, :]
+    out = (out + out.T) / 2.0
+    np.fill_diagonal(out, np.where(np.isfinite(v), np.maximum(v, 0.0), 0.0))
+    return out

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse
 
+from scoring.assigned import rescale_covariance
 from scoring.intervals import CiMethod, half_width, proportion_interval
 
 __all__ = ["LongRatings", "UnitEstimates", "estimate_units", "factorise"]
@@ -155,7 +156,7 @@ def estimate_units(data: LongRatings, N_h: np.ndarray, *, fpc: bool = True,
                                             level=level)
     cov = _covariance(z, rows, data, h_row, n_h, c_h, H, K)
     if data.assigned is not None:
-        cov = _rescale(cov, np.where(n > 0, se * se, 0.0))
+        cov = rescale_covariance(cov, np.where(n > 0, se * se, 0.0))
     return UnitEstimates(estimate=est, se=se, df=df, ci_low=est - half, ci_high=est + half,
                          n=n, n_eff=n_eff, deff=deff, sat=sat, sat_se=sat_se,
                          sat_low=sat_low, sat_high=sat_high, covariance=cov)
@@ -174,14 +175,3 @@ def _covariance(z: np.ndarray, rows: np.ndarray, data: LongRatings, h_row: np.nd
         per = np.where(n_h > 0, c_h / n_h, 0.0)
     out = gram - t1.T @ (t1 * per[:, None])
     return (out + out.T) / 2.0
-
-
-def _rescale(c: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """The phase-one covariance rescaled to the per-unit variances (``AssignedDesign``)."""
-    cd = np.diag(c)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        scale = np.where((cd > 0) & (v > 0), np.sqrt(np.maximum(v, 0.0) / cd), 0.0)
-    out = c * scale[:, None] * scale[None, :]
-    out = (out + out.T) / 2.0
-    np.fill_diagonal(out, np.where(np.isfinite(v), np.maximum(v, 0.0), 0.0))
-    return out
