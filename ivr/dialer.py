@@ -261,6 +261,10 @@ class Dialer:
             self.progress.in_flight = in_flight
             if in_flight >= self.rules.max_concurrent_calls:
                 return StepResult(0, "concurrency", None, in_flight)
+            # the attempt starts now, after the count: an attempt that another dialer or a
+            # webhook closed while this one waited for the pacing row ended before it
+            # (stamping the time read before the wait would make the two overlap on record)
+            now = max(now, self.now())
             held = cases.hold_cases_for_ivr(s, now=now, limit=1,
                                             max_attempts=self.rules.max_attempts,
                                             draw_id=self.draw_id)
