@@ -37,7 +37,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from twilio.base.exceptions import TwilioException, TwilioRestException
 
-from ivr import service
+from ivr import callstate, inbound, live
 from minping import calling, cases
 from minping.models import AuditLog, CallAttempt, DoNotCall, FrameContact, Lease, SampleCase
 
@@ -151,7 +151,7 @@ class Dialer:
         self.cfg = cfg
         self.client = client
         self.rules = rules or cfg.calling
-        self.urls = service.Urls(public_url.rstrip("/"))
+        self.urls = live.Urls(public_url.rstrip("/"))
         self.from_number = from_number
         self.now = now
         self.sleep = sleep
@@ -216,10 +216,10 @@ class Dialer:
             claim = self._claim()
             if isinstance(claim, StepResult):
                 return StepResult(placed, claim.blocked, claim.wait_until, claim.in_flight)
-            live = self._place(*claim)
+            on_line = self._place(*claim)
             placed += 1
             in_flight = claim[-1]
-            if live and in_flight >= self.rules.max_concurrent_calls:
+            if on_line and in_flight >= self.rules.max_concurrent_calls:
                 # known without asking the database again: the limit is reached
                 return StepResult(placed, "concurrency", None, in_flight)
             ready = self._ready_after_own_dial()
@@ -335,7 +335,7 @@ class Dialer:
         with self.db.transaction() as s:
             attempt = s.get(CallAttempt, attempt_id)
             cases.add_event(s, attempt, "error", now=self.now(), payload={"error": error})
-            service.close_attempt(s, self.cfg, attempt, call_status=status, now=self.now(),
+            callstate.close_attempt(s, self.cfg, attempt, call_status=status, now=self.now(),
                                   error=error)
 
     # --- SMS advance notice -------------------------------------------------------------
@@ -360,7 +360,7 @@ class Dialer:
             rows = s.execute(query).all()
             claimed = []
             for case_id, phone, lang in rows:
-                code = service.new_sms_code(self.cfg)
+                code = inbound.new_sms_code(self.cfg)
                 done = s.execute(update(SampleCase).where(
                     SampleCase.id == case_id, SampleCase.notified_at.is_(None)).values(
                     notified_at=now, next_attempt_at=now + self.notice_lead, sms_code=code)
@@ -418,14 +418,14 @@ class Dialer:
             except (TwilioException, OSError) as exc:
                 log.warning("reconcile %s: %s", sid, exc)
                 continue
-            if service.STATUS_RANK.get(call.status) != service.FINAL_RANK:
+            if live.STATUS_RANK.get(call.status) != live.FINAL_RANK:
                 continue
             with self.db.transaction() as s:
                 attempt = s.get(CallAttempt, attempt_id)
                 cases.add_event(s, attempt, "reconciled", now=now,
                                 payload={"status": call.status, "answered_by": call.answered_by})
                 duration = int(call.duration) if call.duration else None
-                service.close_attempt(s, self.cfg, attempt, call_status=call.status,
+                callstate.close_attempt(s, self.cfg, attempt, call_status=call.status,
                                       answered_by=call.answered_by, duration=duration, now=now)
             closed += 1
         with self.db.transaction() as s:

@@ -32,7 +32,9 @@ from flask import Blueprint, Response, abort, current_app, g, request
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from twilio.request_validator import RequestValidator
 
-from ivr import flow, service
+from ivr import callstate, flow, interview, live
+from ivr import handoff as handoffs
+from ivr import inbound as inbound_calls
 from minping.db import db_session, settings_of
 from minping.runtime import current_runtime
 
@@ -138,8 +140,8 @@ def refuse_malformed():
     return None
 
 
-def _urls() -> service.Urls:
-    return service.Urls(settings_of(current_app).public_url)
+def _urls() -> live.Urls:
+    return live.Urls(settings_of(current_app).public_url)
 
 
 def _int_arg(name: str, default: int | None = None) -> int | None:
@@ -160,13 +162,13 @@ def _digits() -> str:
     return digits if len(digits) <= 32 else digits[:32]
 
 
-def _attempt(*, with_units: bool = False) -> service.Live | None:
+def _attempt(*, with_units: bool = False) -> live.Live | None:
     """The request's attempt (``?attempt=`` and ``CallSid``), read in one statement."""
     call_sid = request.form.get("CallSid", "").strip()
     if not call_sid:
         abort(400, description="CallSid is missing")
     attempt_id = _int_arg("attempt")
-    attempt = service.find_attempt(db_session(), attempt_id=attempt_id, call_sid=call_sid,
+    attempt = live.find_attempt(db_session(), attempt_id=attempt_id, call_sid=call_sid,
                                    with_units=with_units)
     context = g.setdefault("log_context", {})
     context["call_sid"] = call_sid
@@ -222,7 +224,7 @@ def voice():
         attempt = _attempt()
         if attempt is None:
             return flow.hangup()
-        return service.start_call(db_session(), survey_config(), attempt, urls=_urls(),
+        return interview.start_call(db_session(), survey_config(), attempt, urls=_urls(),
                                   now=now(), answered_by=request.form.get("AnsweredBy"))
     return _transact(work)
 
@@ -232,7 +234,7 @@ def inbound():
     call_sid = request.form.get("CallSid", "").strip()
     if not call_sid:
         abort(400, description="CallSid is missing")
-    return _transact(lambda: service.inbound(db_session(), survey_config(),
+    return _transact(lambda: inbound_calls.inbound(db_session(), survey_config(),
                                              caller=request.form.get("From", "").strip(),
                                              call_sid=call_sid, urls=_urls(), now=now()))
 
@@ -246,7 +248,7 @@ def verify():
     case_id = _int_arg("case")
     if case_id is None:
         abort(400, description="query parameter 'case' is missing")
-    return _transact(lambda: service.verify_code(
+    return _transact(lambda: inbound_calls.verify_code(
         db_session(), survey_config(), case_id=case_id,
         caller=request.form.get("From", "").strip(), call_sid=call_sid, digits=_digits(),
         tries=_int_arg("try", 0), urls=_urls(), now=now()))
@@ -258,7 +260,7 @@ def consent():
         attempt = _attempt(with_units=True)
         if attempt is None:
             return flow.hangup()
-        return service.consent(db_session(), survey_config(), attempt, digits=_digits(),
+        return interview.consent(db_session(), survey_config(), attempt, digits=_digits(),
                                tries=_int_arg("try", 0), urls=_urls(), now=now())
     return _transact(work)
 
@@ -272,7 +274,7 @@ def answer():
         pos = _int_arg("pos")
         if pos is None:
             abort(400, description="query parameter 'pos' is missing")
-        return service.answer(db_session(), survey_config(), attempt, pos=pos,
+        return interview.answer(db_session(), survey_config(), attempt, pos=pos,
                               digits=_digits(), tries=_int_arg("try", 0), urls=_urls(),
                               now=now())
     return _transact(work)
@@ -280,13 +282,13 @@ def answer():
 
 @bp.post("/comment")
 def comment():
-    duration = service.bounded_int(request.form.get("RecordingDuration"))
+    duration = live.bounded_int(request.form.get("RecordingDuration"))
 
     def work():
         attempt = _attempt()
         if attempt is None:
             return flow.hangup()
-        return service.save_comment(
+        return interview.save_comment(
             db_session(), attempt, recording_url=request.form.get("RecordingUrl") or None,
             recording_sid=request.form.get("RecordingSid") or None, duration=duration,
             now=now())
@@ -303,7 +305,7 @@ def handoff():
         interviewer = _int_arg("interviewer")
         if interviewer is None:
             abort(400, description="query parameter 'interviewer' is missing")
-        return service.hand_over_result(
+        return handoffs.hand_over_result(
             db_session(), survey_config(), attempt, interviewer_id=interviewer,
             dial_status=request.form.get("DialCallStatus", "").strip(), now=now())
     return _transact(work)
@@ -324,7 +326,7 @@ def status():
     if not request.form.get("CallStatus"):
         abort(400, description="CallStatus is missing")
     try:
-        service.record_status(session, survey_config(), attempt, request.form, token=_token(),
+        callstate.record_status(session, survey_config(), attempt, request.form, token=_token(),
                               now=now())
         _commit(session)
     except IntegrityError:  # the same callback, delivered twice at the same moment
@@ -343,7 +345,7 @@ def amd():
     if not answered_by:
         abort(400, description="AnsweredBy is missing")
     try:
-        machine = service.record_amd(session, attempt, answered_by=answered_by, token=_token(),
+        machine = callstate.record_amd(session, attempt, answered_by=answered_by, token=_token(),
                                      now=now())
         _commit(session)
     except IntegrityError:

@@ -13,7 +13,7 @@ the day a retry is spread over all come from the campaign's ``[calling]`` table
   (``calling.retry_day_parts``; default morning / afternoon from 12:00 /
   evening from 17:00) where the case was not tried yet.
 
-Users: the IVR dialer (``ivr/dialer.py``) and its retry logic (``ivr/service.py``),
+Users: the IVR dialer (``ivr/dialer.py``) and its retry logic (``ivr/callstate.py``),
 the case life cycle (``minping/cases.py``), the CATI scheduler
 (``minping/scheduler.py``) and screens (``cati/views.py``), the CATI simulation
 (``cati/simulate.py``) and the demo (``minping/demo.py``).  Every instant is an

@@ -1,6 +1,6 @@
 """Twilio's call vocabulary and what it means for a survey: one home for it.
 
-The IVR webhooks (:mod:`ivr.service`), the dialer, the simulator and the AAPOR
+The IVR webhooks (:mod:`ivr.callstate`, :mod:`ivr.interview`), the dialer, the simulator and the AAPOR
 coding (:func:`scoring.aapor.from_twilio_status`) all read Twilio's
 ``CallStatus`` and ``AnsweredBy`` values from here.  Standard library only.
 

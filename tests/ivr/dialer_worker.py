@@ -16,12 +16,13 @@ from types import SimpleNamespace
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
+from sqlalchemy import distinct, func, select
 
-from ivr import service
+from ivr import callstate
 from ivr.dialer import Dialer
 from minping.config import FrozenMap, TimeWindow, load_config
 from minping.db import Database
-from minping.models import CallAttempt
+from minping.models import CallAttempt, SampleCase
 
 CALLS_PER_SECOND = 300.0
 MAX_CONCURRENT = 30
@@ -72,9 +73,21 @@ class QuickNetwork:
     def _end(self, attempt_id, sid, status):
         with self.db.transaction() as s:
             attempt = s.get(CallAttempt, attempt_id)
-            service.record_status(s, self.cfg, attempt,
+            callstate.record_status(s, self.cfg, attempt,
                                   {"CallSid": sid, "CallStatus": status, "SequenceNumber": "2"},
                                   token=f"{sid}-end", now=datetime.now(UTC))
+
+
+def _stop_when_every_case_dialled(db, stop: threading.Event) -> None:
+    """Stop once every case has had an attempt and none is open (retries are spread to
+    other parts of the day, hours away: waiting for them would only wait out the deadline)."""
+    cases = select(func.count(SampleCase.id))
+    dialled = select(func.count(distinct(CallAttempt.case_id)))
+    still_open = select(func.count(CallAttempt.id)).where(CallAttempt.outcome.is_(None))
+    while not stop.wait(0.5):
+        with db.session() as s:
+            if s.scalar(dialled) >= s.scalar(cases) and s.scalar(still_open) == 0:
+                stop.set()
 
 
 def main(url: str, seed: int, seconds: float) -> int:
@@ -87,6 +100,9 @@ def main(url: str, seed: int, seconds: float) -> int:
     stop = threading.Event()
     deadline = threading.Timer(seconds, stop.set)
     deadline.start()
+    watcher = threading.Thread(target=_stop_when_every_case_dialled, args=(db, stop),
+                               daemon=True)
+    watcher.start()
     try:
         dialer.run(stop, until_done=True, max_wait=0.02)
     finally:

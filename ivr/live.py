@@ -1,0 +1,278 @@
+"""What every IVR webhook shares: its URLs, the lookup of its call, and small writes.
+
+The webhooks stay thin (:mod:`ivr.webhooks`): they check the signature, parse
+the request and call one function of the IVR service modules with a session,
+the survey configuration and ``now``; the function changes the database and
+returns the TwiML to answer with.  The caller commits -- at once, so that an
+answer is stored the moment it arrives.  The modules, one job each:
+
+- :mod:`ivr.live` (this one): the webhook URLs, the attempt a request belongs
+  to (:func:`find_attempt`, one statement), events, bounded numbers;
+- :mod:`ivr.interview`: greeting, consent, questions, answers, comments, and a
+  key whose request arrives after the call ended;
+- :mod:`ivr.handoff`: the hand-over key, a live transfer to a free interviewer;
+- :mod:`ivr.inbound`: calls to the survey number, with the SMS code check;
+- :mod:`ivr.callstate`: status and AMD callbacks and the end of an attempt.
+
+Where the call stands travels in the action URLs (``attempt``, ``pos`` = the
+position of the unit asked, ``try`` = re-asks so far), so the webhooks keep no
+state between requests; the attempt's ``call_sid`` must match the request's
+``CallSid``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import urlencode
+
+from sqlalchemy import and_, bindparam, insert, select, update
+from sqlalchemy.orm import Session
+
+from minping import cases
+from minping.models import (
+    Answer,
+    AttemptEvent,
+    CallAttempt,
+    CaseUnit,
+    SampleCase,
+    Unit,
+)
+from scoring import callstatus
+
+# Twilio's call vocabulary and its meaning: one home, scoring.callstatus.
+STATUS_RANK = callstatus.STATUS_RANK
+FINAL_RANK = callstatus.FINAL_RANK
+ANSWERED_BY = callstatus.ANSWERED_BY
+NOT_A_PERSON = callstatus.NOT_A_PERSON
+#: Status callback fields kept in the event payload.
+STATUS_FIELDS = ("CallStatus", "SequenceNumber", "Timestamp", "CallDuration", "SipResponseCode",
+                 "AnsweredBy", "Direction", "ErrorCode", "CallbackSource")
+
+
+@dataclass(frozen=True)
+class Urls:
+    """Builds the absolute public URLs of the webhooks (``base`` = the public URL)."""
+
+    base: str
+
+    def _url(self, name: str, **query: object) -> str:
+        return f"{self.base}/ivr/{name}" + (f"?{urlencode(query)}" if query else "")
+
+    def voice(self, attempt_id: int) -> str:
+        return self._url("voice", attempt=attempt_id)
+
+    def consent(self, attempt_id: int, tries: int = 0) -> str:
+        return self._url("consent", attempt=attempt_id, **{"try": tries})
+
+    def answer(self, attempt_id: int, pos: int, tries: int = 0) -> str:
+        return self._url("answer", attempt=attempt_id, pos=pos, **{"try": tries})
+
+    def comment(self, attempt_id: int) -> str:
+        return self._url("comment", attempt=attempt_id)
+
+    def status(self, attempt_id: int | None = None) -> str:
+        return self._url("status", attempt=attempt_id) if attempt_id else self._url("status")
+
+    def amd(self, attempt_id: int) -> str:
+        return self._url("amd", attempt=attempt_id)
+
+    def verify(self, case_id: int, tries: int = 0) -> str:
+        return self._url("verify", case=case_id, **{"try": tries})
+
+    def handoff(self, attempt_id: int, interviewer_id: int) -> str:
+        return self._url("handoff", attempt=attempt_id, interviewer=interviewer_id)
+
+
+# --- lookups ------------------------------------------------------------------------------
+#
+# The webhooks' statements are built once, as SQLAlchemy Core statements with bound
+# parameters, and run on the session's connection: no ORM loading, identity map or
+# flush on the path of a call.  The ORM is used where a call changes the case itself
+# (opt-out, hand-over, the end of the attempt), which happens once per call.
+
+_A = CallAttempt.__table__
+_C = SampleCase.__table__
+_E = AttemptEvent.__table__
+_ANS = Answer.__table__
+_CU = CaseUnit.__table__
+_U = Unit.__table__
+
+#: The attempt's columns a call needs (and may change), then its case's.
+LIVE_FIELDS = ("id", "case_id", "channel", "call_sid", "status", "status_rank", "last_sequence",
+               "answered_by", "answered_at", "outcome")
+_OPTED_OUT = (select(_E.c.id).where(_E.c.attempt_id == _A.c.id, _E.c.kind == "opt_out")
+              .exists().label("opted_out"))
+_LIVE_COLUMNS = [*(_A.c[name] for name in LIVE_FIELDS), _C.c.state.label("case_state"),
+                 _C.c.language.label("case_language"), _OPTED_OUT]
+_BY_ID = (select(*_LIVE_COLUMNS).join_from(_A, _C, _C.c.id == _A.c.case_id)
+          .where(_A.c.id == bindparam("attempt_id")))
+_BY_SID = (select(*_LIVE_COLUMNS).join_from(_A, _C, _C.c.id == _A.c.case_id)
+           .where(_A.c.call_sid == bindparam("call_sid"), _A.c.channel == "ivr"))
+#: The attempt, its case and the case's units with their answers, in one statement
+#: (one row per unit, in order; the attempt's columns repeat).
+_BY_ID_WITH_UNITS = (
+    select(*_LIVE_COLUMNS, _CU.c.position, _U.c.id.label("unit_id"), _U.c.code, _U.c.name,
+           _U.c.name_en, _ANS.c.id.label("answer_id"), _ANS.c.rating)
+    .join_from(_A, _C, _C.c.id == _A.c.case_id)
+    .outerjoin(_CU, _CU.c.case_id == _A.c.case_id)
+    .outerjoin(_U, _U.c.id == _CU.c.unit_id)
+    .outerjoin(_ANS, and_(_ANS.c.case_id == _CU.c.case_id, _ANS.c.unit_id == _CU.c.unit_id))
+    .where(_A.c.id == bindparam("attempt_id"))
+    .order_by(_CU.c.position)
+)
+_INSERT_EVENT = insert(_E)
+_SET_CALL_SID = (update(_A).where(_A.c.id == bindparam("attempt_id"), _A.c.call_sid.is_(None))
+                 .values(call_sid=bindparam("sid")))
+
+
+class Live:
+    """An IVR attempt as a webhook sees it: the attempt's row, its case's state and
+    language, whether the call opted out, and (for the interview steps) the case's
+    units with their answers -- read in one statement.
+
+    Attributes of the attempt (:data:`LIVE_FIELDS`) may be assigned like an ORM
+    object's; :meth:`save` writes the changed ones back in one ``UPDATE``.
+    """
+
+    __slots__ = (*LIVE_FIELDS, "case_state", "case_language", "opted_out", "units", "_changed")
+
+    def __init__(self, row, units: list | None = None):
+        for name in (*LIVE_FIELDS, "case_state", "case_language", "opted_out"):
+            object.__setattr__(self, name, getattr(row, name))
+        object.__setattr__(self, "units", units)
+        object.__setattr__(self, "_changed", {})
+
+    def __setattr__(self, name: str, value) -> None:
+        object.__setattr__(self, name, value)
+        if name in LIVE_FIELDS:
+            self._changed[name] = value
+
+    def save(self, session: Session) -> None:
+        """Write the attempt's changed fields (one ``UPDATE``; nothing if none changed)."""
+        if self._changed:
+            session.connection().execute(update(_A).where(_A.c.id == self.id)
+                                         .values(**self._changed))
+            object.__setattr__(self, "_changed", {})
+
+    def orm(self, session: Session) -> CallAttempt:
+        """The attempt as an ORM object, with this object's changes written first."""
+        self.save(session)
+        return session.get(CallAttempt, self.id, populate_existing=True)
+
+
+def find_attempt(session: Session, *, attempt_id: int | None, call_sid: str | None,
+                 with_units: bool = False) -> Live | None:
+    """The IVR attempt a request belongs to, or ``None``.
+
+    With ``attempt_id`` the attempt's CallSid must match (it is filled in on the
+    first request if the dialer has not stored it yet); without it the CallSid
+    alone identifies the attempt (inbound calls, status callbacks configured at
+    the phone number).  ``with_units``: read the case's units and answers too.
+    """
+    conn = session.connection()
+    if attempt_id is not None:
+        if with_units:
+            rows = conn.execute(_BY_ID_WITH_UNITS, {"attempt_id": attempt_id}).all()
+            if not rows:
+                return None
+            units = [cases.CaseUnitState(r.position, r.unit_id, r.code, r.name, r.name_en,
+                                         r.rating, r.answer_id is not None)
+                     for r in rows if r.position is not None]
+            attempt = Live(rows[0], units)
+        else:
+            row = conn.execute(_BY_ID, {"attempt_id": attempt_id}).first()
+            if row is None:
+                return None
+            attempt = Live(row)
+        if attempt.channel != "ivr":
+            return None
+        if call_sid:
+            if attempt.call_sid is None:
+                # written at once, guarded: two first requests of one call agree
+                conn.execute(_SET_CALL_SID, {"attempt_id": attempt.id, "sid": call_sid})
+                object.__setattr__(attempt, "call_sid", call_sid)
+            elif attempt.call_sid != call_sid:
+                return None
+        return attempt
+    if not call_sid:
+        return None
+    row = conn.execute(_BY_SID, {"call_sid": call_sid}).first()
+    return Live(row) if row is not None else None
+
+
+def forget_loaded(session: Session) -> None:
+    """Kept for callers of the former ORM cache: nothing is remembered between tries."""
+
+
+def language_of(cfg, case) -> str:
+    """The case's prompt language (``case``: a :class:`SampleCase` or a :class:`Live`)."""
+    language = case.case_language if isinstance(case, Live) else case.language
+    return language if language in cfg.languages else cfg.campaign.default_language
+
+
+def add_event(session: Session, attempt, kind: str, *, now: datetime, payload: dict | None = None,
+              sequence_number: int | None = None, idempotency_token: str | None = None) -> None:
+    """Append an event at once (one ``INSERT``; ``attempt``: anything with an ``id``)."""
+    session.connection().execute(_INSERT_EVENT, {
+        "attempt_id": attempt.id, "at": now, "kind": kind, "payload": payload or {},
+        "sequence_number": sequence_number, "idempotency_token": idempotency_token})
+
+
+def event_kinds(session: Session, attempt_id: int) -> set[str]:
+    return set(session.scalars(select(AttemptEvent.kind).where(
+        AttemptEvent.attempt_id == attempt_id)).all())
+
+
+def unit_texts(cfg, state: cases.CaseUnitState, lang: str) -> tuple[str, str]:
+    chinese = lang.split("-")[0] in ("cmn", "zh", "yue")
+    name = state.unit_name if chinese else state.unit_name_en
+    try:
+        track = cfg.track(cfg.unit(state.unit_code).track).label(lang)
+    except KeyError:
+        track = ""
+    return name, track
+
+
+_INSERT_ONCE = {}
+
+
+def insert_once(session: Session, table, row: dict, unique: str) -> bool:
+    """Insert ``row`` unless a row with the same ``unique`` value exists; True if new."""
+    conn = session.connection()
+    dialect = conn.dialect.name
+    key = (table.name, dialect)
+    stmt = _INSERT_ONCE.get(key)
+    if stmt is None:
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        elif dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        else:
+            dialect_insert = None
+        stmt = (dialect_insert(table).on_conflict_do_nothing(index_elements=[table.c[unique]])
+                .returning(table.c.id)) if dialect_insert is not None else False
+        _INSERT_ONCE[key] = stmt
+    if stmt is False:
+        if conn.execute(select(table.c.id).where(table.c[unique] == row[unique])).first():
+            return False
+        conn.execute(insert(table), row)
+        return True
+    return conn.execute(stmt, row).first() is not None
+
+
+
+#: The largest number stored from a request (the columns are 32-bit integers).
+MAX_INT = 2**31 - 1
+
+
+def bounded_int(value: object) -> int | None:
+    """A whole number from 0 to :data:`MAX_INT` from a request field, else ``None``."""
+    if value is None or value == "":
+        return None
+    try:
+        number = int(str(value).strip()[:20])
+    except ValueError:
+        return None
+    return number if 0 <= number <= MAX_INT else None
+
