@@ -1,7 +1,7 @@
 """Frame import: read a frame file and store its contacts, all or nothing.
 
 :func:`import_frame` reads a CSV or XLSX frame file with
-:class:`sampling.frame.FrameReader` (a chunk of rows at a time), checking it against the campaign's groups
+:class:`minping.frame_file.FrameReader` (a chunk of rows at a time), checking it against the campaign's groups
 and towns (their ids, Chinese and English names are all accepted), the
 do-not-call list and the numbers already in the frame, and stores the contacts
 in one transaction:
@@ -9,7 +9,7 @@ in one transaction:
 * a file with problems imports nothing; :class:`~minping.errors.InputError`
   lists every bad row (row, column, value, why);
 * with ``skip_invalid=True`` the good rows are imported and the bad ones are
-  written to a rejects file (:func:`sampling.frame.write_rejects`) that can be
+  written to a rejects file (:func:`minping.frame_file.write_rejects`) that can be
   fixed and imported again;
 * importing the same file again changes nothing: the file's SHA-256 is stored
   in :class:`~minping.models.FrameImport`, and numbers already in the frame are
@@ -39,8 +39,8 @@ from sqlalchemy.orm import Session
 
 from minping.campaign import codes, sync_campaign
 from minping.errors import InputError, MinpingError, Problem
+from minping.frame_file import FrameChunk, FrameReader, write_rejects
 from minping.models import DoNotCall, Frame, FrameContact, FrameImport, RespondentGroup, Town
-from sampling.frame import FrameChunk, FrameReader, write_rejects
 
 __all__ = [
     "BATCH",

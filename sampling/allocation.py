@@ -34,7 +34,7 @@ from typing import Literal
 
 import numpy as np
 
-from minping.errors import MinpingError
+from sampling.errors import SamplingError
 
 __all__ = [
     "METHODS",
@@ -52,7 +52,7 @@ METHODS: tuple[str, ...] = ("proportional", "equal", "neyman", "fixed")
 _EPS = 1e-9
 
 
-class AllocationError(MinpingError):
+class AllocationError(SamplingError):
     """The requested allocation cannot be made (the message says why)."""
 
 

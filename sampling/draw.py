@@ -77,18 +77,13 @@ ALGORITHM = "random-sort/v1"
 
 
 def software_version() -> str:
-    """Return minping's version (``minping.__version__`` or the installed metadata)."""
-    import minping
-
-    v = getattr(minping, "__version__", None)
-    if v:
-        return str(v)
+    """Return minping's installed version (as ``minping.__version__`` gives it)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
         return version("minping")
-    except PackageNotFoundError:
-        return "unknown"
+    except PackageNotFoundError:  # a source tree that was not installed
+        return "0.0.0+source"
 
 
 def _sorted_labels(labels: Iterable[Hashable]) -> list[Hashable]:

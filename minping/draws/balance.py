@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from minping.draws.draw import ASSIGNMENT_PRIORITY, current_draw
+from minping.draws.frame import user_errors
 from minping.draws.verify import stored_units
 from minping.models import (
     Answer,
@@ -29,6 +30,7 @@ def _num(x: float | None, digits: int = 6) -> float | None:
     return round(float(x), digits)
 
 
+@user_errors
 def balance_report(session: Session, cfg, *, draw_id: int | None = None,
                    alpha: float = 0.01, max_dissimilarity: float = 0.1) -> dict:
     """Per stratum and per unit balance of the current draw, and the Kish design effect.

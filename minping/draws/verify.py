@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from minping.draws.draw import _assign, _Phases, current_draw, units_digest
-from minping.draws.frame import frame_from_file, load_frame
+from minping.draws.frame import frame_from_file, load_frame, user_errors
 from minping.frames import ProgressCallback
 from minping.models import (
     CaseUnit,
@@ -23,6 +23,7 @@ from sampling.draw import DrawAudit, DrawError, DrawnCase, rederive, verify_draw
 # --- verification -------------------------------------------------------------------------
 
 
+@user_errors
 def verify(session: Session, cfg, *, frame_file: str | os.PathLike | None = None,
            encoding: str | None = None, draw_id: int | None = None,
            progress: ProgressCallback | None = None) -> dict:
