@@ -212,12 +212,7 @@ def import_frame(
     campaign = sync_campaign(session, cfg)
     frame = get_frame(session, campaign.id, frame_name, create=True)
     name = str(path)
-    try:
-        with open(path, "rb") as fh:
-            digest = hashlib.file_digest(fh, "sha256").hexdigest()
-    except OSError as exc:
-        raise InputError([Problem(name, None, None, None,
-                                  f"cannot read file: {exc.strerror or exc}")]) from None
+    digest = _file_sha256(path, name)
     earlier = session.scalar(
         select(FrameImport).where(FrameImport.frame_id == frame.id,
                                   FrameImport.content_hash == digest)
@@ -232,31 +227,11 @@ def import_frame(
                    f"(import {earlier.id}); nothing to do",),
         )
 
+    # the reader: labels, do-not-call list and the numbers already in the frame
     group_ids = codes(session, RespondentGroup, campaign.id)
     town_ids = codes(session, Town, campaign.id)
-    group_code = {v: k for k, v in group_ids.items()}
-    town_code = {v: k for k, v in town_ids.items()}
-    existing = {
-        phone: (group_code[g], town_code.get(t) if t is not None else None)
-        for phone, g, t in session.execute(
-            select(FrameContact.phone, FrameContact.group_id, FrameContact.town_id)
-            .where(FrameContact.frame_id == frame.id)
-        )
-    }
-    dnc = set(session.scalars(select(DoNotCall.phone)).all())
-    known_groups, known_towns = frame_labels(cfg)
-    reader = FrameReader(
-        path,
-        encoding=encoding,
-        region=region,
-        known_groups=known_groups,
-        known_towns=known_towns,
-        do_not_call=dnc,
-        existing_phones=existing,
-        progress=(lambda n: progress("read", n, None)) if progress else None,
-        chunk_rows=BATCH,
-    )
-    del existing, dnc
+    reader = _reader(session, cfg, path, frame.id, group_ids, town_ids, encoding=encoding,
+                     region=region, progress=progress)
     record = FrameImport(frame_id=frame.id, file_name=Path(name).name[:500], content_hash=digest,
                          rows_read=0, rows_imported=0, rows_rejected=0, rows_suppressed=0,
                          imported_by=imported_by)
@@ -292,6 +267,44 @@ def import_frame(
         suppressed=len(reader.suppressed), already_in_frame=len(reader.already_in_frame),
         frame_size=_frame_size(session, frame.id), noop=False, problems=tuple(reader.problems),
         rejects_file=rejects_file, seconds=time.perf_counter() - started, import_id=record.id,
+    )
+
+
+def _file_sha256(path, name: str) -> str:
+    """The file's SHA-256 (hex); an unreadable file is an :class:`InputError` naming it."""
+    try:
+        with open(path, "rb") as fh:
+            return hashlib.file_digest(fh, "sha256").hexdigest()
+    except OSError as exc:
+        raise InputError([Problem(name, None, None, None,
+                                  f"cannot read file: {exc.strerror or exc}")]) from None
+
+
+def _reader(session: Session, cfg, path, frame_id: int, group_ids: dict[str, int],
+            town_ids: dict[str, int], *, encoding: str | None, region: str,
+            progress: ProgressCallback | None) -> FrameReader:
+    """A :class:`FrameReader` of ``path`` checking against the campaign and the frame's numbers."""
+    group_code = {v: k for k, v in group_ids.items()}
+    town_code = {v: k for k, v in town_ids.items()}
+    existing = {
+        phone: (group_code[g], town_code.get(t) if t is not None else None)
+        for phone, g, t in session.execute(
+            select(FrameContact.phone, FrameContact.group_id, FrameContact.town_id)
+            .where(FrameContact.frame_id == frame_id)
+        )
+    }
+    dnc = set(session.scalars(select(DoNotCall.phone)).all())
+    known_groups, known_towns = frame_labels(cfg)
+    return FrameReader(
+        path,
+        encoding=encoding,
+        region=region,
+        known_groups=known_groups,
+        known_towns=known_towns,
+        do_not_call=dnc,
+        existing_phones=existing,
+        progress=(lambda n: progress("read", n, None)) if progress else None,
+        chunk_rows=BATCH,
     )
 
 

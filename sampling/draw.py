@@ -206,6 +206,48 @@ def _labels_array(strata: Sequence[Hashable] | np.ndarray) -> tuple[np.ndarray, 
     return np.fromiter((pos[s] for s in seq), dtype=np.int64, count=len(seq)), labels
 
 
+def _sample_and_reserve_sizes(labels: list, code_of: Mapping[Hashable, int], sizes: np.ndarray,
+                              counts: Mapping[Hashable, int],
+                              reserve: int | Mapping[Hashable, int]
+                              ) -> tuple[np.ndarray, np.ndarray]:
+    """Sample and reserve cases per stratum code (``n_h``, ``r_h``), checked against the sizes."""
+    H = len(labels)
+    n_h = np.zeros(H, dtype=np.int64)
+    r_h = np.zeros(H, dtype=np.int64)
+    for lab, c in counts.items():
+        if lab not in code_of:
+            if c:
+                raise DrawError(f"stratum {lab!r} has {c} cases allocated but no contacts")
+            continue
+        if isinstance(c, bool) or not isinstance(c, int | np.integer) or c < 0:
+            raise DrawError(f"stratum {lab!r}: the count must be a whole number >= 0, got {c!r}")
+        h = code_of[lab]
+        if c > sizes[h]:
+            raise DrawError(f"stratum {lab!r}: {c} cases asked but it holds {int(sizes[h])}")
+        n_h[h] = int(c)
+    if isinstance(reserve, Mapping):
+        for lab, c in reserve.items():
+            if lab not in code_of:
+                raise DrawError(f"reserve: stratum {lab!r} has no contacts")
+            h = code_of[lab]
+            if isinstance(c, bool) or not isinstance(c, int | np.integer) or c < 0:
+                raise DrawError(f"reserve for stratum {lab!r} must be >= 0, got {c!r}")
+            if n_h[h] + c > sizes[h]:
+                raise DrawError(
+                    f"stratum {lab!r}: {int(n_h[h])} sample + {c} reserve cases but it holds "
+                    f"{int(sizes[h])}"
+                )
+            r_h[h] = int(c)
+    else:
+        if isinstance(reserve, bool) or not isinstance(reserve, int | np.integer) or reserve < 0:
+            raise DrawError(f"reserve must be a whole number >= 0, got {reserve!r}")
+        for lab in counts:
+            if lab in code_of:
+                h = code_of[lab]
+                r_h[h] = min(int(reserve), int(sizes[h] - n_h[h]))
+    return n_h, r_h
+
+
 def draw(
     strata: Sequence[Hashable] | np.ndarray,
     counts: Mapping[Hashable, int],
@@ -250,40 +292,8 @@ def draw(
     codes, labels = _labels_array(strata)
     code_of = {lab: i for i, lab in enumerate(labels)}
     sizes = np.bincount(codes, minlength=len(labels))
+    n_h, r_h = _sample_and_reserve_sizes(labels, code_of, sizes, counts, reserve)
     H = len(labels)
-    n_h = np.zeros(H, dtype=np.int64)
-    r_h = np.zeros(H, dtype=np.int64)
-    for lab, c in counts.items():
-        if lab not in code_of:
-            if c:
-                raise DrawError(f"stratum {lab!r} has {c} cases allocated but no contacts")
-            continue
-        if isinstance(c, bool) or not isinstance(c, int | np.integer) or c < 0:
-            raise DrawError(f"stratum {lab!r}: the count must be a whole number >= 0, got {c!r}")
-        h = code_of[lab]
-        if c > sizes[h]:
-            raise DrawError(f"stratum {lab!r}: {c} cases asked but it holds {int(sizes[h])}")
-        n_h[h] = int(c)
-    if isinstance(reserve, Mapping):
-        for lab, c in reserve.items():
-            if lab not in code_of:
-                raise DrawError(f"reserve: stratum {lab!r} has no contacts")
-            h = code_of[lab]
-            if isinstance(c, bool) or not isinstance(c, int | np.integer) or c < 0:
-                raise DrawError(f"reserve for stratum {lab!r} must be >= 0, got {c!r}")
-            if n_h[h] + c > sizes[h]:
-                raise DrawError(
-                    f"stratum {lab!r}: {int(n_h[h])} sample + {c} reserve cases but it holds "
-                    f"{int(sizes[h])}"
-                )
-            r_h[h] = int(c)
-    else:
-        if isinstance(reserve, bool) or not isinstance(reserve, int | np.integer) or reserve < 0:
-            raise DrawError(f"reserve must be a whole number >= 0, got {reserve!r}")
-        for lab in counts:
-            if lab in code_of:
-                h = code_of[lab]
-                r_h[h] = min(int(reserve), int(sizes[h] - n_h[h]))
 
     keys = rng.random(len(codes))
     pos = np.arange(len(codes), dtype=np.int64)
