@@ -248,6 +248,27 @@ def _sample_and_reserve_sizes(labels: list, code_of: Mapping[Hashable, int], siz
     return n_h, r_h
 
 
+def _positions_by_stratum(codes: np.ndarray, H: int) -> np.ndarray:
+    """Frame positions grouped by stratum code, ascending within each stratum."""
+    small = np.int16 if H < 2**15 else np.int64  # a stable sort of int16 is a radix sort
+    return np.argsort(codes.astype(small, copy=False), kind="stable")
+
+
+def _first_by_key(members: np.ndarray, keys: np.ndarray, m: int) -> np.ndarray:
+    """The ``m`` members with the smallest keys, by key then position (``members`` ascending).
+
+    The same as the first ``m`` of the members sorted by (key, position), without sorting
+    them all: only the members whose key is at most the ``m``-th smallest are sorted
+    (ties at that key included, so ties are broken by position exactly as a full sort).
+    """
+    k = keys[members]
+    if m < len(members):
+        threshold = np.partition(k, m - 1)[m - 1]
+        keep = k <= threshold
+        members, k = members[keep], k[keep]
+    return members[np.argsort(k, kind="stable")[:m]]
+
+
 def draw(
     strata: Sequence[Hashable] | np.ndarray,
     counts: Mapping[Hashable, int],
@@ -296,9 +317,7 @@ def draw(
     H = len(labels)
 
     keys = rng.random(len(codes))
-    pos = np.arange(len(codes), dtype=np.int64)
-    # sort by stratum, then key, then position
-    perm = np.lexsort((pos, keys, codes))
+    members = _positions_by_stratum(codes, H)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
 
     idx_parts, code_parts, order_parts, res_parts = [], [], [], []
@@ -306,7 +325,7 @@ def draw(
         m = int(n_h[h] + r_h[h])
         if m == 0:
             continue
-        chosen = perm[starts[h] : starts[h] + m]
+        chosen = _first_by_key(members[starts[h] : starts[h] + sizes[h]], keys, m)
         idx_parts.append(chosen)
         code_parts.append(np.full(m, h, dtype=np.int64))
         order_parts.append(np.arange(1, m + 1, dtype=np.int64))
