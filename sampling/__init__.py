@@ -13,8 +13,9 @@ allocation
     :func:`~sampling.allocation.allocate` and
     :func:`~sampling.allocation.allocate_two_way`.
 draw
-    :func:`~sampling.draw.draw`, :func:`~sampling.draw.verify_draw`,
-    :func:`~sampling.draw.frame_hash` and the :class:`~sampling.draw.DrawAudit`.
+    :func:`~sampling.draw.draw` and :func:`~sampling.draw.frame_hash`; the
+    :class:`~sampling.audit.DrawAudit` and :func:`~sampling.audit.verify_draw` are in
+    ``audit`` (also reachable as ``sampling.draw.DrawAudit``).
 assign
     :func:`~sampling.assign.assign_units`.
 balance
@@ -50,16 +51,16 @@ _HOME = {
     "stratum_balance": "sampling.balance",
     "unit_balance": "sampling.balance",
     "Draw": "sampling.draw",
-    "DrawAudit": "sampling.draw",
+    "DrawAudit": "sampling.audit",
     "DrawError": "sampling.draw",
     "DrawnCase": "sampling.draw",
-    "DrawVerification": "sampling.draw",
+    "DrawVerification": "sampling.audit",
     "canonical_order": "sampling.draw",
     "draw": "sampling.draw",
     "frame_hash": "sampling.draw",
-    "make_audit": "sampling.draw",
-    "rederive": "sampling.draw",
-    "verify_draw": "sampling.draw",
+    "make_audit": "sampling.audit",
+    "rederive": "sampling.audit",
+    "verify_draw": "sampling.audit",
 }
 
 __all__ = sorted(_HOME)
