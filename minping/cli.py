@@ -20,6 +20,7 @@ from minping.commands.options import (
     json_option,
 )
 from minping.errors import MinpingError
+from sampling.errors import SamplingError
 from scoring.errors import ScoringError
 
 
@@ -29,7 +30,7 @@ class MinpingGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (MinpingError, ScoringError) as exc:
+        except (MinpingError, SamplingError, ScoringError) as exc:
             raise click.ClickException(str(exc)) from exc
 
 

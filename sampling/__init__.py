@@ -1,4 +1,4 @@
-"""Sampling: frame import and validation, allocation, stratified draw, unit assignment, balance.
+"""Sampling: allocation, stratified draw, unit assignment, balance.
 
 A pure core: plain values and numpy arrays in, frozen dataclasses out; no
 database and no web framework.  Randomness always comes from an injected
@@ -6,20 +6,24 @@ database and no web framework.  Randomness always comes from an injected
 
 Modules
 -------
-frame
-    :func:`~sampling.frame.read_frame` reads a CSV (UTF-8, UTF-8 with BOM,
-    GB18030) or XLSX frame file into a :class:`~sampling.frame.FrameFile`.
+errors
+    :class:`~sampling.errors.SamplingError`, the base of every error raised
+    here (the command line shows it as it shows its own errors).
 allocation
     :func:`~sampling.allocation.allocate` and
     :func:`~sampling.allocation.allocate_two_way`.
 draw
-    :func:`~sampling.draw.draw`, :func:`~sampling.draw.verify_draw`,
-    :func:`~sampling.draw.frame_hash` and the :class:`~sampling.draw.DrawAudit`.
+    :func:`~sampling.draw.draw` and :func:`~sampling.draw.frame_hash`; the
+    :class:`~sampling.audit.DrawAudit` and :func:`~sampling.audit.verify_draw` are in
+    ``audit`` (also reachable as ``sampling.draw.DrawAudit``).
 assign
     :func:`~sampling.assign.assign_units`.
 balance
     :func:`~sampling.balance.stratum_balance`,
     :func:`~sampling.balance.unit_balance`, :func:`~sampling.balance.kish`.
+
+Reading frame files (CSV/XLSX, phone numbers) is the application's job:
+:mod:`minping.tables`, :mod:`minping.phones`, :mod:`minping.frame_file`.
 
 The names are loaded on first use (``sampling.balance`` alone does not load the
 allocation's scipy.optimize, say).
@@ -31,6 +35,7 @@ import importlib
 from typing import Any
 
 _HOME = {
+    "SamplingError": "sampling.errors",
     "Allocation": "sampling.allocation",
     "AllocationError": "sampling.allocation",
     "TwoWayAllocation": "sampling.allocation",
@@ -46,21 +51,16 @@ _HOME = {
     "stratum_balance": "sampling.balance",
     "unit_balance": "sampling.balance",
     "Draw": "sampling.draw",
-    "DrawAudit": "sampling.draw",
+    "DrawAudit": "sampling.audit",
     "DrawError": "sampling.draw",
     "DrawnCase": "sampling.draw",
-    "DrawVerification": "sampling.draw",
+    "DrawVerification": "sampling.audit",
     "canonical_order": "sampling.draw",
     "draw": "sampling.draw",
     "frame_hash": "sampling.draw",
-    "make_audit": "sampling.draw",
-    "rederive": "sampling.draw",
-    "verify_draw": "sampling.draw",
-    "FrameFile": "sampling.frame",
-    "FrameRow": "sampling.frame",
-    "SkippedRow": "sampling.frame",
-    "read_frame": "sampling.frame",
-    "write_rejects": "sampling.frame",
+    "make_audit": "sampling.audit",
+    "rederive": "sampling.audit",
+    "verify_draw": "sampling.audit",
 }
 
 __all__ = sorted(_HOME)

@@ -34,7 +34,7 @@ from typing import Literal
 
 import numpy as np
 
-from minping.errors import MinpingError
+from sampling.errors import SamplingError
 
 __all__ = [
     "METHODS",
@@ -52,7 +52,7 @@ METHODS: tuple[str, ...] = ("proportional", "equal", "neyman", "fixed")
 _EPS = 1e-9
 
 
-class AllocationError(MinpingError):
+class AllocationError(SamplingError):
     """The requested allocation cannot be made (the message says why)."""
 
 
@@ -339,6 +339,46 @@ def largest_remainder(
 # one-way
 
 
+def _fixed_counts(fixed, labels: tuple, n: int, Nv: np.ndarray, lo: np.ndarray, up: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The ``fixed`` counts, checked against the sample size, stratum sizes and bounds."""
+    fx = _int_vector(fixed, labels, "fixed")
+    if fx is None:
+        raise AllocationError("method 'fixed' needs the counts per stratum (fixed=...)")
+    if int(fx.sum()) != n:
+        raise AllocationError(f"fixed counts sum to {int(fx.sum())}, not the sample size {n}")
+    for i, lab in enumerate(labels):
+        if fx[i] > Nv[i]:
+            raise AllocationError(
+                f"stratum {lab!r}: fixed count {int(fx[i])} is above the stratum size {int(Nv[i])}"
+            )
+        if not lo[i] <= fx[i] <= up[i]:
+            raise AllocationError(
+                f"stratum {lab!r}: fixed count {int(fx[i])} is outside the bounds "
+                f"[{int(lo[i])}, {int(up[i])}]"
+            )
+    return fx.astype(float), fx.copy()
+
+
+def _prior_sds(S, labels: tuple) -> np.ndarray:
+    """Neyman's prior standard deviations per stratum, checked (finite, >= 0)."""
+    Sv = _aligned(S, labels, "S")
+    if Sv is None:
+        raise AllocationError("Neyman allocation needs prior standard deviations S")
+    Sa = np.empty(len(labels))
+    for i, v in enumerate(Sv):
+        try:
+            fv = float(v)
+        except (TypeError, ValueError):
+            raise AllocationError(f"S[{labels[i]!r}] is not a number: {v!r}") from None
+        if not math.isfinite(fv) or fv < 0:
+            raise AllocationError(
+                f"S[{labels[i]!r}] must be a finite number >= 0, got {v!r}"
+            )
+        Sa[i] = fv
+    return Sa
+
+
 def allocate(
     N: Sequence[int] | Mapping[Hashable, int],
     n: int,
@@ -398,41 +438,12 @@ def allocate(
     S_t: tuple[float, ...] | None = None
 
     if method == "fixed":
-        fx = _int_vector(fixed, labels, "fixed")
-        if fx is None:
-            raise AllocationError("method 'fixed' needs the counts per stratum (fixed=...)")
-        if int(fx.sum()) != n:
-            raise AllocationError(f"fixed counts sum to {int(fx.sum())}, not the sample size {n}")
-        for i, lab in enumerate(labels):
-            if fx[i] > Nv[i]:
-                raise AllocationError(
-                    f"stratum {lab!r}: fixed count {int(fx[i])} is above the stratum size {int(Nv[i])}"
-                )
-            if not lo[i] <= fx[i] <= up[i]:
-                raise AllocationError(
-                    f"stratum {lab!r}: fixed count {int(fx[i])} is outside the bounds "
-                    f"[{int(lo[i])}, {int(up[i])}]"
-                )
-        real = fx.astype(float)
-        counts = fx.copy()
+        real, counts = _fixed_counts(fixed, labels, n, Nv, lo, up)
     else:
         if fixed is not None:
             raise AllocationError(f"fixed counts were given but the method is {method!r}")
         if method == "neyman":
-            Sv = _aligned(S, labels, "S")
-            if Sv is None:
-                raise AllocationError("Neyman allocation needs prior standard deviations S")
-            Sa = np.empty(len(labels))
-            for i, v in enumerate(Sv):
-                try:
-                    fv = float(v)
-                except (TypeError, ValueError):
-                    raise AllocationError(f"S[{labels[i]!r}] is not a number: {v!r}") from None
-                if not math.isfinite(fv) or fv < 0:
-                    raise AllocationError(
-                        f"S[{labels[i]!r}] must be a finite number >= 0, got {v!r}"
-                    )
-                Sa[i] = fv
+            Sa = _prior_sds(S, labels)
             S_t = tuple(float(s) for s in Sa)
             a = Nv * Sa
         elif method == "proportional":

@@ -120,6 +120,34 @@ def controlled_round(real: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
+def _split_row_totals(flatN: dict, rows_t: tuple, cols_t: tuple, row_totals: Sequence[int],
+                      n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each group's fixed total spread over its towns in proportion to ``N``: (N, real)."""
+    R, C = len(rows_t), len(cols_t)
+    Nint = np.array(
+        [
+            [_as_int(flatN[(r, c)], f"N[{r!r}, {c!r}]", minimum=0) for c in cols_t]
+            for r in rows_t
+        ],
+        dtype=np.int64,
+    )
+    rt = [_as_int(v, f"row_totals[{rows_t[i]!r}]", minimum=0) for i, v in enumerate(row_totals)]
+    if len(rt) != R:
+        raise AllocationError(f"row_totals has {len(rt)} values for {R} groups")
+    if sum(rt) != n:
+        raise AllocationError(f"row_totals sum to {sum(rt)}, not the sample size {n}")
+    real = np.zeros((R, C))
+    for i in range(R):
+        Ni = int(Nint[i].sum())
+        if rt[i] > Ni:
+            raise AllocationError(
+                f"group {rows_t[i]!r}: total {rt[i]} is above its frame size {Ni}"
+            )
+        if Ni > 0:
+            real[i] = rt[i] * Nint[i] / Ni
+    return Nint, real
+
+
 def allocate_two_way(
     N: Sequence[Sequence[int]] | np.ndarray,
     n: int,
@@ -189,27 +217,7 @@ def allocate_two_way(
             raise AllocationError("row_totals allocates towns proportionally; give no other method")
         if lower is not None or upper is not None:
             raise AllocationError("row_totals cannot be combined with cell bounds")
-        Nint = np.array(
-            [
-                [_as_int(flatN[(r, c)], f"N[{r!r}, {c!r}]", minimum=0) for c in cols_t]
-                for r in rows_t
-            ],
-            dtype=np.int64,
-        )
-        rt = [_as_int(v, f"row_totals[{rows_t[i]!r}]", minimum=0) for i, v in enumerate(row_totals)]
-        if len(rt) != R:
-            raise AllocationError(f"row_totals has {len(rt)} values for {R} groups")
-        if sum(rt) != n:
-            raise AllocationError(f"row_totals sum to {sum(rt)}, not the sample size {n}")
-        real = np.zeros((R, C))
-        for i in range(R):
-            Ni = int(Nint[i].sum())
-            if rt[i] > Ni:
-                raise AllocationError(
-                    f"group {rows_t[i]!r}: total {rt[i]} is above its frame size {Ni}"
-                )
-            if Ni > 0:
-                real[i] = rt[i] * Nint[i] / Ni
+        Nint, real = _split_row_totals(flatN, rows_t, cols_t, row_totals, n)
         used_method = "row_totals"
     else:
         one = allocate(

@@ -56,12 +56,12 @@ from typing import Literal
 
 import numpy as np
 
-from minping.errors import MinpingError
+from sampling.errors import SamplingError
 
 __all__ = ["Assignment", "AssignmentError", "assign_units"]
 
 
-class AssignmentError(MinpingError):
+class AssignmentError(SamplingError):
     """Units cannot be assigned with these inputs."""
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-from minping.errors import MinpingError
+from sampling.errors import SamplingError
 
 __all__ = [
     "BalanceError",
@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 
-class BalanceError(MinpingError):
+class BalanceError(SamplingError):
     """Balance statistics cannot be computed from these inputs."""
 
 

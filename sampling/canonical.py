@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from minping.errors import MinpingError
+from sampling.errors import SamplingError
 
 __all__ = [
     "CodedColumn",
@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 
-class DrawError(MinpingError):
+class DrawError(SamplingError):
     """The draw cannot be made or verified with these inputs."""
 
 

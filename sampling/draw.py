@@ -36,10 +36,8 @@ References
 
 from __future__ import annotations
 
-import json
 from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -54,11 +52,8 @@ from sampling.canonical import (
 
 __all__ = [
     "ALGORITHM",
-    "CaseCheck",
     "Draw",
-    "DrawAudit",
     "DrawError",
-    "DrawVerification",
     "DrawnCase",
     "CodedColumn",
     "canonical_frame_hash",
@@ -66,10 +61,7 @@ __all__ = [
     "draw",
     "e164_keys",
     "frame_hash",
-    "make_audit",
-    "rederive",
     "software_version",
-    "verify_draw",
 ]
 
 #: Identifies the selection algorithm in the audit record.
@@ -77,18 +69,13 @@ ALGORITHM = "random-sort/v1"
 
 
 def software_version() -> str:
-    """Return minping's version (``minping.__version__`` or the installed metadata)."""
-    import minping
-
-    v = getattr(minping, "__version__", None)
-    if v:
-        return str(v)
+    """Return minping's installed version (as ``minping.__version__`` gives it)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
         return version("minping")
-    except PackageNotFoundError:
-        return "unknown"
+    except PackageNotFoundError:  # a source tree that was not installed
+        return "0.0.0+source"
 
 
 def _sorted_labels(labels: Iterable[Hashable]) -> list[Hashable]:
@@ -211,6 +198,69 @@ def _labels_array(strata: Sequence[Hashable] | np.ndarray) -> tuple[np.ndarray, 
     return np.fromiter((pos[s] for s in seq), dtype=np.int64, count=len(seq)), labels
 
 
+def _sample_and_reserve_sizes(labels: list, code_of: Mapping[Hashable, int], sizes: np.ndarray,
+                              counts: Mapping[Hashable, int],
+                              reserve: int | Mapping[Hashable, int]
+                              ) -> tuple[np.ndarray, np.ndarray]:
+    """Sample and reserve cases per stratum code (``n_h``, ``r_h``), checked against the sizes."""
+    H = len(labels)
+    n_h = np.zeros(H, dtype=np.int64)
+    r_h = np.zeros(H, dtype=np.int64)
+    for lab, c in counts.items():
+        if lab not in code_of:
+            if c:
+                raise DrawError(f"stratum {lab!r} has {c} cases allocated but no contacts")
+            continue
+        if isinstance(c, bool) or not isinstance(c, int | np.integer) or c < 0:
+            raise DrawError(f"stratum {lab!r}: the count must be a whole number >= 0, got {c!r}")
+        h = code_of[lab]
+        if c > sizes[h]:
+            raise DrawError(f"stratum {lab!r}: {c} cases asked but it holds {int(sizes[h])}")
+        n_h[h] = int(c)
+    if isinstance(reserve, Mapping):
+        for lab, c in reserve.items():
+            if lab not in code_of:
+                raise DrawError(f"reserve: stratum {lab!r} has no contacts")
+            h = code_of[lab]
+            if isinstance(c, bool) or not isinstance(c, int | np.integer) or c < 0:
+                raise DrawError(f"reserve for stratum {lab!r} must be >= 0, got {c!r}")
+            if n_h[h] + c > sizes[h]:
+                raise DrawError(
+                    f"stratum {lab!r}: {int(n_h[h])} sample + {c} reserve cases but it holds "
+                    f"{int(sizes[h])}"
+                )
+            r_h[h] = int(c)
+    else:
+        if isinstance(reserve, bool) or not isinstance(reserve, int | np.integer) or reserve < 0:
+            raise DrawError(f"reserve must be a whole number >= 0, got {reserve!r}")
+        for lab in counts:
+            if lab in code_of:
+                h = code_of[lab]
+                r_h[h] = min(int(reserve), int(sizes[h] - n_h[h]))
+    return n_h, r_h
+
+
+def _positions_by_stratum(codes: np.ndarray, H: int) -> np.ndarray:
+    """Frame positions grouped by stratum code, ascending within each stratum."""
+    small = np.int16 if H < 2**15 else np.int64  # a stable sort of int16 is a radix sort
+    return np.argsort(codes.astype(small, copy=False), kind="stable")
+
+
+def _first_by_key(members: np.ndarray, keys: np.ndarray, m: int) -> np.ndarray:
+    """The ``m`` members with the smallest keys, by key then position (``members`` ascending).
+
+    The same as the first ``m`` of the members sorted by (key, position), without sorting
+    them all: only the members whose key is at most the ``m``-th smallest are sorted
+    (ties at that key included, so ties are broken by position exactly as a full sort).
+    """
+    k = keys[members]
+    if m < len(members):
+        threshold = np.partition(k, m - 1)[m - 1]
+        keep = k <= threshold
+        members, k = members[keep], k[keep]
+    return members[np.argsort(k, kind="stable")[:m]]
+
+
 def draw(
     strata: Sequence[Hashable] | np.ndarray,
     counts: Mapping[Hashable, int],
@@ -255,45 +305,11 @@ def draw(
     codes, labels = _labels_array(strata)
     code_of = {lab: i for i, lab in enumerate(labels)}
     sizes = np.bincount(codes, minlength=len(labels))
+    n_h, r_h = _sample_and_reserve_sizes(labels, code_of, sizes, counts, reserve)
     H = len(labels)
-    n_h = np.zeros(H, dtype=np.int64)
-    r_h = np.zeros(H, dtype=np.int64)
-    for lab, c in counts.items():
-        if lab not in code_of:
-            if c:
-                raise DrawError(f"stratum {lab!r} has {c} cases allocated but no contacts")
-            continue
-        if isinstance(c, bool) or not isinstance(c, int | np.integer) or c < 0:
-            raise DrawError(f"stratum {lab!r}: the count must be a whole number >= 0, got {c!r}")
-        h = code_of[lab]
-        if c > sizes[h]:
-            raise DrawError(f"stratum {lab!r}: {c} cases asked but it holds {int(sizes[h])}")
-        n_h[h] = int(c)
-    if isinstance(reserve, Mapping):
-        for lab, c in reserve.items():
-            if lab not in code_of:
-                raise DrawError(f"reserve: stratum {lab!r} has no contacts")
-            h = code_of[lab]
-            if isinstance(c, bool) or not isinstance(c, int | np.integer) or c < 0:
-                raise DrawError(f"reserve for stratum {lab!r} must be >= 0, got {c!r}")
-            if n_h[h] + c > sizes[h]:
-                raise DrawError(
-                    f"stratum {lab!r}: {int(n_h[h])} sample + {c} reserve cases but it holds "
-                    f"{int(sizes[h])}"
-                )
-            r_h[h] = int(c)
-    else:
-        if isinstance(reserve, bool) or not isinstance(reserve, int | np.integer) or reserve < 0:
-            raise DrawError(f"reserve must be a whole number >= 0, got {reserve!r}")
-        for lab in counts:
-            if lab in code_of:
-                h = code_of[lab]
-                r_h[h] = min(int(reserve), int(sizes[h] - n_h[h]))
 
     keys = rng.random(len(codes))
-    pos = np.arange(len(codes), dtype=np.int64)
-    # sort by stratum, then key, then position
-    perm = np.lexsort((pos, keys, codes))
+    members = _positions_by_stratum(codes, H)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
 
     idx_parts, code_parts, order_parts, res_parts = [], [], [], []
@@ -301,7 +317,7 @@ def draw(
         m = int(n_h[h] + r_h[h])
         if m == 0:
             continue
-        chosen = perm[starts[h] : starts[h] + m]
+        chosen = _first_by_key(members[starts[h] : starts[h] + sizes[h]], keys, m)
         idx_parts.append(chosen)
         code_parts.append(np.full(m, h, dtype=np.int64))
         order_parts.append(np.arange(1, m + 1, dtype=np.int64))
@@ -340,257 +356,15 @@ def draw(
     )
 
 
-# ---------------------------------------------------------------------------
-# audit and verification
+#: The audit record and the verification live in :mod:`sampling.audit` (they use the
+#: names above); they are looked up there on first use.
+_AUDIT = frozenset({"CaseCheck", "DrawAudit", "DrawVerification", "make_audit", "rederive",
+                    "verify_draw"})
 
 
-def _label_json(label: Hashable) -> object:
-    if isinstance(label, tuple):
-        return [_label_json(x) for x in label]
-    if isinstance(label, np.generic):
-        return label.item()
-    return label
+def __getattr__(name: str):
+    if name in _AUDIT:
+        from sampling import audit
 
-
-def _label_from_json(v: object) -> Hashable:
-    if isinstance(v, list):
-        return tuple(_label_from_json(x) for x in v)
-    return v  # type: ignore[return-value]
-
-
-@dataclass(frozen=True)
-class DrawAudit:
-    """What is needed to re-derive and check a draw.
-
-    Attributes
-    ----------
-    frame_hash : str
-        :func:`frame_hash` of the frame the draw was made from.
-    frame_size : int
-        Number of contacts in that frame.
-    seed : int
-        Seed of the generator (``numpy.random.Generator(bit_generator(seed))``).
-    bit_generator : str
-        Name of the numpy bit generator (``"PCG64"`` for ``default_rng``).
-    method : str
-        Allocation method (see :mod:`sampling.allocation`).
-    allocation : tuple of (stratum, int)
-        Sample size per stratum.
-    reserve : tuple of (stratum, int)
-        Reserve size per stratum.
-    replicates : int
-    software_version : str
-    algorithm : str
-        :data:`ALGORITHM`.
-    timestamp : datetime
-        When the draw was made (given by the caller).
-    extra : tuple of (str, str)
-        Free-form additions, e.g. the unit-assignment digest and seed.
-    """
-
-    frame_hash: str
-    frame_size: int
-    seed: int
-    bit_generator: str
-    method: str
-    allocation: tuple[tuple[Hashable, int], ...]
-    reserve: tuple[tuple[Hashable, int], ...]
-    replicates: int
-    software_version: str
-    algorithm: str
-    timestamp: datetime
-    extra: tuple[tuple[str, str], ...] = field(default=())
-
-    def to_dict(self) -> dict:
-        """A JSON-ready dict (tuple stratum labels become lists)."""
-        return {
-            "frame_hash": self.frame_hash,
-            "frame_size": self.frame_size,
-            "seed": self.seed,
-            "bit_generator": self.bit_generator,
-            "method": self.method,
-            "allocation": [[_label_json(k), v] for k, v in self.allocation],
-            "reserve": [[_label_json(k), v] for k, v in self.reserve],
-            "replicates": self.replicates,
-            "software_version": self.software_version,
-            "algorithm": self.algorithm,
-            "timestamp": self.timestamp.isoformat(),
-            "extra": {k: v for k, v in self.extra},
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping) -> DrawAudit:
-        """Inverse of :meth:`to_dict`."""
-        return cls(
-            frame_hash=d["frame_hash"],
-            frame_size=int(d["frame_size"]),
-            seed=int(d["seed"]),
-            bit_generator=d["bit_generator"],
-            method=d["method"],
-            allocation=tuple((_label_from_json(k), int(v)) for k, v in d["allocation"]),
-            reserve=tuple((_label_from_json(k), int(v)) for k, v in d["reserve"]),
-            replicates=int(d["replicates"]),
-            software_version=d["software_version"],
-            algorithm=d["algorithm"],
-            timestamp=datetime.fromisoformat(d["timestamp"]),
-            extra=tuple(sorted(d.get("extra", {}).items())),
-        )
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False, sort_keys=True)
-
-
-def make_audit(
-    result: Draw,
-    *,
-    frame_digest: str,
-    seed: int,
-    method: str,
-    timestamp: datetime,
-    bit_generator: str = "PCG64",
-    extra: Mapping[str, str] | None = None,
-) -> DrawAudit:
-    """Build the audit record of a draw made with ``Generator(bit_generator(seed))``."""
-    strata = _sorted_labels(result.counts)
-    return DrawAudit(
-        frame_hash=frame_digest,
-        frame_size=int(sum(result.population.values())),
-        seed=int(seed),
-        bit_generator=bit_generator,
-        method=method,
-        allocation=tuple((s, int(result.counts[s])) for s in strata),
-        reserve=tuple((s, int(result.reserve_counts[s])) for s in strata),
-        replicates=result.replicates,
-        software_version=software_version(),
-        algorithm=ALGORITHM,
-        timestamp=timestamp,
-        extra=tuple(sorted((extra or {}).items())),
-    )
-
-
-def rederive(audit: DrawAudit, strata: Sequence[Hashable] | np.ndarray) -> Draw:
-    """Draw again from the canonical frame's strata and the audit record."""
-    if audit.algorithm != ALGORITHM:
-        raise DrawError(
-            f"the draw was made with algorithm {audit.algorithm!r}; this version has {ALGORITHM!r}"
-        )
-    try:
-        bitgen = getattr(np.random, audit.bit_generator)
-    except AttributeError:
-        raise DrawError(f"unknown bit generator {audit.bit_generator!r}") from None
-    rng = np.random.Generator(bitgen(audit.seed))
-    return draw(
-        strata,
-        dict(audit.allocation),
-        rng=rng,
-        replicates=audit.replicates,
-        reserve=dict(audit.reserve),
-    )
-
-
-@dataclass(frozen=True)
-class CaseCheck:
-    """The verification of one case.
-
-    ``status`` is ``"match"``, ``"mismatch"`` (the contact was drawn again,
-    but some of stratum/order/replicate/reserve differ — listed in
-    ``fields``), ``"not_rederived"`` (stored but not in the re-derivation) or
-    ``"missing"`` (in the re-derivation but not stored).
-    """
-
-    index: int
-    status: str
-    fields: tuple[str, ...] = ()
-    stored: DrawnCase | None = None
-    expected: DrawnCase | None = None
-
-
-@dataclass(frozen=True)
-class DrawVerification:
-    """Result of :func:`verify_draw`.
-
-    Attributes
-    ----------
-    matches : bool
-        True when the frame hash matches and every case matches.
-    frame_hash_matches : bool
-    cases : tuple of CaseCheck
-        One per stored or re-derived case, in canonical-frame order.
-    error : str or None
-        Why the draw could not be re-derived at all (e.g. a stratum of the
-        audit record has too few contacts in the current frame); every stored
-        case is then ``"not_rederived"``.
-    """
-
-    matches: bool
-    frame_hash_matches: bool
-    cases: tuple[CaseCheck, ...]
-    error: str | None = None
-
-    @property
-    def problems(self) -> tuple[CaseCheck, ...]:
-        """The cases that do not match."""
-        return tuple(c for c in self.cases if c.status != "match")
-
-
-_COMPARED = ("stratum", "order", "replicate", "reserve")
-
-
-def verify_draw(
-    stored: Iterable[DrawnCase] | Draw,
-    strata: Sequence[Hashable] | np.ndarray,
-    *,
-    audit: DrawAudit,
-    frame_digest: str,
-    again: Draw | None = None,
-) -> DrawVerification:
-    """Re-derive a draw from the frame and the audit record, and compare case by case.
-
-    Parameters
-    ----------
-    stored : Draw or iterable of DrawnCase
-        The cases as stored (``index`` = canonical-frame position).
-    strata : array_like
-        Stratum of each contact of the *current* canonical frame.
-    audit : DrawAudit
-        The stored audit record.
-    frame_digest : str
-        :func:`frame_hash` of the current frame.
-    again : Draw, optional
-        ``rederive(audit, strata)`` when the caller has it already.
-
-    Returns
-    -------
-    DrawVerification
-    """
-    hash_ok = frame_digest == audit.frame_hash
-    cases = list(stored.cases() if isinstance(stored, Draw) else stored)
-    try:
-        if again is None:
-            again = rederive(audit, strata)
-    except DrawError as exc:
-        checks = tuple(
-            CaseCheck(c.index, "not_rederived", (), c, None)
-            for c in sorted(cases, key=lambda c: c.index)
-        )
-        return DrawVerification(False, hash_ok, checks, error=str(exc))
-    expected = {c.index: c for c in again.cases()}
-    got: dict[int, DrawnCase] = {}
-    checks: list[CaseCheck] = []
-    for c in cases:
-        if c.index in got:
-            checks.append(CaseCheck(c.index, "mismatch", ("index",), c, expected.get(c.index)))
-            continue
-        got[c.index] = c
-        e = expected.get(c.index)
-        if e is None:
-            checks.append(CaseCheck(c.index, "not_rederived", (), c, None))
-            continue
-        diff = tuple(f for f in _COMPARED if getattr(c, f) != getattr(e, f))
-        checks.append(CaseCheck(c.index, "mismatch" if diff else "match", diff, c, e))
-    for i, e in expected.items():
-        if i not in got:
-            checks.append(CaseCheck(i, "missing", (), None, e))
-    checks.sort(key=lambda ch: ch.index)
-    ok = hash_ok and all(ch.status == "match" for ch in checks)
-    return DrawVerification(matches=ok, frame_hash_matches=hash_ok, cases=tuple(checks))
+        return getattr(audit, name)
+    raise AttributeError(f"module 'sampling.draw' has no attribute {name!r}")

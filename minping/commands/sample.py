@@ -199,7 +199,7 @@ def _read_values_file(option: str, path: str, kind: type) -> dict[str, Any]:
     if not p.is_file():
         raise click.BadParameter(f"{path!r}: give STRATUM=VALUE or an existing file",
                                  param_hint=option)
-    from sampling.tables import open_table
+    from minping.tables import open_table
 
     records = [(n, cells) for n, cells in open_table(p).rows]
     if not records:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from minping.campaign import codes, sync_campaign
 from minping.cases import new_pseudo_id
-from minping.draws.frame import STRATIFICATIONS, load_frame
+from minping.draws.frame import STRATIFICATIONS, load_frame, user_errors
 from minping.errors import MinpingError
 from minping.frames import ProgressCallback, get_frame
 from minping.models import (
@@ -212,6 +212,7 @@ def units_digest(units: list[tuple[str, ...]]) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
+@user_errors
 def draw_sample(
     session: Session,
     cfg,

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ParamSpec, TypeVar
 
 import numpy as np
 from sqlalchemy import func, select
@@ -11,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from minping.campaign import codes
 from minping.errors import MinpingError
+from minping.frame_file import read_frame
 from minping.frames import frame_labels
 from minping.models import (
     FrameContact,
@@ -18,9 +22,25 @@ from minping.models import (
     Town,
 )
 from sampling.draw import CodedColumn, canonical_frame_hash, canonical_order
-from sampling.frame import read_frame
+from sampling.errors import SamplingError
 
 STRATIFICATIONS = ("group", "group_town")
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def user_errors(func: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Show the sampling core's errors as this application's: ``SamplingError`` -> ``MinpingError``."""
+
+    @functools.wraps(func)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return func(*args, **kwargs)
+        except SamplingError as exc:
+            raise MinpingError(str(exc)) from exc
+
+    return wrapper
 
 
 def stratum_code(group: str, town: str | None, stratification: str) -> str:

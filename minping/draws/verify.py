@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from minping.draws.draw import _assign, _Phases, current_draw, units_digest
-from minping.draws.frame import frame_from_file, load_frame
+from minping.draws.frame import frame_from_file, load_frame, user_errors
 from minping.frames import ProgressCallback
 from minping.models import (
     CaseUnit,
@@ -23,6 +23,7 @@ from sampling.draw import DrawAudit, DrawError, DrawnCase, rederive, verify_draw
 # --- verification -------------------------------------------------------------------------
 
 
+@user_errors
 def verify(session: Session, cfg, *, frame_file: str | os.PathLike | None = None,
            encoding: str | None = None, draw_id: int | None = None,
            progress: ProgressCallback | None = None) -> dict:
@@ -59,14 +60,42 @@ def verify(session: Session, cfg, *, frame_file: str | os.PathLike | None = None
     except DrawError:
         again = None  # verify_draw reports why
     step("compare")
+    problems, stored, case_of_index, check = _compare_cases(session, sd.id, cols, labels, audit,
+                                                            digest, again)
+
+    # the assignment: stored units against the digest, and re-derived from the draw
+    step("units")
+    assignment_ok, rederived_ok = _check_units(session, cfg, sd, audit, cols, labels, again,
+                                               check, stored, case_of_index, problems)
+    matches = (check.matches and assignment_ok and rederived_ok is not False
+               and not any(p["status"] == "not_in_frame" for p in problems))
+    step(None)
+    return {
+        "draw_id": sd.id,
+        "frame": source,
+        "seed": sd.seed,
+        "frame_hash": digest,
+        "recorded_frame_hash": audit.frame_hash,
+        "frame_hash_matches": check.frame_hash_matches,
+        "cases": len(stored) + sum(p["status"] == "not_in_frame" for p in problems),
+        "assignment_matches": assignment_ok and rederived_ok is not False,
+        "matches": matches,
+        "problems": problems,
+        "timings": {k: round(v, 3) for k, v in timings.items()},
+    }
+
+
+def _compare_cases(session: Session, draw_id: int, cols, labels, audit: DrawAudit, digest: str,
+                   again) -> tuple[list[dict], list[DrawnCase], dict[int, int], object]:
+    """The stored cases against the re-derived draw: problems, stored cases, case id by index."""
     scode = dict(session.execute(select(Stratum.id, Stratum.code)
-                                 .where(Stratum.draw_id == sd.id)).all())
+                                 .where(Stratum.draw_id == draw_id)).all())
     stored_rows = session.execute(
         select(SampleCase.id, SampleCase.pseudo_id, FrameContact.phone, SampleCase.stratum_id,
                SampleCase.draw_order, SampleCase.replicate, SampleCase.is_reserve,
                SampleCase.inclusion_prob, SampleCase.weight)
         .join(FrameContact, FrameContact.id == SampleCase.contact_id)
-        .where(SampleCase.draw_id == sd.id)
+        .where(SampleCase.draw_id == draw_id)
     ).all()
     problems: list[dict] = []
     stored: list[DrawnCase] = []
@@ -95,9 +124,17 @@ def verify(session: Session, cfg, *, frame_file: str | os.PathLike | None = None
     if check.error:
         problems.insert(0, {"pseudo_id": None, "index": None, "status": "error",
                             "fields": [], "detail": check.error})
+    return problems, stored, case_of_index, check
 
-    # the assignment: stored units against the digest, and re-derived from the draw
-    step("units")
+
+def _check_units(session: Session, cfg, sd, audit: DrawAudit, cols, labels, again, check,
+                 stored: list[DrawnCase], case_of_index: dict[int, int], problems: list[dict]
+                 ) -> tuple[bool, bool | None]:
+    """Stored units against the recorded digests, and the assignment re-derived from the draw.
+
+    Appends a problem for each mismatch; returns (stored units match, re-derived matches or
+    ``None`` when the draw itself could not be re-derived).
+    """
     units = stored_units(session, sd.id)
     by_index = {c.index: c for c in stored}
     order_key = sorted(by_index, key=lambda i: (by_index[i].stratum, by_index[i].order))
@@ -130,22 +167,7 @@ def verify(session: Session, cfg, *, frame_file: str | os.PathLike | None = None
                          "fields": ["units"],
                          "detail": "re-deriving the assignment does not give the recorded digest "
                                    "(configuration changed since the draw?)"})
-    matches = (check.matches and assignment_ok and rederived_ok is not False
-               and not any(p["status"] == "not_in_frame" for p in problems))
-    step(None)
-    return {
-        "draw_id": sd.id,
-        "frame": source,
-        "seed": sd.seed,
-        "frame_hash": digest,
-        "recorded_frame_hash": audit.frame_hash,
-        "frame_hash_matches": check.frame_hash_matches,
-        "cases": len(stored_rows),
-        "assignment_matches": assignment_ok and rederived_ok is not False,
-        "matches": matches,
-        "problems": problems,
-        "timings": {k: round(v, 3) for k, v in timings.items()},
-    }
+    return assignment_ok, rederived_ok
 
 
 def _case_dict(c: DrawnCase | None) -> dict | None:

@@ -140,3 +140,33 @@ def test_english_labels_and_xlsx(db, cfg, tmp_path):
     with db.session() as s:
         got = {c.phone: c.attributes for c in s.scalars(select(FrameContact))}
     assert got == {"+8613800138000": {"employer": "Acme"}, "+8613900139000": {"employer": ""}}
+
+
+def _foreign_keys(db) -> set[str]:
+    from sqlalchemy import inspect
+
+    with db.session() as s:
+        return {fk["name"] for fk in inspect(s.connection()).get_foreign_keys("frame_contact")}
+
+
+def test_a_large_file_checks_the_keys_once_and_keeps_them(db, cfg, tmp_path, monkeypatch):
+    """Files of more than one chunk are copied with frame_contact's foreign keys set aside
+    (PostgreSQL) and checked in one pass at the end: the keys are there afterwards, after a
+    good file and after a refused one, and a refused file still stores nothing."""
+    import minping.frames
+
+    monkeypatch.setattr(minping.frames, "BATCH", 40)  # "large" = more than 40 rows here
+    keys = _foreign_keys(db)
+    assert len(keys) == 4
+    good = tmp_path / "good.csv"
+    write_frame(good, cfg, 150, seed=7)
+    with db.transaction() as s:
+        assert import_frame(s, cfg, good).imported == 150
+    assert _foreign_keys(db) == keys and frame_count(db) == 150
+
+    bad = tmp_path / "bad.csv"
+    write_frame(bad, cfg, 150, seed=8, extra_rows=BAD)
+    with pytest.raises(InputError) as info, db.transaction() as s:
+        import_frame(s, cfg, bad)
+    assert {p.row for p in info.value.problems} == {152, 153, 154}
+    assert _foreign_keys(db) == keys and frame_count(db) == 150

@@ -499,7 +499,7 @@ def test_formula_cells_are_neutralised_in_rejects_and_exports(tmp_path):
 
     import openpyxl
 
-    from sampling.frame import read_frame, write_rejects
+    from minping.frame_file import read_frame, write_rejects
     from scoring.export import RespondentTable, write_export
 
     frame = tmp_path / "frame.csv"

@@ -258,3 +258,42 @@ def test_verify_draw_reports_a_frame_that_cannot_give_the_draw():
     assert not v.matches
     assert v.error == "stratum ('deputies', 't2') has 4 cases allocated but no contacts"
     assert {ch.status for ch in v.cases} == {"not_rederived"} and len(v.cases) == len(d)
+
+
+class _FixedKeys:
+    """A generator whose ``random(n)`` gives set keys (to force ties)."""
+
+    def __init__(self, keys):
+        self.keys = np.asarray(keys, dtype=float)
+
+    def random(self, n):
+        assert n == len(self.keys)
+        return self.keys
+
+
+def _by_full_sort(codes, keys, take):
+    """The algorithm's definition: contacts sorted by (stratum, key, position); the first
+    ``take[h]`` of each stratum, in that order."""
+    perm = np.lexsort((np.arange(len(codes)), keys, codes))
+    out = []
+    for h, m in enumerate(take):
+        out.extend(perm[np.asarray(codes)[perm] == h][:m].tolist())
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_selection_equals_the_full_sort_ties_included(data):
+    """The draw selects without sorting the whole frame; the cases are those of the full
+    sort by (stratum, key, position), also when keys tie (ties go by frame position)."""
+    N = data.draw(st.integers(1, 60))
+    H = data.draw(st.integers(1, 4))
+    codes = np.array(data.draw(st.lists(st.integers(0, H - 1), min_size=N, max_size=N)))
+    keys = np.array(data.draw(st.lists(st.sampled_from([0.1, 0.25, 0.5, 0.75]), min_size=N,
+                                       max_size=N)))
+    sizes = np.bincount(codes, minlength=H)
+    counts = {f"s{h}": data.draw(st.integers(0, int(sizes[h]))) for h in range(H) if sizes[h]}
+    labels = np.array([f"s{h}" for h in range(H)])[codes]
+    result = draw(labels, counts, rng=_FixedKeys(keys))
+    take = [counts.get(f"s{h}", 0) for h in range(H)]
+    assert result.index.tolist() == _by_full_sort(codes, keys, take)

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minping.errors import InputError
-from sampling.frame import (
+from minping.frame_file import (
     PhoneNormalizer,
     detect_encoding,
     normalize_header,

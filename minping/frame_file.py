@@ -5,8 +5,8 @@ Columns are recognised by their header, in Chinese or English (see
 :data:`HEADER_ALIASES`): a phone column and a group column are required, a
 town column is optional, and every other column is kept as an attribute of the
 contact under its header as written.  The file itself (encodings, delimiters,
-workbooks, row numbers) is read by :mod:`sampling.tables`; phone numbers are
-checked by :mod:`sampling.phones` (E.164, with a vectorised fast path for
+workbooks, row numbers) is read by :mod:`minping.tables`; phone numbers are
+checked by :mod:`minping.phones` (E.164, with a vectorised fast path for
 mainland mobile numbers).
 
 :class:`FrameReader` reads the file in chunks of rows and checks each chunk
@@ -29,8 +29,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from minping.errors import InputError, Problem
-from sampling.phones import PhoneNormalizer
-from sampling.tables import detect_encoding
+from minping.phones import PhoneNormalizer
+from minping.tables import detect_encoding
 
 __all__ = [
     "HEADER_ALIASES",
@@ -249,4 +249,4 @@ def write_rejects(frame: FrameFile | FrameReader, path: str | os.PathLike) -> in
 
 
 # the reader lives in its own module (it needs the names above)
-from sampling.frame_reader import FrameChunk, FrameReader, read_frame  # noqa: E402, F401
+from minping.frame_reader import FrameChunk, FrameReader, read_frame  # noqa: E402, F401

@@ -1,4 +1,4 @@
-"""The frame reader: a frame file checked a chunk at a time (see :mod:`sampling.frame`)."""
+"""The frame reader: a frame file checked a chunk at a time (see :mod:`minping.frame_file`)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from minping.errors import InputError, Problem
-from sampling.frame import (
+from minping.frame_file import (
     _HEADER_FIELD,
     HEADER_ALIASES,
     FrameFile,
     SkippedRow,
     normalize_header,
 )
-from sampling.phones import PhoneNormalizer, e164_of_key, key_of_e164
-from sampling.tables import open_table
+from minping.phones import PhoneNormalizer, e164_of_key, key_of_e164
+from minping.tables import open_table
 
 __all__ = ["FrameChunk", "FrameReader", "read_frame"]
 
@@ -79,7 +79,7 @@ class _Labels:
 class FrameChunk:
     """Good contacts from one stretch of the file, column by column.
 
-    ``keys`` are the E.164 numbers as integers (:func:`sampling.phones.key_of_e164`),
+    ``keys`` are the E.164 numbers as integers (:func:`minping.phones.key_of_e164`),
     ``groups``/``towns`` codes into :attr:`FrameReader.group_ids` /
     :attr:`FrameReader.town_ids` (town ``-1``: no town column), ``source_rows``
     the rows in the file, ``attributes`` the other columns by header.
