@@ -3,7 +3,7 @@
 ``import_input(db, cfg, kind, path)`` reads one file of in-person assessment
 ballots (``venue, unit, rating``), online vote counts (``unit, option,
 count``) or inspection records (``unit, date, kind, points``) with the
-readers of ``scoring.inputs`` and stores it in one transaction:
+readers of ``minping.input_files`` and stores it in one transaction:
 
 * all or nothing: any problem stores nothing, and the ``InputError`` lists
   every bad row (file, row, field, value, why);
@@ -30,9 +30,9 @@ from sqlalchemy.exc import IntegrityError
 
 from minping.campaign import codes, sync_campaign
 from minping.errors import InputError, MinpingError, Problem
+from minping.input_files import read_ballots, read_inspections, read_table, read_votes
 from minping.models import AssessmentBallot, InputImport, InspectionRecord, OnlineVote, Unit
 from minping.resources import SAMPLE_INPUTS  # the demo's synthetic inputs
-from scoring.inputs import read_ballots, read_inspections, read_table, read_votes
 from scoring.scale import RatingScale
 
 __all__ = ["KINDS", "SAMPLE_INPUTS", "InputImportResult", "import_input", "import_samples",

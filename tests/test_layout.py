@@ -10,6 +10,7 @@ forbidden import fails loudly with the name of the module that asked for it.
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -21,11 +22,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: Third-party packages a pure core may import at module level.
 SCIENTIFIC = {"numpy", "scipy"}
-#: Edges of a core named one by one: the frame reader validates phone numbers, the
-#: HTML report renders a template.
-EDGES = {"sampling": {"phonenumbers"}, "scoring": {"jinja2", "markupsafe"}}
-#: minping modules the cores may use: the error vocabulary (stdlib only).
-SHARED = ["minping", "minping.errors"]
+#: Edges of a core named one by one: the frame reader validates phone numbers.  The
+#: scoring core has none: its file readers, HTML report and exports live in minping
+#: (minping.input_files, minping.report, minping.export).
+EDGES = {"sampling": {"phonenumbers"}, "scoring": set()}
+#: minping modules a core may use: the error vocabulary (stdlib only).  Scoring uses
+#: none (its errors are scoring.errors).
+SHARED = {"sampling": ["minping", "minping.errors"], "scoring": []}
 #: What a pure module must never bring in.
 FORBIDDEN = ["minping", "flask", "werkzeug", "sqlalchemy", "alembic", "twilio", "ivr", "cati",
              "psycopg", "gunicorn"]
@@ -60,15 +63,38 @@ print(json.dumps({"errors": errors, "loaded": sorted(loaded), "science": sorted(
 @pytest.mark.parametrize("package", ["sampling", "scoring"])
 def test_pure_core_imports_only_stdlib_numpy_scipy_and_itself(package):
     run = subprocess.run(
-        [sys.executable, "-c", PROBE, json.dumps([FORBIDDEN, SHARED, package])],
+        [sys.executable, "-c", PROBE, json.dumps([FORBIDDEN, SHARED[package], package])],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result["errors"] == {}, f"{package}: {result['errors']}"
     allowed = (set(sys.stdlib_module_names) | SCIENTIFIC | set(result["science"])
-               | {"sampling", "scoring", "minping"} | EDGES[package])
+               | {package} | {m.partition(".")[0] for m in SHARED[package]}
+               | EDGES[package])
     extra = {m for m in result["loaded"] if m not in allowed and not m.startswith("_")}
     assert not extra, f"{package} imports {sorted(extra)} (allowed: stdlib, numpy, scipy)"
+
+
+#: Cores whose every import statement, deferred ones inside functions included, is
+#: checked in the source (the probe above sees only what importing loads).
+SOURCE_CHECKED = ["scoring"]
+
+
+@pytest.mark.parametrize("package", SOURCE_CHECKED)
+def test_pure_core_source_names_only_stdlib_numpy_scipy_and_itself(package):
+    allowed = set(sys.stdlib_module_names) | SCIENTIFIC | {package}
+    found = []
+    for path in sorted((ROOT / package).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            else:
+                continue
+            found += [f"{path.relative_to(ROOT)}:{node.lineno} imports {n}" for n in names
+                      if n.partition(".")[0] not in allowed]
+    assert found == [], "\n".join(found)
 
 
 def test_import_minping_errors_brings_no_flask_and_no_sqlalchemy():

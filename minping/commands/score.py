@@ -33,8 +33,6 @@ import click
 from minping.commands.options import database_url_option, json_option
 from minping.errors import InputError, MinpingError
 from scoring.errors import ScoringError
-from scoring.inputs import load_phone
-from scoring.report import flag_rule_text
 from scoring.scale import RatingScale
 from scoring.units import UnitScores, score_units
 
@@ -97,6 +95,8 @@ def render_table(scores: UnitScores) -> str:
 
 def render_composites(results) -> str:
     """Every track's composites as plain-text tables."""
+    from minping.report import flag_rule_text
+
     out = []
     pct = f"{results.options['level'] * 100:g}%"
     for t in results.tracks:
@@ -182,6 +182,8 @@ def score(ctx: click.Context, ratings_path: str | None, population_path: str | N
         scale, scale_source = RatingScale.from_options(cfg.scale.options), f"configured in {config_path}"
         if ctx.get_parameter_source("min_raters") == click.core.ParameterSource.DEFAULT:
             min_raters = cfg.campaign.min_raters
+    from minping.input_files import load_phone
+
     per_unit = design == "per-unit"
     if per_unit:  # an empty rating: an assigned unit left unanswered, outside the domain
         scale = RatingScale(points={**scale.points, "": None}, satisfied=scale.satisfied,

@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from minping.errors import InputError, Problem
+
+# The CSV/XLSX reader of every input file; it moves to the adapter layer with the frame import.
 from sampling.tables import cell_text as _cell
 from sampling.tables import open_table
 from scoring.scale import RatingScale
