@@ -27,14 +27,19 @@ from __future__ import annotations
 
 import json
 import math
+from typing import TYPE_CHECKING
 
 import click
 
 from minping.commands.options import database_url_option, json_option
 from minping.errors import InputError, MinpingError
 from scoring.errors import ScoringError
-from scoring.scale import RatingScale
-from scoring.units import UnitScores, score_units
+
+if TYPE_CHECKING:
+    from scoring.units import UnitScores
+
+# numpy, scipy and the database are imported when a command runs, not when the CLI
+# starts (``minping --help`` and the other commands do not pay for them).
 
 __all__ = ["score"]
 
@@ -174,6 +179,10 @@ def score(ctx: click.Context, ratings_path: str | None, population_path: str | N
                         replicates=replicates, seed=seed, ranks=ranks,
                         database_url=database_url)
         return
+    from minping.input_files import load_phone
+    from scoring.scale import RatingScale
+    from scoring.units import score_units
+
     scale, scale_source = RatingScale.default(), "default 1 = 100, 2 = 60, 3 = 0, 0 = don't know"
     if config_path:
         from minping.config import load_config
@@ -182,8 +191,6 @@ def score(ctx: click.Context, ratings_path: str | None, population_path: str | N
         scale, scale_source = RatingScale.from_options(cfg.scale.options), f"configured in {config_path}"
         if ctx.get_parameter_source("min_raters") == click.core.ParameterSource.DEFAULT:
             min_raters = cfg.campaign.min_raters
-    from minping.input_files import load_phone
-
     per_unit = design == "per-unit"
     if per_unit:  # an empty rating: an assigned unit left unanswered, outside the domain
         scale = RatingScale(points={**scale.points, "": None}, satisfied=scale.satisfied,
