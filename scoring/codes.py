@@ -36,7 +36,7 @@ def factorise(values: Iterable[Hashable]) -> tuple[np.ndarray, np.ndarray]:
     Equal to ``np.unique(np.asarray(values).astype(str), return_inverse=True)``.
     """
     distinct, codes = first_seen_codes(values)
-    names = [v if isinstance(v, str) else str(v) for v in distinct]
+    names = list(map(str, distinct))  # str of a str is itself
     labels = np.array(names, dtype=str) if names else np.array([], dtype=str)
     order = np.argsort(labels, kind="stable")
     sorted_labels = labels[order]
