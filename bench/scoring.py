@@ -17,13 +17,25 @@ summary: seconds per size, microseconds per rating (flat when the cost is
 linear in the number of ratings) and the ratio of R's per-unit loop to
 minping, both measured in the same run.
 
+With ``--only composite`` it times the whole command ``minping score --composite``
+(a fresh interpreter: imports, configuration, database loading, scoring, output)
+on the demo's database, against two baselines run the same way in the same run:
+``python -c pass`` (the interpreter alone) and ``minping --help`` (the CLI without
+a command), and the in-process ``minping.scores.run_scoring`` alone.  The demo
+database is built once with ``minping demo`` (minutes) unless ``--database`` names
+an existing one (the SQLite file of an earlier ``minping demo --dir DIR``, i.e.
+``DIR/minping.sqlite``).  The goal is 1 s for the whole command.
+
 Run:  .venv/bin/python bench/scoring.py [--respondents 2020,10000,50000] [--units 145] [--seed 2026]
+      .venv/bin/python bench/scoring.py --only composite [--database minping-demo/minping.sqlite]
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -215,6 +227,81 @@ def run_size(respondents: int, args) -> dict:
             "minping_cpu": ours_cpu, "r_loop": r_loop, "r_loop_cpu": r_loop_cpu}
 
 
+def _child_run(cmd: list[str], env: dict) -> tuple[float, float, str]:
+    """Wall and CPU (user + system) seconds of one child process, and its output."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, proc.stdout
+
+
+def _demo_database(path: str | None, workdir: Path) -> Path:
+    if path:
+        db = Path(path).resolve()
+        if not db.is_file():
+            raise SystemExit(f"--database {path}: no such file")
+        return db
+    print("building the demo database once (minping demo; this takes minutes) …", flush=True)
+    minping = Path(sys.executable).with_name("minping")
+    subprocess.run([str(minping), "demo", "--dir", str(workdir), "--json"], check=True,
+                   capture_output=True)
+    return workdir / "minping.sqlite"
+
+
+def run_composite(args) -> int:
+    """``minping score --composite`` on the demo database against baselines (see the notes)."""
+    minping = str(Path(sys.executable).with_name("minping"))
+    with tempfile.TemporaryDirectory() as tmp:
+        db = _demo_database(args.database, Path(tmp) / "demo")
+        url = f"sqlite:///{db}"
+        env = {**os.environ, "DATABASE_URL": url}
+        commands = [
+            ("python -c pass (the interpreter alone)", [sys.executable, "-c", "pass"]),
+            ("minping --help (the CLI, no command)", [minping, "--help"]),
+            ("minping score --composite (whole command)", [minping, "score", "--composite"]),
+        ]
+        best = {}
+        for _ in range(args.repeat):  # interleaved, so that a busy moment hits all alike
+            for name, cmd in commands:
+                wall, cpu, out = _child_run(cmd, env)
+                w, c = best.get(name, (float("inf"), float("inf")))
+                best[name] = (min(w, wall), min(c, cpu))
+        code = (
+            "import time, sys\n"
+            "from minping.config import load_config\n"
+            "from minping.db import Database\n"
+            "from minping.scores import run_scoring\n"
+            "cfg = load_config(); db = Database(sys.argv[1]); run_scoring(db, cfg)\n"
+            "wall = cpu = float('inf')\n"
+            "for _ in range(int(sys.argv[2])):\n"
+            "    t0, c0 = time.perf_counter(), time.process_time(); run_scoring(db, cfg)\n"
+            "    wall = min(wall, time.perf_counter() - t0); cpu = min(cpu, time.process_time() - c0)\n"
+            "print(wall, cpu)\n")
+        _, _, out = _child_run([sys.executable, "-c", code, url, str(args.repeat)], env)
+        in_process, in_process_cpu = (float(x) for x in out.split()[-2:])
+    print(f"database: {db}  (best of {args.repeat} runs each)")
+    print(f"{'command':48s} {'wall s':>8s} {'CPU s':>8s} {'wall − python':>14s}")
+    base_wall, _ = best[commands[0][0]]
+    for name, _ in commands:
+        wall, cpu = best[name]
+        print(f"{name:48s} {wall:8.3f} {cpu:8.3f} {wall - base_wall:14.3f}")
+    print(f"{'run_scoring in process (DB load + compute)':48s} {in_process:8.3f} "
+          f"{in_process_cpu:8.3f}")
+    whole_wall, whole_cpu = best[commands[2][0]]
+    help_wall, _ = best[commands[1][0]]
+    print(f"score --composite: {whole_wall:.3f} s wall, {whole_cpu:.3f} s CPU "
+          f"(goal ≤ 1 s: {'met' if whole_wall <= 1.0 else 'not met'}); "
+          f"{whole_wall / base_wall:.1f}× the bare interpreter, "
+          f"{whole_wall / help_wall:.1f}× minping --help; CPU {whole_cpu / best[commands[0][0]][1]:.1f}× "
+          f"the bare interpreter's")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--respondents", default="2020,10000,50000",
@@ -224,7 +311,14 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--repeat", type=int, default=5, help="minping runs (best time is kept)")
     ap.add_argument("--no-r", action="store_true", help="skip the R baseline")
+    ap.add_argument("--only", choices=["units", "composite"], default="units",
+                    help="units: score_units against R (default); composite: the whole "
+                         "`minping score --composite` command on the demo database")
+    ap.add_argument("--database", help="--only composite: the demo's SQLite file to reuse "
+                                       "(default: build one with `minping demo`)")
     args = ap.parse_args(argv)
+    if args.only == "composite":
+        return run_composite(args)
     sizes = [int(x) for x in args.respondents.split(",") if x.strip()]
     results = [run_size(n, args) for n in sizes]
     print("summary (wall: elapsed seconds; CPU: user + system seconds of the process, the fairer "

@@ -178,10 +178,10 @@ def run_demo(
     from ivr.fieldwork import run_ivr_field_period
     from minping.commands.sample import format_balance
     from minping.draws import balance_report, draw_sample, release_all
+    from minping.export import write_export
     from minping.frames import import_frame
     from minping.inputs import import_samples
     from minping.scores import respondent_table, score_and_report
-    from scoring.export import write_export
 
     say = echo or (lambda _msg: None)
     started = time.perf_counter()

@@ -3,7 +3,7 @@
 ``import_input(db, cfg, kind, path)`` reads one file of in-person assessment
 ballots (``venue, unit, rating``), online vote counts (``unit, option,
 count``) or inspection records (``unit, date, kind, points``) with the
-readers of ``scoring.inputs`` and stores it in one transaction:
+readers of ``minping.input_files`` and stores it in one transaction:
 
 * all or nothing: any problem stores nothing, and the ``InputError`` lists
   every bad row (file, row, field, value, why);
@@ -30,9 +30,9 @@ from sqlalchemy.exc import IntegrityError
 
 from minping.campaign import codes, sync_campaign
 from minping.errors import InputError, MinpingError, Problem
+from minping.input_files import read_ballots, read_inspections, read_table, read_votes
 from minping.models import AssessmentBallot, InputImport, InspectionRecord, OnlineVote, Unit
 from minping.resources import SAMPLE_INPUTS  # the demo's synthetic inputs
-from scoring.inputs import read_ballots, read_inspections, read_table, read_votes
 from scoring.scale import RatingScale
 
 __all__ = ["KINDS", "SAMPLE_INPUTS", "InputImportResult", "import_input", "import_samples",
@@ -110,30 +110,8 @@ def import_input(db, cfg, kind: str, path: str | Path, *,
         if earlier is not None:
             return InputImportResult(kind, name, digest, earlier.rows, earlier.id, True)
 
-    scale = RatingScale.from_options(cfg.scale.options)
-    problems: list[Problem] = []
-    content = None
-    try:
-        if kind == "assessment":
-            content = read_ballots(path, scale=scale)
-        elif kind == "online":
-            content = read_votes(path, scale=scale)
-        else:
-            content = read_inspections(path)
-    except InputError as exc:
-        problems.extend(exc.problems)
-    table = read_table(path, _COLUMNS[kind])  # header problems were reported above
+    content, table, kinds, problems = _read_checked(cfg, kind, path)
     file = table.file
-    problems.extend(_unit_problems(cfg, kind, file, table.rows))
-    kinds = _deduction_kinds(cfg)
-    if kind == "inspection":
-        for row, rec in table.rows:
-            if rec["kind"] and rec["kind"].strip().lower() not in kinds:
-                problems.append(Problem(file, row, "kind", rec["kind"],
-                                        "not a configured deduction kind (known: "
-                                        + ", ".join(k.id for k in cfg.deductions) + ")"))
-    if not table.rows:
-        problems.append(Problem(file, None, None, None, "the file has no data rows"))
 
     try:
         with db.transaction() as session:
@@ -178,6 +156,37 @@ def import_input(db, cfg, kind: str, path: str | Path, *,
         if again is None:
             raise
         return InputImportResult(kind, name, digest, again.rows, again.id, True)
+
+
+def _read_checked(cfg, kind: str, path: Path):
+    """The file's content (``None`` when the reader refused it), its table, the deduction
+    kinds, and every problem of the file against the configuration."""
+    scale = RatingScale.from_options(cfg.scale.options)
+    problems: list[Problem] = []
+    content = None
+    try:
+        if kind == "assessment":
+            content = read_ballots(path, scale=scale)
+        elif kind == "online":
+            content = read_votes(path, scale=scale)
+        else:
+            content = read_inspections(path)
+    except InputError as exc:
+        problems.extend(exc.problems)
+    table = read_table(path, _COLUMNS[kind])  # header problems were reported above
+    file = table.file
+    problems.extend(_unit_problems(cfg, kind, file, table.rows))
+    kinds = _deduction_kinds(cfg)
+    if kind == "inspection":
+        for row, rec in table.rows:
+            if rec["kind"] and rec["kind"].strip().lower() not in kinds:
+                problems.append(Problem(file, row, "kind", rec["kind"],
+                                        "not a configured deduction kind (known: "
+                                        + ", ".join(k.id for k in cfg.deductions) + ")"))
+    if not table.rows:
+        problems.append(Problem(file, None, None, None, "the file has no data rows"))
+
+    return content, table, kinds, problems
 
 
 def _already_counted(session, campaign_id: int, kind: str, file: str, rows, content,

@@ -62,6 +62,7 @@ from sqlalchemy.orm import Session
 from minping.campaign import codes as config_codes
 from minping.cases import attempt_codes, case_code
 from minping.errors import MinpingError
+from minping.export import RespondentTable, assigned_column, unit_column
 from minping.models import (
     Answer,
     AssessmentBallot,
@@ -78,6 +79,14 @@ from minping.models import (
     Town,
     Unit,
 )
+from minping.report import (
+    ScoringResults,
+    StratumRow,
+    TrackResult,
+    UnitInfo,
+    UnitRaters,
+    write_report,
+)
 from minping.score_effects import mode_and_interviewer_effects
 from sampling.balance import unit_balance
 from scoring.aapor import counts_from_codes, disposition, outcome_rates
@@ -87,15 +96,6 @@ from scoring.composite import (
     deduction_totals,
     online_scores,
     phone_parts,
-)
-from scoring.export import RespondentTable, assigned_column, unit_column
-from scoring.report import (
-    ScoringResults,
-    StratumRow,
-    TrackResult,
-    UnitInfo,
-    UnitRaters,
-    write_report,
 )
 from scoring.scale import RatingScale
 from scoring.units import RespondentMargin, UnitScores, score_units
@@ -498,7 +498,7 @@ def score_and_report(db, cfg, out_dir: str | Path, *, lang: str = "zh", **option
 def respondent_table(db, cfg, *, draw_id: int | None = None, lang: str = "zh") -> RespondentTable:
     """One row per respondent with the design variables and a column per unit.
 
-    See ``scoring.export`` for the columns.  Labels are Chinese unless
+    See ``minping.export`` for the columns.  Labels are Chinese unless
     ``lang="en"``.  No phone number is read.
     """
     zh = lang == "zh"

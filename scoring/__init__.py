@@ -1,7 +1,8 @@
 """Scoring: design-based estimators, unit scores, composite scores, flags and ranks.
 
-The core is pure (numpy/scipy in, frozen dataclasses out); readers for plain
-files live in ``scoring.inputs``.  The names below are loaded on first use, so
+The core is pure (numpy/scipy in, frozen dataclasses out); readers of plain
+files, the HTML report and the exports live in ``minping`` (``minping.input_files``,
+``minping.report``, ``minping.export``).  The names below are loaded on first use, so
 that importing one module (``scoring.errors``, say) does not load them all.
 """
 

@@ -105,6 +105,25 @@ class StratifiedDesign:
         if strata.ndim != 1 or strata.size == 0:
             raise ValueError("strata must be a non-empty one-dimensional array")
         labels, codes = np.unique(strata, return_inverse=True)
+        self._setup(strata, labels, codes, population, respondent_ids, fpc)
+
+    @classmethod
+    def from_codes(cls, labels: np.ndarray, codes: np.ndarray,
+                   population: Mapping[Hashable, float], *, fpc: bool = True) -> StratifiedDesign:
+        """The design of respondents given as stratum codes into sorted ``labels``.
+
+        The same design as ``StratifiedDesign(labels[codes], population)``, without
+        sorting the respondents' stratum labels again.
+        """
+        labels, codes = np.asarray(labels), np.asarray(codes, dtype=np.int64)
+        if codes.ndim != 1 or codes.size == 0:
+            raise ValueError("strata must be a non-empty one-dimensional array")
+        out = object.__new__(cls)
+        out._setup(labels[codes], labels, codes, population, None, fpc)
+        return out
+
+    def _setup(self, strata: np.ndarray, labels: np.ndarray, codes: np.ndarray,
+               population: Mapping[Hashable, float], respondent_ids, fpc: bool) -> None:
         n_h = np.bincount(codes, minlength=labels.size).astype(float)
         big_n = np.empty(labels.size)
         for h, label in enumerate(labels.tolist()):

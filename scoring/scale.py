@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from scoring.codes import first_seen_codes
+
 __all__ = ["RatingScale"]
 
 
@@ -120,14 +122,11 @@ class RatingScale:
 
         Raises ``ValueError`` naming the first key that is not on the scale.
         """
-        seq = keys.tolist() if isinstance(keys, np.ndarray) else keys
-        if not isinstance(seq, list | tuple):
-            seq = list(seq)
-        if len(seq) == 0:
+        # Each distinct value once (a ratings table has a handful of them), in one pass.
+        distinct, index = first_seen_codes(keys)
+        if index.size == 0:
             return np.empty(0), np.empty(0, dtype=bool), np.empty(0, dtype=bool)
-        # Each distinct value once (a ratings table has a handful of them).
-        codes = {v: j for j, v in enumerate(dict.fromkeys(seq))}
-        index = np.fromiter(map(codes.__getitem__, seq), dtype=np.int64, count=len(seq))
+        codes = dict.fromkeys(distinct)
         pts = np.empty(len(codes))
         inside = np.empty(len(codes), dtype=bool)
         sat = np.empty(len(codes), dtype=bool)

@@ -21,39 +21,16 @@ replicate weights use the dense estimators.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
 
 from scoring.assigned import rescale_covariance
+from scoring.codes import factorise, first_seen_codes
 from scoring.intervals import CiMethod, half_width, proportion_interval
 
-__all__ = ["LongRatings", "UnitEstimates", "estimate_units", "factorise"]
-
-
-def factorise(values: Iterable[Hashable]) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted distinct values as strings and the code of every value, in O(n).
-
-    Equal to ``np.unique(np.asarray(values).astype(str), return_inverse=True)``.
-    """
-    seq = values.tolist() if isinstance(values, np.ndarray) else values
-    if not isinstance(seq, list | tuple):
-        seq = list(seq)
-    index = {v: i for i, v in enumerate(dict.fromkeys(seq))}
-    codes = np.fromiter(map(index.__getitem__, seq), dtype=np.int64, count=len(seq))
-    names = [v if isinstance(v, str) else str(v) for v in index]
-    labels = np.array(names, dtype=str) if names else np.array([], dtype=str)
-    order = np.argsort(labels, kind="stable")
-    sorted_labels = labels[order]
-    if sorted_labels.size > 1 and (sorted_labels[1:] == sorted_labels[:-1]).any():
-        # distinct values with the same text (1 and "1"): merge them as str() does
-        uniq, inv = np.unique(labels, return_inverse=True)
-        return uniq, inv[codes]
-    rank = np.empty(order.size, dtype=np.int64)
-    rank[order] = np.arange(order.size)
-    return sorted_labels, rank[codes] if codes.size else codes
+__all__ = ["LongRatings", "UnitEstimates", "estimate_units", "factorise", "first_seen_codes"]
 
 
 @dataclass(frozen=True)

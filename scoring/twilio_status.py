@@ -115,6 +115,45 @@ def from_twilio_status(
         For a call status that is unknown or not final, an unknown
         ``answered_by``, or counts and shares out of range.
     """
+    _check_arguments(call_status, answered_by, sip_code, answered_units, total_units,
+                     partial_share, complete_share)
+    # not completed: nobody picked up
+    if call_status == "busy":
+        return "3.12"
+    if call_status == "no-answer":
+        return "3.13"
+    if call_status == "canceled":
+        return "3.11"
+    if call_status == "failed":
+        if sip_code is None:
+            return "3.16"
+        return SIP_CODE_DISPOSITIONS.get(sip_code, "3.16")
+
+    # completed: somebody or something picked up
+    if refused:
+        return "2.112"
+    if answered_units > 0:
+        share = answered_units / total_units
+        if share >= complete_share:
+            return "1.1"
+        if share >= partial_share:
+            return "1.2"
+        return "2.12"
+    if answered_by == "fax":
+        return "4.20"
+    if answered_by in _MACHINE:
+        return "2.22" if known_eligible else "3.14"
+    if had_consent:
+        return "2.12"
+    if known_eligible:
+        return "2.1111"
+    return "3.21"
+
+
+def _check_arguments(call_status: str, answered_by: str | None, sip_code: int | None,
+                     answered_units: int, total_units: int, partial_share: float,
+                     complete_share: float) -> None:
+    """The ``ValueError`` of ``from_twilio_status`` for a bad argument."""
     if call_status in _NON_TERMINAL_STATUSES:
         raise ValueError(
             f"call_status {call_status!r} is not a final call status; "
@@ -146,37 +185,6 @@ def from_twilio_status(
         raise ValueError(
             f"partial_share ({partial_share}) cannot exceed complete_share ({complete_share})"
         )
-
-    if call_status == "busy":
-        return "3.12"
-    if call_status == "no-answer":
-        return "3.13"
-    if call_status == "canceled":
-        return "3.11"
-    if call_status == "failed":
-        if sip_code is None:
-            return "3.16"
-        return SIP_CODE_DISPOSITIONS.get(sip_code, "3.16")
-
-    # completed: somebody or something picked up
-    if refused:
-        return "2.112"
-    if answered_units > 0:
-        share = answered_units / total_units
-        if share >= complete_share:
-            return "1.1"
-        if share >= partial_share:
-            return "1.2"
-        return "2.12"
-    if answered_by == "fax":
-        return "4.20"
-    if answered_by in _MACHINE:
-        return "2.22" if known_eligible else "3.14"
-    if had_consent:
-        return "2.12"
-    if known_eligible:
-        return "2.1111"
-    return "3.21"
 
 
 def _check_share(name: str, value: float) -> None:

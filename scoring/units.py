@@ -201,14 +201,13 @@ def score_units(
         unit (no row at all in the plain design).
     """
     scale = scale or RatingScale.default()
-    if int(min_raters) < 0:
-        raise ValueError(f"min_raters must be 0 or more, got {min_raters!r}")
-    if variance not in ("linearised", "bootstrap"):
-        raise ValueError(f"variance must be 'linearised' or 'bootstrap', got {variance!r}")
-    if variance == "bootstrap" and rng is None:
-        raise ValueError("variance='bootstrap' needs rng (a numpy.random.Generator)")
+    _check_options(min_raters, variance, rng)
+    # The long table as integer codes, checked (one stratum per respondent, one rating per unit).
     rows = _long_rows(respondent_id, stratum, unit, rating, scale, assigned)
-    design = StratifiedDesign(rows.resp_strata, {str(k): v for k, v in population.items()}, fpc=fpc)
+    design = StratifiedDesign.from_codes(rows.strata_ids, rows.resp_stratum,
+                                         {str(k): v for k, v in population.items()}, fpc=fpc)
+    # The estimates: O(ratings) sums for the linearised variance, respondents × units
+    # matrices for raked weights and replicates.
     if margins or variance == "bootstrap":
         est = _dense_estimates(rows, design, margins, variance, replicates, rng, level, ci_method)
     else:
@@ -217,8 +216,24 @@ def score_units(
                         n_units=rows.unit_ids.size, y=rows.points, sat=rows.sat,
                         inside=rows.inside, assigned=rows.assigned),
             design.N_h, fpc=fpc, level=level, ci_method=ci_method)
-    uncovered = _uncovered(rows, eligible_strata)
-    scores = tuple(
+    return UnitScores(units=_unit_scores(rows, est, int(min_raters), _uncovered(rows, eligible_strata)),
+                      level=float(level), ci_method=ci_method, min_raters=int(min_raters),
+                      covariance=est.covariance)
+
+
+def _check_options(min_raters: int, variance: str, rng: np.random.Generator | None) -> None:
+    if int(min_raters) < 0:
+        raise ValueError(f"min_raters must be 0 or more, got {min_raters!r}")
+    if variance not in ("linearised", "bootstrap"):
+        raise ValueError(f"variance must be 'linearised' or 'bootstrap', got {variance!r}")
+    if variance == "bootstrap" and rng is None:
+        raise ValueError("variance='bootstrap' needs rng (a numpy.random.Generator)")
+
+
+def _unit_scores(rows: _Rows, est: UnitEstimates, min_raters: int,
+                 uncovered: Mapping[str, tuple[str, ...]]) -> tuple[UnitScore, ...]:
+    """One ``UnitScore`` per unit, in sorted unit order."""
+    return tuple(
         UnitScore(
             unit=str(rows.unit_ids[k]),
             n=int(est.n[k]),
@@ -232,22 +247,22 @@ def score_units(
             sat_high=float(est.sat_high[k]),
             n_eff=float(est.n_eff[k]),
             deff=float(est.deff[k]),
-            reliable=bool(est.n[k] >= int(min_raters)),
+            reliable=bool(est.n[k] >= min_raters),
             uncovered=uncovered.get(str(rows.unit_ids[k]), ()),
         )
         for k in range(rows.unit_ids.size)
     )
-    return UnitScores(units=scores, level=float(level), ci_method=ci_method,
-                      min_raters=int(min_raters), covariance=est.covariance)
 
 
 @dataclass(frozen=True)
 class _Rows:
     """The long table as codes: respondent and unit of each row, the respondents'
-    strata, and each row's points, domain flag, satisfied flag and assignment."""
+    strata (codes into ``strata_ids`` and labels), and each row's points, domain
+    flag, satisfied flag and assignment."""
 
     resp_ids: np.ndarray
-    resp_strata: np.ndarray
+    strata_ids: np.ndarray
+    resp_stratum: np.ndarray
     unit_ids: np.ndarray
     resp: np.ndarray
     unit: np.ndarray
@@ -255,6 +270,11 @@ class _Rows:
     inside: np.ndarray
     sat: np.ndarray
     assigned: np.ndarray | None
+
+    @property
+    def resp_strata(self) -> np.ndarray:
+        """The stratum label of every respondent."""
+        return self.strata_ids[self.resp_stratum]
 
 
 def _long_rows(respondent_id, stratum, unit, rating, scale: RatingScale, assigned) -> _Rows:
@@ -283,30 +303,30 @@ def _long_rows(respondent_id, stratum, unit, rating, scale: RatingScale, assigne
             f"{str(strata_ids[resp_s[r[i]]])!r} and {str(strata_ids[s[i]])!r}"
         )
     unit_ids, u = factorise(unit)
-    pair = r * unit_ids.size + u
-    counts = np.bincount(pair, minlength=resp_ids.size * unit_ids.size) if (
-        resp_ids.size * unit_ids.size <= 50 * n) else np.unique(pair, return_counts=True)[1]
-    if (counts > 1).any():
-        uniq, c = np.unique(pair, return_counts=True)
-        dup = int(uniq[c > 1][0])
+    # The same (respondent, unit) twice: equal neighbours once the pairs are sorted.
+    pair = np.sort(r * unit_ids.size + u)
+    twice = pair[1:] == pair[:-1]
+    if twice.any():
+        dup = int(pair[1:][twice][0])
         raise ValueError(
             f"respondent {str(resp_ids[dup // unit_ids.size])!r} rated unit "
             f"{str(unit_ids[dup % unit_ids.size])!r} more than once"
         )
-    return _Rows(resp_ids=resp_ids, resp_strata=strata_ids[resp_s], unit_ids=unit_ids, resp=r,
-                 unit=u, points=points, inside=inside, sat=sat, assigned=given)
+    return _Rows(resp_ids=resp_ids, strata_ids=strata_ids, resp_stratum=resp_s,
+                 unit_ids=unit_ids, resp=r, unit=u, points=points, inside=inside, sat=sat,
+                 assigned=given)
 
 
 def _uncovered(rows: _Rows, eligible: Mapping[str, Sequence[str]] | None) -> dict[str, tuple[str, ...]]:
     """Per unit, its eligible strata with no respondent assigned it (sorted)."""
     if not eligible:
         return {}
-    counted = np.ones(rows.resp.size, dtype=bool) if rows.assigned is None else rows.assigned
+    counted = slice(None) if rows.assigned is None else rows.assigned
+    n_strata = rows.strata_ids.size
+    pairs = np.unique(rows.unit[counted] * n_strata + rows.resp_stratum[rows.resp[counted]])
     covered: dict[str, set[str]] = {}
-    pairs = set(zip(rows.unit[counted].tolist(), rows.resp_strata[rows.resp[counted]].tolist(),
-                    strict=True))
-    for u, h in pairs:
-        covered.setdefault(str(rows.unit_ids[u]), set()).add(h)
+    for u, h in zip((pairs // n_strata).tolist(), (pairs % n_strata).tolist(), strict=True):
+        covered.setdefault(str(rows.unit_ids[u]), set()).add(str(rows.strata_ids[h]))
     out = {}
     for u, strata in eligible.items():
         missing = sorted(set(map(str, strata)) - covered.get(str(u), set()))

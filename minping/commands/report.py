@@ -71,8 +71,8 @@ def export(fmt, out_file, lang, database_url, as_json) -> None:
     """Export respondent-level data with the design variables (no phone numbers)."""
     from minping.commands.options import echo_json
     from minping.config import load_config
+    from minping.export import write_export
     from minping.scores import respondent_table
-    from scoring.export import write_export
 
     cfg = load_config()
     db = _database(database_url)

@@ -27,16 +27,19 @@ from __future__ import annotations
 
 import json
 import math
+from typing import TYPE_CHECKING
 
 import click
 
 from minping.commands.options import database_url_option, json_option
 from minping.errors import InputError, MinpingError
 from scoring.errors import ScoringError
-from scoring.inputs import load_phone
-from scoring.report import flag_rule_text
-from scoring.scale import RatingScale
-from scoring.units import UnitScores, score_units
+
+if TYPE_CHECKING:
+    from scoring.units import UnitScores
+
+# numpy, scipy and the database are imported when a command runs, not when the CLI
+# starts (``minping --help`` and the other commands do not pay for them).
 
 __all__ = ["score"]
 
@@ -97,6 +100,8 @@ def render_table(scores: UnitScores) -> str:
 
 def render_composites(results) -> str:
     """Every track's composites as plain-text tables."""
+    from minping.report import flag_rule_text
+
     out = []
     pct = f"{results.options['level'] * 100:g}%"
     for t in results.tracks:
@@ -174,6 +179,10 @@ def score(ctx: click.Context, ratings_path: str | None, population_path: str | N
                         replicates=replicates, seed=seed, ranks=ranks,
                         database_url=database_url)
         return
+    from minping.input_files import load_phone
+    from scoring.scale import RatingScale
+    from scoring.units import score_units
+
     scale, scale_source = RatingScale.default(), "default 1 = 100, 2 = 60, 3 = 0, 0 = don't know"
     if config_path:
         from minping.config import load_config

@@ -109,8 +109,8 @@ def test_inspection_problems(db, tmp_path):
 
 
 def test_bundled_synthetic_samples_are_valid():
+    from minping.input_files import read_ballots, read_inspections, read_votes
     from minping.inputs import sample_files
-    from scoring.inputs import read_ballots, read_inspections, read_votes
     from scoring.scale import RatingScale
 
     cfg = load_config()

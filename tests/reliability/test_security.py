@@ -499,8 +499,8 @@ def test_formula_cells_are_neutralised_in_rejects_and_exports(tmp_path):
 
     import openpyxl
 
+    from minping.export import RespondentTable, write_export
     from minping.frame_file import read_frame, write_rejects
-    from scoring.export import RespondentTable, write_export
 
     frame = tmp_path / "frame.csv"
     frame.write_text("姓名,电话,类别,乡镇,备注\n"

@@ -9,7 +9,7 @@ import pandas as pd
 import pyreadstat
 import pytest
 
-from scoring.export import RespondentTable, assigned_column, unit_column, write_export
+from minping.export import RespondentTable, assigned_column, unit_column, write_export
 from tests.scoring.test_db_scores import UNITS, scored_field
 
 #: A phone number standing alone (the digits of a weight such as 15.384615384615385 are not one).

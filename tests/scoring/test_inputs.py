@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from minping.errors import InputError
-from scoring.inputs import (
+from minping.input_files import (
     load_phone,
     read_ballots,
     read_inspections,

@@ -23,7 +23,6 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 from scoring.aapor import E_DEFAULT_FORMULA, OutcomeRates
@@ -41,7 +40,7 @@ __all__ = [
     "write_report",
 ]
 
-TEMPLATES = Path(__file__).with_name("templates")
+TEMPLATES = Path(__file__).with_name("report_templates")
 
 
 @dataclass(frozen=True)
@@ -529,6 +528,8 @@ def render_report(results: ScoringResults, *, lang: str = "zh") -> str:
         raise ValueError(f"lang must be 'zh' or 'en', got {lang!r}")
     T = TEXT[lang]
     level = f"{results.options['level'] * 100:g}%"
+    from jinja2 import Environment, FileSystemLoader, select_autoescape  # only to render
+
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]),
                       trim_blocks=True, lstrip_blocks=True)
     rates = None

@@ -30,8 +30,10 @@ from pathlib import Path
 import numpy as np
 
 from minping.errors import InputError, Problem
-from sampling.tables import cell_text as _cell
-from sampling.tables import open_table
+
+# The CSV/XLSX reader of every input file; it moves to the adapter layer with the frame import.
+from minping.tables import cell_text as _cell
+from minping.tables import open_table
 from scoring.scale import RatingScale
 
 __all__ = [
@@ -105,7 +107,7 @@ class Inspections:
 def read_table(path: str | Path, required: Sequence[str]) -> Table:
     """Read a CSV or XLSX file and check that the required columns are there.
 
-    The file is read by :func:`sampling.tables.open_table` (the readers of
+    The file is read by :func:`minping.tables.open_table` (the readers of
     frames and of the CLI's per-stratum files use it too).  Raises
     ``InputError`` for an unreadable file, an empty file, or missing columns
     (row 1, naming each missing column).

@@ -40,6 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from minping.cells import safe_row, writer  # no cell is a spreadsheet formula
+
 __all__ = ["FORMATS", "RespondentTable", "assigned_column", "unit_column", "write_export"]
 
 FORMATS = ("csv", "xlsx", "sav", "dta")
@@ -98,8 +100,6 @@ def write_export(table: RespondentTable, path: str | Path, fmt: str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     names = list(table.columns)
-    from minping.cells import safe_row, writer  # no cell is a spreadsheet formula
-
     if fmt == "csv":
         with path.open("w", encoding="utf-8", newline="") as fh:
             w = writer(fh)
