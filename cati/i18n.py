@@ -156,7 +156,6 @@ ZH: dict[str, str] = {
         "随机波动（Holm 校正后 p < 0.05）。",
     "Track": "评价类别",
     "Interviewers": "访员数",
-    "Ratings": "评价数",
     "Design effect": "设计效应",
     "Outlying interviewers": "偏离同行的访员",
     "Too few CATI ratings (two interviewers needed).": "CATI 评价太少（至少需要两名访员）。",

@@ -53,8 +53,8 @@ from minping.models import (
     User,
 )
 from minping.runtime import current_runtime
-from minping.score_effects import interviewer_effects_by_track
 from minping.scheduler import ProgressCache
+from minping.score_effects import interviewer_effects_by_track
 from scoring.aapor import CATI_CHOICES
 
 bp = Blueprint("cati", __name__, url_prefix="/cati", template_folder="templates",

@@ -71,7 +71,7 @@ EFFECTS_TEXT = {
 
 
 def _diff(d: dict | None) -> tuple[str, str, str]:
-    from scoring.report import _interval, _num
+    from scoring.report import _interval
 
     if not d:
         return "—", "—", "—"
