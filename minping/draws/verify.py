@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from minping.draws.draw import _assign, _Phases, current_draw, units_digest
 from minping.draws.frame import frame_from_file, load_frame
+from minping.experiment import verify_arms
 from minping.frames import ProgressCallback
 from minping.models import (
     CaseUnit,
@@ -130,7 +131,14 @@ def verify(session: Session, cfg, *, frame_file: str | os.PathLike | None = None
                          "fields": ["units"],
                          "detail": "re-deriving the assignment does not give the recorded digest "
                                    "(configuration changed since the draw?)"})
+    # the mode experiment's arms, re-derived from their audit entries (minping.experiment)
+    arms = verify_arms(session, sd.id)
+    for p in arms["problems"]:
+        problems.append({"pseudo_id": p["case"], "index": None, "status": "experiment",
+                         "fields": ["mode_arm"], "detail": p.get("detail") or
+                         f"arm {p['stored']!r} stored, {p['derived']!r} re-derived from the audit"})
     matches = (check.matches and assignment_ok and rederived_ok is not False
+               and arms["matches"]
                and not any(p["status"] == "not_in_frame" for p in problems))
     step(None)
     return {
@@ -142,6 +150,7 @@ def verify(session: Session, cfg, *, frame_file: str | os.PathLike | None = None
         "frame_hash_matches": check.frame_hash_matches,
         "cases": len(stored_rows),
         "assignment_matches": assignment_ok and rederived_ok is not False,
+        "experiment": {k: arms[k] for k in ("matches", "cases", "cati_first")},
         "matches": matches,
         "problems": problems,
         "timings": {k: round(v, 3) for k, v in timings.items()},

@@ -128,3 +128,34 @@ def test_a_cati_first_case_waits_for_an_interviewer_before_the_dialer(db):
         assert sorted(c.id for c in held) == sorted([ids[0], *ids[3:]])
         assert s.scalars(select(CallAttempt.channel).where(CallAttempt.case_id == ids[0])).all() \
             == ["cati"]
+
+
+def test_sample_verify_re_derives_the_arms(db, tmp_path):
+    """A real draw released with the experiment on: ``sample verify`` re-derives every arm
+    from the audit (seed = the draw's), and reports a changed one."""
+    from minping import draws
+    from minping.frames import import_frame
+    from tests.minping.test_frames import write_frame
+
+    cfg = _with(0.2)
+    frame = tmp_path / "frame.csv"
+    write_frame(frame, cfg, 2000, seed=3)
+    with db.transaction() as s:
+        import_frame(s, cfg, frame)
+        drawn = draws.draw_sample(s, cfg, size=200, seed=99, replicates=2, reserve=2, now=NOW)
+        draws.release_all(s, cfg, now=NOW)
+    with db.session() as s:
+        result = draws.verify(s, cfg)
+        arms = s.execute(select(SampleCase.pseudo_id, SampleCase.mode_arm)
+                         .where(SampleCase.release_state == "released")).all()
+    assert result["matches"], result["problems"]
+    assert result["experiment"]["cases"] == len(arms) == 200
+    assert all(a == experiment.arm_of(str(drawn.seed), p, 0.2) for p, a in arms)
+    assert 20 <= result["experiment"]["cati_first"] <= 60
+    with db.transaction() as s:
+        case = s.scalars(select(SampleCase).where(SampleCase.mode_arm == "ivr_first")).first()
+        case.mode_arm = "cati_first"
+    with db.session() as s:
+        result = draws.verify(s, cfg)
+    assert not result["matches"]
+    assert [p["status"] for p in result["problems"]] == ["experiment"]

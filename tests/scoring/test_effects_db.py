@@ -80,7 +80,7 @@ def _respondent_rows(db, field):
                           .order_by(SampleCase.draw_order)).all()
     points = defaultdict(list)
     strata = {}
-    for pid, stratum, unit, _ in field.assigned:
+    for pid, stratum, _, _ in field.assigned:
         strata[pid] = stratum
     for pid, _, unit, key in field.ratings:
         if key in POINTS:
@@ -149,7 +149,7 @@ def test_the_mode_adjusted_score_moves_cati_ratings_by_the_experimental_differen
     field, results, eff = effects
     _, info = _respondent_rows(db, field)
     n_hu = defaultdict(int)
-    for pid, stratum, unit, _ in field.assigned:
+    for _, stratum, unit, _ in field.assigned:
         n_hu[(stratum, unit)] += 1
     delta = {t: eff["mode"][t]["experimental"]["difference"] for t in ("departments", "windows")}
     adjusted = eff["mode_adjusted"]
