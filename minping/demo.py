@@ -287,7 +287,8 @@ def run_demo(
         for line in format_balance(balance, max_units=5):
             say(f"      {line}")
         report = score_and_report(db, cfg, directory / "report")
-        for line in effects_lines(report.get("effects")):  # mode and interviewer effects
+        summary["effects"] = effects_lines(report.get("effects"))  # mode, interviewer effects
+        for line in summary["effects"]:
             say(f"      {line}")
         done("scoring", t0, report=report["report"])
 
