@@ -148,6 +148,17 @@ ZH: dict[str, str] = {
     "kept": "已履约",
     "missed": "未接通",
     "cancelled": "已取消",
+    # the supervisors' interviewer effects (_interviewer_effects.html)
+    "Interviewer effects": "访员效应",
+    "CATI ratings centred on their unit's mean (comparable cases). ρ_int: share of the rating variance due to interviewers (one-way ANOVA). Design effect 1 + (m̄ − 1)ρ_int: how much the interviewers inflate the variance (m̄ ratings per interviewer). Outlying: an interviewer's mean deviation from peers beyond chance (Holm-adjusted p < 0.05).":
+        "CATI 评价先按单位中心化（比较可比案例）。ρ_int：评价方差中由访员造成的比例（单因素方差分析）。"
+        "设计效应 1 + (m̄ − 1)ρ_int：访员使方差放大的倍数（m̄ 为每名访员的评价数）。偏离同行：某访员的平均偏差超出"
+        "随机波动（Holm 校正后 p < 0.05）。",
+    "Track": "评价类别",
+    "Interviewers": "访员数",
+    "Design effect": "设计效应",
+    "Outlying interviewers": "偏离同行的访员",
+    "Too few CATI ratings (two interviewers needed).": "CATI 评价太少（至少需要两名访员）。",
 }
 
 CATALOGUES: dict[str, dict[str, str]] = {"zh": ZH, "en": {}}

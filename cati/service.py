@@ -466,7 +466,7 @@ def hand_over(session: Session, case: SampleCase, supervisor: User, channel: str
 
 
 def release_next_replicate(session: Session, draw_id: int, supervisor: User, *,
-                           now: datetime) -> tuple[int | None, int]:
+                           now: datetime, cfg=None) -> tuple[int | None, int]:
     """Release the next sample replicate: (replicate, cases released), (None, 0) when none is left.
 
     The rule is :func:`minping.draws.release.release_next` (the reserve is never released here).
@@ -474,7 +474,8 @@ def release_next_replicate(session: Session, draw_id: int, supervisor: User, *,
     from minping.draws.release import release_next
 
     plan = release_next(session, draw_id, now=now, actor=actor_of(supervisor),
-                        user_id=supervisor.id)
+                        user_id=supervisor.id,
+                        experiment=None if cfg is None else cfg.experiment)  # mode experiment
     return plan.replicate, plan.released
 
 

@@ -54,6 +54,7 @@ from minping.models import (
 )
 from minping.runtime import current_runtime
 from minping.scheduler import ProgressCache
+from minping.score_effects import interviewer_effects_by_track
 from scoring.aapor import CATI_CHOICES
 
 bp = Blueprint("cati", __name__, url_prefix="/cati", template_folder="templates",
@@ -418,8 +419,13 @@ def dashboard():
                       .join(SampleCase, SampleCase.draw_id == SampleDraw.id)
                       .where(SampleCase.release_state == "held")
                       .group_by(SampleDraw.id)).all()
+    cfg = survey_config()
     return render_template("cati/dashboard.html", held=draws,
-                           refresh_ms=current_app.config.get("CATI_REFRESH_MS", 3000))
+                           refresh_ms=current_app.config.get("CATI_REFRESH_MS", 3000),
+                           # interviewer effects (the _interviewer_effects.html partial)
+                           interviewer_effects=interviewer_effects_by_track(s, cfg),
+                           track_names={"overall": gettext("Overall"),
+                                        **{t.id: t.label(g.user.language) for t in cfg.tracks}})
 
 
 @bp.get("/dashboard.json")
@@ -528,7 +534,8 @@ def release_replicate():
         draw_id = s.scalar(select(func.max(SampleDraw.id)))
     if draw_id is None:
         raise CaseError(gettext("There is no draw yet."))
-    replicate, n = service.release_next_replicate(s, draw_id, g.user, now=now())
+    replicate, n = service.release_next_replicate(s, draw_id, g.user, now=now(),
+                                                  cfg=survey_config())
     s.commit()
     if replicate is None:
         flash(gettext("Every replicate is already released."), "info")

@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from minping import calling
+from minping import calling, experiment
 from minping.errors import MinpingError
 from minping.models import (
     Answer,
@@ -154,8 +154,10 @@ def due_for_ivr(now: datetime, *, max_attempts: int):
     """The condition a case must meet for the dialer to call it now (calling window aside).
 
     Cases that belong to interviewers are left to them: a case reassigned to a
-    named interviewer, a case in the refusal-conversion queue, and a case with a
-    pending appointment (the respondent agreed a time with a person).
+    named interviewer, a case in the refusal-conversion queue, a case with a
+    pending appointment (the respondent agreed a time with a person), and a
+    case the mode experiment routed CATI-first until an interviewer has tried it
+    (:func:`minping.experiment.ivr_may_dial`).
     """
     return and_(
         SampleCase.release_state == "released",
@@ -167,6 +169,8 @@ def due_for_ivr(now: datetime, *, max_attempts: int):
         SampleCase.assigned_to.is_(None),
         ~exists().where(Appointment.case_id == SampleCase.id, Appointment.status == "pending"),
         _not_on_do_not_call(),
+        # the mode experiment: a CATI-first case waits for an interviewer's attempt
+        experiment.ivr_may_dial(),
     )
 
 

@@ -211,15 +211,20 @@ def _redact(url: str) -> str:
               help="Length of the simulated CATI phase.")
 @click.option("--interviewers", default=12, show_default=True, type=click.IntRange(1),
               help="Simulated interviewers in the CATI phase.")
+@click.option("--mode-experiment", default=0.1, show_default=True,
+              type=click.FloatRange(0, 1, max_open=True),
+              help="Share of released cases routed CATI-first (the embedded mode experiment; "
+                   "0 = the configuration's value).")
 @json_option
 def demo(directory, database_url, frame_size, size, seed, ivr_days, cati_days, interviewers,
-         as_json) -> None:
+         mode_experiment, as_json) -> None:
     """Run the whole job on a synthetic campaign (SQLite and the local Twilio simulator)."""
     from minping.demo import run_demo
 
     summary = run_demo(directory=directory, database_url=database_url, frame_size=frame_size,
                        size=size, seed=seed, ivr_days=ivr_days, cati_days=cati_days,
-                       interviewers=interviewers, echo=None if as_json else click.echo)
+                       interviewers=interviewers, mode_experiment=mode_experiment,
+                       echo=None if as_json else click.echo)
     if as_json:
         echo_json(summary)
 

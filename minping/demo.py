@@ -9,6 +9,7 @@ the demo only talks to the local Twilio simulator.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -170,6 +171,7 @@ def run_demo(
     ivr_days: float = 6.0,
     cati_days: float = 3.0,
     interviewers: int = 12,
+    mode_experiment: float = 0.0,
     config_path: str | None = None,
     echo: Callable[[str], None] | None = print,
 ) -> dict:
@@ -181,6 +183,7 @@ def run_demo(
     from minping.export import write_export
     from minping.frames import import_frame
     from minping.inputs import import_samples
+    from minping.score_effects import effects_lines
     from minping.scores import respondent_table, score_and_report
 
     say = echo or (lambda _msg: None)
@@ -193,6 +196,9 @@ def run_demo(
             Path(f"{path}{suffix}").unlink(missing_ok=True)
         database_url = f"sqlite:///{path.resolve()}"
     cfg = load_config(config_path)
+    if mode_experiment:  # the embedded mode experiment (minping.experiment): CATI-first share
+        cfg = dataclasses.replace(cfg, experiment=dataclasses.replace(
+            cfg.experiment, mode_cati_first_fraction=mode_experiment))
     size = size or cfg.campaign.sample_size
     summary: dict = {"database": database_url, "seed": seed, "phases": {}}
     phases = summary["phases"]
@@ -281,6 +287,9 @@ def run_demo(
         for line in format_balance(balance, max_units=5):
             say(f"      {line}")
         report = score_and_report(db, cfg, directory / "report")
+        summary["effects"] = effects_lines(report.get("effects"))  # mode, interviewer effects
+        for line in summary["effects"]:
+            say(f"      {line}")
         done("scoring", t0, report=report["report"])
 
         t0 = phase(8, "respondent-level exports (CSV, SPSS, Stata; no phone numbers)")

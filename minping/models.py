@@ -302,6 +302,9 @@ class SampleCase(Base):
     refusal_conversion: Mapped[bool] = mapped_column(Boolean, default=False)
     notified_at: Mapped[datetime | None]  # SMS advance notice sent
     sms_code: Mapped[str | None] = mapped_column(String(8))  # the code the SMS carried
+    # arm of the embedded mode experiment (minping.experiment): "ivr_first", "cati_first",
+    # or None when the case was released without an experiment
+    mode_arm: Mapped[str | None] = mapped_column(String(16))
     version: Mapped[int] = mapped_column(Integer, default=0)
 
     units: Mapped[list[CaseUnit]] = relationship(order_by="CaseUnit.position")

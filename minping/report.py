@@ -27,6 +27,7 @@ from markupsafe import Markup
 
 from scoring.aapor import E_DEFAULT_FORMULA, OutcomeRates
 from scoring.composite import CompositeScore, PartScore, TrackScores
+from scoring.report_effects import effects_context
 from scoring.units import UnitScores
 
 __all__ = [
@@ -287,44 +288,6 @@ def _method(results: ScoringResults, lang: str) -> list[str]:
                      "error; online votes and deductions carry none.")
         paras.append(flag_rule_text(results.threshold, results.correction, o["level"],
                                     o.get("ranks", "marginal"), lang="en") + _flag_example(results, lang))
-    paras.extend(_effects_text(results, lang))
-    return paras
-
-
-def _effects_text(results: ScoringResults, lang: str) -> list[str]:
-    """Mode and interviewer effects per track (``minping.scores.mode_and_interviewer_effects``)."""
-    eff = results.effects
-    if not eff:
-        return []
-    zh = lang == "zh"
-    names = {t.id: t.label(lang) for t in results.tracks}
-    names["overall"] = "全部单位" if zh else "all units"
-    mode, inter = [], []
-    for key, m in eff.get("mode", {}).items():
-        o = m.get("observational")
-        if o:
-            mode.append(f"{names.get(key, key)} {o['difference']:+.1f} [{o['ci_low']:.1f}, {o['ci_high']:.1f}]"
-                        f" (n {o['n_a']}/{o['n_b']})")
-    for key, e in eff.get("interviewers", {}).items():
-        if e and e.get("rho") is not None:
-            out = [r["interviewer"] for r in e["rows"] if r["outlying"]]
-            inter.append(f"{names.get(key, key)} ρ_int = {e['rho']:.3f}, deff = {e['deff']:.2f}"
-                         f" ({e['interviewers']} {'名访员' if zh else 'interviewers'}, {e['n']}"
-                         f"{' 个评价' if zh else ' ratings'})"
-                         + (("，偏离同行：" if zh else ", outlying: ") + ", ".join(out) if out else ""))
-    paras = []
-    if mode:
-        paras.append(("方式效应（观察性，IVR − CATI，设计加权，95% 置信区间；谁经电话访员作答与如何作答相混杂，"
-                      "本次调查未进行嵌入式方式实验，故不给出方式调整后的得分）：" if zh else
-                      "Mode effect (observational IVR − CATI difference, design-based, 95% interval; it "
-                      "confounds who answers through an interviewer with how they answer; no embedded "
-                      "mode experiment ran, so no mode-adjusted score is given): ") + "; ".join(mode) + ".")
-    if inter:
-        paras.append(("访员效应（按单位中心化后的 CATI 评价，单因素方差分析估计 ρ_int，访员设计效应 1 + (m̄ − 1)ρ_int，"
-                      "偏离同行的访员经 Holm 校正）：" if zh else
-                      "Interviewer effects (CATI ratings centred on their unit's mean; ANOVA estimate of "
-                      "ρ_int; interviewer design effect 1 + (m̄ − 1)ρ_int; outlying interviewers after "
-                      "Holm's correction): ") + "; ".join(inter) + ".")
     return paras
 
 
@@ -579,6 +542,8 @@ def render_report(results: ScoringResults, *, lang: str = "zh") -> str:
         method=_method(results, lang), rates=rates, strata=strata,
         group_names=[group_name[g] for g in groups], raters=raters, tracks=tracks, holes=holes,
         caption=T["plot_caption"].format(level=level, t=results.threshold),
+        effects=effects_context(results.effects, {**unit_names, **{t.id: t.label(lang) for t in
+                                                                    results.tracks}}, lang),
     )
 
 

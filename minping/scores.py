@@ -447,7 +447,7 @@ def run_scoring(db, cfg, *, level: float | None = None, ci_method: str = "beta",
         strata = _strata_rows(session, data.draw_id, data, groups_by_id, towns_by_id)
         codes, open_cases = _outcomes(session, data.draw_id)
         raters = _unit_raters(session, data, rating_scale(cfg))
-        effects = mode_and_interviewer_effects(session, cfg, data)  # minping.score_effects
+        effects = mode_and_interviewer_effects(session, cfg, data, phone)  # minping.score_effects
     rates = outcome_rates(counts_from_codes(codes)) if codes else None
     parts = {"phone": phone_parts(phone), "assessment": assessment, "online": online, "onsite": {}}
     tracks = []
@@ -485,14 +485,14 @@ def score_and_report(db, cfg, out_dir: str | Path, *, lang: str = "zh", **option
     """Score, write the report to ``out_dir`` and return a summary for printing.
 
     The summary has ``report`` (the path of ``index.html``), ``respondents``,
-    and ``tracks``: per track its ``rows`` (unit, name, composite, ci_low,
+    ``effects`` (``minping.score_effects``) and ``tracks``: per track its ``rows`` (unit, name, composite, ci_low,
     ci_high, flag, rank, rank_low, rank_high, reliable, status), and the
     counts ``below`` and ``possibly_below``.
     """
     results = run_scoring(db, cfg, **options)
     path = write_report(results, out_dir, lang=lang)
     return {"report": str(path), "respondents": results.respondents,
-            "tracks": results.summary_rows()}
+            "tracks": results.summary_rows(), "effects": results.effects}
 
 
 def respondent_table(db, cfg, *, draw_id: int | None = None, lang: str = "zh") -> RespondentTable:

@@ -20,7 +20,13 @@ Two uses, reported side by side:
   answered in, all respondents: confounds who answers by CATI with how they
   answer.
 
-A mode-adjusted score may only use the experimental estimate.
+A mode-adjusted score may only use the experimental estimate
+(:func:`mode_adjusted`): each CATI rating is moved to the keypad's level by
+the experimental difference δ = IVR − CATI, which moves a unit's Hájek mean
+by s·δ, s being the weighted share of the unit's ratings given to an
+interviewer.  Its SE is bounded by SE(score) + s·SE(δ) (the two estimates
+share respondents and their covariance is not estimated; the bound holds
+whatever it is), the interval is t with min(df) on that bound: conservative.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ import numpy as np
 from scoring.estimators import StratifiedDesign
 from scoring.intervals import check_level, tcrit
 
-__all__ = ["ModeDifference", "mode_difference"]
+__all__ = ["ModeAdjusted", "ModeDifference", "mode_adjusted", "mode_difference"]
 
 
 @dataclass(frozen=True)
@@ -79,3 +85,40 @@ def mode_difference(strata: Sequence[Hashable], population: Mapping[Hashable, fl
     return ModeDifference(a=a, b=b, mean_a=float(m.estimate[0]), mean_b=float(m.estimate[1]),
                           n_a=int(m.n[0]), n_b=int(m.n[1]), difference=diff, se=se, df=df,
                           ci_low=diff - t * se, ci_high=diff + t * se, level=level)
+
+
+@dataclass(frozen=True)
+class ModeAdjusted:
+    """A unit's score moved to the keypad (IVR) level: score + cati_share·δ, with its bound."""
+
+    score: float
+    adjusted: float
+    shift: float
+    cati_share: float
+    se_bound: float
+    df: float
+    ci_low: float
+    ci_high: float
+
+
+def mode_adjusted(score: float, se: float, df: float | None, cati_share: float,
+                  difference: ModeDifference, *, level: float = 0.95) -> ModeAdjusted:
+    """The mode-adjusted score of a unit (see the module notes); use only an experimental δ.
+
+    ``cati_share`` is the weighted share of the unit's in-domain ratings given
+    to an interviewer (0..1).
+    """
+    level = check_level(level)
+    if not 0.0 <= cati_share <= 1.0:
+        raise ValueError(f"cati_share must be between 0 and 1, got {cati_share!r}")
+    shift = cati_share * difference.difference
+    adjusted = score + shift
+    bound = se + cati_share * difference.se
+    d = min(float(df), difference.df) if df is not None else float("nan")
+    if np.isfinite(d) and d > 0 and np.isfinite(bound):
+        t = float(tcrit(level, np.array([d]))[0])
+        low, high = adjusted - t * bound, adjusted + t * bound
+    else:
+        low = high = float("nan")
+    return ModeAdjusted(score=score, adjusted=adjusted, shift=shift, cati_share=cati_share,
+                        se_bound=bound, df=d, ci_low=low, ci_high=high)

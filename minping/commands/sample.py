@@ -379,7 +379,10 @@ def sample_verify(frame_file, encoding, database_url, config_path, as_json) -> N
     elif result["matches"]:
         click.echo(f"draw {result['draw_id']}: matches — {result['cases']:,} cases re-derived "
                    f"from the {result['frame']} frame (hash {result['frame_hash'][:16]}…) "
-                   f"and seed {result['seed']}; unit assignment matches")
+                   f"and seed {result['seed']}; unit assignment matches"
+                   + (f"; mode experiment: {result['experiment']['cases']:,} arms re-derived "
+                      f"({result['experiment']['cati_first']:,} CATI-first)"
+                      if result.get("experiment", {}).get("cases") else ""))
     else:
         click.echo(f"draw {result['draw_id']}: does NOT match ({len(result['problems'])} "
                    "problem(s))", err=True)

@@ -77,6 +77,11 @@ lowercase ASCII letters, digits and hyphens.
     ``comment_max_seconds`` (1..600), ``sms_advance_notice`` (bool).  The
     repeat, opt-out and hand-over keys differ from each other and from every
     scale key; the start key differs from them too.
+``[experiment]`` (optional)
+    ``mode_cati_first_fraction`` (0 <= f < 1, default 0 = no experiment): the
+    share of released cases routed CATI-first instead of IVR-first, chosen at
+    random (:mod:`minping.experiment`); ``seed`` (optional string; default the
+    draw's seed).
 ``[prompts.<lang>]``
     One table per language (``cmn-CN``, ``en`` ...), each with every prompt of
     :data:`PROMPT_KEYS`.  Prompts are ``str.format`` templates; the allowed
@@ -128,6 +133,7 @@ from minping.config.model import (
     Campaign,
     Category,
     DeductionKind,
+    Experiment,
     Flags,
     FrozenMap,
     Group,
@@ -152,6 +158,7 @@ __all__ = [
     "Category",
     "ConfigError",
     "DeductionKind",
+    "Experiment",
     "Flags",
     "FrozenMap",
     "Group",

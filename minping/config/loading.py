@@ -20,6 +20,7 @@ from minping.config.model import (
 from minping.config.sections import (
     _campaign,
     _deductions,
+    _experiment,
     _flags,
     _groups,
     _ivr,
@@ -139,6 +140,7 @@ def _build(data: dict, file: Path, check: _Check) -> SurveyConfig | None:
             "calling",
             "ivr",
             "prompts",
+            "experiment",
         ),
     )
     raw_prompts = data.get("prompts")
@@ -160,8 +162,10 @@ def _build(data: dict, file: Path, check: _Check) -> SurveyConfig | None:
     calling = _calling(check, data, facts, campaign)
     ivr = _ivr(check, data, languages, scale_labels)
     prompts = _prompts(check, data, campaign, scale_labels)
+    experiment = _experiment(check, data)
 
-    parts = (campaign, towns, tracks, scale, groups, deductions, flags, calling, ivr, prompts)
+    parts = (campaign, towns, tracks, scale, groups, deductions, flags, calling, ivr, prompts,
+             experiment)
     if check.problems or any(p is None for p in parts):
         return None
     return SurveyConfig(
@@ -176,4 +180,5 @@ def _build(data: dict, file: Path, check: _Check) -> SurveyConfig | None:
         calling=calling,
         ivr=ivr,
         prompts=prompts,
+        experiment=experiment,
     )

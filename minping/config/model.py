@@ -298,6 +298,19 @@ class Flags:
 
 
 @dataclass(frozen=True)
+class Experiment:
+    """The embedded mode experiment (``[experiment]``, optional; off by default).
+
+    ``mode_cati_first_fraction`` of the released cases, chosen at random, are
+    routed CATI-first instead of IVR-first (:mod:`minping.experiment`);
+    ``seed`` (``None``: the draw's seed) makes the choice re-derivable.
+    """
+
+    mode_cati_first_fraction: float = 0.0
+    seed: str | None = None
+
+
+@dataclass(frozen=True)
 class IvrSettings:
     """Keypad interview settings.  ``handoff_key`` is ``None`` when disabled."""
 
@@ -376,6 +389,7 @@ class SurveyConfig:
     calling: CallingRules
     ivr: IvrSettings
     prompts: Prompts
+    experiment: Experiment = field(default_factory=Experiment)
     _units: Mapping[str, Unit] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

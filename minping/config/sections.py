@@ -25,6 +25,7 @@ from minping.config.model import (
     Campaign,
     Category,
     DeductionKind,
+    Experiment,
     Flags,
     Group,
     IvrSettings,
@@ -336,6 +337,24 @@ def _flags(check: _Check, data: dict) -> Flags | None:
         check.add("flags.correction", f"must be one of {allowed}, got {_show(correction)}")
     confidence = check.number(t, "confidence", "flags", lo=0, hi=1, lo_open=True, hi_open=True)
     return Flags(threshold, correction, confidence) if check.clean_since(mark) else None
+
+
+def _experiment(check: _Check, data: dict) -> Experiment | None:
+    """``[experiment]`` (optional): the embedded mode experiment (:mod:`minping.experiment`)."""
+    t = check.table(data, "experiment", "", required=False)
+    if t is None:
+        return None if "experiment" in data else Experiment()
+    mark = check.mark()
+    check.unknown(t, "experiment", ("mode_cati_first_fraction", "seed"))
+    fraction = check.number(t, "mode_cati_first_fraction", "experiment", lo=0, hi=1,
+                            required=False)
+    if fraction == 1:
+        check.add("experiment.mode_cati_first_fraction",
+                  "must be under 1 (1 would leave no IVR-first arm to compare with), got 1")
+    seed = check.text(t, "seed", "experiment", required=False)
+    if not check.clean_since(mark):
+        return None
+    return Experiment(0.0 if fraction is None else fraction, seed)
 
 
 def _ivr(

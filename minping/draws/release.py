@@ -13,6 +13,10 @@ always the lowest *sample* replicate with held cases, and once replicates
 :func:`next_release` says what :func:`release_next` would release (the
 replicate and its cases per stratum) without changing anything, for a
 confirmation screen.
+
+Every release also gives the released cases their arm of the embedded mode
+experiment when one is configured (``experiment``, the campaign's
+``[experiment]``: :func:`minping.experiment.assign_released`, audited).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from minping import experiment as mode_experiment
 from minping.draws.draw import _now, current_draw
 from minping.errors import MinpingError
 from minping.models import AuditLog, SampleCase, SampleDraw, Stratum
@@ -124,7 +129,8 @@ def _release_cases(session: Session, draw_id: int, replicate: int, now: datetime
 
 
 def release_replicate(session: Session, draw_id: int, replicate: int, *, now: datetime,
-                      actor: str = "minping", user_id: int | None = None) -> int:
+                      actor: str = "minping", user_id: int | None = None,
+                      experiment=None) -> int:
     """Release the held cases of sample replicate ``replicate``; returns how many.
 
     Refused for the reserve replicate and for a replicate the draw does not
@@ -137,11 +143,14 @@ def release_replicate(session: Session, draw_id: int, replicate: int, *, now: da
     n = _release_cases(session, draw_id, replicate, now)
     _log(session, draw_id, now, actor, f"replicate {replicate}", n, user_id=user_id,
          replicate=replicate)
+    # the mode experiment's arms of the cases just released (minping.experiment)
+    mode_experiment.assign_released(session, draw_id, experiment, now=now, actor=actor,
+                                    user_id=user_id)
     return n
 
 
 def release_next(session: Session, draw_id: int, *, now: datetime, actor: str = "minping",
-                 user_id: int | None = None) -> ReleasePlan:
+                 user_id: int | None = None, experiment=None) -> ReleasePlan:
     """Release the lowest sample replicate that has held cases.
 
     Returns what was released; ``replicate`` is ``None`` (and nothing changes)
@@ -153,6 +162,9 @@ def release_next(session: Session, draw_id: int, *, now: datetime, actor: str = 
     n = _release_cases(session, draw_id, plan.replicate, now)
     _log(session, draw_id, now, actor, f"replicate {plan.replicate}", n, user_id=user_id,
          replicate=plan.replicate)
+    # the mode experiment's arms of the cases just released (minping.experiment)
+    mode_experiment.assign_released(session, draw_id, experiment, now=now, actor=actor,
+                                    user_id=user_id)
     return ReleasePlan(draw_id, plan.replicate, plan.by_stratum, plan.held_replicates, n)
 
 
@@ -167,7 +179,7 @@ def release(session: Session, cfg, *, replicate: int | None = None, next_: bool 
     if (replicate is None) == (not next_):
         raise MinpingError("give either --replicate N or --next")
     if next_:
-        plan = release_next(session, sd.id, now=now, actor=actor)
+        plan = release_next(session, sd.id, now=now, actor=actor, experiment=cfg.experiment)
         if plan.replicate is None:
             raise MinpingError(f"draw {sd.id}: every replicate is already released; nothing "
                                "is left to release (the reserve goes out only with "
@@ -176,7 +188,8 @@ def release(session: Session, cfg, *, replicate: int | None = None, next_: bool 
         assert replicate is not None
         _check_replicate(sd, replicate)
         by_stratum = _held_by_stratum(session, sd.id, replicate)
-        n = release_replicate(session, sd.id, replicate, now=now, actor=actor)
+        n = release_replicate(session, sd.id, replicate, now=now, actor=actor,
+                              experiment=cfg.experiment)
         plan = ReleasePlan(sd.id, replicate, by_stratum,
                            tuple(sorted(held_replicates(session, sd.id))), n)
     return {"draw_id": sd.id, "replicate": plan.replicate, "released": plan.released,
@@ -192,6 +205,8 @@ def release_all(session: Session, cfg, *, now: datetime | None = None,
     for r in sorted(held_replicates(session, sd.id)):
         out[r] = _release_cases(session, sd.id, r, now)
     _log(session, sd.id, now, actor, "all replicates", sum(out.values()))
+    # the mode experiment's arms of the cases just released (minping.experiment)
+    mode_experiment.assign_released(session, sd.id, cfg.experiment, now=now, actor=actor)
     return {"draw_id": sd.id, "released": sum(out.values()),
             "by_replicate": {str(k): v for k, v in out.items()}}
 
@@ -241,5 +256,7 @@ def release_reserve(session: Session, cfg, *, now: datetime | None = None,
             short[code] = need - len(ids)
     total = sum(released.values())
     _log(session, sd.id, now, actor, "reserve for ineligible numbers", total)
+    # the mode experiment's arms of the cases just released (minping.experiment)
+    mode_experiment.assign_released(session, sd.id, cfg.experiment, now=now, actor=actor)
     return {"draw_id": sd.id, "released": total, "by_stratum": released, "short": short,
             "ineligible": {strata[s]: n for s, n in inelig.items()}}

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from minping.draws.draw import _assign, _Phases, current_draw, units_digest
 from minping.draws.frame import frame_from_file, load_frame, user_errors
+from minping.experiment import verify_arms
 from minping.frames import ProgressCallback
 from minping.models import (
     CaseUnit,
@@ -67,7 +68,14 @@ def verify(session: Session, cfg, *, frame_file: str | os.PathLike | None = None
     step("units")
     assignment_ok, rederived_ok = _check_units(session, cfg, sd, audit, cols, labels, again,
                                                check, stored, case_of_index, problems)
+    # the mode experiment's arms, re-derived from their audit entries (minping.experiment)
+    arms = verify_arms(session, sd.id)
+    for p in arms["problems"]:
+        problems.append({"pseudo_id": p["case"], "index": None, "status": "experiment",
+                         "fields": ["mode_arm"], "detail": p.get("detail") or
+                         f"arm {p['stored']!r} stored, {p['derived']!r} re-derived from the audit"})
     matches = (check.matches and assignment_ok and rederived_ok is not False
+               and arms["matches"]
                and not any(p["status"] == "not_in_frame" for p in problems))
     step(None)
     return {
@@ -79,6 +87,7 @@ def verify(session: Session, cfg, *, frame_file: str | os.PathLike | None = None
         "frame_hash_matches": check.frame_hash_matches,
         "cases": len(stored) + sum(p["status"] == "not_in_frame" for p in problems),
         "assignment_matches": assignment_ok and rederived_ok is not False,
+        "experiment": {k: arms[k] for k in ("matches", "cases", "cati_first")},
         "matches": matches,
         "problems": problems,
         "timings": {k: round(v, 3) for k, v in timings.items()},

@@ -97,6 +97,11 @@ def test_demo_runs_the_whole_job(tmp_path, db_url, runner):
     assert sum(len(t["rows"]) for t in summary["tracks"]) == 145
     assert Path(summary["report"]).is_file()
     assert all(Path(f).is_file() for f in summary["exports"])
+    # the embedded mode experiment (--mode-experiment 0.1 by default): its arms and the
+    # IVR − CATI differences are shown, and the report has the section
+    assert summary["effects"][0].startswith("mode experiment: ivr_first ")
+    assert any(line.startswith("IVR − CATI overall: experimental") for line in summary["effects"])
+    assert 'id="effects"' in Path(summary["report"]).read_text(encoding="utf-8")
     # the demo starts from a fresh SQLite file each time
     again = runner.invoke(args, env={"DATABASE_URL": ""})
     assert again.exit_code == 0, again.output
