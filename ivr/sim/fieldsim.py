@@ -245,3 +245,17 @@ def reached_on(result: FieldResult, rules, stratum: str, target: int) -> date | 
     """The local date ``stratum`` reached ``target`` completes (None: not in the period)."""
     times = sorted(c.final_at for c in result.cases if c.stratum == stratum and c.final == "1.1")
     return times[target - 1].astimezone(rules.tz).date() if len(times) >= target else None
+
+
+def covers(projection, actual: date | None) -> bool:
+    """Whether the day a target was actually reached lies in the projection's interval.
+
+    An open end (``None``: after the last day projected) covers a target not
+    reached in the period; a target reached already needs no interval.
+    """
+    if projection.reached:
+        return True
+    low, high = projection.low_date, projection.high_date
+    if actual is None:
+        return high is None
+    return (low is None or actual >= low) and (high is None or actual <= high)
