@@ -419,7 +419,16 @@ def dashboard():
                       .where(SampleCase.release_state == "held")
                       .group_by(SampleDraw.id)).all()
     return render_template("cati/dashboard.html", held=draws,
-                           refresh_ms=current_app.config.get("CATI_REFRESH_MS", 3000))
+                           refresh_ms=current_app.config.get("CATI_REFRESH_MS", 3000),
+                           **forecast_context(s, survey_config(), now()))
+
+
+def forecast_context(s, cfg, at) -> dict:
+    """The forecast partial's context (``cati/_forecast.html``; :mod:`minping.forecast`)."""
+    from minping import forecast
+
+    return {"forecast": forecast.field_forecast(s, cfg, now=at, n_sims=forecast.DEFAULT_SIMS),
+            "forecast_chart": forecast.chart}
 
 
 @bp.get("/dashboard.json")

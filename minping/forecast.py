@@ -200,3 +200,29 @@ def field_forecast(session: Session, cfg, *, now: datetime, draw_id: int | None 
             "n_sims": n_sims, "seed": seed, "calling_days_left": sum(d <= rules.end_date
                                                                       for d in days),
             "strata": strata, "units": units}
+
+
+#: Simulations behind the dashboard's forecast (``field forecast --sims`` default too).
+DEFAULT_SIMS = 500
+
+
+def chart(row: dict, end_date: str, *, width: int = 320, height: int = 120, pad: int = 4) -> dict:
+    """SVG geometry of one projection: the band, the median, the target and end-date lines."""
+    band = row["band"]
+    if not band:
+        return {}
+    top = max(row["target"], max(b["high"] for b in band)) * 1.05 or 1.0
+    n = len(band)
+    xs = [pad + (width - 2 * pad) * i / max(n - 1, 1) for i in range(n)]
+
+    def y(v: float) -> float:
+        return round(height - pad - (height - 2 * pad) * v / top, 1)
+
+    upper = [f"{x:.1f},{y(b['high'])}" for x, b in zip(xs, band, strict=True)]
+    lower = [f"{x:.1f},{y(b['low'])}" for x, b in zip(xs, band, strict=True)]
+    end_x = next((x for x, b in zip(xs, band, strict=True) if b["date"] > end_date), None)
+    return {"width": width, "height": height,
+            "band": " ".join(upper + lower[::-1]),
+            "median": " ".join(f"{x:.1f},{y(b['median'])}" for x, b in zip(xs, band, strict=True)),
+            "target_y": y(row["target"]), "end_x": round(end_x, 1) if end_x else None,
+            "x0": pad, "x1": width - pad}
