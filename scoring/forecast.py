@@ -226,6 +226,27 @@ def forecast(strata: Sequence[StratumState], units: Sequence[UnitState] = (), *,
             out[:, d, :] = done
         return out, used
 
+    def expected(paces):
+        """Per case starting with k attempts, its expected cumulative completes by each day:
+        (n_sims, H, K, D), given each simulation's chances and the strata's pace."""
+        rounds = max(1, int(math.ceil(max_pace)))
+        state = np.broadcast_to(np.eye(K), (n_sims, H, K, K)).copy()   # [.., start, now]
+        cq = (c * q[:, :, None])[:, :, None, :]
+        cr = (c * r[:, :, None])[:, :, None, :]
+        cum = np.zeros((n_sims, H, K))
+        out = np.zeros((n_sims, H, K, len(days)))
+        for d in range(len(days)):
+            share = (paces[:, d] / rounds)[:, None, None, None]
+            for _ in range(rounds):
+                tried = state * share
+                comp = tried * cq
+                moved = tried - comp - tried * cr
+                state = state - tried
+                state[..., 1:] += moved[..., :-1]
+                cum += comp.sum(axis=3)
+            out[..., d] = cum
+        return out
+
     results: list[Projection] = []
     end_idx = sum(d <= end_date for d in days) - 1
     lo_q, hi_q = (1 - level) / 2, (1 + level) / 2
@@ -237,14 +258,16 @@ def forecast(strata: Sequence[StratumState], units: Sequence[UnitState] = (), *,
         if reached_now:
             first[:] = -1
 
-        def day_at(qv):
-            i = int(np.quantile(first, qv, method="inverted_cdf"))
+        picks = np.quantile(first, [0.5, lo_q, hi_q], method="inverted_cdf").astype(int)
+
+        def day_at(i):
             return None if i >= len(days) else (days[i] if i >= 0 else None)
 
         at_end = cum[:, end_idx] if end_idx >= 0 else np.full(n_sims, now)
         med_end = float(np.median(at_end))
-        band = [(d, float(np.quantile(cum[:, j], lo_q)), float(np.median(cum[:, j])),
-                 float(np.quantile(cum[:, j], hi_q))) for j, d in enumerate(days)]
+        lows, meds, highs = np.quantile(cum, [lo_q, 0.5, hi_q], axis=0)
+        band = [(d, round(float(lo), 1), round(float(me), 1), round(float(hi), 1))
+                for d, lo, me, hi in zip(days, lows, meds, highs, strict=True)]
         shortfall = max(0, int(math.ceil(target - med_end)))
         release = extra = None
         if shortfall and held_case_rate is not None:
@@ -252,9 +275,9 @@ def forecast(strata: Sequence[StratumState], units: Sequence[UnitState] = (), *,
             release = int(math.ceil(shortfall / fresh)) if fresh > 0 else None
             extra = int(math.ceil(shortfall / per_attempt)) if per_attempt > 0 else None
         return Projection(key=key, kind=kind, target=target, now=now,
-                          median_date=day_at(0.5) if not reached_now else None,
-                          low_date=day_at(lo_q) if not reached_now else None,
-                          high_date=day_at(hi_q) if not reached_now else None,
+                          median_date=day_at(picks[0]) if not reached_now else None,
+                          low_date=day_at(picks[1]) if not reached_now else None,
+                          high_date=day_at(picks[2]) if not reached_now else None,
                           reached=reached_now,
                           p_by_end=1.0 if reached_now else float(np.mean(first <= end_idx)),
                           expected_by_end=round(med_end, 1), band=band, shortfall=shortfall,
@@ -265,27 +288,22 @@ def forecast(strata: Sequence[StratumState], units: Sequence[UnitState] = (), *,
         open_s = np.array([[s.open_by_attempts[k] if k < len(s.open_by_attempts) else 0
                             for k in range(K)] for s in strata])
         daily, strata_pace = simulate(open_s, np.arange(H), rng)
-        fresh_one = np.zeros((H, K))
-        fresh_one[:, 0] = 1000
-        fresh = simulate(fresh_one, np.arange(H), rng, strata_pace)[0]
-        fresh = fresh[:, : end_idx + 1, :].sum(axis=1) / 1000
+        chain = expected(strata_pace)
         for i, s in enumerate(strata):
-            f = float(np.mean(fresh[:, i])) if end_idx >= 0 else 0.0
+            f = float(np.mean(chain[:, i, 0, end_idx])) if end_idx >= 0 else 0.0
             per_attempt = float(np.mean(c[:, i, :].mean(axis=1) * q[:, i]))
             results.append(summarise(s.key, "stratum", s.target, s.completed, daily[:, :, i],
                                      (f, per_attempt)))
-    pools, who, owner = [], [], []
-    for j, u in enumerate(units):
-        for skey, counts in u.open_by_stratum.items():
-            if skey in index:
-                pools.append([counts[k] if k < len(counts) else 0 for k in range(K)])
-                who.append(index[skey])
-                owner.append(j)
-    per_unit = np.zeros((n_sims, len(days), len(units)))
-    if pools:
-        daily, _ = simulate(np.array(pools), np.array(who), rng, strata_pace)
-        np.add.at(per_unit, (slice(None), slice(None), np.array(owner)), daily)
-    for j, u in enumerate(units):
-        raters = per_unit[:, :, j] * u.raters_per_complete
-        results.append(summarise(u.key, "unit", u.min_raters, u.raters, raters, None))
+        if units:
+            opens = np.zeros((len(units), H, K))
+            for j, u in enumerate(units):
+                for skey, counts in u.open_by_stratum.items():
+                    if skey in index:
+                        for k in range(min(K, len(counts))):
+                            opens[j, index[skey], k] += counts[k]
+            per_unit = np.einsum("shkd,uhk->sdu", chain, opens)
+            for j, u in enumerate(units):
+                raters = np.floor(per_unit[:, :, j] * u.raters_per_complete + 1e-9)
+                results.append(summarise(u.key, "unit", u.min_raters, u.raters,
+                                         np.diff(raters, axis=1, prepend=0), None))
     return results
