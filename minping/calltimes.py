@@ -54,11 +54,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from minping import calling
+from minping.cases import RETRY_OUTCOME
 from minping.models import CallAttempt, SampleCase
 from scoring.dispositions import disposition
 
-__all__ = ["CACHE_SECONDS", "ContactRates", "ContactRatesCache", "is_contact",
+__all__ = ["CACHE_SECONDS", "ContactRates", "ContactRatesCache", "cati_retry_at", "is_contact",
            "estimate", "load_contact_rates", "retry_at"]
+
+#: Retry outcomes (``cases.RETRY_OUTCOME`` values) after which nobody was reached.
+NO_CONTACT_OUTCOMES = ("busy", "no-answer", "machine")
 
 #: How long a process keeps the learned contact chances before reading the attempts again.
 CACHE_SECONDS = 300.0
@@ -167,8 +171,18 @@ class ContactRatesCache:
         self._lock = threading.Lock()
         self._held: dict[object, tuple[float, ContactRates]] = {}
 
+    @staticmethod
+    def _key(url, rules) -> tuple:
+        return (url.render_as_string(hide_password=False) if hasattr(url, "render_as_string")
+                else str(url), rules.learned_prior_strength)
+
+    def put(self, url, rules, rates: ContactRates) -> None:
+        """Hold ``rates`` for the database at ``url`` (tests; a supervisor's override)."""
+        with self._lock:
+            self._held[self._key(url, rules)] = (_time.monotonic(), rates)
+
     def get(self, session: Session, rules) -> ContactRates:
-        key = (str(session.get_bind().url), rules.learned_prior_strength)
+        key = self._key(session.get_bind().url, rules)
         now = _time.monotonic()
         with self._lock:
             held = self._held.get(key)
@@ -197,9 +211,12 @@ def retry_at(session: Session, rules, case: SampleCase, *, now: datetime, outcom
     best learned chance for the case's stratum (``rates``, or the process
     cache).  ``None`` when the field period has no window left.
     """
-    misses: dict[int, int] = {}
-    for started in session.scalars(select(CallAttempt.started_at).where(
-            CallAttempt.case_id == case.id, CallAttempt.answered_at.is_(None))):
+    misses: dict[int, int] = {}  # parts of the day tried without anybody answering
+    for started, code in session.execute(select(CallAttempt.started_at, CallAttempt.outcome)
+                                            .where(CallAttempt.case_id == case.id,
+                                                   CallAttempt.answered_at.is_(None))):
+        if is_contact(code):  # a CATI attempt need not be marked answered
+            continue
         part = calling.day_part(rules, started)
         misses[part] = misses.get(part, 0) + 1
     if getattr(rules, "retry_method", "fixed") == "learned":
@@ -208,3 +225,16 @@ def retry_at(session: Session, rules, case: SampleCase, *, now: datetime, outcom
                                      p_contact=rates.for_key(case.stratum_id, misses),
                                      horizon_days=rules.learned_horizon_days)
     return calling.spread_retry(rules, now=now, outcome=outcome, tried=set(misses))
+
+
+def cati_retry_at(session: Session, rules, case: SampleCase, *, code: str, now: datetime
+                  ) -> datetime | None:
+    """The call-back time of a CATI attempt without contact under ``retry_method = "learned"``.
+
+    ``None`` (the outcome's delay to the next allowed instant, as before) with
+    the fixed method, after a contact, or for a code that is not retried.
+    """
+    outcome = RETRY_OUTCOME.get(code)
+    if getattr(rules, "retry_method", "fixed") != "learned" or outcome not in NO_CONTACT_OUTCOMES:
+        return None
+    return retry_at(session, rules, case, now=now, outcome=outcome)

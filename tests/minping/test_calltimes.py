@@ -82,3 +82,37 @@ def test_bad_retry_method_and_prior_are_reported_with_their_key_path(tmp_path):
 
 def test_the_template_keeps_fixed_spreading_as_the_default():
     assert load_config().calling.retry_method == "fixed"
+
+
+def test_cati_no_answer_call_back_goes_to_the_learned_part_of_the_day(db):
+    from cati import service
+    from minping.models import SampleCase, User
+    from tests.builders import build_field
+    from tests.cati.helpers import add_user
+
+    cfg = load_config()
+    field = build_field(db, n_cases=2, cfg=cfg)
+    uid = add_user(db, "ann")
+    learned = replace(cfg, calling=replace(cfg.calling, retry_method="learned"))
+    now = datetime(2026, 12, 2, 2, 0, tzinfo=UTC)                 # Wednesday 10:00 Shanghai
+    with db.transaction() as s:
+        stratum = s.get(SampleCase, field.case_ids[0]).stratum_id
+    evening = calltimes.estimate([(stratum, w, 2, True) for w in range(6) for _ in range(20)]
+                                 + [(stratum, w, d, False) for w in range(6) for d in (0, 1)
+                                    for _ in range(20)])
+    calltimes.CACHE.clear()
+    calltimes.CACHE.put(db.url, learned.calling, evening)
+    dues = {}
+    for case_id, c in zip(field.case_ids, (learned, cfg), strict=True):
+        with db.transaction() as s:
+            user, case = s.get(User, uid), s.get(SampleCase, case_id)
+            assert service.cases.try_hold(s, case_id, channel="cati", now=now, user_id=uid)
+            service.begin_attempt(s, case, user, now=now)
+            service.close_attempt(s, case, user, code="3.13", now=now, cfg=c)
+            dues[c.calling.retry_method] = case.next_attempt_at
+    calltimes.CACHE.clear()
+    tz = cfg.calling.tz
+    assert dues["learned"].astimezone(tz).hour == 17                 # the evening part
+    assert dues["fixed"].astimezone(tz).hour == 14                   # delay, next window
+    for due in dues.values():
+        assert calling.is_allowed(cfg.calling, due)
