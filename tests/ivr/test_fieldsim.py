@@ -73,3 +73,26 @@ def test_the_day_two_projection_covers_the_day_each_stratum_reached_its_target(r
             covered += fieldsim.covers(p, fieldsim.reached_on(run, rules, p.key, p.target))
             total += 1
     assert covered / total >= 0.8, f"{covered}/{total}"
+
+
+def test_the_webhook_simulator_gives_each_number_its_group_and_town_profile(db):
+    from ivr.fieldwork import run_ivr_field_period, set_availability
+    from ivr.simulator import Simulator
+    from minping.settings import SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN
+    from tests.builders import FIELD_START, build_field
+
+    field = build_field(db, n_cases=12, units_per_case=2, group="deputies")
+    sim = Simulator(account_sid=SIMULATOR_ACCOUNT_SID, auth_token=SIMULATOR_AUTH_TOKEN,
+                    rng=np.random.default_rng(1), transport=None)
+    assert set_availability(db, sim, weekday=2) == 12
+    town = field.cfg.towns[0].id
+    for phone in field.phones.values():
+        persona = sim.persona(phone)
+        if persona.line == "human":
+            hours = persona.answer_by_hour
+            assert hours[19] > hours[10]                       # deputies: evenings
+            ratio = hours[19] / answer_by_hour("deputies", town, 2)[19]
+            assert 0.6 - 1e-9 <= ratio <= 1.0 + 1e-9           # times the person's propensity
+    summary = run_ivr_field_period(db, field.cfg, start=FIELD_START, days=0.05, seed=2,
+                                   availability=True)
+    assert summary["attempts"] >= 12
