@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from cati import service
+from minping import calling, calltimes
 from minping import forecast as fc
 from minping.models import SampleCase, User
 from minping.runtime import runtime_of
@@ -112,3 +114,15 @@ def test_dashboard_chart_matches_the_cli(app, db, worked, runner):
     finally:
         server.shutdown()
         thread.join(5)
+
+
+def test_learned_contact_chances_are_read_from_the_attempts(worked, db):
+    rules = replace(worked.cfg.calling, retry_method="learned")
+    with db.session() as s:
+        rates = calltimes.load_contact_rates(s, rules)
+        # PLAN: 12 completes and 3 refusals reached someone; 49 attempts in all
+        assert rates.overall == (15, 49)
+        case = s.get(SampleCase, worked.case_ids[-1])           # one no-answer so far
+        due = calltimes.retry_at(s, rules, case, now=AT, outcome="no-answer", rates=rates)
+    assert due >= AT + rules.retry_delay("no-answer")
+    assert calling.is_allowed(rules, due)
