@@ -22,7 +22,7 @@ from minping import calltimes
 from minping.models import Answer, CallAttempt, CaseUnit, SampleCase, Stratum, Unit
 from scoring.forecast import StratumState, UnitState, forecast
 
-__all__ = ["field_forecast", "field_state", "days_ahead"]
+__all__ = ["DEFAULT_SIMS", "chart", "days_ahead", "field_forecast", "field_state"]
 
 #: Calendar days simulated past the end date (to date a projection that falls after it).
 BEYOND_END_DAYS = 21

@@ -38,7 +38,8 @@ import numpy as np
 from ivr.sim.availability import answer_by_hour
 from minping import calling, calltimes
 
-__all__ = ["FieldCase", "FieldResult", "make_cases", "run"]
+__all__ = ["FieldCase", "FieldResult", "calling_days", "covers", "make_cases", "reached_on", "run",
+           "snapshot"]
 
 RING_SECONDS = 30.0
 INTERVIEW_SECONDS = 240.0
