@@ -291,7 +291,9 @@ def forecast(strata: Sequence[StratumState], units: Sequence[UnitState] = (), *,
         chain = expected(strata_pace)
         for i, s in enumerate(strata):
             f = float(np.mean(chain[:, i, 0, end_idx])) if end_idx >= 0 else 0.0
-            per_attempt = float(np.mean(c[:, i, :].mean(axis=1) * q[:, i]))
+            # more attempts help only while cases are open; else only a release does
+            per_attempt = (float(np.mean(c[:, i, :].mean(axis=1) * q[:, i]))
+                           if open_now[i] > 0 else 0.0)
             results.append(summarise(s.key, "stratum", s.target, s.completed, daily[:, :, i],
                                      (f, per_attempt)))
         if units:

@@ -34,7 +34,8 @@ def _when(text: str | None) -> datetime:
 
 
 @field_group.command("forecast")
-@click.option("--at", "at", default=None, help="Forecast as of this instant (default: now).")
+@click.option("--at", "at", default=None, help="The calling days ahead start at this instant (default: now); the field is "
+                   "read from the database as it stands.")
 @click.option("--sims", default=500, show_default=True, type=click.IntRange(10, 100_000),
               help="Simulated field periods.")
 @click.option("--level", default=0.9, show_default=True, type=click.FloatRange(0.5, 0.99),

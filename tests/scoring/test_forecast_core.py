@@ -34,6 +34,7 @@ def test_reached_out_of_reach_and_on_track():
     stuck = out["stuck"]
     assert stuck.median_date is None and stuck.p_by_end == 0.0 and stuck.shortfall == 45
     assert stuck.cases_to_release is not None and stuck.cases_to_release >= 45
+    assert stuck.extra_attempts is None            # no open case: only a release helps
     easy = out["easy"]
     assert easy.low_date <= easy.median_date <= easy.high_date <= END
     assert easy.p_by_end > 0.9 and easy.shortfall == 0
