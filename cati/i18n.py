@@ -159,6 +159,23 @@ ZH: dict[str, str] = {
     "Design effect": "设计效应",
     "Outlying interviewers": "偏离同行的访员",
     "Too few CATI ratings (two interviewers needed).": "CATI 评价太少（至少需要两名访员）。",
+    "Forecast": "进度预测",
+    "calling days left": "个拨打日剩余",
+    "end date": "结束日期",
+    "Completes / target": "完成 / 目标",
+    "Projected date": "预计达标日期",
+    "Interval": "区间",
+    "By the end date": "结束前达标",
+    "To close the gap": "补足缺口",
+    "reached": "已达标",
+    "after": "结束之后",
+    "short by": "缺",
+    "release": "需释放样本",
+    "next replicate": "下一批次",
+    "or": "或",
+    "IVR line-hours": "IVR 线路小时",
+    "interviewer hours": "访员工时",
+    "Units reaching min_raters by the end date": "结束前达到最低评价人数的单位",
 }
 
 CATALOGUES: dict[str, dict[str, str]] = {"zh": ZH, "en": {}}

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import and_, select, update
 from sqlalchemy.orm import Session
 
-from minping import cases
+from minping import calltimes, cases
 from minping.cases import CATI_HOLD, CaseError
 from minping.models import (
     Answer,
@@ -316,9 +316,11 @@ def close_attempt(session: Session, case: SampleCase, user: User, *, code: str, 
             Appointment.due_at <= now)):
         appt.status = "kept" if contact else "missed"
     attempt.status = "completed"
+    retry = due if due is not None else calltimes.cati_retry_at(session, cfg.calling, case,
+                                                                 code=code, now=now)
     finish = cases.finish_attempt(session, case, attempt, code, now=now, rules=cfg.calling,
                                   max_attempts=cfg.calling.max_attempts, by_user_id=user.id,
-                                  note=note, next_attempt_at=due)
+                                  note=note, next_attempt_at=retry)
     if due is not None and finish.final is None:
         session.add(Appointment(case_id=case.id, due_at=due, kind=appointment.kind,
                                 interviewer_id=user.id if appointment.kind == "hard" else None,

@@ -425,7 +425,16 @@ def dashboard():
                            # interviewer effects (the _interviewer_effects.html partial)
                            interviewer_effects=interviewer_effects_by_track(s, cfg),
                            track_names={"overall": gettext("Overall"),
-                                        **{t.id: t.label(g.user.language) for t in cfg.tracks}})
+                                        **{t.id: t.label(g.user.language) for t in cfg.tracks}},
+                           **forecast_context(s, cfg, now()))
+
+
+def forecast_context(s, cfg, at) -> dict:
+    """The forecast partial's context (``cati/_forecast.html``; :mod:`minping.forecast`)."""
+    from minping import forecast
+
+    return {"forecast": forecast.field_forecast(s, cfg, now=at, n_sims=forecast.DEFAULT_SIMS),
+            "forecast_chart": forecast.chart}
 
 
 @bp.get("/dashboard.json")

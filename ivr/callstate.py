@@ -37,7 +37,7 @@ from ivr.live import (
     event_kinds,
     insert_once,
 )
-from minping import calling, cases
+from minping import calltimes, cases
 from minping.models import AttemptEvent, CallAttempt, SampleCase
 from scoring.aapor import from_twilio_status
 
@@ -165,10 +165,7 @@ def close_attempt(session: Session, cfg, attempt: CallAttempt, *, call_status: s
     else:
         outcome = cases.RETRY_OUTCOME.get(code, cases.DEFAULT_RETRY_OUTCOME)
         if outcome in ("busy", "no-answer", "machine"):
-            tried = {calling.day_part(cfg.calling, a.started_at) for a in session.scalars(
-                select(CallAttempt).where(CallAttempt.case_id == case.id,
-                                          CallAttempt.answered_at.is_(None))).all()}
-            next_at = calling.spread_retry(cfg.calling, now=now, outcome=outcome, tried=tried)
+            next_at = calltimes.retry_at(session, cfg.calling, case, now=now, outcome=outcome)
     return cases.finish_attempt(session, case, attempt, code, now=now, rules=cfg.calling,
                                 max_attempts=max_attempts, next_attempt_at=next_at)
 

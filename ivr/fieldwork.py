@@ -57,7 +57,8 @@ def run_ivr_field_period(db, cfg, *, start: datetime, days: float, seed: int,
                          draw_id: int | None = None, behaviour=None,
                          public_url: str = SIMULATED_PUBLIC_URL,
                          status_events: tuple[str, ...] = SIMULATION_STATUS_EVENTS,
-                         progress: Callable[[str], None] | None = None) -> dict:
+                         progress: Callable[[str], None] | None = None,
+                         availability: bool = False) -> dict:
     """Dial every released case of the database for ``days`` from ``start``.
 
     Parameters
@@ -80,6 +81,10 @@ def run_ivr_field_period(db, cfg, *, start: datetime, days: float, seed: int,
         :data:`SIMULATION_STATUS_EVENTS`; :data:`ivr.dialer.STATUS_EVENTS` for all).
     progress : callable, optional
         Receives a progress line now and then.
+    availability : bool
+        Respondents answer by the hour profile of their group and town
+        (:mod:`ivr.sim.availability`, the weekday of ``start``) instead of the
+        model's one profile for all.
 
     Returns
     -------
@@ -117,6 +122,8 @@ def run_ivr_field_period(db, cfg, *, start: datetime, days: float, seed: int,
                     now=clock.now, sleep=sim.advance, draw_id=draw_id,
                     status_events=status_events)
     end = start + timedelta(days=days)
+    if availability:
+        set_availability(db, sim, start.astimezone(cfg.calling.tz).weekday(), draw_id=draw_id)
     try:
         dialer.reconcile()
         drive(dialer, sim, end, progress=progress)
@@ -129,6 +136,25 @@ def run_ivr_field_period(db, cfg, *, start: datetime, days: float, seed: int,
                    sms_notices=dialer.progress.notices, retried_429=dialer.progress.retried_429,
                    wall_seconds=round(time.monotonic() - wall, 2))
     return summary
+
+
+def set_availability(db, sim, weekday: int, *, draw_id: int | None = None) -> int:
+    """Give every released case's number a persona of its group and town; returns how many."""
+    from ivr.sim.availability import persona_for
+    from minping.models import FrameContact, RespondentGroup, Town
+
+    q = (select(FrameContact.phone, RespondentGroup.code, Town.code)
+         .join(SampleCase, SampleCase.contact_id == FrameContact.id)
+         .join(RespondentGroup, RespondentGroup.id == FrameContact.group_id)
+         .outerjoin(Town, Town.id == FrameContact.town_id)
+         .where(SampleCase.release_state == "released").order_by(SampleCase.id))
+    if draw_id is not None:
+        q = q.where(SampleCase.draw_id == draw_id)
+    with db.session() as s:
+        rows = s.execute(q).all()
+    for phone, group, town in rows:
+        sim.set_persona(phone, persona_for(sim.behaviour, group, town, weekday, sim.rng))
+    return len(rows)
 
 
 def drive(dialer: Dialer, sim, end: datetime, *, progress: Callable[[str], None] | None = None

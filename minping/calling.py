@@ -12,6 +12,9 @@ the day a retry is spread over all come from the campaign's ``[calling]`` table
 - :func:`day_part`, :func:`spread_retry` -- the retry moved to a part of the day
   (``calling.retry_day_parts``; default morning / afternoon from 12:00 /
   evening from 17:00) where the case was not tried yet.
+- :func:`slot_starts`, :func:`learned_retry` -- the retry placed in the permitted
+  part of the day with the best expected contact (``calling.retry_method =
+  "learned"``; the chances come from :mod:`minping.calltimes`).
 
 Users: the IVR dialer (``ivr/dialer.py``) and its retry logic (``ivr/callstate.py``),
 the case life cycle (``minping/cases.py``), the CATI scheduler
@@ -24,8 +27,8 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
 
-__all__ = ["DEFAULT_DAY_PARTS", "day_part", "is_allowed", "next_allowed", "next_attempt",
-           "spread_retry", "window_end", "windows_on"]
+__all__ = ["DEFAULT_DAY_PARTS", "day_part", "is_allowed", "learned_retry", "next_allowed",
+           "next_attempt", "slot_starts", "spread_retry", "window_end", "windows_on"]
 
 #: Where the parts of the day begin after midnight: afternoon at 12:00, evening at 17:00.
 DEFAULT_DAY_PARTS: tuple[time, ...] = (time(12, 0), time(17, 0))
@@ -125,3 +128,59 @@ def spread_retry(rules, *, now: datetime, outcome: str, tried: set[int]) -> date
             nxt = midnight + timedelta(days=1)
         due = next_allowed(rules, nxt)
     return due
+
+
+def slot_starts(rules, after: datetime, until: datetime) -> list[datetime]:
+    """The first allowed instant of every (window, part of the day) piece in ``[after, until]``.
+
+    A calling window is cut at the boundaries of the parts of the day
+    (``retry_day_parts``); each piece that is still open at ``after`` gives its
+    opening instant (or ``after`` itself when the piece is already open).  Every
+    instant returned is allowed (:func:`is_allowed`), in time order.
+    """
+    tz = rules.tz
+    lo = _aware(after, "after").astimezone(tz)
+    hi = _aware(until, "until").astimezone(tz)
+    parts = _parts(rules)
+    out: list[datetime] = []
+    day = max(lo.date(), rules.start_date)
+    while day <= min(hi.date(), rules.end_date):
+        for window in windows_on(rules, day):
+            cuts = [window.start] + [b for b in parts if window.start < b < window.end]
+            ends = cuts[1:] + [window.end]
+            for start, end in zip(cuts, ends, strict=True):
+                opens = datetime.combine(day, start, tzinfo=tz)
+                closes = datetime.combine(day, end, tzinfo=tz)
+                if closes <= lo:
+                    continue
+                moment = max(opens, lo)
+                if moment <= hi:
+                    out.append(moment)
+        day += timedelta(days=1)
+    return out
+
+
+def learned_retry(rules, *, now: datetime, outcome: str, p_contact, horizon_days: float = 2.0,
+                  daily_discount: float = 0.1) -> datetime | None:
+    """The retry placed where contact is most likely, within ``horizon_days`` of the due time.
+
+    After the outcome's retry delay (:func:`next_attempt`), every piece of a
+    calling window within ``horizon_days`` (:func:`slot_starts`) is scored
+    ``p_contact(weekday, part) * (1 - daily_discount) ** days_waited`` (waiting
+    costs field time); the best piece's first allowed instant wins, the earliest
+    on a tie.  ``p_contact`` takes the local weekday (Monday = 0) and the part of
+    the day (:func:`day_part`).  The result is always allowed, never before the
+    delay has passed, and ``None`` only when the field period has no window left.
+    """
+    due = next_attempt(rules, now, outcome)
+    if due is None:
+        return None
+    best, best_score = due, -1.0
+    for moment in slot_starts(rules, due, due + timedelta(days=horizon_days)):
+        local = moment.astimezone(rules.tz)
+        waited = (moment - due).total_seconds() / 86400.0
+        score = float(p_contact(local.weekday(), day_part(rules, moment))) \
+            * (1.0 - daily_discount) ** waited
+        if score > best_score + 1e-12:
+            best, best_score = moment, score
+    return best

@@ -231,6 +231,7 @@ def demo(directory, database_url, frame_size, size, seed, ivr_days, cati_days, i
 
 def _register_commands() -> None:
     from minping.commands.dial import dial, simulate
+    from minping.commands.field import field_group
     from minping.commands.report import export, input_group, report
     from minping.commands.sample import frame_group, sample_group
     from minping.commands.score import score
@@ -238,7 +239,7 @@ def _register_commands() -> None:
     from minping.commands.user import user_group
 
     for command in (score, report, export, input_group, serve, frame_group, sample_group, dial,
-                    simulate, user_group):
+                    simulate, user_group, field_group):
         cli.add_command(command)
 
 

@@ -67,7 +67,13 @@ lowercase ASCII letters, digits and hyphens.
     ``call_time_limit_seconds`` (30..86400, Twilio's ``time_limit``),
     ``retry_day_parts`` (optional list of ``"HH:MM"``, strictly increasing; where
     the parts of the day a retry is spread over begin; default
-    ``["12:00", "17:00"]``: morning, afternoon, evening; see :mod:`minping.calling`).
+    ``["12:00", "17:00"]``: morning, afternoon, evening; see :mod:`minping.calling`),
+    ``retry_method`` (optional, ``"fixed"`` (default): spread over the parts of
+    the day not tried yet; ``"learned"``: the part with the best contact chance
+    learned from the attempts, see :mod:`minping.calltimes`),
+    ``learned_prior_strength`` (optional, > 0, default 20: the beta-binomial
+    prior's weight in attempts), ``learned_horizon_days`` (optional, 0..14,
+    default 2: how far past the retry delay a learned retry may look).
 ``[ivr]``
     ``voices`` (table language -> Twilio ``<Say>`` voice, one per prompt
     language), ``gather_timeout_seconds`` (1..60), ``max_reasks`` (0..10),

@@ -28,6 +28,9 @@ from minping.config.model import (
     _frozen,
 )
 
+#: The ways a retry after no contact is placed (``[calling] retry_method``).
+RETRY_METHODS = ("fixed", "learned")
+
 
 @dataclass(frozen=True)
 class TimeWindow:
@@ -68,6 +71,13 @@ class CallingRules:
 
     #: Where the parts of the day begin (``retry_day_parts``), for spreading retries.
     retry_day_parts: tuple[time, ...] = calling.DEFAULT_DAY_PARTS
+    #: How a retry after no contact is placed: ``"fixed"`` (:func:`minping.calling.spread_retry`)
+    #: or ``"learned"`` (:func:`minping.calling.learned_retry` with :mod:`minping.calltimes`).
+    retry_method: str = "fixed"
+    #: Beta-binomial prior strength, in attempts, of the learned contact chances.
+    learned_prior_strength: float = 20.0
+    #: How far past the retry delay a learned retry may look for a better part of the day.
+    learned_horizon_days: float = 2.0
 
     @property
     def tz(self) -> ZoneInfo:
@@ -149,6 +159,9 @@ def _calling(
             "ring_timeout_seconds",
             "call_time_limit_seconds",
             "retry_day_parts",
+            "retry_method",
+            "learned_prior_strength",
+            "learned_horizon_days",
         ),
     )
     tz_name = check.text(t, "timezone", p)
@@ -211,6 +224,18 @@ def _calling(
     day_parts = calling.DEFAULT_DAY_PARTS
     if "retry_day_parts" in t:
         day_parts = _day_parts(check, check.array(t, "retry_day_parts", p), f"{p}.retry_day_parts")
+    method = "fixed"
+    if "retry_method" in t:
+        method = check.text(t, "retry_method", p)
+        if method is not None and method not in RETRY_METHODS:
+            check.add(f"{p}.retry_method", f"{_show(method)} is not one of "
+                                           + ", ".join(f'"{m}"' for m in RETRY_METHODS))
+    strength = 20.0
+    if "learned_prior_strength" in t:
+        strength = check.number(t, "learned_prior_strength", p, lo=0, hi=1e6, lo_open=True)
+    horizon = 2.0
+    if "learned_horizon_days" in t:
+        horizon = check.number(t, "learned_horizon_days", p, lo=0, hi=14)
     if not check.clean_since(mark) or campaign is None:
         return None
     return CallingRules(
@@ -226,6 +251,9 @@ def _calling(
         ring_timeout_seconds=ring,
         call_time_limit_seconds=limit,
         retry_day_parts=day_parts,
+        retry_method=method,
+        learned_prior_strength=float(strength),
+        learned_horizon_days=float(horizon),
     )
 
 

@@ -1,0 +1,240 @@
+"""Call times learned from the field: each stratum's chance of contact by weekday and part of day.
+
+What is estimated
+-----------------
+For a stratum ``h``, a weekday ``w`` (Monday = 0) and a part of the day ``d``
+(:func:`minping.calling.day_part`, cut at ``[calling] retry_day_parts``), the
+chance ``p[h, w, d]`` that an attempt placed then reaches a person (its AAPOR
+code is an interview, a partial, a refusal, another eligible non-interview or
+an appointment: categories I, P, R, O and 2.21x).
+
+The prior (beta-binomial smoothing)
+-----------------------------------
+Attempts are Bernoulli trials with a Beta prior on their chance, nested so that
+a thin cell borrows from the level above it, each level's prior mean being the
+posterior mean of the level above and its weight ``s`` attempts
+(``[calling] learned_prior_strength``, default 20):
+
+1. all attempts: ``m0 = (c + 1) / (n + 2)`` (uniform prior);
+2. part of day ``d``, all strata and weekdays: ``m1 = (c + s m0) / (n + s)``;
+3. stratum ``h`` in part ``d``, all weekdays: ``m2 = (c + s m1) / (n + s)``;
+4. stratum ``h``, weekday ``w``, part ``d``: ``p = (c + s m2) / (n + s)``;
+
+``c`` contacts among ``n`` attempts at that level.  Each is the posterior mean
+of ``Beta(s m + c, s (1 - m) + n - c)``, so with no attempts a cell is its
+parent, and after a few dozen attempts its own rate dominates: the early days
+do not over-react.
+
+How it is used
+--------------
+:func:`retry_at` is the one place a retry after no contact is timed, for IVR
+(``ivr/service.py``) and CATI (``cati/service.py``): with ``retry_method =
+"fixed"`` the spread over parts of the day not tried yet
+(:func:`minping.calling.spread_retry`), with ``"learned"`` the allowed piece of
+a window with the best ``p`` within ``learned_horizon_days`` after the delay
+(:func:`minping.calling.learned_retry`).  Both only return instants
+:func:`minping.calling.is_allowed` accepts; caps stay with
+:func:`minping.cases.finish_attempt`.
+
+The estimates are read from the attempts at most every :data:`CACHE_SECONDS`
+per process (:class:`ContactRatesCache`), so a webhook does not aggregate the
+attempt history on every call.
+"""
+
+from __future__ import annotations
+
+import threading
+import time as _time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from minping import calling
+from minping.cases import RETRY_OUTCOME
+from minping.models import CallAttempt, SampleCase
+from scoring.dispositions import disposition
+
+__all__ = ["CACHE_SECONDS", "ContactRates", "ContactRatesCache", "cati_retry_at", "is_contact",
+           "estimate", "load_contact_rates", "retry_at"]
+
+#: Retry outcomes (``cases.RETRY_OUTCOME`` values) after which nobody was reached.
+NO_CONTACT_OUTCOMES = ("busy", "no-answer", "machine")
+
+#: How long a process keeps the learned contact chances before reading the attempts again.
+CACHE_SECONDS = 300.0
+#: Weight, in attempts, of the stratum's chance as the prior of one case's own chance.
+CASE_STRENGTH = 2.0
+_CONTACT_CATEGORIES = ("I", "P", "R", "O")
+
+
+def is_contact(code: str | None) -> bool:
+    """Whether an attempt's AAPOR code says a person was reached."""
+    if not code:
+        return False
+    try:
+        d = disposition(code)
+    except Exception:  # noqa: BLE001 - an unknown code is no contact
+        return False
+    return d.category in _CONTACT_CATEGORIES or d.code.startswith("2.21")
+
+
+def _mean(c: float, n: float, prior: float, strength: float) -> float:
+    return (c + strength * prior) / (n + strength)
+
+
+@dataclass(frozen=True)
+class ContactRates:
+    """Contact counts by level and the smoothed chances they give (see the module docstring)."""
+
+    prior_strength: float
+    overall: tuple[int, int] = (0, 0)
+    by_part: dict = field(default_factory=dict)          # part -> (contacts, attempts)
+    by_key_part: dict = field(default_factory=dict)      # (key, part) -> (c, n)
+    by_cell: dict = field(default_factory=dict)          # (key, weekday, part) -> (c, n)
+
+    def p(self, key, weekday: int, part: int) -> float:
+        """The smoothed chance of contact for ``key`` (a stratum) at ``weekday``, ``part``."""
+        s = self.prior_strength
+        c, n = self.overall
+        m = (c + 1.0) / (n + 2.0)
+        c, n = self.by_part.get(part, (0, 0))
+        m = _mean(c, n, m, s)
+        c, n = self.by_key_part.get((key, part), (0, 0))
+        m = _mean(c, n, m, s)
+        c, n = self.by_cell.get((key, weekday, part), (0, 0))
+        return _mean(c, n, m, s)
+
+    def for_key(self, key, misses=None, *, case_strength: float = CASE_STRENGTH):
+        """``p_contact(weekday, part)`` for one case of stratum ``key`` (what
+        :func:`calling.learned_retry` takes).
+
+        ``misses`` maps a part of the day to the case's own attempts there without
+        contact: the case's chance is the stratum's shrunk by them,
+        ``case_strength p / (case_strength + misses)`` (the Beta posterior mean
+        with the stratum's chance as prior mean and ``case_strength`` its weight).
+        """
+        misses = misses or {}
+        return lambda weekday, part: (self.p(key, weekday, part) * case_strength
+                                      / (case_strength + misses.get(part, 0)))
+
+    def table(self, key, parts: int) -> list[list[float]]:
+        """7 x ``parts`` smoothed chances of one stratum (weekday rows, part columns)."""
+        return [[self.p(key, w, d) for d in range(parts)] for w in range(7)]
+
+
+def estimate(observations: Iterable[tuple[object, int, int, bool]], *,
+             prior_strength: float = 20.0) -> ContactRates:
+    """Contact counts from ``(key, weekday, part, contacted)`` observations, one per attempt."""
+    if not prior_strength > 0:
+        raise ValueError(f"prior_strength must be > 0, got {prior_strength!r}")
+    total = [0, 0]
+    levels: tuple[dict, dict, dict] = (defaultdict(lambda: [0, 0]), defaultdict(lambda: [0, 0]),
+                                       defaultdict(lambda: [0, 0]))
+    for key, weekday, part, contacted in observations:
+        hit = 1 if contacted else 0
+        total[0] += hit
+        total[1] += 1
+        for level, k in zip(levels, (part, (key, part), (key, weekday, part)), strict=True):
+            level[k][0] += hit
+            level[k][1] += 1
+    frozen = [{k: (v[0], v[1]) for k, v in level.items()} for level in levels]
+    return ContactRates(prior_strength=float(prior_strength), overall=(total[0], total[1]),
+                        by_part=frozen[0], by_key_part=frozen[1], by_cell=frozen[2])
+
+
+def load_contact_rates(session: Session, rules, *, draw_id: int | None = None) -> ContactRates:
+    """The contact chances learned from every closed outbound attempt, keyed by stratum id."""
+    q = (select(SampleCase.stratum_id, CallAttempt.started_at, CallAttempt.outcome)
+         .join(SampleCase, SampleCase.id == CallAttempt.case_id)
+         .where(CallAttempt.outcome.is_not(None), CallAttempt.direction == "outbound"))
+    if draw_id is not None:
+        q = q.where(SampleCase.draw_id == draw_id)
+    tz = rules.tz
+
+    def observations():
+        for stratum_id, started, outcome in session.execute(q):
+            local = started.astimezone(tz)
+            yield stratum_id, local.weekday(), calling.day_part(rules, started), is_contact(outcome)
+
+    return estimate(observations(), prior_strength=rules.learned_prior_strength)
+
+
+class ContactRatesCache:
+    """One :class:`ContactRates` per database, read again after ``seconds``."""
+
+    def __init__(self, seconds: float = CACHE_SECONDS):
+        self.seconds = seconds
+        self._lock = threading.Lock()
+        self._held: dict[object, tuple[float, ContactRates]] = {}
+
+    @staticmethod
+    def _key(url, rules) -> tuple:
+        return (url.render_as_string(hide_password=False) if hasattr(url, "render_as_string")
+                else str(url), rules.learned_prior_strength)
+
+    def put(self, url, rules, rates: ContactRates) -> None:
+        """Hold ``rates`` for the database at ``url`` (tests; a supervisor's override)."""
+        with self._lock:
+            self._held[self._key(url, rules)] = (_time.monotonic(), rates)
+
+    def get(self, session: Session, rules) -> ContactRates:
+        key = self._key(session.get_bind().url, rules)
+        now = _time.monotonic()
+        with self._lock:
+            held = self._held.get(key)
+        if held is not None and now - held[0] < self.seconds:
+            return held[1]
+        rates = load_contact_rates(session, rules)
+        with self._lock:
+            self._held[key] = (now, rates)
+        return rates
+
+    def clear(self) -> None:
+        with self._lock:
+            self._held.clear()
+
+
+#: The process's cache (tests clear it, or pass their own ``rates``).
+CACHE = ContactRatesCache()
+
+
+def retry_at(session: Session, rules, case: SampleCase, *, now: datetime, outcome: str,
+             rates: ContactRates | None = None) -> datetime | None:
+    """When to try ``case`` again after an attempt without contact ending in ``outcome``.
+
+    ``rules.retry_method`` decides: ``"fixed"`` spreads over the parts of the
+    day not yet tried without contact, ``"learned"`` picks the part with the
+    best learned chance for the case's stratum (``rates``, or the process
+    cache).  ``None`` when the field period has no window left.
+    """
+    misses: dict[int, int] = {}  # parts of the day tried without anybody answering
+    for started, code in session.execute(select(CallAttempt.started_at, CallAttempt.outcome)
+                                            .where(CallAttempt.case_id == case.id,
+                                                   CallAttempt.answered_at.is_(None))):
+        if is_contact(code):  # a CATI attempt need not be marked answered
+            continue
+        part = calling.day_part(rules, started)
+        misses[part] = misses.get(part, 0) + 1
+    if getattr(rules, "retry_method", "fixed") == "learned":
+        rates = rates if rates is not None else CACHE.get(session, rules)
+        return calling.learned_retry(rules, now=now, outcome=outcome,
+                                     p_contact=rates.for_key(case.stratum_id, misses),
+                                     horizon_days=rules.learned_horizon_days)
+    return calling.spread_retry(rules, now=now, outcome=outcome, tried=set(misses))
+
+
+def cati_retry_at(session: Session, rules, case: SampleCase, *, code: str, now: datetime
+                  ) -> datetime | None:
+    """The call-back time of a CATI attempt without contact under ``retry_method = "learned"``.
+
+    ``None`` (the outcome's delay to the next allowed instant, as before) with
+    the fixed method, after a contact, or for a code that is not retried.
+    """
+    outcome = RETRY_OUTCOME.get(code)
+    if getattr(rules, "retry_method", "fixed") != "learned" or outcome not in NO_CONTACT_OUTCOMES:
+        return None
+    return retry_at(session, rules, case, now=now, outcome=outcome)

@@ -1,0 +1,118 @@
+"""Learned call times: the beta-binomial smoothing, and learned retries keep every calling rule."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from minping import calling, calltimes
+from minping.config import ConfigError, load_config
+from minping.resources import CAMPAIGN_TEMPLATE
+
+
+@pytest.fixture(scope="module")
+def rules():
+    return replace(load_config().calling, retry_method="learned")
+
+
+def test_smoothing_follows_the_nested_beta_posteriors_computed_by_hand():
+    # stratum A: 10 morning attempts, 1 contact; 10 evening attempts, 8 contacts (Mondays)
+    obs = ([("A", 0, 0, i < 1) for i in range(10)] + [("A", 0, 2, i < 8) for i in range(10)]
+           + [("B", 0, 2, i < 2) for i in range(4)])
+    rates = calltimes.estimate(obs, prior_strength=4)
+    m0 = (11 + 1) / (24 + 2)                      # all attempts, uniform prior
+    m1 = (10 + 4 * m0) / (14 + 4)                 # evening, all strata
+    m2 = (8 + 4 * m1) / (10 + 4)                  # stratum A in the evening
+    p = (8 + 4 * m2) / (10 + 4)                   # A, Monday evening
+    assert rates.p("A", 0, 2) == pytest.approx(p)
+    # a cell never tried is its parent: A on a Tuesday evening
+    assert rates.p("A", 1, 2) == pytest.approx(m2)
+    # with no attempts at all every chance is 1/2
+    assert calltimes.estimate([]).p("X", 3, 1) == pytest.approx(0.5)
+    # the case's own misses shrink its chance: 2 misses with case weight 2 halve it
+    assert rates.for_key("A", {2: 2})(0, 2) == pytest.approx(p / 2)
+
+
+def test_a_learned_retry_goes_to_the_best_part_of_the_day(rules):
+    now = datetime(2026, 11, 17, 1, 30, tzinfo=UTC)            # Tuesday 09:30 Shanghai
+    best_evening = lambda weekday, part: 0.8 if part == 2 else 0.1  # noqa: E731
+    at = calling.learned_retry(rules, now=now, outcome="no-answer", p_contact=best_evening)
+    local = at.astimezone(rules.tz)
+    assert (local.date(), local.hour, local.minute) == (now.astimezone(rules.tz).date(), 17, 0)
+    fixed = calling.spread_retry(rules, now=now, outcome="no-answer", tried={0})
+    assert fixed.astimezone(rules.tz).hour == 14                  # the afternoon window opens
+
+
+@settings(max_examples=300, deadline=None)
+@given(minutes=st.integers(0, 60 * 24 * 70), outcome=st.sampled_from(
+    ["busy", "no-answer", "machine"]), table=st.lists(st.floats(0, 1), min_size=21, max_size=21),
+    horizon=st.floats(0, 5))
+def test_learned_retries_never_leave_the_windows_holidays_dates_or_delays(
+        rules, minutes, outcome, table, horizon):
+    now = datetime(2026, 11, 10, tzinfo=UTC) + timedelta(minutes=minutes)
+    at = calling.learned_retry(rules, now=now, outcome=outcome, horizon_days=horizon,
+                               p_contact=lambda w, d: table[w * 3 + d])
+    earliest = calling.next_attempt(rules, now, outcome)
+    if earliest is None:
+        assert at is None
+        return
+    assert calling.is_allowed(rules, at)
+    assert at >= now + rules.retry_delay(outcome)
+    assert earliest <= at <= earliest + timedelta(days=horizon)
+    assert at.astimezone(rules.tz).date() not in rules.holidays
+
+
+def test_bad_retry_method_and_prior_are_reported_with_their_key_path(tmp_path):
+    text = CAMPAIGN_TEMPLATE.read_text(encoding="utf-8")
+    text = text.replace('retry_day_parts = ["12:00", "17:00"]',
+                        'retry_day_parts = ["12:00", "17:00"]\nretry_method = "smart"\n'
+                        'learned_prior_strength = 0')
+    path = tmp_path / "survey.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert 'calling.retry_method: "smart" is not one of "fixed", "learned"' in message
+    assert "calling.learned_prior_strength" in message
+
+
+def test_the_template_keeps_fixed_spreading_as_the_default():
+    assert load_config().calling.retry_method == "fixed"
+
+
+def test_cati_no_answer_call_back_goes_to_the_learned_part_of_the_day(db):
+    from cati import service
+    from minping.models import SampleCase, User
+    from tests.builders import build_field
+    from tests.cati.helpers import add_user
+
+    cfg = load_config()
+    field = build_field(db, n_cases=2, cfg=cfg)
+    uid = add_user(db, "ann")
+    learned = replace(cfg, calling=replace(cfg.calling, retry_method="learned"))
+    now = datetime(2026, 12, 2, 2, 0, tzinfo=UTC)                 # Wednesday 10:00 Shanghai
+    with db.transaction() as s:
+        stratum = s.get(SampleCase, field.case_ids[0]).stratum_id
+    evening = calltimes.estimate([(stratum, w, 2, True) for w in range(6) for _ in range(20)]
+                                 + [(stratum, w, d, False) for w in range(6) for d in (0, 1)
+                                    for _ in range(20)])
+    calltimes.CACHE.clear()
+    calltimes.CACHE.put(db.url, learned.calling, evening)
+    dues = {}
+    for case_id, c in zip(field.case_ids, (learned, cfg), strict=True):
+        with db.transaction() as s:
+            user, case = s.get(User, uid), s.get(SampleCase, case_id)
+            assert service.cases.try_hold(s, case_id, channel="cati", now=now, user_id=uid)
+            service.begin_attempt(s, case, user, now=now)
+            service.close_attempt(s, case, user, code="3.13", now=now, cfg=c)
+            dues[c.calling.retry_method] = case.next_attempt_at
+    calltimes.CACHE.clear()
+    tz = cfg.calling.tz
+    assert dues["learned"].astimezone(tz).hour == 17                 # the evening part
+    assert dues["fixed"].astimezone(tz).hour == 14                   # delay, next window
+    for due in dues.values():
+        assert calling.is_allowed(cfg.calling, due)
