@@ -28,7 +28,7 @@ do not over-react.
 How it is used
 --------------
 :func:`retry_at` is the one place a retry after no contact is timed, for IVR
-(``ivr/service.py``) and CATI (``cati/service.py``): with ``retry_method =
+(``ivr/callstate.py``) and CATI (``cati/service.py``): with ``retry_method =
 "fixed"`` the spread over parts of the day not tried yet
 (:func:`minping.calling.spread_retry`), with ``"learned"`` the allowed piece of
 a window with the best ``p`` within ``learned_horizon_days`` after the delay
