@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from flask import g
 
+from cati.i18n_supervisor import ZH_SUPERVISOR
+
 #: Languages a user may pick, with their names in their own language.
 LANGUAGES = {"zh": "中文", "en": "English"}
 DEFAULT_LANGUAGE = "zh"
@@ -149,6 +151,8 @@ ZH: dict[str, str] = {
     "missed": "未接通",
     "cancelled": "已取消",
 }
+
+ZH.update(ZH_SUPERVISOR)  # the supervisor and statistician pages' strings, in their own module
 
 CATALOGUES: dict[str, dict[str, str]] = {"zh": ZH, "en": {}}
 

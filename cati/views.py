@@ -519,19 +519,6 @@ def handover(case_id):
     return redirect(url_for("cati.case_detail", case_id=case_id))
 
 
-@bp.post("/release-replicate")
-@roles_required("supervisor")
-def release_replicate():
-    s = db_session()
-    draw_id = _form_int("draw_id") if request.form.get("draw_id") else None
-    if draw_id is None:
-        draw_id = s.scalar(select(func.max(SampleDraw.id)))
-    if draw_id is None:
-        raise CaseError(gettext("There is no draw yet."))
-    replicate, n = service.release_next_replicate(s, draw_id, g.user, now=now())
-    s.commit()
-    if replicate is None:
-        flash(gettext("Every replicate is already released."), "info")
-    else:
-        flash(gettext("Replicate {r} released: {n} cases.", r=replicate, n=n), "info")
-    return redirect(url_for("cati.dashboard"))
+# Supervisor and statistician pages (release confirmation, case lists, statistician's page)
+# live in cati/supervisor.py, on this blueprint.
+from cati import supervisor  # noqa: E402,F401
