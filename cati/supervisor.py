@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 from cati import service
 from cati.auth import roles_required
 from cati.i18n import gettext
-from cati.views import SUPERVISORS, bp, bounded_id, now, survey_config
+from cati.views import SUPERVISORS, bounded_id, bp, now, survey_config
 from minping import fieldstats
 from minping.cases import CaseError
 from minping.db import db_session
