@@ -82,9 +82,7 @@ def release_replicate():
     if plan.released:
         flash(gettext("Replicate {r} released: {n} cases.", r=plan.replicate, n=plan.released),
               "info")
-    elif plan.replicate is None:
-        flash(gettext("Every replicate is already released."), "info")
-    else:
+    else:  # the replicate confirmed is out already (a second click): nothing more goes
         flash(gettext("Replicate {r} was already released; nothing more was released.",
                       r=expected), "error")
     return redirect(url_for("cati.dashboard"))
