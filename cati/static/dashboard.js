@@ -46,9 +46,12 @@
     var pages = Math.max(1, Math.ceil(units.length / PAGE));
     unitPage = Math.min(unitPage, pages);
     document.getElementById("units-count").textContent = "(" + d.units.length + ")";
+    var tracks = {};
+    (d.tracks || []).forEach(function (t) { tracks[t.track] = label(t); });
     table("units", [T.unit, T.track, T.target, T.rated, T.completed, T.share],
       units.slice((unitPage - 1) * PAGE, unitPage * PAGE).map(function (u) {
-        return [label(u), u.track, u.target, u.rated, u.completed, pct(u.share)]; }));
+        return [label(u), tracks[u.track] || u.track, u.target, u.rated, u.completed,
+                pct(u.share)]; }));
     var p = document.getElementById("units-pager");
     p.innerHTML = pages < 2 ? "" :
       "<button type='button' id='units-prev'" + (unitPage < 2 ? " disabled" : "") + ">‹ " + esc(T.prev) + "</button> " +
