@@ -62,6 +62,14 @@ ZH_SUPERVISOR: dict[str, str] = {
     "Assigned to an interviewer": "已指定访员",
     "Being worked now": "正在处理",
     "{n} cases": "{n} 个样本",
+    "Practice": "练习",
+    "Practice cases are for training: they never count in any statistic, report or export, "
+    "their numbers are not phone numbers, and the call is simulated. You can practise at any "
+    "hour.": "练习样本用于培训：不计入任何统计、报告或导出，号码不是真实电话号码，通话为模拟通话。任何时间都可以练习。",
+    "{n} practice cases open.": "还有 {n} 个练习样本。",
+    "Take a practice case": "领取练习样本",
+    "No practice case is left: ask a supervisor to run `minping practice create`.":
+        "没有练习样本了：请督导运行 `minping practice create`。",
     "answered": "已回答的评价",
     "assigned": "分配的评价",
 }

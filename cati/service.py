@@ -205,6 +205,8 @@ def dial_through_gateway(session: Session, case: SampleCase, user: User, *, now:
     Recording is never started here; :func:`start_recording` does it once the
     respondent has consented.
     """
+    if case.release_state == "practice":  # minping.practice: never a real call
+        raise CaseError("practice cases are dialled by a simulated call only")
     if not user.phone:
         raise CaseError(f"user {user.username!r}: no phone number on file for click-to-call")
     phone = session.scalar(select(FrameContact.phone).where(FrameContact.id == case.contact_id))

@@ -41,7 +41,7 @@ def _stratum_labels(s, lang: str) -> dict[str, str]:
 
 
 def _latest_draw(s) -> int | None:
-    return s.scalar(select(func.max(SampleDraw.id)))
+    return s.scalar(select(func.max(SampleDraw.id)).where(SampleDraw.practice.is_(False)))
 
 
 def _draw_id_arg(s) -> int:

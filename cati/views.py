@@ -297,7 +297,7 @@ def dial(case_id):
     case = service.holding(s, case_id, g.user, now=t)
     client = twilio_client()
     how = (field_text("how", source=request.args) or field_text("how") or "manual")
-    if client is not None and g.user.phone and how != "manual":
+    if client is not None and g.user.phone and how != "manual" and case.release_state != "practice":
         attempt = service.dial_through_gateway(
             s, case, g.user, now=t, client=client,
             from_number=settings_of(current_app).twilio_from_number, cfg=survey_config())
@@ -520,5 +520,5 @@ def handover(case_id):
 
 
 # Supervisor and statistician pages (release confirmation, case lists, statistician's page)
-# live in cati/supervisor.py, on this blueprint.
-from cati import supervisor  # noqa: E402,F401
+# live in cati/supervisor.py, practice mode in cati/practice_views.py, on this blueprint.
+from cati import practice_views, supervisor  # noqa: E402,F401

@@ -233,6 +233,7 @@ def demo(directory, database_url, frame_size, size, seed, ivr_days, cati_days, i
 def _register_commands() -> None:
     from minping.commands.dial import dial, simulate
     from minping.commands.frame import frame_group
+    from minping.commands.practice import practice_group
     from minping.commands.report import export, input_group, report
     from minping.commands.sample import sample_group
     from minping.commands.score import score
@@ -240,7 +241,7 @@ def _register_commands() -> None:
     from minping.commands.user import user_group
 
     for command in (score, report, export, input_group, serve, frame_group, sample_group, dial,
-                    simulate, user_group):
+                    simulate, user_group, practice_group):
         cli.add_command(command)
 
 

@@ -48,6 +48,7 @@ from minping.models import (
     Unit,
     User,
 )
+from minping.practice import counted_draws
 from scoring.aapor import counts_from_codes, disposition, outcome_rates
 
 __all__ = [
@@ -157,7 +158,8 @@ def stratum_progress(session: Session, *, draw_id: int | None = None) -> list[di
         )
         .join(RespondentGroup, RespondentGroup.id == Stratum.group_id)
         .outerjoin(Town, Town.id == Stratum.town_id)
-        .where(*( [Stratum.draw_id == draw_id] if draw_id is not None else []))
+        .where(Stratum.draw_id.in_(counted_draws()),
+               *([Stratum.draw_id == draw_id] if draw_id is not None else []))
         .order_by(Stratum.id)
     ).all()
     counts_q = (
@@ -168,6 +170,7 @@ def stratum_progress(session: Session, *, draw_id: int | None = None) -> list[di
                                 SampleCase.state != "final"),
             func.count().filter(SampleCase.final_disposition == "1.1"),
         )
+        .where(SampleCase.draw_id.in_(counted_draws()))
         .group_by(SampleCase.stratum_id)
     )
     if draw_id is not None:
@@ -191,7 +194,8 @@ def unit_progress(session: Session, *, draw_id: int | None = None) -> list[dict]
     ``rated`` counts answers with a rating (any key, "don't know" included);
     ``completed`` counts completed interviews (1.1) that were assigned the unit.
     """
-    base = select(CaseUnit.unit_id).join(SampleCase, SampleCase.id == CaseUnit.case_id)
+    base = (select(CaseUnit.unit_id).join(SampleCase, SampleCase.id == CaseUnit.case_id)
+            .where(SampleCase.draw_id.in_(counted_draws())))
     if draw_id is not None:
         base = base.where(SampleCase.draw_id == draw_id)
     q = (
@@ -205,7 +209,7 @@ def unit_progress(session: Session, *, draw_id: int | None = None) -> list[dict]
     rated_q = (
         select(Answer.unit_id, func.count())
         .join(SampleCase, SampleCase.id == Answer.case_id)
-        .where(Answer.rating.is_not(None))
+        .where(Answer.rating.is_not(None), SampleCase.draw_id.in_(counted_draws()))
         .group_by(Answer.unit_id)
     )
     if draw_id is not None:
@@ -259,8 +263,10 @@ def productivity(session: Session, *, since: datetime, until: datetime) -> list[
     rows = session.execute(
         select(CallAttempt.interviewer_id, CallAttempt.started_at, CallAttempt.answered_at,
                CallAttempt.ended_at, CallAttempt.outcome)
+        .join(SampleCase, SampleCase.id == CallAttempt.case_id)
         .where(CallAttempt.channel == "cati", CallAttempt.interviewer_id.is_not(None),
-               CallAttempt.started_at >= since, CallAttempt.started_at < until)
+               CallAttempt.started_at >= since, CallAttempt.started_at < until,
+               SampleCase.draw_id.in_(counted_draws()))
     ).all()
     names = dict(session.execute(select(User.id, User.display_name)).all())
     per: dict[int, dict] = {}
@@ -293,7 +299,7 @@ def calls_in_progress(session: Session, *, now: datetime) -> dict:
         select(CallAttempt.id, CallAttempt.case_id, SampleCase.pseudo_id, CallAttempt.channel,
                CallAttempt.interviewer_id, CallAttempt.started_at, CallAttempt.status)
         .join(SampleCase, SampleCase.id == CallAttempt.case_id)
-        .where(CallAttempt.outcome.is_(None))
+        .where(CallAttempt.outcome.is_(None), SampleCase.draw_id.in_(counted_draws()))
         .order_by(CallAttempt.started_at)
     ).all()
     names = dict(session.execute(select(User.id, User.display_name)).all())
@@ -303,7 +309,8 @@ def calls_in_progress(session: Session, *, now: datetime) -> dict:
              for a, c, p, ch, i, s, st in rows]
     holds = session.execute(
         select(SampleCase.lock_channel, func.count())
-        .where(SampleCase.lock_channel.is_not(None), SampleCase.lock_expires_at >= now)
+        .where(SampleCase.lock_channel.is_not(None), SampleCase.lock_expires_at >= now,
+               SampleCase.draw_id.in_(counted_draws()))
         .group_by(SampleCase.lock_channel)
     ).all()
     return {"calls": calls, "by_channel": dict(Counter(c["channel"] for c in calls)),

@@ -143,8 +143,11 @@ def get_frame(session: Session, campaign_id: int, name: str | None, *, create: b
     :data:`DEFAULT_FRAME`).
     """
     if name is None:
+        from minping.practice import PRACTICE_FRAME
+
         frames = session.scalars(
-            select(Frame).where(Frame.campaign_id == campaign_id).order_by(Frame.id)
+            select(Frame).where(Frame.campaign_id == campaign_id, Frame.name != PRACTICE_FRAME)
+            .order_by(Frame.id)
         ).all()
         if len(frames) == 1:
             return frames[0]

@@ -183,7 +183,8 @@ def _campaign(session: Session, cfg) -> Campaign:
 
 
 def _draw(session: Session, campaign_id: int, draw_id: int | None) -> SampleDraw:
-    q = select(SampleDraw).where(SampleDraw.campaign_id == campaign_id)
+    q = select(SampleDraw).where(SampleDraw.campaign_id == campaign_id,
+                                 SampleDraw.practice.is_(False))  # practice never counts
     if draw_id is not None:
         q = q.where(SampleDraw.id == draw_id)
     draw = session.scalar(q.order_by(SampleDraw.id.desc()).limit(1))

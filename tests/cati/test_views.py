@@ -206,7 +206,7 @@ def test_every_screen_string_has_a_chinese_translation():
     root = pathlib.Path(__file__).parents[2] / "cati"
     found = set()
     for path in [*root.glob("templates/cati/*.html"), root / "views.py",
-                 root / "supervisor.py"]:
+                 root / "supervisor.py", root / "practice_views.py"]:
         text = path.read_text()
         found |= {m[1] for m in re.findall(r'''(?:\b_|gettext)\(\s*(["'])(.*?)\1''', text)}
     missing = sorted(found - set(ZH))
