@@ -220,3 +220,67 @@ def test_supervisor_and_statistician_screens(supervised, db):
             assert _no_sideways_scroll(stan), size
             _shot(stan, f"statistics-{size}")
             stan.context.close()
+
+
+@pytest.fixture
+def practice_served(app, db):
+    from werkzeug.serving import make_server
+
+    from minping.practice import create_practice
+
+    field = build_field(db, n_cases=3, units_per_case=2)
+    add_user(db, "ann")
+    add_user(db, "sue", role="supervisor")
+    with db.transaction() as s:
+        create_practice(s, field.cfg, size=3, now=FIELD_START)
+    runtime_of(app).use(clock=Clock(FIELD_START + timedelta(hours=13)))  # 23:00 local
+    app.config.update(CATI_PROGRESS_SECONDS=0, CATI_REFRESH_MS=400)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(5)
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_practice_in_chromium_at_night_counts_nowhere(practice_served, db):
+    base = practice_served
+    with launch_chromium() as browser:
+        sup = _log_in(browser, base, "sue")
+        sup.wait_for_selector("#n-released")
+        released = sup.text_content("#n-released")
+        for size in ("1366", "800"):
+            page = _log_in(browser, base, "ann", size)
+            page.wait_for_selector("#nav-practice")
+            page.click("#nav-practice")
+            page.wait_for_selector("#practice-next")
+            _shot(page, f"practice-{size}")
+            if size == "800":
+                page.context.close()
+                continue
+            page.click("#practice-next")
+            page.wait_for_selector("#questions")
+            case_id = int(page.url.rsplit("/", 1)[1])
+            page.click("#dial-manual")
+            page.wait_for_selector("#call-state:has-text('通话中')")
+            with db.session() as s:
+                case = s.get(SampleCase, case_id)
+                assert case.release_state == "practice"
+                n_units = len(case.units)
+            page.focus("#questions")
+            for _ in range(n_units):
+                page.keyboard.press("1")
+                page.wait_for_selector("li.unit.current.saved[data-rating='1']")
+                page.keyboard.press("Enter")
+            _shot(page, "practice-case-1366")
+            page.select_option("#code", "1.1")
+            page.click("#close")
+            page.wait_for_selector("#next-case")
+            with db.session() as s:
+                assert s.get(SampleCase, case_id).final_disposition == "1.1"
+            page.context.close()
+        sup.reload()
+        sup.wait_for_selector("#n-released")
+        assert sup.text_content("#n-completed") == "0"  # the practice complete counts nowhere
+        assert sup.text_content("#n-released") == released
