@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from flask import g
 
+from cati.i18n_supervisor import ZH_SUPERVISOR
+
 #: Languages a user may pick, with their names in their own language.
 LANGUAGES = {"zh": "中文", "en": "English"}
 DEFAULT_LANGUAGE = "zh"
@@ -177,6 +179,8 @@ ZH: dict[str, str] = {
     "interviewer hours": "访员工时",
     "Units reaching min_raters by the end date": "结束前达到最低评价人数的单位",
 }
+
+ZH.update(ZH_SUPERVISOR)  # the supervisor and statistician pages' strings, in their own module
 
 CATALOGUES: dict[str, dict[str, str]] = {"zh": ZH, "en": {}}
 

@@ -205,6 +205,8 @@ def dial_through_gateway(session: Session, case: SampleCase, user: User, *, now:
     Recording is never started here; :func:`start_recording` does it once the
     respondent has consented.
     """
+    if case.release_state == "practice":  # minping.practice: never a real call
+        raise CaseError("practice cases are dialled by a simulated call only")
     if not user.phone:
         raise CaseError(f"user {user.username!r}: no phone number on file for click-to-call")
     phone = session.scalar(select(FrameContact.phone).where(FrameContact.id == case.contact_id))
@@ -447,9 +449,22 @@ def reassign(session: Session, case: SampleCase, supervisor: User, interviewer_i
             raise CaseError(f"interviewer: {interviewer_id!r} is not an interviewer")
     old = case.assigned_to
     case.assigned_to = interviewer_id
+    # the work moves with the case: its pending appointments go to the new interviewer
+    # (a hard one now reaches only them), and an old interviewer's hold ends at once
+    moved = session.execute(
+        update(Appointment)
+        .where(Appointment.case_id == case.id, Appointment.status == "pending")
+        .values(interviewer_id=interviewer_id)
+        .execution_options(synchronize_session=False)).rowcount
+    old_hold = None
+    if (case.lock_channel == "cati" and cases.is_held(case, now)
+            and case.locked_by != interviewer_id):
+        old_hold = case.locked_by
+        case.lock_expires_at = case.locked_at
     session.add(AuditLog(at=now, user_id=supervisor.id, actor=actor_of(supervisor),
                          action="case.reassign", entity="case", entity_id=str(case.id),
-                         old={"assigned_to": old}, new={"assigned_to": interviewer_id}))
+                         old={"assigned_to": old, "held_by": old_hold},
+                         new={"assigned_to": interviewer_id, "appointments_moved": moved}))
 
 
 def hand_over(session: Session, case: SampleCase, supervisor: User, channel: str, *,
@@ -468,17 +483,17 @@ def hand_over(session: Session, case: SampleCase, supervisor: User, channel: str
 
 
 def release_next_replicate(session: Session, draw_id: int, supervisor: User, *,
-                           now: datetime, cfg=None) -> tuple[int | None, int]:
-    """Release the next sample replicate: (replicate, cases released), (None, 0) when none is left.
+                           now: datetime, expected: int | None = None, cfg=None):
+    """Release the next sample replicate; returns the :class:`~minping.draws.release.ReleasePlan`
+    (``released == 0`` when none is left or ``expected`` is no longer the next one).
 
     The rule is :func:`minping.draws.release.release_next` (the reserve is never released here).
     """
     from minping.draws.release import release_next
 
-    plan = release_next(session, draw_id, now=now, actor=actor_of(supervisor),
-                        user_id=supervisor.id,
+    return release_next(session, draw_id, now=now, actor=actor_of(supervisor),
+                        user_id=supervisor.id, expected=expected,
                         experiment=None if cfg is None else cfg.experiment)  # mode experiment
-    return plan.replicate, plan.released
 
 
 def expire_holds_of(session: Session, user: User) -> int:

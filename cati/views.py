@@ -298,7 +298,7 @@ def dial(case_id):
     case = service.holding(s, case_id, g.user, now=t)
     client = twilio_client()
     how = (field_text("how", source=request.args) or field_text("how") or "manual")
-    if client is not None and g.user.phone and how != "manual":
+    if client is not None and g.user.phone and how != "manual" and case.release_state != "practice":
         attempt = service.dial_through_gateway(
             s, case, g.user, now=t, client=client,
             from_number=settings_of(current_app).twilio_from_number, cfg=survey_config())
@@ -534,20 +534,6 @@ def handover(case_id):
     return redirect(url_for("cati.case_detail", case_id=case_id))
 
 
-@bp.post("/release-replicate")
-@roles_required("supervisor")
-def release_replicate():
-    s = db_session()
-    draw_id = _form_int("draw_id") if request.form.get("draw_id") else None
-    if draw_id is None:
-        draw_id = s.scalar(select(func.max(SampleDraw.id)))
-    if draw_id is None:
-        raise CaseError(gettext("There is no draw yet."))
-    replicate, n = service.release_next_replicate(s, draw_id, g.user, now=now(),
-                                                  cfg=survey_config())
-    s.commit()
-    if replicate is None:
-        flash(gettext("Every replicate is already released."), "info")
-    else:
-        flash(gettext("Replicate {r} released: {n} cases.", r=replicate, n=n), "info")
-    return redirect(url_for("cati.dashboard"))
+# Supervisor and statistician pages (release confirmation, case lists, statistician's page)
+# live in cati/supervisor.py, practice mode in cati/practice_views.py, on this blueprint.
+from cati import practice_views, supervisor  # noqa: E402,F401

@@ -105,6 +105,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             request_log.info("%s %s", request.method, request.path)
         return response
 
+    @app.get("/")
+    def root():
+        """The site's root leads to the CATI screens (their log-in page when logged out)."""
+        from flask import redirect, url_for
+
+        return redirect(url_for("cati.index"))
+
     @app.get("/healthz")
     def healthz():
         return jsonify(status="ok")

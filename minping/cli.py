@@ -32,6 +32,13 @@ class MinpingGroup(click.Group):
             return super().invoke(ctx)
         except (MinpingError, SamplingError, ScoringError) as exc:
             raise click.ClickException(str(exc)) from exc
+        except Exception as exc:  # a database not set up: one line saying what to do
+            from minping.db import explain_database_error
+
+            message = explain_database_error(exc, os.environ.get("DATABASE_URL"))
+            if message is None:
+                raise
+            raise click.ClickException(message) from exc
 
 
 @click.group(cls=MinpingGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -232,14 +239,16 @@ def demo(directory, database_url, frame_size, size, seed, ivr_days, cati_days, i
 def _register_commands() -> None:
     from minping.commands.dial import dial, simulate
     from minping.commands.field import field_group
+    from minping.commands.frame import frame_group
+    from minping.commands.practice import practice_group
     from minping.commands.report import export, input_group, report
-    from minping.commands.sample import frame_group, sample_group
+    from minping.commands.sample import sample_group
     from minping.commands.score import score
     from minping.commands.serve import serve
     from minping.commands.user import user_group
 
     for command in (score, report, export, input_group, serve, frame_group, sample_group, dial,
-                    simulate, user_group, field_group):
+                    simulate, user_group, field_group, practice_group):
         cli.add_command(command)
 
 

@@ -17,8 +17,79 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.orm import Session, sessionmaker
 
+from minping.errors import MinpingError
 from minping.resources import MIGRATIONS
 from minping.settings import Settings, normalise_database_url
+
+#: The database back ends minping runs on.
+SUPPORTED_BACKENDS = ("postgresql", "sqlite")
+URL_FORMS = "postgresql://USER@HOST:5432/DBNAME or sqlite:///PATH"
+
+
+class DatabaseSetupError(MinpingError):
+    """The database cannot be used as configured; the message says what to do (one line)."""
+
+
+def _shown_url(url: str) -> str:
+    """``url`` without its password, for messages."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL at all: show its scheme only
+        return url.split("://", 1)[0] + "://…" if "://" in url else "…"
+
+
+def check_database_url(url: str) -> None:
+    """Refuse, in one line, a URL that is not a database URL or names an unsupported back end."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DatabaseSetupError(
+            f"DATABASE_URL: {_shown_url(url)!r} is not a database URL; use {URL_FORMS}") from None
+    if parsed.get_backend_name() not in SUPPORTED_BACKENDS:
+        raise DatabaseSetupError(
+            f"DATABASE_URL: {parsed.get_backend_name()!r} databases are not supported; "
+            f"use {URL_FORMS}")
+
+
+def explain_database_error(exc: BaseException, url: str | None = None) -> str | None:
+    """One line saying what to do about a database error met while setting up, or ``None``.
+
+    Covers a server that cannot be reached, a database that does not exist, a schema
+    never created or not upgraded (``minping db upgrade``), and the default SQLite file
+    used because ``DATABASE_URL`` is not set.
+    """
+    import re
+
+    from sqlalchemy.exc import DBAPIError
+
+    if not isinstance(exc, DBAPIError):
+        return None
+    text = str(getattr(exc, "orig", exc) or exc)
+    where = f" ({_shown_url(url)})" if url else ""
+    unset = "" if os.environ.get("DATABASE_URL") else (
+        "DATABASE_URL is not set, so minping uses the SQLite file ./instance/minping.sqlite; ")
+    m = re.search(r'database "([^"]+)" does not exist', text)
+    if m:
+        return (f"database {m.group(1)!r} does not exist{where}: create it "
+                f"(createdb {m.group(1)}), then run `minping db upgrade`")
+    if re.search(r"no such (table|column)|relation \S+ does not exist|column \S+ does not exist"
+                 r"|UndefinedTable|UndefinedColumn", text):
+        return (f"{unset}the database{where} has no minping schema or an older one: "
+                "run `minping db upgrade`")
+    if re.search(r"password authentication failed|role \S+ does not exist", text):
+        return f"the database refused the user{where}: check the user and password in DATABASE_URL"
+    if re.search(r"Connection refused|could not connect|connection failed|could not translate host"
+                 r"|timeout expired|Name or service not known", text):
+        return (f"cannot connect to the database{where}: is PostgreSQL running, and is "
+                "DATABASE_URL right?")
+    if "unable to open database file" in text:
+        return f"{unset}cannot open the SQLite file{where}: check the directory exists and is writable"
+    return None
 
 
 def instance_path() -> str:
@@ -32,6 +103,7 @@ def instance_path() -> str:
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     url = normalise_database_url(url)
+    check_database_url(url)
     if url.startswith("sqlite"):
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -149,3 +221,24 @@ def current_revision(url: str) -> str | None:
             return MigrationContext.configure(conn).get_current_revision()
     finally:
         engine.dispose()
+
+
+def head_revision() -> str:
+    """The newest schema revision this minping ships."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+def schema_problem(url: str) -> str | None:
+    """One line when the schema at ``url`` is missing or older than this minping's, else None."""
+    current = current_revision(url)
+    head = head_revision()
+    if current == head:
+        return None
+    unset = "" if os.environ.get("DATABASE_URL") else (
+        "DATABASE_URL is not set, so minping uses the SQLite file ./instance/minping.sqlite; ")
+    if current is None:
+        return f"{unset}the database ({_shown_url(url)}) has no minping schema: run `minping db upgrade`"
+    return (f"the database schema ({_shown_url(url)}) is at revision {current}, this minping "
+            f"needs {head}: run `minping db upgrade`")

@@ -44,9 +44,11 @@ from minping.models import (
     SampleCase,
     Stratum,
     Town,
+    Track,
     Unit,
     User,
 )
+from minping.practice import counted_draws
 from scoring.aapor import counts_from_codes, disposition, outcome_rates
 
 __all__ = [
@@ -58,6 +60,7 @@ __all__ = [
     "productivity",
     "rates_by",
     "stratum_progress",
+    "track_progress",
     "unit_progress",
 ]
 
@@ -72,6 +75,10 @@ class CaseOutcome:
     final: bool
     mode: str | None
     interviewer_id: int | None
+    #: The code the case stands at: its final code, else its last attempt's code (a soft
+    #: refusal 2.1121 or an appointment 2.211 stays that, while ``code`` is what it would
+    #: be reported as, 2.112 or 2.21), else the interim code.
+    current: str = ""
 
 
 def case_outcomes(session: Session, *, draw_id: int | None = None) -> list[CaseOutcome]:
@@ -99,7 +106,10 @@ def case_outcomes(session: Session, *, draw_id: int | None = None) -> list[CaseO
         final = final if state == "final" else None
         code = case_code(final, codes.get(case_id, []))
         mode, interviewer = last.get(case_id, (None, None))
-        out.append(CaseOutcome(case_id, stratum_id, code, final is not None, mode, interviewer))
+        attempts = codes.get(case_id)
+        current = final or (attempts[-1] if attempts else code)
+        out.append(CaseOutcome(case_id, stratum_id, code, final is not None, mode, interviewer,
+                               current))
     return out
 
 
@@ -118,13 +128,20 @@ def rates_by(outcomes: Iterable[CaseOutcome], key, *, e: float | None = None) ->
 
 
 def disposition_counts(outcomes: Iterable[CaseOutcome]) -> list[dict]:
-    """Cases per code (final and interim apart), in code order, with labels."""
-    tally = Counter((o.code, o.final) for o in outcomes)
+    """Cases per code the case stands at (final and open apart), in code order.
+
+    Every code is labelled from the one AAPOR catalogue (:mod:`scoring.dispositions`)
+    by the code shown: an open case at 2.1121 is "拒访（软）", not the hard refusal
+    2.112 it would be reported as if the field closed now (``counts_as``, what the
+    rates use).
+    """
+    tally = Counter((o.current or o.code, o.code, o.final) for o in outcomes)
     rows = []
-    for (code, final), n in sorted(tally.items(), key=lambda kv: (_code_key(kv[0][0]), kv[0][1])):
+    for (code, counts_as, final), n in sorted(
+            tally.items(), key=lambda kv: (_code_key(kv[0][0]), kv[0][2], _code_key(kv[0][1]))):
         d = disposition(code)
         rows.append({"code": code, "final": final, "cases": n, "category": d.category,
-                     "label_zh": d.label_zh, "label_en": d.label_en})
+                     "label_zh": d.label_zh, "label_en": d.label_en, "counts_as": counts_as})
     return rows
 
 
@@ -141,7 +158,8 @@ def stratum_progress(session: Session, *, draw_id: int | None = None) -> list[di
         )
         .join(RespondentGroup, RespondentGroup.id == Stratum.group_id)
         .outerjoin(Town, Town.id == Stratum.town_id)
-        .where(*( [Stratum.draw_id == draw_id] if draw_id is not None else []))
+        .where(Stratum.draw_id.in_(counted_draws()),
+               *([Stratum.draw_id == draw_id] if draw_id is not None else []))
         .order_by(Stratum.id)
     ).all()
     counts_q = (
@@ -152,6 +170,7 @@ def stratum_progress(session: Session, *, draw_id: int | None = None) -> list[di
                                 SampleCase.state != "final"),
             func.count().filter(SampleCase.final_disposition == "1.1"),
         )
+        .where(SampleCase.draw_id.in_(counted_draws()))
         .group_by(SampleCase.stratum_id)
     )
     if draw_id is not None:
@@ -175,7 +194,8 @@ def unit_progress(session: Session, *, draw_id: int | None = None) -> list[dict]
     ``rated`` counts answers with a rating (any key, "don't know" included);
     ``completed`` counts completed interviews (1.1) that were assigned the unit.
     """
-    base = select(CaseUnit.unit_id).join(SampleCase, SampleCase.id == CaseUnit.case_id)
+    base = (select(CaseUnit.unit_id).join(SampleCase, SampleCase.id == CaseUnit.case_id)
+            .where(SampleCase.draw_id.in_(counted_draws())))
     if draw_id is not None:
         base = base.where(SampleCase.draw_id == draw_id)
     q = (
@@ -189,23 +209,45 @@ def unit_progress(session: Session, *, draw_id: int | None = None) -> list[dict]
     rated_q = (
         select(Answer.unit_id, func.count())
         .join(SampleCase, SampleCase.id == Answer.case_id)
-        .where(Answer.rating.is_not(None))
+        .where(Answer.rating.is_not(None), SampleCase.draw_id.in_(counted_draws()))
         .group_by(Answer.unit_id)
     )
     if draw_id is not None:
         rated_q = rated_q.where(SampleCase.draw_id == draw_id)
     rated = dict(session.execute(rated_q).all())
     units = session.execute(
-        select(Unit.id, Unit.code, Unit.name, Unit.name_en).where(Unit.id.in_(per_unit))
-        .order_by(Unit.track_id, Unit.position)
+        select(Unit.id, Unit.code, Unit.name, Unit.name_en, Track.code)
+        .join(Track, Track.id == Unit.track_id).where(Unit.id.in_(per_unit))
+        .order_by(Track.position, Unit.position)
     ).all()
     out = []
-    for uid, code, name, name_en in units:
+    for uid, code, name, name_en, track in units:
         target, released, completed = per_unit[uid]
         out.append({"unit_id": uid, "unit": code, "label_zh": name, "label_en": name_en,
+                    "track": track,
                     "target": target, "released": released, "rated": rated.get(uid, 0),
                     "completed": completed,
                     "share": (completed / target) if target else None})
+    return out
+
+
+def track_progress(session: Session, units: list[dict]) -> list[dict]:
+    """Per track: its units, their summed targets, ratings and completes, and the unit
+    furthest behind (lowest share of its target) — the dashboard's summary line."""
+    names = {code: (name, name_en) for code, name, name_en in session.execute(
+        select(Track.code, Track.name, Track.name_en).order_by(Track.position))}
+    out = []
+    for code, (name, name_en) in names.items():
+        rows = [u for u in units if u.get("track") == code]
+        if not rows:
+            continue
+        behind = min(rows, key=lambda u: (u["share"] if u["share"] is not None else 2.0))
+        target = sum(u["target"] for u in rows)
+        completed = sum(u["completed"] for u in rows)
+        out.append({"track": code, "label_zh": name, "label_en": name_en, "units": len(rows),
+                    "target": target, "rated": sum(u["rated"] for u in rows),
+                    "completed": completed, "share": (completed / target) if target else None,
+                    "lowest_unit": behind["unit"], "lowest_share": behind["share"]})
     return out
 
 
@@ -221,8 +263,10 @@ def productivity(session: Session, *, since: datetime, until: datetime) -> list[
     rows = session.execute(
         select(CallAttempt.interviewer_id, CallAttempt.started_at, CallAttempt.answered_at,
                CallAttempt.ended_at, CallAttempt.outcome)
+        .join(SampleCase, SampleCase.id == CallAttempt.case_id)
         .where(CallAttempt.channel == "cati", CallAttempt.interviewer_id.is_not(None),
-               CallAttempt.started_at >= since, CallAttempt.started_at < until)
+               CallAttempt.started_at >= since, CallAttempt.started_at < until,
+               SampleCase.draw_id.in_(counted_draws()))
     ).all()
     names = dict(session.execute(select(User.id, User.display_name)).all())
     per: dict[int, dict] = {}
@@ -252,19 +296,21 @@ def productivity(session: Session, *, since: datetime, until: datetime) -> list[
 def calls_in_progress(session: Session, *, now: datetime) -> dict:
     """Open attempts (IVR and CATI) and interviewers holding a case right now."""
     rows = session.execute(
-        select(CallAttempt.id, CallAttempt.case_id, CallAttempt.channel,
+        select(CallAttempt.id, CallAttempt.case_id, SampleCase.pseudo_id, CallAttempt.channel,
                CallAttempt.interviewer_id, CallAttempt.started_at, CallAttempt.status)
-        .where(CallAttempt.outcome.is_(None))
+        .join(SampleCase, SampleCase.id == CallAttempt.case_id)
+        .where(CallAttempt.outcome.is_(None), SampleCase.draw_id.in_(counted_draws()))
         .order_by(CallAttempt.started_at)
     ).all()
     names = dict(session.execute(select(User.id, User.display_name)).all())
-    calls = [{"attempt_id": a, "case_id": c, "channel": ch,
+    calls = [{"attempt_id": a, "case_id": c, "case": p, "channel": ch,
               "interviewer": names.get(i) if i else None,
               "seconds": max(0, int((now - s).total_seconds())), "status": st}
-             for a, c, ch, i, s, st in rows]
+             for a, c, p, ch, i, s, st in rows]
     holds = session.execute(
         select(SampleCase.lock_channel, func.count())
-        .where(SampleCase.lock_channel.is_not(None), SampleCase.lock_expires_at >= now)
+        .where(SampleCase.lock_channel.is_not(None), SampleCase.lock_expires_at >= now,
+               SampleCase.draw_id.in_(counted_draws()))
         .group_by(SampleCase.lock_channel)
     ).all()
     return {"calls": calls, "by_channel": dict(Counter(c["channel"] for c in calls)),
@@ -277,6 +323,7 @@ def dashboard(session: Session, *, now: datetime, draw_id: int | None = None,
     outcomes = case_outcomes(session, draw_id=draw_id)
     names = dict(session.execute(select(User.id, User.display_name)).all())
     strata = stratum_progress(session, draw_id=draw_id)
+    units = unit_progress(session, draw_id=draw_id)
     stratum_codes = {s["stratum_id"]: s["stratum"] for s in strata}
     by_interviewer = rates_by(outcomes, lambda o: o.interviewer_id, e=e)
     return {
@@ -287,7 +334,8 @@ def dashboard(session: Session, *, now: datetime, draw_id: int | None = None,
             "completed": sum(o.code == "1.1" and o.final for o in outcomes),
         },
         "strata": strata,
-        "units": unit_progress(session, draw_id=draw_id),
+        "units": units,
+        "tracks": track_progress(session, units),
         "dispositions": disposition_counts(outcomes),
         "rates": {
             "overall": _rates((o.code for o in outcomes), e) | {"cases": len(outcomes)},

@@ -45,6 +45,13 @@ class _Labels:
         self.lookup = _label_lookup(mapping)
         self.known = sorted(set(mapping.values())) if mapping else []
         self.ids: list[str] = list(self.known)
+        # how a file spells each id (the first label that is not the id itself, e.g. the
+        # Chinese name 各类群众代表), for messages: users never see the internal ids
+        self.spelled: dict[str, str] = {}
+        self.seen: dict[str, str] = {}  # the first spelling met in this file, per id
+        for label, ident in (mapping or {}).items():
+            if str(label) != ident:
+                self.spelled.setdefault(ident, str(label))
         self._code = {ident: i for i, ident in enumerate(self.ids)}
 
     def _code_of(self, raw: str) -> tuple[int, str | None]:
@@ -55,13 +62,20 @@ class _Labels:
         else:
             ident = self.lookup.get(raw) or self.lookup.get(raw.casefold())
             if ident is None:
-                return -1, (f"unknown {self.what}; known {self.what}s: "
-                            + ", ".join(self.known))
+                return -1, (f"unknown {self.what}; expected one of: "
+                            + ", ".join(self.spelled.get(k, k) for k in self.known))
+        self.seen.setdefault(ident, raw)
         code = self._code.get(ident)
         if code is None:
             code = self._code[ident] = len(self.ids)
             self.ids.append(ident)
         return code, None
+
+    def spell(self, ident: str | None) -> str | None:
+        """``ident`` as the file would spell it (its configured name)."""
+        if ident is None:
+            return None
+        return self.seen.get(ident) or self.spelled.get(ident, ident)
 
     def codes(self, column: np.ndarray) -> tuple[np.ndarray, dict[int, str]]:
         """Codes (``-1`` where bad) and the reason per bad position."""
@@ -297,7 +311,8 @@ class FrameReader:
                     g0, t0 = self._existing_map[e164]
                     t = self.towns.ids[tcodes[i]] if tcodes[i] >= 0 else None
                     if g0 != self.groups.ids[gcodes[i]] or (tj is not None and t0 != t):
-                        mismatch[i] = f"{e164} is already in the frame as group {g0!r}, town {t0!r}"
+                        mismatch[i] = (f"{e164} is already in the frame as group "
+                                       f"{self.groups.spell(g0)!r}, town {self.towns.spell(t0)!r}")
                         bad[i] = True
                         continue
                 already[i] = True

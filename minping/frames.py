@@ -40,9 +40,20 @@ from sqlalchemy.orm import Session
 from minping.campaign import codes, sync_campaign
 from minping.errors import InputError, MinpingError, Problem
 from minping.frame_file import FrameChunk, FrameReader, write_rejects
-from minping.models import DoNotCall, Frame, FrameContact, FrameImport, RespondentGroup, Town
+from minping.models import (
+    DoNotCall,
+    Frame,
+    FrameContact,
+    FrameImport,
+    RespondentGroup,
+    SampleCase,
+    SampleDraw,
+    Town,
+)
 
 __all__ = [
+    "delete_frame",
+    "list_frames",
     "BATCH",
     "DEFAULT_FRAME",
     "FrameImportResult",
@@ -132,8 +143,11 @@ def get_frame(session: Session, campaign_id: int, name: str | None, *, create: b
     :data:`DEFAULT_FRAME`).
     """
     if name is None:
+        from minping.practice import PRACTICE_FRAME
+
         frames = session.scalars(
-            select(Frame).where(Frame.campaign_id == campaign_id).order_by(Frame.id)
+            select(Frame).where(Frame.campaign_id == campaign_id, Frame.name != PRACTICE_FRAME)
+            .order_by(Frame.id)
         ).all()
         if len(frames) == 1:
             return frames[0]
@@ -437,3 +451,51 @@ def insert_chunk(
         finally:
             raw_cursor.close()
     return n
+
+
+# --- listing and deleting frames ---------------------------------------------------------
+
+
+def list_frames(session: Session) -> list[dict]:
+    """Every frame: name, contacts, imports, draws and cases drawn from it."""
+    contacts = dict(session.execute(select(FrameContact.frame_id, func.count())
+                                    .group_by(FrameContact.frame_id)).all())
+    imports = dict(session.execute(select(FrameImport.frame_id, func.count())
+                                   .group_by(FrameImport.frame_id)).all())
+    draws = dict(session.execute(select(SampleDraw.frame_id, func.count())
+                                 .group_by(SampleDraw.frame_id)).all())
+    cases = dict(session.execute(select(SampleDraw.frame_id, func.count(SampleCase.id))
+                                 .join(SampleCase, SampleCase.draw_id == SampleDraw.id)
+                                 .group_by(SampleDraw.frame_id)).all())
+    return [{"frame": f.name, "id": f.id, "contacts": int(contacts.get(f.id, 0)),
+             "imports": int(imports.get(f.id, 0)), "draws": int(draws.get(f.id, 0)),
+             "cases_drawn": int(cases.get(f.id, 0)), "synthetic": f.synthetic,
+             "created_at": f.created_at.isoformat(timespec="seconds")}
+            for f in session.scalars(select(Frame).order_by(Frame.id))]
+
+
+def delete_frame(session: Session, name: str) -> dict:
+    """Delete the frame ``name`` with its contacts and import records.
+
+    Refused when a draw was made from it (its cases' phone numbers live in the frame,
+    and the draw's audit needs the frame to be verified); a frame without draws goes.
+    """
+    frames = session.scalars(select(Frame).where(Frame.name == name)).all()
+    if not frames:
+        known = ", ".join(repr(n) for n in session.scalars(select(Frame.name).order_by(Frame.id)))
+        raise MinpingError(f"no frame named {name!r}" + (f" (frames: {known})" if known else ""))
+    if len(frames) > 1:
+        raise MinpingError(f"{len(frames)} campaigns have a frame named {name!r}; "
+                           "delete it from the campaign's own database")
+    frame = frames[0]
+    row = next(r for r in list_frames(session) if r["id"] == frame.id)
+    if row["draws"]:
+        raise MinpingError(
+            f"frame {name!r}: {row['cases_drawn']:,} cases were drawn from it "
+            f"({row['draws']} draw(s)); a frame with draws cannot be deleted")
+    from sqlalchemy import delete
+
+    session.execute(delete(FrameContact).where(FrameContact.frame_id == frame.id))
+    session.execute(delete(FrameImport).where(FrameImport.frame_id == frame.id))
+    session.execute(delete(Frame).where(Frame.id == frame.id))
+    return {"frame": name, "deleted": True, "contacts": row["contacts"], "imports": row["imports"]}

@@ -28,6 +28,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -229,6 +230,9 @@ class SampleDraw(Base):
     software_version: Mapped[str] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_by: Mapped[str | None] = mapped_column(String(100))
+    #: A training draw (``minping practice create``): its cases are in release state
+    #: "practice", so nothing counts them; never the campaign's current draw.
+    practice: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Stratum(Base):
@@ -255,7 +259,8 @@ class SampleCase(Base):
     __tablename__ = "sample_case"
     __table_args__ = (
         UniqueConstraint("draw_id", "contact_id"),
-        CheckConstraint("release_state IN ('held', 'released', 'withdrawn')", name="release_state"),
+        CheckConstraint("release_state IN ('held', 'released', 'withdrawn', 'practice')",
+                        name="release_state"),
         CheckConstraint(
             "state IN ('pending', 'in_field', 'handoff_cati', 'final')", name="state"
         ),

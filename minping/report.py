@@ -68,6 +68,8 @@ class StratumRow:
     drawn: int
     released: int
     respondents: int
+    reserve: int = 0  # drawn as the reserve (``drawn`` excludes them, as `sample balance`)
+    completed: int = 0  # final disposition 1.1 (``respondents`` adds the partials 1.2)
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,8 @@ class ScoringResults:
     towns: Mapping[str, tuple[str, str]]
     generated_at: str
     effects: Mapping[str, Any] | None = None  # mode and interviewer effects (see minping.scores)
+    #: AAPOR rates by stratum and by mode: {"stratum": {code: rates}, "mode": {mode: rates}}
+    rates_by: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None
 
     def summary_rows(self) -> list[dict]:
         """Per track: the units' composites with flags and rank intervals (JSON-ready)."""
@@ -513,6 +517,7 @@ def render_report(results: ScoringResults, *, lang: str = "zh") -> str:
                "town": town_name.get(s.town, s.town) if s.town else "—",
                "population": s.population, "target": s.target, "drawn": s.drawn,
                "released": s.released, "respondents": s.respondents,
+               "reserve": s.reserve, "completed": s.completed,
                "gap": s.respondents - s.target} for s in results.strata]
     unit_names = {u.id: u.label(lang) for t in results.tracks for u in t.units}
     groups = list(results.groups)

@@ -183,7 +183,8 @@ def _campaign(session: Session, cfg) -> Campaign:
 
 
 def _draw(session: Session, campaign_id: int, draw_id: int | None) -> SampleDraw:
-    q = select(SampleDraw).where(SampleDraw.campaign_id == campaign_id)
+    q = select(SampleDraw).where(SampleDraw.campaign_id == campaign_id,
+                                 SampleDraw.practice.is_(False))  # practice never counts
     if draw_id is not None:
         q = q.where(SampleDraw.id == draw_id)
     draw = session.scalar(q.order_by(SampleDraw.id.desc()).limit(1))
@@ -353,19 +354,28 @@ def _outcomes(session: Session, draw_id: int) -> tuple[list[str], int]:
 
 
 def _strata_rows(session: Session, draw_id: int, data: PhoneData, groups, towns) -> tuple[StratumRow, ...]:
+    """Per stratum, counted as ``minping sample balance`` counts: drawn without the reserve,
+    the reserve apart, completes = final 1.1 (withdrawn cases left out)."""
     drawn: Counter = Counter()
+    reserve: Counter = Counter()
     released: Counter = Counter()
-    for sid, state in session.execute(select(SampleCase.stratum_id, SampleCase.release_state)
-                                      .where(SampleCase.draw_id == draw_id)):
-        drawn[sid] += 1
+    completed: Counter = Counter()
+    for sid, state, is_reserve, final in session.execute(
+            select(SampleCase.stratum_id, SampleCase.release_state, SampleCase.is_reserve,
+                   SampleCase.final_disposition).where(SampleCase.draw_id == draw_id)):
+        if state == "withdrawn":
+            continue
+        (reserve if is_reserve else drawn)[sid] += 1
         released[sid] += state == "released"
+        completed[sid] += final == "1.1"
     n_h = data.n_h
     rows = []
     for s in session.scalars(select(Stratum).where(Stratum.draw_id == draw_id).order_by(Stratum.code)):
         rows.append(StratumRow(code=s.code, group=groups.get(s.group_id, ""),
                                town=towns.get(s.town_id, "") if s.town_id else "",
                                population=s.population, target=s.target, drawn=drawn[s.id],
-                               released=released[s.id], respondents=n_h.get(s.code, 0)))
+                               released=released[s.id], respondents=n_h.get(s.code, 0),
+                               reserve=reserve[s.id], completed=completed[s.id]))
     return tuple(rows)
 
 
@@ -448,6 +458,7 @@ def run_scoring(db, cfg, *, level: float | None = None, ci_method: str = "beta",
         codes, open_cases = _outcomes(session, data.draw_id)
         raters = _unit_raters(session, data, rating_scale(cfg))
         effects = mode_and_interviewer_effects(session, cfg, data, phone)  # minping.score_effects
+        rates_by = _rates_by(session, data.draw_id)
     rates = outcome_rates(counts_from_codes(codes)) if codes else None
     parts = {"phone": phone_parts(phone), "assessment": assessment, "online": online, "onsite": {}}
     tracks = []
@@ -477,8 +488,20 @@ def run_scoring(db, cfg, *, level: float | None = None, ci_method: str = "beta",
         groups={g.id: (g.name, g.name_en) for g in cfg.groups},
         towns={t.id: (t.name, t.name_en) for t in cfg.towns},
         generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        effects=effects,
+        effects=effects, rates_by=rates_by,
     )
+
+
+def _rates_by(session: Session, draw_id: int) -> dict:
+    """AAPOR rates per stratum code and per mode, as the dashboard computes them."""
+    from minping.fieldstats import case_outcomes, rates_by
+
+    outcomes = case_outcomes(session, draw_id=draw_id)
+    code = dict(session.execute(select(Stratum.id, Stratum.code)
+                                .where(Stratum.draw_id == draw_id)).all())
+    return {"stratum": {code.get(k, str(k)): v
+                        for k, v in rates_by(outcomes, lambda o: o.stratum_id).items()},
+            "mode": rates_by(outcomes, lambda o: o.mode)}
 
 
 def score_and_report(db, cfg, out_dir: str | Path, *, lang: str = "zh", **options) -> dict:

@@ -121,6 +121,11 @@ def serve(bind: str, workers: int, threads: int, timeout: int, check: bool) -> N
             conn.execute(text("SELECT 1"))
     finally:
         db.dispose()
+    from minping.db import schema_problem
+
+    problem = schema_problem(db.url)  # a schema never created or not upgraded: say so now
+    if problem:
+        raise click.ClickException(problem)
     click.echo(f"minping {settings.env}: database reachable; webhooks at "
                f"{settings.public_url}/ivr/ (signatures "
                f"{'checked' if settings.verify_signatures else 'NOT checked'})", err=True)

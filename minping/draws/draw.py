@@ -50,9 +50,10 @@ def _campaign(session: Session, cfg) -> Campaign:
 
 
 def current_draw(session: Session, cfg, *, draw_id: int | None = None) -> SampleDraw:
-    """The campaign's latest draw (or draw ``draw_id``)."""
+    """The campaign's latest draw (or draw ``draw_id``); never a practice draw."""
     campaign = _campaign(session, cfg)
-    q = select(SampleDraw).where(SampleDraw.campaign_id == campaign.id)
+    q = select(SampleDraw).where(SampleDraw.campaign_id == campaign.id,
+                                 SampleDraw.practice.is_(False))
     if draw_id is not None:
         q = q.where(SampleDraw.id == draw_id)
     sd = session.scalar(q.order_by(SampleDraw.id.desc()).limit(1))

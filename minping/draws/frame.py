@@ -48,7 +48,10 @@ def stratum_code(group: str, town: str | None, stratification: str) -> str:
     if stratification == "group":
         return group
     if town is None:
-        raise MinpingError("the frame has contacts without a town; stratify with --strata group")
+        raise MinpingError("strata by town (--strata group_town) need a town for every contact, "
+                           "but the frame has contacts without one (its file had no 乡镇/town "
+                           "column, or empty cells): re-import the frame with a 乡镇 column, or "
+                           "stratify with --strata group")
     return f"{group}/{town}"
 
 
@@ -94,7 +97,11 @@ class FrameColumns:
             return self.groups
         t = self.towns.codes
         if len(t) and t.min() < 0:
-            stratum_code("", None, stratification)  # raises: contacts without a town
+            n = int((t < 0).sum())
+            try:
+                stratum_code("", None, stratification)  # raises: contacts without a town
+            except MinpingError as exc:
+                raise MinpingError(f"{n:,} of {len(t):,} contacts have no town; {exc}") from None
         T = max(len(self.towns.labels), 1)
         uniq, inv = np.unique(self.groups.codes.astype(np.int64) * T + t, return_inverse=True)
         labels = tuple(stratum_code(self.groups.labels[u // T], self.towns.labels[u % T],

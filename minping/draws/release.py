@@ -150,14 +150,19 @@ def release_replicate(session: Session, draw_id: int, replicate: int, *, now: da
 
 
 def release_next(session: Session, draw_id: int, *, now: datetime, actor: str = "minping",
-                 user_id: int | None = None, experiment=None) -> ReleasePlan:
+                 user_id: int | None = None, experiment=None,
+                 expected: int | None = None) -> ReleasePlan:
     """Release the lowest sample replicate that has held cases.
 
     Returns what was released; ``replicate`` is ``None`` (and nothing changes)
     when every sample replicate is out.  The reserve is never taken here.
+
+    ``expected`` is the replicate a confirmation screen showed: when the next
+    replicate is no longer that one (a second click, another supervisor was
+    quicker), nothing is released and the plan returned has ``released == 0``.
     """
     plan = next_release(session, draw_id)
-    if plan.replicate is None:
+    if plan.replicate is None or (expected is not None and plan.replicate != expected):
         return plan
     n = _release_cases(session, draw_id, plan.replicate, now)
     _log(session, draw_id, now, actor, f"replicate {plan.replicate}", n, user_id=user_id,

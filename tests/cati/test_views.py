@@ -191,7 +191,9 @@ def test_supervisor_reassigns_hands_over_and_releases(field_app):
     token = csrf(sup, f"/cati/cases/{cid}")
     sup.post(f"/cati/cases/{cid}/reassign", data={"csrf_token": token, "interviewer_id": bob})
     sup.post(f"/cati/cases/{cid}/handover", data={"csrf_token": token, "channel": "cati"})
-    sup.post("/cati/release-replicate", data={"csrf_token": token})
+    page = sup.get("/cati/release-replicate").get_data(as_text=True)
+    assert 'name="replicate" value="2"' in page  # the confirmation names what it releases
+    sup.post("/cati/release-replicate", data={"csrf_token": token, "replicate": "2"})
     with db.session() as s:
         case = s.get(SampleCase, cid)
         assert case.assigned_to == bob and case.state == "handoff_cati"
@@ -203,7 +205,8 @@ def test_every_screen_string_has_a_chinese_translation():
 
     root = pathlib.Path(__file__).parents[2] / "cati"
     found = set()
-    for path in [*root.glob("templates/cati/*.html"), root / "views.py"]:
+    for path in [*root.glob("templates/cati/*.html"), root / "views.py",
+                 root / "supervisor.py", root / "practice_views.py"]:
         text = path.read_text()
         found |= {m[1] for m in re.findall(r'''(?:\b_|gettext)\(\s*(["'])(.*?)\1''', text)}
     missing = sorted(found - set(ZH))

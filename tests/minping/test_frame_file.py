@@ -64,7 +64,8 @@ def test_gb18030_csv_with_bad_rows_names_every_one(tmp_path):
     }
     msgs = {pr.row: pr.message for pr in ff.problems}
     assert "not a valid phone number" in msgs[4]
-    assert msgs[5].startswith("unknown group; known groups: business, deputies, residents")
+    # groups named as the file spells them, never by the internal ids
+    assert msgs[5].startswith("unknown group; expected one of: 工商代表, 两代表一委员, 各类群众代表")
     assert msgs[6].startswith("unknown town")
     assert msgs[7] == "duplicate: +8613812345678 is already on row 2"
     assert not ff.ok
@@ -165,7 +166,7 @@ def test_reimport_is_a_no_op_and_conflicts_are_problems(tmp_path):
     conflict = read_frame(p, known_groups=GROUPS, known_towns=TOWNS, existing_phones=stored)
     assert len(conflict) == 0 and len(conflict.already_in_frame) == 1
     assert [(pr.row, pr.field) for pr in conflict.problems] == [(3, "电话")]
-    assert "already in the frame as group 'deputies'" in conflict.problems[0].message
+    assert "already in the frame as group '两代表一委员', town 'xinan'" in conflict.problems[0].message
 
 
 def test_do_not_call_rows_are_suppressed(tmp_path):

@@ -58,8 +58,8 @@ def test_button_releases_replicates_then_says_nothing_is_left(drawn, cfg):
     released = []
     for _ in range(3):
         with db.transaction() as s:
-            released.append(service.release_next_replicate(
-                s, summary.draw_id, s.get(User, sup_id), now=NOW))
+            plan = service.release_next_replicate(s, summary.draw_id, s.get(User, sup_id), now=NOW)
+            released.append((plan.replicate, plan.released))
     assert released == [(1, 150), (2, 150), (None, 0)]
     # the reserve is still held, every case of it
     assert _counts(db, summary.draw_id) == {False: 300}
@@ -85,6 +85,24 @@ def test_cli_and_button_share_the_next_replicate(drawn, cfg):
     with db.transaction() as s:
         assert release_next(s, summary.draw_id, now=NOW).replicate == 2
     with db.transaction() as s:
-        assert service.release_next_replicate(
-            s, summary.draw_id, s.get(User, sup_id), now=NOW) == (None, 0)
+        plan = service.release_next_replicate(s, summary.draw_id, s.get(User, sup_id), now=NOW)
+        assert (plan.replicate, plan.released) == (None, 0)
     assert _counts(db, summary.draw_id) == {False: 300}
+
+
+def test_a_second_confirmation_of_the_same_replicate_releases_nothing(drawn):
+    """The confirmation names the replicate it showed: clicking it twice (or two
+    supervisors at once) releases that replicate once, never the next one, never the
+    reserve."""
+    db, summary, sup_id = drawn
+    with db.transaction() as s:
+        first = service.release_next_replicate(s, summary.draw_id, s.get(User, sup_id),
+                                               now=NOW, expected=1)
+    with db.transaction() as s:
+        second = service.release_next_replicate(s, summary.draw_id, s.get(User, sup_id),
+                                                now=NOW, expected=1)
+    assert (first.replicate, first.released) == (1, 150)
+    assert (second.replicate, second.released) == (2, 0)  # replicate 2 is next, not confirmed
+    with db.session() as s:
+        assert next_release(s, summary.draw_id).replicate == 2
+    assert _counts(db, summary.draw_id) == {False: 150}

@@ -31,7 +31,9 @@ ACCESS = {
     "cati.dashboard": READERS, "cati.dashboard_json": READERS, "cati.search": READERS,
     "cati.case_detail": READERS,
     "cati.change_answer": SUPERVISOR, "cati.reassign": SUPERVISOR, "cati.handover": SUPERVISOR,
-    "cati.release_replicate": SUPERVISOR,
+    "cati.release_replicate": SUPERVISOR, "cati.release_confirm": SUPERVISOR,
+    "cati.case_list": READERS, "cati.statistics": READERS,
+    "cati.practice": INTERVIEWER, "cati.practice_next": INTERVIEWER,
     "cati.index": EVERYONE, "cati.language": EVERYONE, "cati.logout": EVERYONE,
 }
 PUBLIC = {"cati.login", "cati.static", "static", "healthz", "readyz"}

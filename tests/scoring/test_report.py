@@ -104,3 +104,39 @@ def test_report_in_english_by_command(db, field, runner, tmp_path):
     html_sim = (tmp_path / "sim" / "index.html").read_text(encoding="utf-8")
     assert "cover their true ranks jointly with probability 95%" in html_sim
     assert not PHONE.search(html)
+
+
+def test_report_counts_agree_with_the_cli_and_show_rates_by_stratum_and_mode(
+        db, field, runner, tmp_path):
+    """The report's drawn (without the reserve), reserve, released and completes per stratum
+    are the numbers ``minping sample balance --json`` prints; it shows AAPOR rates by mode
+    and per stratum, and a legend for its dot plots."""
+    import json
+
+    from sqlalchemy import select
+
+    from minping.models import SampleCase
+
+    with db.transaction() as s:  # two cases of the first stratum become held reserve cases
+        for case in s.scalars(select(SampleCase).where(
+                SampleCase.final_disposition.is_distinct_from("1.1"),
+                SampleCase.final_disposition.is_distinct_from("1.2"))
+                .order_by(SampleCase.id).limit(2)):
+            case.is_reserve, case.release_state = True, "held"
+    out = runner.invoke(["report", "--out", str(tmp_path / "r"), "--json"])
+    assert out.exit_code == 0, out.output
+    html = (tmp_path / "r" / "index.html").read_text(encoding="utf-8")
+    balance = json.loads(runner.invoke(["sample", "balance", "--json"]).output)
+    assert sum(s["reserve"] for s in balance["strata"]) == 2
+    for s in balance["strata"]:
+        row = re.search(rf'<tr data-stratum="{re.escape(s["stratum"])}">(.*?)</tr>', html, re.S)
+        assert row, s["stratum"]
+        cells = dict(re.findall(r'<td class="(drawn|reserve|released|completed)">(\d+)</td>',
+                                row.group(1)))
+        assert {k: int(v) for k, v in cells.items()} == {
+            k: s[k] for k in ("drawn", "reserve", "released", "completed")}, s["stratum"]
+    rates = re.search(r'<table class="rates-by" id="rates-by">(.*?)</table>', html, re.S).group(1)
+    assert rates.count('<tr class="stratum">') == len(balance["strata"])
+    # (this field's cases have no call attempts, so there is no mode row; a case counts for
+    # the mode of its last attempt, as on the dashboard: tests/cati/test_supervisor_browser.py)
+    assert 'id="plot-legend"' in html and "置信区间" in html and "低于达标线" in html
