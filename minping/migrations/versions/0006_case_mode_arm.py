@@ -1,6 +1,6 @@
 """the arm of the embedded mode experiment on each released case (ivr_first / cati_first)
 
-Revision ID: 0006_stats
+Revision ID: 0006
 Revises: 0005
 Create Date: 2026-12-01 18:40:00.000000
 """
@@ -8,7 +8,7 @@ Create Date: 2026-12-01 18:40:00.000000
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_stats"
+revision = "0006"
 down_revision = "0005"
 branch_labels = None
 depends_on = None

@@ -5,16 +5,16 @@ cases are in release state 'practice', never 'released', so every statistic, rep
 export, the IVR dialer and the CATI queue (all of which take released cases only) leave
 them out; the campaign's current draw is never a practice draw.
 
-Revision ID: 0006_csuper
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-01 19:00:00.000000
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_csuper"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
