@@ -17,6 +17,7 @@ from minping.config.model import (
     CONFIG_ENV_VAR,
     SurveyConfig,
 )
+from minping.config.script import _script
 from minping.config.sections import (
     _campaign,
     _deductions,
@@ -139,6 +140,7 @@ def _build(data: dict, file: Path, check: _Check) -> SurveyConfig | None:
             "calling",
             "ivr",
             "prompts",
+            "script",
         ),
     )
     raw_prompts = data.get("prompts")
@@ -160,8 +162,10 @@ def _build(data: dict, file: Path, check: _Check) -> SurveyConfig | None:
     calling = _calling(check, data, facts, campaign)
     ivr = _ivr(check, data, languages, scale_labels)
     prompts = _prompts(check, data, campaign, scale_labels)
+    script = _script(check, data, languages)
 
-    parts = (campaign, towns, tracks, scale, groups, deductions, flags, calling, ivr, prompts)
+    parts = (campaign, towns, tracks, scale, groups, deductions, flags, calling, ivr, prompts,
+             script)
     if check.problems or any(p is None for p in parts):
         return None
     return SurveyConfig(
@@ -176,4 +180,5 @@ def _build(data: dict, file: Path, check: _Check) -> SurveyConfig | None:
         calling=calling,
         ivr=ivr,
         prompts=prompts,
+        script=script,
     )
