@@ -104,6 +104,8 @@ def test_interviewer_and_supervisor_in_chromium(served, browser, db):
     page.focus("#dial-manual")
     page.keyboard.press("Enter")
     page.wait_for_selector("#call-state:has-text('通话中')")
+    page.keyboard.press("Enter")  # the focus went to "consent given"
+    page.wait_for_selector("#call-state:has-text('已记录同意')")
     page.focus("#questions")
     keys = ["1", "2", "3", "0"]
     page.keyboard.press("3")  # a wrong first answer...
@@ -139,8 +141,8 @@ def test_interviewer_and_supervisor_in_chromium(served, browser, db):
     page.click("#dial-manual")
     page.wait_for_selector("#call-state:has-text('通话中')")
     page.select_option("#code", "2.211")
-    page.fill("#appt-date", "2026-12-02")
-    page.fill("#appt-time", "16:00")
+    page.select_option("#appt-date", "2026-12-02")
+    page.select_option("#appt-time", "16:00")
     page.check("#appt-hard")
     shot(page, "8-appointment", dbn)
     page.click("#close")
