@@ -255,6 +255,7 @@ def _case_context(s, case, *, for_user):
                               .where(Answer.case_id == case.id)).all())
     scale = [{"key": o.key, "label": o.label(lang)} for o in cfg.scale.options]
     name = for_user.display_name or for_user.username
+    labels = {o["key"]: o["label"] for o in scale}
 
     def unit_name(u):
         return u.unit_name if lang != "en" else u.unit_name_en
@@ -269,6 +270,7 @@ def _case_context(s, case, *, for_user):
                    "question": cfg.render_script("question", lang, unit=unit_name(u),
                                                  interviewer=name),
                    "rating": u.rating, "answered": u.answered, "position": u.position,
+                   "label": labels.get(u.rating, ""),
                    "channel": channels.get(u.unit_id)}
                   for u in units],
         "scale": scale,

@@ -112,7 +112,7 @@
     items.forEach(function (li, i) { li.classList.toggle("current", i === current); });
     var li = items[current];
     if (li) {
-      currentBox.textContent = fill(T.question_n, {n: current + 1, total: items.length}) +
+      currentBox.textContent = fill(T.question_n, {n: li.dataset.n, total: allItems.length}) +
         T.colon + li.dataset.question;
       li.scrollIntoView({block: "nearest"});
     } else {
