@@ -187,23 +187,3 @@ def test_an_ended_session_asks_for_the_password_in_place(served, chromium, db):
     assert "页面已过期" in page.text_content(".flash.error")
     assert "CSRF" not in page.content() and "Bad Request" not in page.content()
     assert page.url.endswith(f"/cati/case/{case_id}")
-
-
-def test_sessions_slide_with_activity_up_to_the_shift_cap(app, db):
-    """Idle time-out 30 min, absolute cap 720 min: a shift from 09:00 keeps its evening
-    window as long as the interviewer works; 31 idle minutes end it."""
-    from tests.cati.helpers import Clock
-
-    add_user(db, "ann")
-    sclock = Clock(FIELD_START)
-    app.config.update(CATI_SESSION_CLOCK=sclock)
-    client = app.test_client()
-    page = client.get("/cati/login").get_data(as_text=True)
-    token = page.split('name="csrf-token" content="')[1].split('"')[0]
-    client.post("/cati/login", data={"username": "ann", "password": PASSWORD,
-                                     "csrf_token": token})
-    for _ in range(11 * 60 // 25):  # a request every 25 minutes for 11 hours
-        sclock.now += timedelta(minutes=25)
-        assert client.get("/cati/work").status_code == 200, sclock.now
-    sclock.now += timedelta(minutes=31)
-    assert client.get("/cati/work").status_code == 302
