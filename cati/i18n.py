@@ -177,6 +177,9 @@ ZH: dict[str, str] = {
     "Saving…": "正在保存…",
     "Question {n} of {total}": "第 {n}/{total} 题",
     ": ": "：",
+    "The form could not be taken: {detail}": "无法接收该表单：{detail}",
+    "There is no such page or case.": "没有这个页面或样本。",
+    "Back": "返回",
     # roles, case states, appointment states
     "interviewer": "访员",
     "supervisor": "督导",

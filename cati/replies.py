@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from flask import flash, g, jsonify, redirect, request, url_for
+from flask import flash, g, jsonify, redirect, render_template, request, url_for
 
 from cati.auth import CsrfRefused, Throttled, attempt_login, csrf_token
 from cati.i18n import gettext
@@ -62,6 +62,21 @@ def install(bp, *, field_text, now, safe_next) -> None:
             return jsonify(ok=False, reauth=ended, csrf=True, error=text), 403
         flash(text, "error")
         return redirect(back_here(), 303)
+
+    @bp.errorhandler(400)
+    def _bad_request(exc):
+        """A field out of bounds: said in the user's language, naming the field."""
+        text = gettext("The form could not be taken: {detail}", detail=exc.description)
+        if is_fetch():
+            return jsonify(ok=False, error=text), 400
+        return render_template("cati/error.html", code=400, message=text), 400
+
+    @bp.errorhandler(404)
+    def _not_found(exc):
+        text = gettext("There is no such page or case.")
+        if is_fetch():
+            return jsonify(ok=False, error=text), 404
+        return render_template("cati/error.html", code=404, message=text), 404
 
     @bp.errorhandler(401)
     def _unauthorised(exc):
