@@ -55,7 +55,7 @@ def install(bp, *, field_text, now, safe_next) -> None:
 
     @bp.errorhandler(CsrfRefused)
     def _csrf_refused(exc):
-        ended = g.get("user") is None
+        ended = g.get("user") is None and request.endpoint != "cati.login"
         text = gettext(SESSION_ENDED if ended else
                        "This page was out of date, so nothing was saved: please do it again.")
         if is_fetch():

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 from minping.config.checks import _Check, _join, _show
 from minping.config.model import _frozen
-from minping.config.sections import _template_fields
+from minping.config.sections import _template_texts
 
 SCRIPT_KEYS = ("introduction", "consent", "question", "closing")
 _COMMON = frozenset({"center", "campaign", "interviewer"})
@@ -39,21 +39,7 @@ def _script(check: _Check, data: dict, languages: list[str] | None
             check.add(lp, f"must be a table, got {_show(table)}")
             continue
         check.unknown(table, lp, SCRIPT_KEYS)
-        texts[lang] = {}
-        for key in SCRIPT_KEYS:
-            text = check.text(table, key, lp)
-            if text is None:
-                continue
-            kp = _join(lp, key)
-            used = _template_fields(check, text, kp)
-            if used is None:
-                continue
-            for name in sorted(used - _FIELDS[key]):
-                allowed = ", ".join(f"{{{f}}}" for f in sorted(_FIELDS[key]))
-                check.add(kp, f"unknown placeholder {{{name}}} (allowed: {allowed})")
-            for name in sorted(_REQUIRED.get(key, frozenset()) - used):
-                check.add(kp, f"must contain the placeholder {{{name}}}")
-            texts[lang][key] = text
+        texts[lang] = _template_texts(check, table, lp, _FIELDS, _REQUIRED)
     for lang in languages or ():
         if lang not in t:
             check.add(_join("script", lang), "missing: the interviewer's script in this "

@@ -77,3 +77,12 @@ def in_view(page, selector) -> bool:
     return (box is not None and box["y"] >= 0 and box["x"] >= 0
             and box["y"] + box["height"] <= size["height"]
             and box["x"] + box["width"] <= size["width"])
+
+
+def dial(page, *, consent: bool, press=None):
+    """Click "I dialled"; with ``consent`` press Enter on "consent given" (it has the focus)."""
+    page.click("#dial-manual")
+    page.wait_for_selector("#call-state:has-text('通话中')")
+    if consent:
+        (press or page.keyboard.press)("Enter")
+        page.wait_for_selector("#call-state:has-text('已记录同意')")

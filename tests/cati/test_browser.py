@@ -17,14 +17,12 @@ from sqlalchemy import select
 from minping.models import Answer, Appointment, SampleCase
 from minping.runtime import runtime_of
 from tests.builders import FIELD_START, build_field
+from tests.cati import browsing
 from tests.cati.helpers import PASSWORD, Clock, add_user
 
 pytestmark = pytest.mark.browser
 
 SHOTS = pathlib.Path(__file__).parents[2] / "test-artifacts" / "screenshots"
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 @pytest.fixture
@@ -43,16 +41,7 @@ def served(app, db, request):
     thread.join(5)
 
 
-@pytest.fixture
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    if not pathlib.Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium", pytrace=False)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield b
-        b.close()
+browser = browsing.chromium
 
 
 def shot(page, name, db_name):

@@ -20,7 +20,7 @@ from minping import calling
 from minping.models import Answer, SampleCase
 from tests.builders import FIELD_START
 from tests.cati import browsing
-from tests.cati.browsing import DESKTOP, NARROW, in_view, log_in, serve, shot
+from tests.cati.browsing import DESKTOP, NARROW, dial, in_view, log_in, serve, shot
 from tests.cati.helpers import PASSWORD, add_user
 
 pytestmark = pytest.mark.browser
@@ -41,6 +41,16 @@ def _open_case(page, base):
     page.click("#next-case")
     page.wait_for_selector("#questions")
     return int(page.url.rsplit("/", 1)[1])
+
+
+def _interviewing(chromium, base, db):
+    """Ann logged in, on her first case, dialled, with the respondent's consent."""
+    add_user(db, "ann")
+    page = chromium.new_page(viewport=DESKTOP, locale="zh-CN")
+    log_in(page, base, "ann")
+    case_id = _open_case(page, base)
+    dial(page, consent=True)
+    return page, case_id
 
 
 def test_the_case_screen_reads_the_script_and_fits_one_screen(served, chromium, db):
@@ -105,14 +115,7 @@ def test_digits_rate_the_question_wherever_the_focus_is(served, chromium, db):
 
 def test_refusals_stay_on_the_page_in_chinese_with_the_input(served, chromium, db):
     base, field, clock, _sclock = served
-    add_user(db, "ann")
-    page = chromium.new_page(viewport=DESKTOP, locale="zh-CN")
-    log_in(page, base, "ann")
-    case_id = _open_case(page, base)
-    page.click("#dial-manual")
-    page.wait_for_selector("#call-state:has-text('通话中')")
-    page.keyboard.press("Enter")
-    page.wait_for_selector("#call-state:has-text('已记录同意')")
+    page, case_id = _interviewing(chromium, base, db)
     page.focus("#questions")
     for key in "12":
         page.keyboard.press(key)
@@ -155,14 +158,7 @@ def test_refusals_stay_on_the_page_in_chinese_with_the_input(served, chromium, d
 
 def test_an_ended_session_asks_for_the_password_in_place(served, chromium, db):
     base, field, _clock, sclock = served
-    add_user(db, "ann")
-    page = chromium.new_page(viewport=DESKTOP, locale="zh-CN")
-    log_in(page, base, "ann")
-    case_id = _open_case(page, base)
-    page.click("#dial-manual")
-    page.wait_for_selector("#call-state:has-text('通话中')")
-    page.keyboard.press("Enter")
-    page.wait_for_selector("#call-state:has-text('已记录同意')")
+    page, case_id = _interviewing(chromium, base, db)
     page.fill("#note", "已约好回访")
     page.focus("#questions")
     sclock.now = FIELD_START + timedelta(minutes=31)  # idle past the 30-minute time-out

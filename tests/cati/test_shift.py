@@ -19,7 +19,7 @@ from sqlalchemy import select
 from minping.models import Answer, Appointment, AttemptEvent, CallAttempt, SampleCase
 from scoring.dispositions import interview_code
 from tests.cati import browsing
-from tests.cati.browsing import DESKTOP, log_in, serve, shot
+from tests.cati.browsing import DESKTOP, dial, log_in, serve, shot
 from tests.cati.helpers import PASSWORD, add_user
 
 pytestmark = pytest.mark.browser
@@ -72,11 +72,8 @@ def _rate(page, k, n):
 
 
 def _dial(page, k, *, consent):
-    k.click("#dial-manual")
-    page.wait_for_selector("#call-state:has-text('通话中')")
-    if consent:
-        k.press("Enter")  # the focus moved to "consent given"
-        page.wait_for_selector("#call-state:has-text('已记录同意')")
+    k.clicks += 1
+    dial(page, consent=consent, press=k.press)
 
 
 def _close(page, k, code):

@@ -58,7 +58,7 @@ def test_post_without_csrf_token_is_refused(field_app):
                     headers={"Referer": "http://localhost/cati/login"})
     assert r.status_code == 303 and r.headers["Location"].endswith("/cati/login")
     page = client.get("/cati/login").get_data(as_text=True)
-    assert "登录已过期" in page and "CSRF" not in page
+    assert "页面已过期" in page and "CSRF" not in page
     login(client, "ann")
     r = client.post("/cati/next", headers={"Referer": "http://localhost/cati/work"})
     assert r.status_code == 303 and r.headers["Location"].endswith("/cati/work")
