@@ -456,9 +456,10 @@ def _template_fields(check: _Check, text: str, path: str) -> set[str] | None:
 
 
 def _template_texts(check: _Check, table: dict, lp: str, fields: dict[str, frozenset[str]],
-                    required: dict[str, frozenset[str]]) -> dict[str, str]:
+                    required: dict[str, frozenset[str]], *, also=None) -> dict[str, str]:
     """The text templates ``fields`` names in ``table``, each checked for its placeholders
-    (only those ``fields`` allows, all those ``required`` asks); bad ones reported, left out."""
+    (only those ``fields`` allows, all those ``required`` asks; then ``also(key, text,
+    path)``); bad ones reported, left out."""
     texts: dict[str, str] = {}
     for key in fields:
         text = check.text(table, key, lp)
@@ -473,6 +474,8 @@ def _template_texts(check: _Check, table: dict, lp: str, fields: dict[str, froze
             check.add(kp, f"unknown placeholder {{{name}}} (allowed: {allowed})")
         for name in sorted(required.get(key, frozenset()) - used):
             check.add(kp, f"must contain the placeholder {{{name}}}")
+        if also is not None:
+            also(key, text, kp)
         texts[key] = text
     return texts
 
@@ -497,14 +500,17 @@ def _prompts(
             check.add(lp, f"must be a table, got {_show(table)}")
             continue
         check.unknown(table, lp, PROMPT_KEYS)
-        texts[lang] = _template_texts(check, table, lp, _PROMPT_FIELDS, _PROMPT_REQUIRED)
-        text = texts[lang].get("question")
-        if text is not None:
+
+        def reads_the_scale(key: str, text: str, kp: str, lang: str = lang) -> None:
+            if key != "question":
+                return
             for option_key, labels in scale_labels.items():
                 label = labels.get(lang)
                 if label and label.casefold() not in text.casefold():
-                    check.add(_join(lp, "question"),
-                              f'does not read out scale option "{option_key}" ({label})')
+                    check.add(kp, f'does not read out scale option "{option_key}" ({label})')
+
+        texts[lang] = _template_texts(check, table, lp, _PROMPT_FIELDS, _PROMPT_REQUIRED,
+                                      also=reads_the_scale)
     if not texts:
         check.add("prompts", "needs at least one language table, e.g. [prompts.cmn-CN]")
 
