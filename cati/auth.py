@@ -26,11 +26,17 @@
 * **Sessions live on the server** (:class:`~minping.models.UserSession`): the
   cookie carries a random token, the database its SHA-256.  Log-out ends the
   session; a new password or a disabled account ends all the user's sessions.
-  A session ends after ``MINPING_SESSION_IDLE_MINUTES`` (default 30) without a
-  request (each request slides it) and ``MINPING_SESSION_MINUTES`` (default
-  480) after log-in whatever the activity.
+  A session ends after ``MINPING_SESSION_IDLE_MINUTES`` (default 30) without
+  activity (each request the user makes slides it; the case screen's background
+  keep-alive, marked ``X-Background: 1``, does not) and ``MINPING_SESSION_MINUTES``
+  (default 720: a shift from the morning window to the evening one) after
+  log-in whatever the activity.  An expired session on the case screen asks for
+  the password in place (:func:`reauthenticate`), keeping what was typed.
 * Every POST must carry the session's CSRF token, as the form field
-  ``csrf_token`` or the ``X-CSRF-Token`` header (the page's fetch calls).
+  ``csrf_token`` or the ``X-CSRF-Token`` header (the page's fetch calls).  A
+  missing or stale token is answered in the user's language: JSON (403,
+  ``reauth``) to the page's fetch calls, and a redirect back to the page with a
+  message to a form (a reload never re-posts).
 * Security events (failed log-ins with name and address, lock-outs, throttling,
   CSRF and role refusals) are logged as structured lines by the
   ``cati.security`` logger; failed log-ins and lock-outs are also in the audit
@@ -68,6 +74,10 @@ THROTTLE_MAX_SECONDS = 900
 SEEN_EVERY = timedelta(seconds=60)
 
 security_log = logging.getLogger("cati.security")
+
+
+class CsrfRefused(Exception):
+    """The POST's CSRF token is missing or stale (the session ended, or the page is old)."""
 
 
 class Throttled(Exception):
@@ -133,7 +143,7 @@ def check_csrf() -> None:
     if not token or not hmac.compare_digest(sent, token):
         security_event("csrf.refused", address=client_address(), path=request.path,
                        user=getattr(g.get("user"), "username", None))
-        abort(400, description="CSRF token missing or wrong; reload the page")
+        raise CsrfRefused()
 
 
 # --- sessions -------------------------------------------------------------------------------
@@ -185,7 +195,7 @@ def load_user() -> None:
             s.commit()
         session.clear()
         return
-    if t - us.seen_at >= SEEN_EVERY:
+    if t - us.seen_at >= SEEN_EVERY and request.headers.get("X-Background") != "1":
         s.execute(update(UserSession).where(UserSession.id == us.id).values(seen_at=t))
         s.commit()
     g.user = user

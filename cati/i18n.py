@@ -140,6 +140,48 @@ ZH: dict[str, str] = {
     "soft": "软预约（任何访员）",
     "updated": "更新于",
     "yes": "是",
+    # --- the interviewer's shift (issue 17): script, dispositions, sessions, errors ---
+    "Dial first: {code} is the outcome of a call, and no call is open.":
+        "请先拨号：{code} 是一次拨打的结果，目前没有进行中的通话。",
+    "{code} needs the respondent's consent: press 'Consent given' first.":
+        "{code} 需要受访者同意：请先点击“受访者同意”。",
+    "{answered} of {total} units have an answer (\"don't know\" counts): the interview is {earned}, not {code}.":
+        "{total} 个单位中已有 {answered} 个作答（“不了解”也算作答）：本次访问应为 {earned}，不是 {code}。",
+    "Record the respondent's consent before the ratings.": "请先记录受访者同意，再录入评价。",
+    "Case {case}: the respondent never consented, so it has no ratings to change.":
+        "样本 {case}：受访者从未同意受访，没有可修改的评价。",
+    "Case {case} is {final}; with this change {answered} of {total} units would have an answer, which is {earned}.":
+        "样本 {case} 的结果为 {final}；修改后 {total} 个单位中只有 {answered} 个作答，应为 {earned}。",
+    "There is no such case.": "没有这个样本。",
+    "Case {case} is no longer yours (its hold ran out or it was given back): take the next case.":
+        "样本 {case} 已不由您处理（占用已超时或已退回）：请取下一个样本。",
+    "Case {case}: a call is open; close it with a disposition.":
+        "样本 {case}：通话尚未结束，请选择结果代码结束本次拨打。",
+    "Note: at most {n} characters, got {got}.": "备注最多 {n} 个字，现有 {got} 个。",
+    "Choose a disposition from the list.": "请从列表中选择结果代码。",
+    "Appointment: choose the date and the time of the call-back.": "预约：请选择回访的日期和时间。",
+    "Appointment: choose soft or hard.": "预约：请选择软预约或硬预约。",
+    "Appointment: {when} is already past.": "预约：{when} 已经过去。",
+    "Appointment: {when} is outside the calling hours.": "预约：{when} 不在拨打时段内。",
+    "Appointment: only with disposition {code}.": "预约只能与结果代码 {code} 一起使用。",
+    "Only interviewers take cases.": "只有访员可以领取样本。",
+    "Key {key} is not on the scale (keys: {keys}).": "按键 {key} 不在评价量表内（可用：{keys}）。",
+    "Your session has ended: enter your password to go on.": "登录已过期：请输入密码继续。",
+    "This page was out of date, so nothing was saved: please do it again.":
+        "页面已过期，未保存任何内容：请重新操作。",
+    "Introduction": "开场白",
+    "Consent": "征求同意",
+    "Closing": "结束语",
+    "Appointment (respondent's local time, calling hours only)": "预约（受访者当地时间，仅限拨打时段）",
+    "Your session has ended": "登录已过期",
+    "Enter your password to go on; what you typed on this page is kept.":
+        "请输入密码继续；本页已录入的内容会保留。",
+    "Saving…": "正在保存…",
+    "Question {n} of {total}": "第 {n}/{total} 题",
+    ": ": "：",
+    "The form could not be taken: {detail}": "无法接收该表单：{detail}",
+    "There is no such page or case.": "没有这个页面或样本。",
+    "Back": "返回",
     # roles, case states, appointment states
     "interviewer": "访员",
     "supervisor": "督导",

@@ -16,8 +16,10 @@ from typing import Any
 from sqlalchemy import and_, select, update
 from sqlalchemy.orm import Session
 
-from minping import calltimes, cases
+from minping import calling, calltimes, cases
+from minping import dispositions as rule
 from minping.cases import CATI_HOLD, CaseError
+from minping.dispositions import Refused
 from minping.models import (
     Answer,
     Appointment,
@@ -83,8 +85,7 @@ def take_next(session: Session, user: User, *, now: datetime, cfg,
     closed first, so the case can be worked again.
     """
     if user.role != "interviewer":
-        raise CaseError(f"user {user.username!r}: only interviewers take cases "
-                        f"(role {user.role})")
+        raise Refused("Only interviewers take cases.")
     reap_abandoned(session, now=now, cfg=cfg)
     return next_case(session, user, now=now, rules=cfg.calling, progress=progress,
                      draw_id=draw_id, hold=hold)
@@ -94,10 +95,11 @@ def holding(session: Session, case_id: int, user: User, *, now: datetime) -> Sam
     """The case, if ``user`` holds it now; else :class:`CaseError`."""
     case = session.get(SampleCase, case_id)
     if case is None:
-        raise CaseError(f"case {case_id}: no such case")
+        raise Refused("There is no such case.")
     if not (case.lock_channel == "cati" and case.locked_by == user.id
             and case.lock_expires_at is not None and case.lock_expires_at >= now):
-        raise CaseError(f"case {case_id}: you do not hold this case (it may have timed out)")
+        raise Refused("Case {case} is no longer yours (its hold ran out or it was given "
+                      "back): take the next case.", case=case.pseudo_id)
     return case
 
 
@@ -119,7 +121,8 @@ def open_attempt(session: Session, case: SampleCase, user: User) -> CallAttempt 
 def give_back(session: Session, case: SampleCase, user: User, *, now: datetime) -> None:
     """Release a case without calling it (only before dialing)."""
     if open_attempt(session, case, user) is not None:
-        raise CaseError(f"case {case.id}: a call is open; close it with a disposition")
+        raise Refused("Case {case}: a call is open; close it with a disposition.",
+                      case=case.pseudo_id)
     cases.release_hold(session, case)
     session.add(AuditLog(at=now, user_id=user.id, actor=actor_of(user), action="case.release",
                          entity="case", entity_id=str(case.id)))
@@ -128,9 +131,10 @@ def give_back(session: Session, case: SampleCase, user: User, *, now: datetime) 
 def reap_abandoned(session: Session, *, now: datetime, cfg) -> int:
     """Close CATI attempts left open on cases nobody holds any more.
 
-    The attempt ends as 3.16 (technical problem: the screen was left) unless
-    answers were given during it, then 2.12 (break-off: resumed later where it
-    stopped).  The case is held for the moment of closing it (a conditional
+    The attempt ends as 3.16 (technical problem: the screen was left) unless the
+    respondent consented, then with the code the answers earn
+    (:func:`scoring.dispositions.interview_code`: 2.12 break-off, resumed later
+    where it stopped, 1.2 or 1.1).  The case is held for the moment of closing it (a conditional
     update), so two pickers never close one attempt twice.
     """
     stale = session.execute(
@@ -145,10 +149,8 @@ def reap_abandoned(session: Session, *, now: datetime, cfg) -> int:
             continue
         case = session.get(SampleCase, case_id)
         attempt = session.get(CallAttempt, attempt_id)
-        answered = session.scalar(
-            select(Answer.id).where(Answer.attempt_id == attempt_id).limit(1)
-        )
-        code = "2.12" if answered is not None else "3.16"
+        state = rule.state_of(session, case, attempt)
+        code = state.earned if state.consent else "3.16"
         cases.finish_attempt(session, case, attempt, code, now=now, rules=cfg.calling,
                              max_attempts=cfg.calling.max_attempts,
                              note="closed automatically: the screen was left open")
@@ -239,8 +241,7 @@ def save_answer(session: Session, case: SampleCase, user: User, unit_id: int, ke
     if key is not None:
         cfg.scale.option(key)  # raises KeyError naming the key and the allowed keys
     attempt = open_attempt(session, case, user)
-    if attempt is None:
-        raise CaseError(f"case {case.id}: dial first (no call is open)")
+    rule.check_rating(rule.state_of(session, case, attempt))
     mark_answered(session, attempt, now=now)
     return cases.record_answer(session, case, unit_id, key, channel="cati", now=now,
                                attempt_id=attempt.id, actor=actor_of(user), user_id=user.id)
@@ -253,6 +254,7 @@ def change_answer(session: Session, case: SampleCase, supervisor: User, unit_id:
         raise CaseError(f"user {supervisor.username!r}: only supervisors change answers")
     if key is not None:
         cfg.scale.option(key)
+    rule.check_supervisor_change(session, case, unit_id, key)
     answer = cases.record_answer(session, case, unit_id, key, channel="cati", now=now,
                                  actor=actor_of(supervisor), user_id=supervisor.id)
     if reason:
@@ -292,26 +294,27 @@ def close_attempt(session: Session, case: SampleCase, user: User, *, code: str, 
     are marked kept (contact made) or missed.
     """
     if note is not None and len(note) > MAX_NOTE:
-        raise CaseError(f"note: at most {MAX_NOTE} characters, got {len(note)}")
+        raise Refused("Note: at most {n} characters, got {got}.", n=MAX_NOTE, got=len(note))
     if code not in CHOICE_CODES:
-        raise CaseError(f"disposition: {code!r} is not one of the CATI choices "
-                        f"({', '.join(sorted(CHOICE_CODES))})")
+        raise Refused("Choose a disposition from the list.")
     info = disposition(code)
     attempt = open_attempt(session, case, user)
-    if attempt is None:
-        attempt = begin_attempt(session, case, user, now=now, how="manual")
+    rule.check_code(code, rule.state_of(session, case, attempt))
     due = None
     if code == APPOINTMENT_CODE:
         if appointment is None:
-            raise CaseError("appointment: give the date and time of the call-back")
+            raise Refused("Appointment: choose the date and the time of the call-back.")
         if appointment.kind not in ("hard", "soft"):
-            raise CaseError(f"appointment kind: {appointment.kind!r} is not 'hard' or 'soft'")
+            raise Refused("Appointment: choose soft or hard.")
         due = appointment.utc(cfg)
         if due <= now:
-            raise CaseError(f"appointment: {appointment.day} {appointment.at:%H:%M} is not in "
-                            "the future")
+            raise Refused("Appointment: {when} is already past.",
+                          when=f"{appointment.day} {appointment.at:%H:%M}")
+        if not calling.is_allowed(cfg.calling, due):
+            raise Refused("Appointment: {when} is outside the calling hours.",
+                          when=f"{appointment.day} {appointment.at:%H:%M}")
     elif appointment is not None:
-        raise CaseError(f"appointment: only with disposition {APPOINTMENT_CODE}")
+        raise Refused("Appointment: only with disposition {code}.", code=APPOINTMENT_CODE)
     contact = info.category in ("I", "P", "R", "O") or code == APPOINTMENT_CODE
     for appt in session.scalars(select(Appointment).where(
             Appointment.case_id == case.id, Appointment.status == "pending",

@@ -25,6 +25,7 @@ from sqlalchemy import func, select
 
 from cati import service
 from minping import calling
+from minping import dispositions as rule
 from minping.cases import IN_FIELD_STATES, next_unanswered
 from minping.models import SampleCase, User
 from minping.scheduler import field_progress
@@ -115,6 +116,7 @@ def _one_call(session, cfg, user, case, *, now, rng, b: Behaviour) -> tuple[str,
     while state is not None:
         left.append(state.unit_id)
         state = None if len(left) > 50 else _after(session, case.id, left)
+    service.mark_answered(session, attempt, now=now + timedelta(seconds=40), consent=True)
     keys = _ratings(cfg, rng, len(left), b.dont_know)
     seconds = 60
     broke = rng.random() < b.break_off
@@ -123,7 +125,7 @@ def _one_call(session, cfg, user, case, *, now, rng, b: Behaviour) -> tuple[str,
         seconds += int(rng.integers(12, 30))
         service.save_answer(session, case, user, unit_id, key,
                             now=now + timedelta(seconds=seconds), cfg=cfg)
-    code = "2.12" if broke else "1.1"
+    code = rule.state_of(session, case, attempt).earned  # 1.1, or 1.2 / 2.12 after a break-off
     return _close(session, cfg, user, case, code, now, timedelta(seconds=seconds + 20))
 
 

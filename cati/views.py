@@ -27,7 +27,7 @@ from flask import (
 from sqlalchemy import func, select
 from werkzeug.routing import IntegerConverter
 
-from cati import service
+from cati import replies, service
 from cati.auth import (
     Throttled,
     attempt_login,
@@ -40,9 +40,11 @@ from cati.auth import (
     roles_required,
 )
 from cati.i18n import LANGUAGES, gettext, prompt_language
+from cati.replies import error_text
 from minping import calling, fieldstats
 from minping.cases import CaseError, case_units
 from minping.db import db_session, settings_of
+from minping.dispositions import Refused, has_consent
 from minping.models import (
     Answer,
     Appointment,
@@ -143,15 +145,6 @@ def _context():
             "lang": g.user.language if g.get("user") else "zh", "LANGUAGES": LANGUAGES}
 
 
-@bp.errorhandler(CaseError)
-def _case_error(exc):
-    if request.is_json or request.headers.get("X-CSRF-Token"):
-        return jsonify(ok=False, error=str(exc)), 409
-    flash(str(exc), "error")
-    return redirect(url_for("cati.work" if g.user and g.user.role == "interviewer"
-                            else "cati.search"))
-
-
 @bp.errorhandler(403)
 def _forbidden(exc):
     return render_template("cati/error.html", code=403,
@@ -169,6 +162,9 @@ def safe_next(target: str) -> str:
             or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in target)):
         return url_for("cati.index")
     return target
+
+
+replies.install(bp, field_text=field_text, now=now, safe_next=safe_next)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -259,13 +255,23 @@ def _case_context(s, case, *, for_user):
     channels = dict(s.execute(select(Answer.unit_id, Answer.channel)
                               .where(Answer.case_id == case.id)).all())
     scale = [{"key": o.key, "label": o.label(lang)} for o in cfg.scale.options]
+    name = for_user.display_name or for_user.username
+    labels = {o["key"]: o["label"] for o in scale}
+
+    def unit_name(u):
+        return u.unit_name if lang != "en" else u.unit_name_en
+
     return {
         "case": case,
         "phone": service.shown_phone(phone, for_user),
-        "greeting": cfg.render_prompt("greeting", lang),
-        "consent": cfg.render_prompt("consent", lang),
-        "units": [{"unit_id": u.unit_id, "name": u.unit_name if lang != "en" else u.unit_name_en,
+        "introduction": cfg.render_script("introduction", lang, interviewer=name),
+        "consent": cfg.render_script("consent", lang, interviewer=name),
+        "closing": cfg.render_script("closing", lang, interviewer=name),
+        "units": [{"unit_id": u.unit_id, "name": unit_name(u),
+                   "question": cfg.render_script("question", lang, unit=unit_name(u),
+                                                 interviewer=name),
                    "rating": u.rating, "answered": u.answered, "position": u.position,
+                   "label": labels.get(u.rating, ""),
                    "channel": channels.get(u.unit_id)}
                   for u in units],
         "scale": scale,
@@ -277,17 +283,24 @@ def _case_context(s, case, *, for_user):
     }
 
 
+def _render_case(s, case, t, *, error=None, form=None, status=200):
+    attempt = service.open_attempt(s, case, g.user)
+    cfg = survey_config()
+    slots = [{"day": day.isoformat(), "times": [f"{x:%H:%M}" for x in times]}
+             for day, times in calling.appointment_slots(cfg.calling, t)]
+    return render_template("cati/case.html", attempt=attempt, error=error, form=form or {},
+                           consented=has_consent(s, attempt), slots=slots,
+                           telephony=twilio_client() is not None and bool(g.user.phone),
+                           **_case_context(s, case, for_user=g.user)), status
+
+
 @bp.get("/case/<id:case_id>")
 @roles_required("interviewer")
 def case_screen(case_id):
     s = db_session()
     t = now()
     case = service.holding(s, case_id, g.user, now=t)
-    attempt = service.open_attempt(s, case, g.user)
-    local_now = t.astimezone(survey_config().calling.tz)
-    return render_template("cati/case.html", attempt=attempt, local_now=local_now,
-                           telephony=twilio_client() is not None and bool(g.user.phone),
-                           **_case_context(s, case, for_user=g.user))
+    return _render_case(s, case, t)
 
 
 @bp.post("/case/<id:case_id>/dial")
@@ -347,8 +360,10 @@ def answer(case_id):
         return jsonify(ok=False, error="key: not one of the scale's keys"), 400
     try:
         service.save_answer(s, case, g.user, unit_id, key, now=t, cfg=survey_config())
-    except KeyError as exc:
-        return jsonify(ok=False, error=f"key: {exc.args[0]}"), 400
+    except KeyError:
+        keys = " ".join(o.key for o in survey_config().scale.options)
+        return jsonify(ok=False, error=gettext("Key {key} is not on the scale (keys: {keys}).",
+                                               key=key, keys=keys)), 400
     service.keep_alive(s, case, now=t)
     s.commit()
     return jsonify(ok=True, unit_id=unit_id, key=key)
@@ -386,26 +401,34 @@ def _parse_appointment(form):
                                           at=time.fromisoformat(at),
                                           kind=field_text("appt_kind", "soft"))
     except ValueError:
-        raise CaseError(f"appointment: date {day!r} / time {at!r} is not YYYY-MM-DD / HH:MM"
-                        ) from None
+        raise Refused("Appointment: choose the date and the time of the call-back.") from None
 
 
 @bp.post("/case/<id:case_id>/close")
 @roles_required("interviewer")
 def close(case_id):
+    """Close the attempt; a refusal shows the case screen again with the message in the
+    interviewer's language and everything that was typed (422)."""
     s = db_session()
     t = now()
     case = service.holding(s, case_id, g.user, now=t)
-    code = field_text("code")
-    note = field_text("note").strip() or None
-    appointment = _parse_appointment(request.form) if code == service.APPOINTMENT_CODE else None
-    finish = service.close_attempt(
-        s, case, g.user, code=code, now=t, cfg=survey_config(),
-        note=note, appointment=appointment,
-        refusal_conversion=field_text("conversion") == "1")
+    form = {name: field_text(name) for name in ("code", "note", "appt_date", "appt_time",
+                                                 "appt_kind", "conversion")}
+    code = form["code"]
+    try:
+        appointment = (_parse_appointment(request.form) if code == service.APPOINTMENT_CODE
+                       else None)
+        finish = service.close_attempt(
+            s, case, g.user, code=code, now=t, cfg=survey_config(),
+            note=form["note"].strip() or None, appointment=appointment,
+            refusal_conversion=form["conversion"] == "1")
+    except Refused as exc:
+        s.rollback()
+        case = service.holding(s, case_id, g.user, now=t)
+        return _render_case(s, case, t, error=error_text(exc), form=form, status=422)
     s.commit()
     flash(gettext("Case {case} closed: {code}.", case=case.pseudo_id, code=finish.code), "info")
-    return redirect(url_for("cati.work"))
+    return redirect(url_for("cati.work"), 303)
 
 
 # --- supervisor and statistician -------------------------------------------------------------
@@ -499,8 +522,10 @@ def change_answer(case_id):
     try:
         service.change_answer(s, case, g.user, unit_id, key, now=now(),
                               cfg=survey_config(), reason=field_text("reason").strip())
-    except KeyError as exc:
-        raise CaseError(f"key: {exc.args[0]}") from None
+    except KeyError:
+        keys = " ".join(o.key for o in survey_config().scale.options)
+        raise Refused("Key {key} is not on the scale (keys: {keys}).", key=key or "",
+                      keys=keys) from None
     s.commit()
     flash(gettext("Answer changed (kept in the audit log)."), "info")
     return redirect(url_for("cati.case_detail", case_id=case_id))

@@ -9,6 +9,7 @@ the day a retry is spread over all come from the campaign's ``[calling]`` table
 - :func:`next_allowed` -- the first allowed instant at or after a moment.
 - :func:`window_end` -- when the window around an instant closes.
 - :func:`next_attempt` -- the first allowed instant once an outcome's retry delay passed.
+- :func:`appointment_slots` -- the times an appointment may be booked for.
 - :func:`day_part`, :func:`spread_retry` -- the retry moved to a part of the day
   (``calling.retry_day_parts``; default morning / afternoon from 12:00 /
   evening from 17:00) where the case was not tried yet.
@@ -27,8 +28,9 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
 
-__all__ = ["DEFAULT_DAY_PARTS", "day_part", "is_allowed", "learned_retry", "next_allowed",
-           "next_attempt", "slot_starts", "spread_retry", "window_end", "windows_on"]
+__all__ = ["DEFAULT_DAY_PARTS", "appointment_slots", "day_part", "is_allowed", "learned_retry",
+           "next_allowed", "next_attempt", "slot_starts", "spread_retry", "window_end",
+           "windows_on"]
 
 #: Where the parts of the day begin after midnight: afternoon at 12:00, evening at 17:00.
 DEFAULT_DAY_PARTS: tuple[time, ...] = (time(12, 0), time(17, 0))
@@ -184,3 +186,26 @@ def learned_retry(rules, *, now: datetime, outcome: str, p_contact, horizon_days
         if score > best_score + 1e-12:
             best, best_score = moment, score
     return best
+
+
+def appointment_slots(rules, after: datetime, *, days: int = 14,
+                      step: timedelta = timedelta(minutes=15)) -> list[tuple[date, list[time]]]:
+    """The times an appointment may be booked for: every ``step`` inside the calling
+    windows of the next ``days`` local days, later than ``after`` (the CATI screen's
+    picker offers only these)."""
+    tz = rules.tz
+    start = _aware(after, "after").astimezone(tz)
+    out: list[tuple[date, list[time]]] = []
+    for i in range(days):
+        day = start.date() + timedelta(days=i)
+        times: list[time] = []
+        for window in windows_on(rules, day):
+            moment = datetime.combine(day, window.start, tzinfo=tz)
+            end = datetime.combine(day, window.end, tzinfo=tz)
+            while moment < end:
+                if moment > start:
+                    times.append(moment.time())
+                moment += step
+        if times:
+            out.append((day, times))
+    return out

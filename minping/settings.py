@@ -134,7 +134,7 @@ def load_settings(
                 "MINPING_VERIFY_SIGNATURES: Twilio signature checks cannot be turned off in production"
             )
 
-    lifetime = _minutes(env_vars, "MINPING_SESSION_MINUTES", 480)
+    lifetime = _minutes(env_vars, "MINPING_SESSION_MINUTES", 720)
     idle = _minutes(env_vars, "MINPING_SESSION_IDLE_MINUTES", 30)
 
     secret = env_vars.get("MINPING_SECRET_KEY") or (

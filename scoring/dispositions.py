@@ -419,3 +419,32 @@ def final_disposition(attempt_codes: Sequence[str], *, attempts_exhausted: bool)
         if code in seen:
             return code
     return "3.11"
+
+
+#: Share of assigned units answered ("don't know" counts) that makes a partial (1.2)
+#: and a complete (1.1).  AAPOR lets a survey set these; Standard Definitions gives
+#: 50% and 80% as common choices.  minping: a partial from half the units, a complete
+#: only when every unit has an answer.
+PARTIAL_SHARE = 0.5
+COMPLETE_SHARE = 1.0
+
+
+def interview_code(answered_units: int, total_units: int, *,
+                   partial_share: float = PARTIAL_SHARE,
+                   complete_share: float = COMPLETE_SHARE) -> str:
+    """The code an interview that began earns from its answers: 1.1, 1.2 or 2.12.
+
+    ``answered_units`` of ``total_units`` assigned units have an answer (a scale
+    key, "don't know" included).  Share >= ``complete_share``: 1.1 complete;
+    >= ``partial_share``: 1.2 partial; less: 2.12 break-off.  The one rule for
+    the IVR (:func:`scoring.twilio_status.from_twilio_status`) and for the
+    dispositions an interviewer or a supervisor chooses (:mod:`minping.dispositions`).
+    """
+    if total_units <= 0 or answered_units <= 0:
+        return "2.12"
+    share = answered_units / total_units
+    if share >= complete_share:
+        return "1.1"
+    if share >= partial_share:
+        return "1.2"
+    return "2.12"

@@ -10,6 +10,7 @@ import math
 from numbers import Real
 
 from scoring.callstatus import ANSWERED_BY, FINAL_STATUSES, MACHINE, NON_FINAL_STATUSES
+from scoring.dispositions import COMPLETE_SHARE, PARTIAL_SHARE, interview_code
 
 __all__ = ["SIP_CODE_DISPOSITIONS", "from_twilio_status"]
 
@@ -48,8 +49,8 @@ def from_twilio_status(
     refused: bool = False,
     *,
     known_eligible: bool = False,
-    partial_share: float = 0.5,
-    complete_share: float = 1.0,
+    partial_share: float = PARTIAL_SHARE,
+    complete_share: float = COMPLETE_SHARE,
 ) -> str:
     """Disposition of one IVR call from its final Twilio status.
 
@@ -133,12 +134,8 @@ def from_twilio_status(
     if refused:
         return "2.112"
     if answered_units > 0:
-        share = answered_units / total_units
-        if share >= complete_share:
-            return "1.1"
-        if share >= partial_share:
-            return "1.2"
-        return "2.12"
+        return interview_code(answered_units, total_units, partial_share=partial_share,
+                              complete_share=complete_share)
     if answered_by == "fax":
         return "4.20"
     if answered_by in _MACHINE:

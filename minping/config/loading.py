@@ -17,6 +17,7 @@ from minping.config.model import (
     CONFIG_ENV_VAR,
     SurveyConfig,
 )
+from minping.config.script import _script
 from minping.config.sections import (
     _campaign,
     _deductions,
@@ -141,6 +142,7 @@ def _build(data: dict, file: Path, check: _Check) -> SurveyConfig | None:
             "ivr",
             "prompts",
             "experiment",
+            "script",
         ),
     )
     raw_prompts = data.get("prompts")
@@ -163,9 +165,10 @@ def _build(data: dict, file: Path, check: _Check) -> SurveyConfig | None:
     ivr = _ivr(check, data, languages, scale_labels)
     prompts = _prompts(check, data, campaign, scale_labels)
     experiment = _experiment(check, data)
+    script = _script(check, data, languages)
 
     parts = (campaign, towns, tracks, scale, groups, deductions, flags, calling, ivr, prompts,
-             experiment)
+             experiment, script)
     if check.problems or any(p is None for p in parts):
         return None
     return SurveyConfig(
@@ -181,4 +184,5 @@ def _build(data: dict, file: Path, check: _Check) -> SurveyConfig | None:
         ivr=ivr,
         prompts=prompts,
         experiment=experiment,
+        script=script,
     )

@@ -390,6 +390,8 @@ class SurveyConfig:
     ivr: IvrSettings
     prompts: Prompts
     experiment: Experiment = field(default_factory=Experiment)
+    #: The interviewer's script per language (``[script.<lang>]``, :mod:`minping.config.script`).
+    script: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     _units: Mapping[str, Unit] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -460,6 +462,24 @@ class SurveyConfig:
             return template.format_map(fields)
         except KeyError as exc:
             raise KeyError(f"prompt {key!r} needs a value for {{{exc.args[0]}}}") from None
+
+    def render_script(self, key: str, lang: str | None = None, **values: object) -> str:
+        """The interviewer's script line ``key`` in ``lang``, placeholders filled.
+
+        ``{options}`` (in ``question``) is the scale's labels in ``lang``, in order.
+        """
+        lang = lang or self.campaign.default_language
+        table = self.script.get(lang) or self.script.get(self.campaign.default_language) or {}
+        template = table.get(key, "")
+        sep = ", " if lang == "en" else "、"
+        fields: dict[str, object] = {
+            "center": self.campaign.center(lang),
+            "campaign": self.campaign.label(lang),
+            "options": sep.join(o.label(lang) for o in self.scale.options),
+            "interviewer": "", "unit": "", "track": "",
+        }
+        fields.update(values)
+        return template.format_map(fields)
 
     def audio(self, key: str, lang: str | None = None) -> str | None:
         """The audio recorded for prompt ``key`` in ``lang``, or ``None``."""

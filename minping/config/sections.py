@@ -474,6 +474,31 @@ def _template_fields(check: _Check, text: str, path: str) -> set[str] | None:
     return names
 
 
+def _template_texts(check: _Check, table: dict, lp: str, fields: dict[str, frozenset[str]],
+                    required: dict[str, frozenset[str]], *, also=None) -> dict[str, str]:
+    """The text templates ``fields`` names in ``table``, each checked for its placeholders
+    (only those ``fields`` allows, all those ``required`` asks; then ``also(key, text,
+    path)``); bad ones reported, left out."""
+    texts: dict[str, str] = {}
+    for key in fields:
+        text = check.text(table, key, lp)
+        if text is None:
+            continue
+        kp = _join(lp, key)
+        used = _template_fields(check, text, kp)
+        if used is None:
+            continue
+        for name in sorted(used - fields[key]):
+            allowed = ", ".join(f"{{{f}}}" for f in sorted(fields[key]))
+            check.add(kp, f"unknown placeholder {{{name}}} (allowed: {allowed})")
+        for name in sorted(required.get(key, frozenset()) - used):
+            check.add(kp, f"must contain the placeholder {{{name}}}")
+        if also is not None:
+            also(key, text, kp)
+        texts[key] = text
+    return texts
+
+
 def _prompts(
     check: _Check, data: dict, campaign: Campaign | None, scale_labels: dict[str, dict]
 ) -> Prompts | None:
@@ -494,26 +519,17 @@ def _prompts(
             check.add(lp, f"must be a table, got {_show(table)}")
             continue
         check.unknown(table, lp, PROMPT_KEYS)
-        texts[lang] = {}
-        for key in PROMPT_KEYS:
-            text = check.text(table, key, lp)
-            if text is None:
-                continue
-            kp = _join(lp, key)
-            used = _template_fields(check, text, kp)
-            if used is None:
-                continue
-            for name in sorted(used - _PROMPT_FIELDS[key]):
-                allowed = ", ".join(f"{{{f}}}" for f in sorted(_PROMPT_FIELDS[key]))
-                check.add(kp, f"unknown placeholder {{{name}}} (allowed: {allowed})")
-            for name in sorted(_PROMPT_REQUIRED.get(key, frozenset()) - used):
-                check.add(kp, f"must contain the placeholder {{{name}}}")
-            if key == "question":
-                for option_key, labels in scale_labels.items():
-                    label = labels.get(lang)
-                    if label and label.casefold() not in text.casefold():
-                        check.add(kp, f'does not read out scale option "{option_key}" ({label})')
-            texts[lang][key] = text
+
+        def reads_the_scale(key: str, text: str, kp: str, lang: str = lang) -> None:
+            if key != "question":
+                return
+            for option_key, labels in scale_labels.items():
+                label = labels.get(lang)
+                if label and label.casefold() not in text.casefold():
+                    check.add(kp, f'does not read out scale option "{option_key}" ({label})')
+
+        texts[lang] = _template_texts(check, table, lp, _PROMPT_FIELDS, _PROMPT_REQUIRED,
+                                      also=reads_the_scale)
     if not texts:
         check.add("prompts", "needs at least one language table, e.g. [prompts.cmn-CN]")
 

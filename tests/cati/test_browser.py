@@ -17,14 +17,12 @@ from sqlalchemy import select
 from minping.models import Answer, Appointment, SampleCase
 from minping.runtime import runtime_of
 from tests.builders import FIELD_START, build_field
+from tests.cati import browsing
 from tests.cati.helpers import PASSWORD, Clock, add_user
 
 pytestmark = pytest.mark.browser
 
 SHOTS = pathlib.Path(__file__).parents[2] / "test-artifacts" / "screenshots"
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 @pytest.fixture
@@ -43,16 +41,7 @@ def served(app, db, request):
     thread.join(5)
 
 
-@pytest.fixture
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    if not pathlib.Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium", pytrace=False)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield b
-        b.close()
+browser = browsing.chromium
 
 
 def shot(page, name, db_name):
@@ -104,6 +93,8 @@ def test_interviewer_and_supervisor_in_chromium(served, browser, db):
     page.focus("#dial-manual")
     page.keyboard.press("Enter")
     page.wait_for_selector("#call-state:has-text('通话中')")
+    page.keyboard.press("Enter")  # the focus went to "consent given"
+    page.wait_for_selector("#call-state:has-text('已记录同意')")
     page.focus("#questions")
     keys = ["1", "2", "3", "0"]
     page.keyboard.press("3")  # a wrong first answer...
@@ -139,8 +130,8 @@ def test_interviewer_and_supervisor_in_chromium(served, browser, db):
     page.click("#dial-manual")
     page.wait_for_selector("#call-state:has-text('通话中')")
     page.select_option("#code", "2.211")
-    page.fill("#appt-date", "2026-12-02")
-    page.fill("#appt-time", "16:00")
+    page.select_option("#appt-date", "2026-12-02")
+    page.select_option("#appt-time", "16:00")
     page.check("#appt-hard")
     shot(page, "8-appointment", dbn)
     page.click("#close")

@@ -10,7 +10,7 @@ from cati import service
 from minping import fieldstats
 from minping.models import SampleCase, User
 from tests.builders import FIELD_START, build_field
-from tests.cati.helpers import add_user
+from tests.cati.helpers import add_user, answer_for
 
 # Twenty cases closed by two interviewers with known codes.
 #   ann: 1.1 x4, 1.2 (then attempts run out) x1, 2.112 x2, 4.31 x2, 3.13 (cap) x1
@@ -56,6 +56,7 @@ def run_plan(db, field):
                 case.next_attempt_at = None
                 assert service.cases.try_hold(s, case_id, channel="cati", now=t, user_id=user.id)
                 service.begin_attempt(s, case, user, now=t)
+                answer_for(s, case, user, code, now=t, cfg=cfg)
                 service.close_attempt(s, case, user, code=code, now=t + timedelta(minutes=3),
                                       cfg=cfg)
     return ids
@@ -63,7 +64,7 @@ def run_plan(db, field):
 
 @pytest.fixture
 def closed(db):
-    field = build_field(db, n_cases=20, units_per_case=1)
+    field = build_field(db, n_cases=20, units_per_case=2)
     # a cap of two attempts, so the temporary codes above end their cases
     calling = field.cfg.calling
     from dataclasses import replace

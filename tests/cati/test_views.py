@@ -52,11 +52,21 @@ def test_post_without_csrf_token_is_refused(field_app):
     app, db, *_ = field_app
     add_user(db, "ann")
     client = app.test_client()
-    assert client.post("/cati/login", data={"username": "ann", "password": PASSWORD}
-                       ).status_code == 400
+    # refused, and said in the user's language on the page the form came from (303: a
+    # reload does not post again), never a raw "Bad Request / CSRF token missing" page
+    r = client.post("/cati/login", data={"username": "ann", "password": PASSWORD},
+                    headers={"Referer": "http://localhost/cati/login"})
+    assert r.status_code == 303 and r.headers["Location"].endswith("/cati/login")
+    page = client.get("/cati/login").get_data(as_text=True)
+    assert "页面已过期" in page and "CSRF" not in page
     login(client, "ann")
-    assert client.post("/cati/next").status_code == 400
-    assert client.post("/cati/next", data={"csrf_token": "forged"}).status_code == 400
+    r = client.post("/cati/next", headers={"Referer": "http://localhost/cati/work"})
+    assert r.status_code == 303 and r.headers["Location"].endswith("/cati/work")
+    assert "页面已过期，未保存任何内容" in client.get("/cati/work").get_data(as_text=True)
+    assert client.post("/cati/next", data={"csrf_token": "forged"}).status_code == 303
+    # the page's fetch calls get JSON in the user's language
+    r = client.post("/cati/next", json={}, headers={"X-CSRF-Token": "forged"})
+    assert r.status_code == 403 and r.json["csrf"] and "页面已过期" in r.json["error"]
 
 
 def test_account_locks_after_repeated_failures(field_app):
@@ -114,13 +124,19 @@ def test_interview_through_the_screen(field_app):
                     headers=headers)
     assert r.status_code == 409
     assert client.post(f"/cati/case/{case_id}/dial?how=manual", headers=headers).json["ok"]
-    assert client.post(f"/cati/case/{case_id}/answer", json={"unit_id": units[0], "key": "7"},
-                       headers=headers).status_code == 400
+    # ratings only after consent
+    r = client.post(f"/cati/case/{case_id}/answer", json={"unit_id": units[0], "key": "1"},
+                    headers=headers)
+    assert r.status_code == 409 and "请先记录受访者同意" in r.json["error"]
+    assert client.post(f"/cati/case/{case_id}/consent", headers=headers).json["ok"]
+    r = client.post(f"/cati/case/{case_id}/answer", json={"unit_id": units[0], "key": "7"},
+                    headers=headers)
+    assert r.status_code == 400 and "按键 7 不在评价量表内" in r.json["error"]
     for unit, key in zip(units, "120", strict=True):
         assert client.post(f"/cati/case/{case_id}/answer", json={"unit_id": unit, "key": key},
                            headers=headers).json["ok"]
     r = client.post(f"/cati/case/{case_id}/close", data={"csrf_token": token, "code": "1.1"})
-    assert r.status_code == 302
+    assert r.status_code == 303
     with db.session() as s:
         case = s.get(SampleCase, case_id)
         assert case.final_disposition == "1.1" and case.lock_channel is None
@@ -138,7 +154,10 @@ def test_supervisor_sees_full_numbers_and_changes_are_audited(field_app):
 
         case = s.get(SampleCase, case_id)
         unit = cases.case_units(s, case_id)[0].unit_id
-        cases.record_answer(s, case, unit, "1", channel="ivr", now=FIELD_START, actor="ivr")
+        call = cases.start_attempt(s, case, channel="ivr", now=FIELD_START)
+        cases.add_event(s, call, "consent", now=FIELD_START)
+        cases.record_answer(s, case, unit, "1", channel="ivr", now=FIELD_START, actor="ivr",
+                            attempt_id=call.id)
     stat = app.test_client()
     login(stat, "stan")
     stoken = csrf(stat, "/cati/cases")

@@ -60,7 +60,8 @@ class Interviewers:
                         return
                     with self.lock:
                         self.held.append((case.id, user_id))
-                    cati.begin_attempt(s, case, user, now=datetime.now(UTC))
+                    attempt = cati.begin_attempt(s, case, user, now=datetime.now(UTC))
+                    cati.mark_answered(s, attempt, now=datetime.now(UTC), consent=True)
                     s.commit()
                     keys = ["1", "2", "3", "0"]
                     for i, unit in enumerate(case_units(s, case.id)):
