@@ -25,9 +25,9 @@ from typing import Any
 
 from markupsafe import Markup
 
+from minping.report_effects import effects_context
 from scoring.aapor import E_DEFAULT_FORMULA, OutcomeRates
 from scoring.composite import CompositeScore, PartScore, TrackScores
-from scoring.report_effects import effects_context
 from scoring.units import UnitScores
 
 __all__ = [

@@ -71,7 +71,7 @@ EFFECTS_TEXT = {
 
 
 def _diff(d: dict | None) -> tuple[str, str, str]:
-    from scoring.report import _interval
+    from minping.report import _interval
 
     if not d:
         return "—", "—", "—"
@@ -82,7 +82,7 @@ def _diff(d: dict | None) -> tuple[str, str, str]:
 
 def effects_context(effects: dict[str, Any] | None, names: dict[str, str], lang: str) -> dict | None:
     """What the template shows; ``names`` maps track and unit ids to their labels."""
-    from scoring.report import _interval, _num, _pct
+    from minping.report import _interval, _num, _pct
 
     if not effects:
         return None
