@@ -106,7 +106,8 @@ def _gunicorn_app(options: dict, pool: str = "all"):
     class MinpingServer(BaseApplication):
         def load_config(self):
             for key, value in options.items():
-                self.cfg.set(key, value)
+                if key in self.cfg.settings:  # (a setting of a newer gunicorn: skipped)
+                    self.cfg.set(key, value)
 
         def load(self):
             # Every worker builds its own app (its own database pool).
@@ -176,7 +177,8 @@ def serve(bind: str, workers: int, threads: int, timeout: int, ivr_bind: str | N
     ivr_pool = None
     if ivr_bind and pool == "all":
         ivr_pool = subprocess.Popen([
-            sys.executable, "-c", "from minping.cli import main; main()", "serve", "--pool", "ivr", "--bind", ivr_bind,
+            sys.executable, "-c", "from minping.cli import main; main()",
+            "serve", "--pool", "ivr", "--bind", ivr_bind,
             "--workers", str(ivr_workers), "--threads", str(ivr_threads),
             "--timeout", str(timeout)])
         click.echo(f"minping: IVR webhooks served by their own pool at {ivr_bind} "
@@ -205,4 +207,6 @@ def _run_pool(bind: str, workers: int, threads: int, timeout: int, pool: str) ->
         "accesslog": "-",
         "forwarded_allow_ips": os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
         "proc_name": "minping-ivr" if pool == "ivr" else "minping",
+        # gunicorn 27's control socket has one default path: two pools would share it
+        "control_socket_disable": True,
     }, pool).run()
