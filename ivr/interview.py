@@ -303,12 +303,17 @@ def _save_answer(session: Session, attempt, unit: cases.CaseUnitState,
         .with_for_update()).first()
     if row.rating == rating:
         return
-    conn.execute(_INSERT_AUDIT, {
-        "at": now, "user_id": None, "actor": "ivr", "action": "answer.change",
-        "entity": "answer", "entity_id": str(row.id),
-        "old": {"rating": row.rating, "channel": row.channel},
-        "new": {"rating": rating, "channel": "ivr"},
-        "detail": f"case {attempt.case_id} unit {unit.unit_id}"})
+    audit = {"at": now, "user_id": None, "actor": "ivr", "action": "answer.change",
+             "entity": "answer", "entity_id": str(row.id),
+             "old": {"rating": row.rating, "channel": row.channel},
+             "new": {"rating": rating, "channel": "ivr"},
+             "detail": f"case {attempt.case_id} unit {unit.unit_id}"}
+    if isinstance(attempt, Live):  # the row is locked: written with the attempt's event
+        attempt.write_later(insert(AuditLog.__table__).values(audit))
+        attempt.write_later(update(_ANS).where(_ANS.c.id == row.id).values(
+            rating=rating, channel="ivr", attempt_id=attempt.id, updated_at=now))
+        return
+    conn.execute(_INSERT_AUDIT, audit)
     conn.execute(_UPDATE_ANSWER, {"answer_id": row.id, "rating": rating, "attempt": attempt.id,
                                   "now": now})
 
