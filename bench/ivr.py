@@ -18,7 +18,10 @@ without signature check or database) and then, in one run:
 ``flood``
     the answer webhook at a steady pace (``--paced-rate`` requests/s), first
     alone, then while 50 clients log in to CATI at once (scrypt): webhook p50,
-    p99 and max in both phases, and how the log-ins were answered.
+    p99 and max in both phases, and how the log-ins were answered; once with one
+    worker pool for everything and once as ``minping serve --ivr-bind`` runs it
+    (the webhooks on a pool of their own, the log-ins on the other, at a lower
+    CPU priority) -- ``--flood-pools``.
 ``bodies``
     what a refused request costs: a signed answer, an unsigned small request,
     an unsigned 1 MB form of 100,000 fields, and the same with a wrong signature.
@@ -168,36 +171,51 @@ def _write_requests(reqs: list, directory: Path, name: str) -> Path:
 
 
 class Server:
-    def __init__(self, url: str, workers: int, threads: int):
+    """gunicorn with ``bench.ivr_wsgi:app``; ``split=True``: ``minping serve --ivr-bind``
+    instead (the webhooks on a pool of their own at ``ivr_base``, the rest at ``base``)."""
+
+    def __init__(self, url: str, workers: int, threads: int, *, split: bool = False):
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
+        self.ivr_base = self.base
         env = os.environ | {"DATABASE_URL": url, "MINPING_PUBLIC_URL": PUBLIC_URL,
                             "TWILIO_AUTH_TOKEN": TOKEN, "TWILIO_ACCOUNT_SID": ACCOUNT,
                             "MINPING_ENV": "development", "MINPING_SECRET_KEY": "bench",
                             "PYTHONPATH": str(ROOT)}
         gunicorn = Path(sys.executable).with_name("gunicorn")
         fd, self.log = tempfile.mkstemp(prefix="bench-ivr-gunicorn-", suffix=".log")
-        cmd = [str(gunicorn), "-w", str(workers), "-b", f"127.0.0.1:{self.port}",
-               "--log-level", "warning", "--backlog", "2048"]
-        if threads > 1:  # keep-alive outlasts a run: Debian's wrk 4.1 with a Lua request()
-            # does not send again on a connection the server closed
-            cmd += ["-k", "gthread", "--threads", str(threads), "--keep-alive", "75"]
-        self.proc = subprocess.Popen(cmd + ["bench.ivr_wsgi:app"], cwd=ROOT, env=env,
-                                     stdout=fd, stderr=fd)
+        if split:
+            ivr_port = _free_port()
+            self.ivr_base = f"http://127.0.0.1:{ivr_port}"
+            cmd = [str(Path(sys.executable).with_name("minping")), "serve",
+                   "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers),
+                   "--threads", str(threads), "--ivr-bind", f"127.0.0.1:{ivr_port}",
+                   "--ivr-workers", str(workers), "--ivr-threads", str(threads)]
+            env["MINPING_LOG_LEVEL"] = "WARNING"
+        else:
+            cmd = [str(gunicorn), "-w", str(workers), "-b", f"127.0.0.1:{self.port}",
+                   "--log-level", "warning", "--backlog", "2048"]
+            if threads > 1:  # keep-alive outlasts a run: Debian's wrk 4.1 with a Lua request()
+                # does not send again on a connection the server closed
+                cmd += ["-k", "gthread", "--threads", str(threads), "--keep-alive", "75"]
+            cmd += ["bench.ivr_wsgi:app"]
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=fd, stderr=fd)
         os.close(fd)
-        for _ in range(300):
-            try:
-                if requests.get(self.base + "/healthz", timeout=5).ok:
-                    return
-            except requests.RequestException:
-                time.sleep(0.1)
-        self.stop()
-        raise SystemExit(f"gunicorn did not start: {Path(self.log).read_text()[-2000:]}")
+        for base in {self.base, self.ivr_base}:
+            for _ in range(600):
+                try:
+                    if requests.get(base + "/healthz", timeout=5).ok:
+                        break
+                except requests.RequestException:
+                    time.sleep(0.1)
+            else:
+                self.stop()
+                raise SystemExit(f"gunicorn did not start: {Path(self.log).read_text()[-2000:]}")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
-            self.proc.wait(timeout=30)
+            self.proc.wait(timeout=60)
 
 
 # --- throughput with wrk ---------------------------------------------------------------------------
@@ -347,14 +365,16 @@ def _login_flood(base: str, n: int, stop: threading.Event, outcome: dict, lock) 
 
 
 def flood(server: Server, data: dict, args) -> list[str]:
+    """The paced answer webhook alone, then during a log-in flood (webhooks to
+    ``server.ivr_base``, log-ins to ``server.base``: one pool or two)."""
     validator = RequestValidator(TOKEN)
     reqs = _requests_for("answer", data["answer"], 20000, validator, random.Random(2))
-    quiet, quiet_err = Paced(server.base, reqs, args.paced_rate).run(args.paced_seconds)
+    quiet, quiet_err = Paced(server.ivr_base, reqs, args.paced_rate).run(args.paced_seconds)
     quiet_load = _uptime()
     stop, lock, outcome = threading.Event(), threading.Lock(), {}
     threads = _login_flood(server.base, args.logins, stop, outcome, lock)
     time.sleep(1.0)  # the flood is under way
-    busy, busy_err = Paced(server.base, reqs[::-1], args.paced_rate).run(args.paced_seconds)
+    busy, busy_err = Paced(server.ivr_base, reqs[::-1], args.paced_rate).run(args.paced_seconds)
     stop.set()
     for t in threads:
         t.join()
@@ -440,10 +460,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paced-rate", type=float, default=100.0)
     parser.add_argument("--paced-seconds", type=float, default=8.0)
     parser.add_argument("--logins", type=int, default=50)
+    parser.add_argument("--flood-pools", default="shared,split",
+                        help="flood with one pool for all (shared), with minping serve's "
+                             "separate IVR pool (split), or both")
     parser.add_argument("--body-repeats", type=int, default=20)
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--seed", type=int, default=5)
     args = parser.parse_args(argv)
+    args.flood_pools = {p == "split" for p in args.flood_pools.split(",")}
     parts = set(args.only.split(","))
     if shutil.which("wrk") is None and parts & {"throughput"}:
         raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
@@ -467,18 +491,20 @@ def main(argv: list[str] | None = None) -> int:
             url = new_database()
             data = _setup(url, args.cases, args.logins if "flood" in parts else 0)
             with tempfile.TemporaryDirectory(prefix="bench-ivr-") as tmp:
-                runs = (("throughput", args.workers, args.threads,
-                         lambda: throughput(server, data, args, Path(tmp))),
-                        ("flood", args.workers, args.threads, lambda: flood(server, data, args)),
-                        ("bodies", args.workers, args.threads,
-                         lambda: bodies(server, data, args)))
-                for part, workers, threads, fn in runs:
-                    if part not in parts:
+                runs = (("throughput", False, lambda: throughput(server, data, args, Path(tmp))),
+                        ("flood", False, lambda: flood(server, data, args)),
+                        ("flood", True, lambda: flood(server, data, args)),
+                        ("bodies", False, lambda: bodies(server, data, args)))
+                workers, threads = args.workers, args.threads
+                for part, split, fn in runs:
+                    if part not in parts or (part == "flood" and split not in args.flood_pools):
                         continue
-                    server = Server(url, workers, threads)
+                    server = Server(url, workers, threads, split=split)
                     kind = f"{workers} sync workers" if threads == 1 else \
                         f"{workers} workers x {threads} threads"
-                    lines = [f"[{part}: gunicorn {kind}]"] + fn()
+                    kind = (f"minping serve --ivr-bind: web pool and IVR pool of {kind} each"
+                            if split else f"gunicorn {kind}, one pool")
+                    lines = [f"[{part}: {kind}]"] + fn()
                     server.stop()
                     server = None
                     print("\n".join(lines) + "\n", flush=True)

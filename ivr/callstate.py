@@ -108,6 +108,8 @@ def record_amd(session: Session, attempt: Live | CallAttempt, *, answered_by: st
 
 def _keys_pressed(session: Session, attempt) -> bool:
     """True once a key pressed on the call reached the webhooks."""
+    if isinstance(attempt, Live):
+        attempt.save(session)  # its pending events first
     digits = session.scalars(select(AttemptEvent.payload).where(
         AttemptEvent.attempt_id == attempt.id, AttemptEvent.kind == "digits")).all()
     return any(p.get("digits") for p in digits)

@@ -62,15 +62,17 @@ def start_call(session: Session, cfg, attempt: Live, *, urls: Urls, now: datetim
     """The call's first document: greeting and consent (nothing for a machine)."""
     if answered_by and not attempt.answered_by:
         attempt.answered_by = answered_by
-    attempt.save(session)
     if _over(attempt):
-        return flow.hangup()
-    if _is_machine(attempt):
+        twiml = flow.hangup()
+    elif _is_machine(attempt):
         add_event(session, attempt, "machine_hangup", now=now,
                   payload={"answered_by": attempt.answered_by})
-        return flow.hangup()
-    add_event(session, attempt, "greeting", now=now)
-    return flow.greeting(cfg, language_of(cfg, attempt), action=urls.consent(attempt.id))
+        twiml = flow.hangup()
+    else:
+        add_event(session, attempt, "greeting", now=now)
+        twiml = flow.greeting(cfg, language_of(cfg, attempt), action=urls.consent(attempt.id))
+    attempt.save(session)  # the change and the event in one statement (inbound calls too)
+    return twiml
 
 
 def consent(session: Session, cfg, attempt: Live, *, digits: str, tries: int,
@@ -289,22 +291,29 @@ def _save_answer(session: Session, attempt, unit: cases.CaseUnitState,
     """
     conn = session.connection()
     if not unit.answered:
-        conn.execute(_INSERT_ANSWER, {"case_id": attempt.case_id, "unit_id": unit.unit_id,
-                                      "rating": rating, "channel": "ivr",
-                                      "attempt_id": attempt.id, "answered_at": now,
-                                      "updated_at": now})
+        row = {"case_id": attempt.case_id, "unit_id": unit.unit_id, "rating": rating,
+               "channel": "ivr", "attempt_id": attempt.id, "answered_at": now, "updated_at": now}
+        if isinstance(attempt, Live):  # written with the attempt's event, one round trip
+            attempt.write_later(insert(_ANS).values(row))
+        else:
+            conn.execute(_INSERT_ANSWER, row)
         return
     row = conn.execute(select(_ANS.c.id, _ANS.c.rating, _ANS.c.channel).where(
         _ANS.c.case_id == attempt.case_id, _ANS.c.unit_id == unit.unit_id)
         .with_for_update()).first()
     if row.rating == rating:
         return
-    conn.execute(_INSERT_AUDIT, {
-        "at": now, "user_id": None, "actor": "ivr", "action": "answer.change",
-        "entity": "answer", "entity_id": str(row.id),
-        "old": {"rating": row.rating, "channel": row.channel},
-        "new": {"rating": rating, "channel": "ivr"},
-        "detail": f"case {attempt.case_id} unit {unit.unit_id}"})
+    audit = {"at": now, "user_id": None, "actor": "ivr", "action": "answer.change",
+             "entity": "answer", "entity_id": str(row.id),
+             "old": {"rating": row.rating, "channel": row.channel},
+             "new": {"rating": rating, "channel": "ivr"},
+             "detail": f"case {attempt.case_id} unit {unit.unit_id}"}
+    if isinstance(attempt, Live):  # the row is locked: written with the attempt's event
+        attempt.write_later(insert(AuditLog.__table__).values(audit))
+        attempt.write_later(update(_ANS).where(_ANS.c.id == row.id).values(
+            rating=rating, channel="ivr", attempt_id=attempt.id, updated_at=now))
+        return
+    conn.execute(_INSERT_AUDIT, audit)
     conn.execute(_UPDATE_ANSWER, {"answer_id": row.id, "rating": rating, "attempt": attempt.id,
                                   "now": now})
 

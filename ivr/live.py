@@ -135,25 +135,54 @@ class Live:
     object's; :meth:`save` writes the changed ones back in one ``UPDATE``.
     """
 
-    __slots__ = (*LIVE_FIELDS, "case_state", "case_language", "opted_out", "units", "_changed")
+    __slots__ = (*LIVE_FIELDS, "case_state", "case_language", "opted_out", "units", "_changed",
+                 "_events", "_writes")
 
     def __init__(self, row, units: list | None = None):
         for name in (*LIVE_FIELDS, "case_state", "case_language", "opted_out"):
             object.__setattr__(self, name, getattr(row, name))
         object.__setattr__(self, "units", units)
         object.__setattr__(self, "_changed", {})
+        object.__setattr__(self, "_events", [])
+        object.__setattr__(self, "_writes", [])
 
     def __setattr__(self, name: str, value) -> None:
         object.__setattr__(self, name, value)
         if name in LIVE_FIELDS:
             self._changed[name] = value
 
+    def write_later(self, statement) -> None:
+        """Run the ``INSERT``/``UPDATE`` ``statement`` (values bound) with :meth:`save`."""
+        self._writes.append(statement)
+
     def save(self, session: Session) -> None:
-        """Write the attempt's changed fields (one ``UPDATE``; nothing if none changed)."""
+        """Write what is pending -- statements given to :meth:`write_later`, the
+        attempt's changed fields, its new events -- in one statement.
+
+        On PostgreSQL one statement, one round trip: ``WITH w0 AS (INSERT ...), w1 AS
+        (UPDATE ...) INSERT INTO attempt_events ...`` (its parts succeed or fail
+        together); on SQLite the parts one after the other.  Nothing if nothing is
+        pending.
+        """
+        parts = list(self._writes)
         if self._changed:
-            session.connection().execute(update(_A).where(_A.c.id == self.id)
-                                         .values(**self._changed))
-            object.__setattr__(self, "_changed", {})
+            parts.append(update(_A).where(_A.c.id == self.id).values(**self._changed))
+        if self._events:
+            parts.append(insert(_E).values(self._events))
+        if not parts:
+            return
+        object.__setattr__(self, "_changed", {})
+        object.__setattr__(self, "_events", [])
+        object.__setattr__(self, "_writes", [])
+        conn = session.connection()
+        if len(parts) > 1 and conn.dialect.name != "postgresql":
+            for part in parts:  # SQLite has no INSERT/UPDATE inside WITH
+                conn.execute(part)
+            return
+        stmt = parts[-1]
+        for i, part in enumerate(parts[:-1]):
+            stmt = stmt.add_cte(part.cte(f"w{i}"))
+        conn.execute(stmt)
 
     def orm(self, session: Session) -> CallAttempt:
         """The attempt as an ORM object, with this object's changes written first."""
@@ -213,15 +242,30 @@ def language_of(cfg, case) -> str:
 
 def add_event(session: Session, attempt, kind: str, *, now: datetime, payload: dict | None = None,
               sequence_number: int | None = None, idempotency_token: str | None = None) -> None:
-    """Append an event at once (one ``INSERT``; ``attempt``: anything with an ``id``)."""
-    session.connection().execute(_INSERT_EVENT, {
-        "attempt_id": attempt.id, "at": now, "kind": kind, "payload": payload or {},
-        "sequence_number": sequence_number, "idempotency_token": idempotency_token})
+    """Append an event (``attempt``: anything with an ``id``).
+
+    A :class:`Live` attempt's plain events (no sequence number or token to check)
+    are written with its other changes by :meth:`Live.save` -- in the same
+    transaction, before the webhook commits, and before anything reads the
+    attempt's events or its ORM object -- which saves a round trip each; other
+    events are inserted at once.
+    """
+    row = {"attempt_id": attempt.id, "at": now, "kind": kind, "payload": payload or {},
+           "sequence_number": sequence_number, "idempotency_token": idempotency_token}
+    if isinstance(attempt, Live) and sequence_number is None and idempotency_token is None:
+        attempt._events.append(row)
+        return
+    session.connection().execute(_INSERT_EVENT, row)
 
 
-def event_kinds(session: Session, attempt_id: int) -> set[str]:
+def event_kinds(session: Session, attempt) -> set[str]:
+    """The kinds of the attempt's events (``attempt``: an id, or a :class:`Live` -- its
+    pending events written first)."""
+    if isinstance(attempt, Live):
+        attempt.save(session)
+        attempt = attempt.id
     return set(session.scalars(select(AttemptEvent.kind).where(
-        AttemptEvent.attempt_id == attempt_id)).all())
+        AttemptEvent.attempt_id == attempt)).all())
 
 
 def unit_texts(cfg, state: cases.CaseUnitState, lang: str) -> tuple[str, str]:

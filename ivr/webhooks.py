@@ -192,25 +192,40 @@ def _transact(work) -> Response:
     Two deliveries of the same request at the same moment (Twilio retrying a slow
     webhook) can both try to insert the same answer: the loser's transaction is
     rolled back and run again -- reading the attempt again -- and then finds the
-    answer already stored.
+    answer already stored.  A lost database connection: :func:`_again_if_connection_lost`.
+    """
+    session = db_session()
 
-    Likewise a transaction that failed because the database connection was lost
-    (PostgreSQL restarted, a fail-over) is run again once on a fresh connection:
-    nothing of it was committed, and the work is idempotent.
+    def run() -> Response:
+        for tries in (1, 2):
+            try:
+                body = work()
+                _commit(session)
+                return _twiml(body)
+            except IntegrityError:
+                session.rollback()
+                g.pop("ivr_attempt", None)
+                if tries == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    return _again_if_connection_lost(run)
+
+
+def _again_if_connection_lost(run):
+    """``run()``, and once more on a fresh connection if the database connection was lost.
+
+    A transaction cut by a lost connection (PostgreSQL restarted, a fail-over, a
+    pooled connection that died while idle: the pool does not ping connections in
+    use a moment ago, :mod:`minping.db`) is run again: nothing of it was committed,
+    or -- the ``COMMIT`` itself cut -- it was, and the webhooks' work is idempotent.
     """
     session = db_session()
     for tries in (1, 2):
         try:
-            body = work()
-            _commit(session)
-            return _twiml(body)
-        except IntegrityError:
-            session.rollback()
-            g.pop("ivr_attempt", None)
-            if tries == 2:
-                raise
+            return run()
         except DBAPIError as exc:
-            if not exc.connection_invalidated or tries == 2:
+            if isinstance(exc, IntegrityError) or not exc.connection_invalidated or tries == 2:
                 raise
             log.warning("database connection lost; running the webhook's transaction again")
             session.rollback()
@@ -319,46 +334,54 @@ def _token() -> str | None:
 @bp.post("/status")
 def status():
     session = db_session()
-    attempt = _attempt()
-    if attempt is None:  # an unknown call (an unknown caller's inbound call, say)
-        _commit(session)
+
+    def run() -> Response:
+        attempt = _attempt()
+        if attempt is None:  # an unknown call (an unknown caller's inbound call, say)
+            _commit(session)
+            return _twiml(flow.empty())
+        if not request.form.get("CallStatus"):
+            abort(400, description="CallStatus is missing")
+        try:
+            callstate.record_status(session, survey_config(), attempt, request.form,
+                                    token=_token(), now=now())
+            _commit(session)
+        except IntegrityError:  # the same callback, delivered twice at the same moment
+            session.rollback()
         return _twiml(flow.empty())
-    if not request.form.get("CallStatus"):
-        abort(400, description="CallStatus is missing")
-    try:
-        callstate.record_status(session, survey_config(), attempt, request.form, token=_token(),
-                              now=now())
-        _commit(session)
-    except IntegrityError:  # the same callback, delivered twice at the same moment
-        session.rollback()
-    return _twiml(flow.empty())
+    return _again_if_connection_lost(run)
 
 
 @bp.post("/amd")
 def amd():
     session = db_session()
-    attempt = _attempt()
-    if attempt is None:
-        _commit(session)
-        return _twiml(flow.empty())
-    answered_by = request.form.get("AnsweredBy", "").strip()
-    if not answered_by:
-        abort(400, description="AnsweredBy is missing")
-    try:
-        machine = callstate.record_amd(session, attempt, answered_by=answered_by, token=_token(),
-                                     now=now())
-        _commit(session)
-    except IntegrityError:
-        session.rollback()
-        return _twiml(flow.empty())
-    if machine and attempt.call_sid:
+
+    def run():
+        attempt = _attempt()
+        if attempt is None:
+            _commit(session)
+            return None
+        answered_by = request.form.get("AnsweredBy", "").strip()
+        if not answered_by:
+            abort(400, description="AnsweredBy is missing")
+        try:
+            machine = callstate.record_amd(session, attempt, answered_by=answered_by,
+                                           token=_token(), now=now())
+            _commit(session)
+        except IntegrityError:
+            session.rollback()
+            return None
+        return attempt.call_sid if machine else None
+
+    machine_call = _again_if_connection_lost(run)
+    if machine_call:
         # no questions for a machine: end the call now (no message is left)
         from twilio.base.exceptions import TwilioException
 
         try:
-            twilio_client().calls(attempt.call_sid).update(status="completed")
+            twilio_client().calls(machine_call).update(status="completed")
         except TwilioException as exc:
-            current_app.logger.warning("could not hang up %s: %s", attempt.call_sid, exc)
+            current_app.logger.warning("could not hang up %s: %s", machine_call, exc)
     return _twiml(flow.empty())
 
 

@@ -3,18 +3,22 @@
 One :class:`Database` per app (or per CLI command).  The request helpers
 (``db_session``, ``settings_of``, ``database_of``) live here too, so the
 blueprints never import the app factory.  SQLite gets foreign keys,
-WAL journaling and a busy timeout; PostgreSQL gets a pre-pinged pool so the app
-recovers by itself after a database restart.
+WAL journaling and a busy timeout; PostgreSQL gets a pool that pings a connection
+only when it has been idle for a while (:data:`PING_AFTER_IDLE`), so the app
+recovers by itself after a database restart without a round trip on every
+request; a request that meets a connection lost under load is run again by its
+caller (the webhooks do, :func:`ivr.webhooks._transact`).
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, exc, inspect
 from sqlalchemy.orm import Session, sessionmaker
 
 from minping.errors import MinpingError
@@ -121,8 +125,38 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20,
-                         hide_parameters=True)
+    engine = create_engine(url, echo=echo, pool_size=10, max_overflow=20, hide_parameters=True)
+    _ping_when_idle(engine)
+    return engine
+
+
+#: Seconds a pooled connection may have been idle before it is pinged at check-out.
+PING_AFTER_IDLE = 2.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Ping a pooled connection at check-out only if it was idle for :data:`PING_AFTER_IDLE` s.
+
+    ``pool_pre_ping`` costs a round trip on every request; a connection handed back
+    a moment ago is alive (or was lost under load, which the invalidated pool and
+    the caller's retry handle).  A dead one found here is replaced, as pre-ping does.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_conn, record):
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_conn, record, _proxy):
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_conn)
+        except Exception as error:  # noqa: BLE001 - any failure: the connection is gone
+            raise exc.DisconnectionError(f"idle connection lost: {error}") from error
+        if alive is False:
+            raise exc.DisconnectionError("idle connection lost")
 
 
 class Database:

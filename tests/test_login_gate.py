@@ -59,3 +59,84 @@ def test_the_slot_is_given_back_when_the_log_in_fails():
         with pytest.raises(RuntimeError):
             _call(gate)
     assert gate.slots.acquire(blocking=False)
+
+
+def test_the_ivr_pool_answers_the_webhooks_only():
+    from minping.commands.serve import IvrOnly
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"app"]
+
+    pool = IvrOnly(app)
+    assert _call(pool, path="/ivr/answer")[0] == "200 OK"
+    assert _call(pool, method="GET", path="/healthz")[0] == "200 OK"
+    status, _, body = _call(pool, path="/cati/login")
+    assert status.startswith("404") and b"/ivr/" in body
+    assert _call(pool, method="GET", path="/cati/")[0].startswith("404")
+
+
+def _get(url: str):
+    import requests
+
+    try:
+        return requests.get(url, timeout=10, allow_redirects=False)
+    except requests.RequestException:
+        return None
+
+
+def test_serve_with_ivr_bind_runs_the_webhooks_on_a_pool_of_their_own(pg_database, tmp_path):
+    """``minping serve --ivr-bind``: the webhooks on one address, the CATI screens on the
+    other, each gunicorn with its own workers; both stop with the command."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    web, ivr = (f"127.0.0.1:{p}" for p in ports)
+    env = os.environ | {"DATABASE_URL": pg_database, "MINPING_ENV": "development",
+                        "MINPING_SECRET_KEY": "x" * 40,
+                        "MINPING_PUBLIC_URL": "https://survey.test.invalid",
+                        "TWILIO_AUTH_TOKEN": "t", "MINPING_INSTANCE_PATH": str(tmp_path)}
+    minping = Path(sys.executable).with_name("minping")
+    log = (tmp_path / "serve.log").open("w")
+    proc = subprocess.Popen([str(minping), "serve", "--bind", web, "--workers", "1",
+                             "--ivr-bind", ivr, "--ivr-workers", "1"], env=env,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            a, b = _get(f"http://{web}/healthz"), _get(f"http://{ivr}/healthz")
+            if a is not None and b is not None and a.ok and b.ok:
+                break
+            time.sleep(0.5)
+        else:
+            raise AssertionError((tmp_path / "serve.log").read_text()[-3000:])
+        assert _get(f"http://{web}/cati/login").status_code == 200
+        assert _get(f"http://{ivr}/cati/login").status_code == 404
+        import requests
+
+        # the IVR pool runs the webhooks: an unsigned request is refused there, not 404
+        r = requests.post(f"http://{ivr}/ivr/answer?attempt=1&pos=0", data={"CallSid": "CA1"},
+                          timeout=10)
+        assert r.status_code == 403
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=90)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            log.close()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and _get(f"http://{ivr}/healthz") is not None:
+        time.sleep(0.5)
+    assert _get(f"http://{ivr}/healthz") is None  # the IVR pool stopped with the command

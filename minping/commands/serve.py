@@ -6,11 +6,21 @@ caller waits on.  :class:`LoginGate` lets at most ``login_slots`` log-ins per
 worker process run at once; another arriving meanwhile is answered at once with
 503 and ``Retry-After: 1`` (the CATI log-in page asks to try again), before any
 hashing.  Webhooks never wait behind a log-in for a thread.
+
+With ``--ivr-bind`` the IVR webhooks get worker processes of their own: ``minping
+serve`` starts a second gunicorn (``--pool ivr``) on that address, whose app answers
+only ``/ivr/...`` and ``/healthz`` (:class:`IvrOnly`), and runs the rest (the CATI
+screens, log-ins) at a lower CPU priority (``--web-nice``).  The reverse proxy sends
+``/ivr/`` to the IVR address: a log-in flood then neither takes the webhooks'
+threads nor, on a busy machine, their CPU.
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import threading
 
 import click
@@ -51,35 +61,60 @@ class LoginGate:
             self.slots.release()
 
 
+class IvrOnly:
+    """WSGI middleware of the IVR pool: ``/ivr/...`` and ``/healthz``; 404 for the rest.
+
+    The IVR pool's workers never hash a password or render a CATI page, whatever
+    reaches them.
+    """
+
+    NOT_HERE = b"404 Not Found: this server answers the Twilio webhooks (/ivr/) only\n"
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/ivr/") or path == "/healthz":
+            return self.app(environ, start_response)
+        start_response("404 Not Found", [("Content-Type", "text/plain"),
+                                          ("Content-Length", str(len(self.NOT_HERE)))])
+        return [self.NOT_HERE]
+
+
 def login_slots() -> int:
     value = os.environ.get("MINPING_LOGIN_SLOTS", "")
     return int(value) if value.strip().isdigit() and int(value) > 0 else DEFAULT_LOGIN_SLOTS
 
 
-def wsgi_app(slots: int | None = None):
+def wsgi_app(slots: int | None = None, *, pool: str = "all"):
     """The app as ``minping serve`` runs it: :func:`minping.app.create_app` behind a
-    :class:`LoginGate`."""
+    :class:`LoginGate` (``pool="ivr"``: behind :class:`IvrOnly` instead)."""
     from minping.app import create_app
 
     app = create_app()
-    app.wsgi_app = LoginGate(app.wsgi_app, slots or login_slots())
+    if pool == "ivr":
+        app.wsgi_app = IvrOnly(app.wsgi_app)
+    else:
+        app.wsgi_app = LoginGate(app.wsgi_app, slots or login_slots())
     return app
 
 
-def _gunicorn_app(options: dict):
+def _gunicorn_app(options: dict, pool: str = "all"):
     from gunicorn.app.base import BaseApplication
 
     class MinpingServer(BaseApplication):
         def load_config(self):
             for key, value in options.items():
-                self.cfg.set(key, value)
+                if key in self.cfg.settings:  # (a setting of a newer gunicorn: skipped)
+                    self.cfg.set(key, value)
 
         def load(self):
             # Every worker builds its own app (its own database pool).
             from minping.logs import configure_logging
 
             configure_logging()
-            return wsgi_app()
+            return wsgi_app(pool=pool)
 
     return MinpingServer()
 
@@ -93,12 +128,25 @@ def _gunicorn_app(options: dict):
               show_default=True, help="Threads per worker (env MINPING_THREADS).")
 @click.option("--timeout", type=click.IntRange(1), default=30, show_default=True,
               help="Seconds before a stuck worker is restarted (Twilio gives up after 15 s).")
+@click.option("--ivr-bind", envvar="MINPING_IVR_BIND", default=None,
+              help="host:port of a separate worker pool for the Twilio webhooks (/ivr/); "
+                   "route /ivr/ there at the reverse proxy (env MINPING_IVR_BIND).")
+@click.option("--ivr-workers", envvar="MINPING_IVR_WORKERS", type=click.IntRange(1), default=2,
+              show_default=True, help="Worker processes of the IVR pool.")
+@click.option("--ivr-threads", envvar="MINPING_IVR_THREADS", type=click.IntRange(1), default=8,
+              show_default=True, help="Threads per worker of the IVR pool.")
+@click.option("--web-nice", envvar="MINPING_WEB_NICE", type=click.IntRange(0, 19), default=5,
+              show_default=True,
+              help="With --ivr-bind: how much lower the CPU priority of the other pool is.")
+@click.option("--pool", type=click.Choice(["all", "ivr"]), default="all", hidden=True)
 @click.option("--check", is_flag=True, help="Only check the settings and the database, then exit.")
-def serve(bind: str, workers: int, threads: int, timeout: int, check: bool) -> None:
+def serve(bind: str, workers: int, threads: int, timeout: int, ivr_bind: str | None,
+          ivr_workers: int, ivr_threads: int, web_nice: int, pool: str, check: bool) -> None:
     """Serve the app with gunicorn.
 
     The settings are checked before any worker starts: in production a missing
-    secret stops the server with a message naming it.
+    secret stops the server with a message naming it.  With ``--ivr-bind`` the
+    webhooks get a pool of their own (see the module's text).
     """
     from sqlalchemy import text
 
@@ -131,6 +179,29 @@ def serve(bind: str, workers: int, threads: int, timeout: int, check: bool) -> N
                f"{'checked' if settings.verify_signatures else 'NOT checked'})", err=True)
     if check:
         return
+    ivr_pool = None
+    if ivr_bind and pool == "all":
+        ivr_pool = subprocess.Popen([
+            sys.executable, "-c", "from minping.cli import main; main()",
+            "serve", "--pool", "ivr", "--bind", ivr_bind,
+            "--workers", str(ivr_workers), "--threads", str(ivr_threads),
+            "--timeout", str(timeout)])
+        click.echo(f"minping: IVR webhooks served by their own pool at {ivr_bind} "
+                   f"(pid {ivr_pool.pid}); the rest at {bind}, nice +{web_nice}", err=True)
+        if web_nice:
+            os.nice(web_nice)  # inherited by this pool's workers, not by the IVR pool
+    try:
+        _run_pool(bind, workers, threads, timeout, pool)
+    finally:
+        if ivr_pool is not None and ivr_pool.poll() is None:
+            ivr_pool.send_signal(signal.SIGTERM)
+            try:
+                ivr_pool.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                ivr_pool.kill()
+
+
+def _run_pool(bind: str, workers: int, threads: int, timeout: int, pool: str) -> None:
     _gunicorn_app({
         "bind": bind,
         "workers": workers,
@@ -140,5 +211,7 @@ def serve(bind: str, workers: int, threads: int, timeout: int, check: bool) -> N
         "graceful_timeout": 20,
         "accesslog": "-",
         "forwarded_allow_ips": os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
-        "proc_name": "minping",
-    }).run()
+        "proc_name": "minping-ivr" if pool == "ivr" else "minping",
+        # gunicorn 27's control socket has one default path: two pools would share it
+        "control_socket_disable": True,
+    }, pool).run()

@@ -68,3 +68,25 @@ def test_naive_timestamps_are_refused(db):
     with pytest.raises(Exception, match="naive datetime"), db.transaction() as s:
         s.add(AuditLog(at=datetime(2026, 12, 1, 9, 30), actor="t", action="a", entity="e"))
         s.flush()
+
+
+def test_a_connection_that_died_while_idle_is_replaced_at_check_out(pg_database, monkeypatch):
+    """No ping per request: only a connection idle for a while is pinged at check-out,
+    and one found dead then is replaced, as ``pool_pre_ping`` would."""
+    from sqlalchemy import text
+
+    import minping.db
+
+    db = Database(pg_database)
+    admin = Database(pg_database)
+    try:
+        with db.engine.connect() as conn:
+            pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+        with admin.engine.begin() as conn:  # the server drops it (a restart, say)
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        monkeypatch.setattr(minping.db, "PING_AFTER_IDLE", 0.0)
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SELECT pg_backend_pid()")).scalar() != pid
+    finally:
+        db.dispose()
+        admin.dispose()
