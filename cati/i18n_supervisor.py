@@ -68,8 +68,8 @@ ZH_SUPERVISOR: dict[str, str] = {
     "hour.": "练习样本用于培训：不计入任何统计、报告或导出，号码不是真实电话号码，通话为模拟通话。任何时间都可以练习。",
     "{n} practice cases open.": "还有 {n} 个练习样本。",
     "Take a practice case": "领取练习样本",
-    "No practice case is left: ask a supervisor to run `minping practice create`.":
-        "没有练习样本了：请督导运行 `minping practice create`。",
+    "No practice case is left: ask a supervisor for more.":
+        "没有练习样本了：请督导再生成一些（minping practice create）。",
     "answered": "已回答的评价",
     "assigned": "分配的评价",
 }

@@ -31,7 +31,6 @@ def practice_next():
     case = take_practice_case(s, g.user.id, now=now())
     s.commit()
     if case is None:
-        flash(gettext("No practice case is left: ask a supervisor to run `minping practice "
-                      "create`."), "info")
+        flash(gettext("No practice case is left: ask a supervisor for more."), "info")
         return redirect(url_for("cati.practice"))
     return redirect(url_for("cati.case_screen", case_id=case.id))
