@@ -155,6 +155,18 @@ def ask_code(cfg, lang: str, *, digits: int, action: str, notice: str | None = N
     return str(response)
 
 
+def offer(cfg, lang: str, key: str, *, action: str, notice: str | None = None,
+          **values: object) -> str:
+    """Prompt ``key`` (a choice by key, e.g. the call-back offer) in a one-key ``<Gather>``."""
+    response = VoiceResponse()
+    gather = _gather(cfg, action)
+    if notice:
+        speak(gather, cfg, notice, lang)
+    speak(gather, cfg, key, lang, **values)
+    response.append(gather)
+    return str(response)
+
+
 def transfer(cfg, lang: str, *, number: str, timeout: int, action: str) -> str:
     """Say the hand-over prompt, then ring an interviewer's phone (``<Dial>``)."""
     response = VoiceResponse()
