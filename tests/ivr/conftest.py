@@ -115,3 +115,7 @@ def signed_post(client, public_url: str, path: str, form: dict, **kwargs):
     """POST ``form`` to ``path`` with the signature Twilio would send."""
     headers = {"X-Twilio-Signature": sign(public_url + path, form)} | kwargs.pop("headers", {})
     return client.post(path, data=form, headers=headers, **kwargs)
+
+
+# the simulator tests' fixtures (tests/ivr/test_simulator*.py)
+from tests.ivr.simulator_harness import harness_factory, inproc  # noqa: E402,F401
