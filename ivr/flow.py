@@ -168,11 +168,16 @@ def offer(cfg, lang: str, key: str, *, action: str, notice: str | None = None,
 
 
 def transfer(cfg, lang: str, *, number: str, timeout: int, action: str) -> str:
-    """Say the hand-over prompt, then ring an interviewer's phone (``<Dial>``)."""
+    """Say the hand-over prompt, then ring an interviewer's phone (``<Dial>``).
+
+    With ``[ivr] byoc_trunk_sid`` the leg goes through the BYOC trunk
+    (``<Number byoc="BY...">``), as the outbound calls do.
+    """
     response = VoiceResponse()
     speak(response, cfg, "handoff", lang)
     dial = response.dial(action=action, method="POST", timeout=timeout, answer_on_bridge=True)
-    dial.number(number)
+    byoc = getattr(cfg.ivr, "byoc_trunk_sid", "")
+    dial.number(number, **({"byoc": byoc} if byoc else {}))
     return str(response)
 
 

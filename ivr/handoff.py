@@ -20,13 +20,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ivr import flow
 from ivr.live import Live, Urls, event_kinds, language_of
 from minping import cases
-from minping.models import Appointment, AuditLog, CallAttempt, SampleCase, User
+from minping.models import Appointment, AttemptEvent, AuditLog, CallAttempt, SampleCase, User
 
 #: CATI priority of a case whose caller asked for an interviewer and found none free.
 HANDOFF_PRIORITY = 1000
@@ -151,3 +151,34 @@ def decline_callback(session: Session, case: SampleCase, attempt: CallAttempt, *
     session.add(AuditLog(at=now, actor="ivr", action="case.callback_declined", entity="case",
                          entity_id=str(case.id),
                          detail="the caller declined an interviewer's call-back"))
+
+
+def handover_counts(session: Session, *, draw_id: int | None = None) -> dict[str, int]:
+    """What became of the hand-overs (for the demo's and ``simulate``'s summaries).
+
+    ``asked`` hand-over keys, ``put_through`` (an interviewer's phone answered the
+    ``<Dial>``), ``not_answered`` (rung, nobody took it), ``callback_booked``,
+    ``callback_declined``, and ``taken_in_cati``: handed-over cases an interviewer
+    has since called (a CATI attempt).
+    """
+    E, A = AttemptEvent, CallAttempt
+    handed = (select(A.case_id).join(E, E.attempt_id == A.id).where(E.kind == "handoff")
+              .join(SampleCase, SampleCase.id == A.case_id))
+    if draw_id is not None:
+        handed = handed.where(SampleCase.draw_id == draw_id)
+
+    def events(kind: str, *where) -> int:
+        q = (select(func.count()).select_from(E).join(A, A.id == E.attempt_id)
+             .where(E.kind == kind, A.case_id.in_(handed), *where))
+        return session.scalar(q) or 0
+
+    put_through = E.payload["DialCallStatus"].as_string() == "completed"
+    return {
+        "asked": events("handoff"),
+        "put_through": events("handoff_result", put_through),
+        "not_answered": events("handoff_result", ~put_through),
+        "callback_booked": events("callback_requested"),
+        "callback_declined": events("callback_declined"),
+        "taken_in_cati": session.scalar(select(func.count(func.distinct(A.case_id))).where(
+            A.channel == "cati", A.case_id.in_(handed))) or 0,
+    }

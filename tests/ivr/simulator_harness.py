@@ -30,7 +30,10 @@ from ivr.simulator import (
 SID = "AC" + "5" * 32
 TOKEN = "test-auth-token"
 PUBLIC = "https://survey.example.org"
-FROM = "+8657100000000"
+FROM = "+85230010000"  # not +86: Twilio presents +86 caller IDs in China only via BYOC
+#: The Messaging Service SMS to mainland numbers go out through (the simulator refuses
+#: them from a number, as Twilio does).
+SERVICE = "MG" + "5" * 32
 UNITS = ("税务局", "公安局", "医保窗口")
 ALL_EVENTS = ["initiated", "ringing", "answered", "completed"]
 #: A model where everyone answers and does as asked (tests add the faults they need).

@@ -36,6 +36,7 @@ from tests.ivr.simulator_harness import (  # noqa: F401 (fixtures)
     COOPERATIVE,
     FROM,
     PUBLIC,
+    SERVICE,
     SID,
     TOKEN,
     UNITS,
@@ -287,7 +288,8 @@ def test_standalone_server_runs_from_the_command_line():
         base_url = re.search(r"http://127\.0\.0\.1:\d+", banner).group(0)
         client = twilio_client_http(base_url)
         try:
-            message = client.messages.create(to="+8613800000110", from_=FROM, body="hello")
+            message = client.messages.create(to="+8613800000110", messaging_service_sid=SERVICE,
+                                             body="hello")
             assert client.messages(message.sid).fetch().body == "hello"
         finally:
             client.http_client.session.close()

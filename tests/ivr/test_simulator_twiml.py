@@ -22,6 +22,7 @@ from tests.ivr.simulator_harness import (  # noqa: F401 (fixtures)
     COOPERATIVE,
     FROM,
     PUBLIC,
+    SERVICE,
     SID,
     TOKEN,
     UNITS,
@@ -199,7 +200,11 @@ def test_inbound_call(inproc):
 
 def test_sms(harness_factory):
     h = harness_factory(survey_app())
-    message = h.client.messages.create(to="+8613800000090", from_=FROM, body="您的预约已确认",
+    with pytest.raises(TwilioRestException) as info:  # to China, from a number: refused
+        h.client.messages.create(to="+8613800000090", from_=FROM, body="您的预约已确认")
+    assert info.value.code == 21612 and h.sim.messages == {}
+    message = h.client.messages.create(to="+8613800000090", messaging_service_sid=SERVICE,
+                                       body="您的预约已确认",
                                        status_callback=PUBLIC + "/sms-status")
     assert re.fullmatch(r"SM[0-9a-f]{32}", message.sid) and message.status == "queued"
     h.sim.run_until_idle()
