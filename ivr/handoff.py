@@ -28,8 +28,9 @@ from ivr.live import Live, Urls, event_kinds, language_of
 from minping import cases
 from minping.models import Appointment, AttemptEvent, AuditLog, CallAttempt, SampleCase, User
 
-#: CATI priority of a case whose caller asked for an interviewer and found none free.
-HANDOFF_PRIORITY = 1000
+#: CATI priority of a case whose caller asked for an interviewer and found none free
+#: (reset by :func:`minping.cases.finish_attempt` once an interviewer has called it).
+HANDOFF_PRIORITY = cases.HANDOFF_PRIORITY
 #: The keys of the call-back offer (said in the prompt ``handoff_unavailable``).
 CALLBACK_KEY, END_KEY = "1", "2"
 #: The note of the appointment a call-back offer creates.

@@ -135,3 +135,31 @@ def test_the_demo_respondents_choice_is_recorded_once_when_twilio_repeats_the_re
     response = signed_post(client, rig.public_url, path, dict(request.params))
     assert response.status_code == 200 and "<Hangup" in response.get_data(as_text=True)
     assert _appointments(rig) == [("soft", "pending", CALLBACK_NOTE)]
+
+
+def test_an_interviewer_takes_the_called_back_case_first_and_its_priority_is_then_reset(
+        rig_factory):
+    """The CATI pickup: the booked call-back is the first case an interviewer gets."""
+    from cati import service
+    from minping.models import User
+    from tests.cati.helpers import add_user
+
+    rig = rig_factory(n_cases=3)
+    rig.persona(1, keys=["1", "8", CALLBACK_KEY], record_seconds=0)
+    for i in (0, 2):
+        rig.persona(i, answer_probability=0.0)
+    for _ in range(5):  # until the dialer has reached case 1 (pacing)
+        if rig.attempts(1):
+            break
+        rig.dial()
+    assert rig.case(1).priority == HANDOFF_PRIORITY
+    user_id = add_user(rig.db, "zhou")
+    now = rig.clock.now()
+    with rig.db.transaction() as s:
+        user = s.get(User, user_id)
+        case = service.take_next(s, user, now=now, cfg=rig.cfg)
+        assert case.id == rig.case_id(1)  # the hand-over first
+        service.begin_attempt(s, case, user, now=now)
+        service.close_attempt(s, case, user, code="3.13", now=now, cfg=rig.cfg)
+    case = rig.case(1)
+    assert case.priority == 0 and case.state == "handoff_cati"  # still the interviewers'
