@@ -56,8 +56,8 @@ def hand_over(session: Session, cfg, case: SampleCase, attempt: CallAttempt, lan
     and, when an interviewer is free, is held for them -- their CATI screen
     opens it -- while ``<Dial>`` rings their phone (as click-to-call does) for
     ``[ivr] handoff_wait_seconds``.  When nobody is free, or nobody answers in
-    time (:func:`hand_over_result`), the caller is told so, an interviewer will
-    call back, and the case gets the top CATI priority.
+    time (:func:`hand_over_result`), the case gets the top CATI priority and
+    the caller is told so and offered a call-back by key (:func:`callback_choice`).
     """
     if case.state == "final":
         return flow.hangup()
