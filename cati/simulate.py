@@ -48,8 +48,17 @@ class Behaviour:
     dont_know: float = 0.12  # share of "don't know" ratings
 
 
+def interviewer_phone(i: int) -> str:
+    """The synthetic phone of simulated interviewer ``i`` (rung by the IVR hand-over)."""
+    return f"+86139000{i:05d}"
+
+
 def simulated_interviewers(session, n: int, *, experienced_every: int = 4) -> list[User]:
-    """``n`` interviewer accounts ``sim-cati-01`` ...; created when missing (random passwords)."""
+    """``n`` interviewer accounts ``sim-cati-01`` ...; created when missing (random passwords).
+
+    Each has a synthetic phone (:func:`interviewer_phone`), so that the IVR's
+    hand-over key can put a caller through to them during the IVR phase.
+    """
     users = []
     for i in range(1, n + 1):
         name = f"sim-cati-{i:02d}"
@@ -57,7 +66,10 @@ def simulated_interviewers(session, n: int, *, experienced_every: int = 4) -> li
         if user is None:
             user = create_user(session, username=name, password=secrets.token_urlsafe(16),
                                role="interviewer", display_name=f"模拟访员{i:02d}",
-                               experienced=(i % experienced_every == 0), actor="simulation")
+                               experienced=(i % experienced_every == 0), actor="simulation",
+                               phone=interviewer_phone(i))
+        elif not user.phone:
+            user.phone = interviewer_phone(i)
         users.append(user)
     return users
 

@@ -137,8 +137,8 @@ def close_attempt(session: Session, cfg, attempt: CallAttempt, *, call_status: s
     kinds = event_kinds(session, attempt.id)
     if answered_by not in ANSWERED_BY:
         answered_by = attempt.answered_by if attempt.answered_by in ANSWERED_BY else None
-    handoff = "handoff" in kinds
-    had_consent = "consent" in kinds or handoff
+    had_consent = "consent" in kinds or "handoff" in kinds
+    handoff = "handoff" in kinds and "callback_declined" not in kinds
     answered, total = cases.answer_counts(session, case.id)
     status = call_status if call_status in STATUS_RANK and STATUS_RANK[call_status] == FINAL_RANK \
         else "failed"

@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 
 from ivr.dialer import REQUIRED_STATUS_EVENTS, Dialer
 from ivr.gateway import simulator_client
+from ivr.handoff import handover_counts
 from minping.cases import attempt_codes, case_code
 from minping.errors import MinpingError
 from minping.models import Answer, CallAttempt, DoNotCall, Recording, SampleCase
@@ -51,6 +52,24 @@ def behaviour_for(cfg, **changes):
     return BehaviourModel(**({"consent_key": ivr.start_key, "refusal_key": ivr.opt_out_key,
                               "opt_out_key": ivr.opt_out_key, "handoff_key": ivr.handoff_key}
                              | changes))
+
+
+def simulated_account(cfg):
+    """The configuration as the simulated polling center runs it.
+
+    The simulator refuses what Twilio refuses for mainland China by default: the
+    simulated account's caller ID is not +86 (no BYOC trunk needed), and when the
+    file names no Messaging Service the SMS notice goes through the simulated
+    account's (:data:`~minping.settings.SIMULATOR_MESSAGING_SERVICE_SID`).
+    """
+    import dataclasses
+
+    from minping.settings import SIMULATOR_MESSAGING_SERVICE_SID
+
+    if not cfg.ivr.sms_advance_notice or cfg.ivr.messaging_service_sid:
+        return cfg
+    return dataclasses.replace(cfg, ivr=dataclasses.replace(
+        cfg.ivr, messaging_service_sid=SIMULATOR_MESSAGING_SERVICE_SID))
 
 
 def run_ivr_field_period(db, cfg, *, start: datetime, days: float, seed: int,
@@ -105,6 +124,7 @@ def run_ivr_field_period(db, cfg, *, start: datetime, days: float, seed: int,
     if days <= 0:
         raise MinpingError(f"days must be > 0, got {days!r}")
     wall = time.monotonic()
+    cfg = simulated_account(cfg)
     app = create_app({
         "ENVIRON": {"MINPING_ENV": "development", "MINPING_SECRET_KEY": "simulation"},
         "DATABASE_URL": db.url, "MINPING_PUBLIC_URL": public_url,
@@ -116,6 +136,7 @@ def run_ivr_field_period(db, cfg, *, start: datetime, days: float, seed: int,
                     rng=np.random.default_rng(seed), transport=WsgiWebhookTransport(app),
                     clock=clock, calls_per_second=cfg.calling.calls_per_second,
                     behaviour=behaviour if behaviour is not None else behaviour_for(cfg))
+    _interviewer_phones(db, sim)
     client = simulator_client(sim)
     runtime_of(app).use(clock=clock.now, twilio_client=client, survey_config=cfg)
     dialer = Dialer(db, cfg, client, public_url=public_url, from_number=SIMULATOR_FROM_NUMBER,
@@ -129,6 +150,8 @@ def run_ivr_field_period(db, cfg, *, start: datetime, days: float, seed: int,
         drive(dialer, sim, end, progress=progress)
         sim.run_until_idle()  # calls in flight at the end of the period play out
         summary = _summary(db, draw_id, sim)
+        with db.session() as s:
+            summary["handovers"] = handover_counts(s, draw_id=draw_id)
     finally:
         app.extensions["minping.db"].dispose()
     summary.update(virtual_start=start.astimezone(UTC).isoformat(),
@@ -155,6 +178,23 @@ def set_availability(db, sim, weekday: int, *, draw_id: int | None = None) -> in
     for phone, group, town in rows:
         sim.set_persona(phone, persona_for(sim.behaviour, group, town, weekday, sim.rng))
     return len(rows)
+
+
+#: How a simulated interviewer's phone takes a hand-over: mostly answered within a
+#: few rings, sometimes busy or not answered in ``[ivr] handoff_wait_seconds``.
+INTERVIEWER_PHONE = {"line": "human", "answer_probability": 0.75, "busy_probability": 0.1}
+
+
+def _interviewer_phones(db, sim) -> None:
+    """Give the active interviewers' phones (the hand-over's ``<Dial>``) a persona."""
+    from ivr.simulator import Persona
+    from minping.models import User
+
+    with db.session() as s:
+        phones = s.scalars(select(User.phone).where(
+            User.role == "interviewer", User.active.is_(True), User.phone.is_not(None))).all()
+    for phone in phones:
+        sim.set_persona(phone, Persona(**INTERVIEWER_PHONE))
 
 
 def drive(dialer: Dialer, sim, end: datetime, *, progress: Callable[[str], None] | None = None

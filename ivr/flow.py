@@ -155,12 +155,29 @@ def ask_code(cfg, lang: str, *, digits: int, action: str, notice: str | None = N
     return str(response)
 
 
+def offer(cfg, lang: str, key: str, *, action: str, notice: str | None = None,
+          **values: object) -> str:
+    """Prompt ``key`` (a choice by key, e.g. the call-back offer) in a one-key ``<Gather>``."""
+    response = VoiceResponse()
+    gather = _gather(cfg, action)
+    if notice:
+        speak(gather, cfg, notice, lang)
+    speak(gather, cfg, key, lang, **values)
+    response.append(gather)
+    return str(response)
+
+
 def transfer(cfg, lang: str, *, number: str, timeout: int, action: str) -> str:
-    """Say the hand-over prompt, then ring an interviewer's phone (``<Dial>``)."""
+    """Say the hand-over prompt, then ring an interviewer's phone (``<Dial>``).
+
+    With ``[ivr] byoc_trunk_sid`` the leg goes through the BYOC trunk
+    (``<Number byoc="BY...">``), as the outbound calls do.
+    """
     response = VoiceResponse()
     speak(response, cfg, "handoff", lang)
     dial = response.dial(action=action, method="POST", timeout=timeout, answer_on_bridge=True)
-    dial.number(number)
+    byoc = getattr(cfg.ivr, "byoc_trunk_sid", "")
+    dial.number(number, **({"byoc": byoc} if byoc else {}))
     return str(response)
 
 

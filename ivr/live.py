@@ -83,6 +83,9 @@ class Urls:
     def handoff(self, attempt_id: int, interviewer_id: int) -> str:
         return self._url("handoff", attempt=attempt_id, interviewer=interviewer_id)
 
+    def callback(self, attempt_id: int, tries: int = 0) -> str:
+        return self._url("callback", attempt=attempt_id, **{"try": tries})
+
 
 # --- lookups ------------------------------------------------------------------------------
 #

@@ -35,7 +35,7 @@ Example (in-process, virtual clock)::
     sim = Simulator(account_sid=SID, auth_token=TOKEN, rng=np.random.default_rng(7),
                     transport=WsgiWebhookTransport(app))
     client = twilio_client(sim)
-    call = client.calls.create(to="+8613800000000", from_="+8657100000000",
+    call = client.calls.create(to="+8613800000000", from_="+85230010000",
                                url="https://survey.example.org/ivr/voice")
     sim.run_until_idle()
     sim.call(call.sid).transcript.said()

@@ -10,6 +10,7 @@
 ``POST /ivr/status``    call status callbacks (initiated ... completed)
 ``POST /ivr/amd``       AsyncAmd result (``AnsweredBy``)
 ``POST /ivr/handoff``   the ``<Dial>`` to an interviewer ended (``DialCallStatus``)
+``POST /ivr/callback``  the key pressed at the call-back offer (``?try=``)
 =====================  =====================================================
 
 Every request must carry a valid ``X-Twilio-Signature`` computed over the
@@ -322,7 +323,20 @@ def handoff():
             abort(400, description="query parameter 'interviewer' is missing")
         return handoffs.hand_over_result(
             db_session(), survey_config(), attempt, interviewer_id=interviewer,
-            dial_status=request.form.get("DialCallStatus", "").strip(), now=now())
+            dial_status=request.form.get("DialCallStatus", "").strip(), now=now(), urls=_urls())
+    return _transact(work)
+
+
+@bp.post("/callback")
+def callback():
+    """The key pressed at the call-back offer after a hand-over nobody took."""
+    def work():
+        attempt = _attempt()
+        if attempt is None:
+            return flow.hangup()
+        return handoffs.callback_choice(db_session(), survey_config(), attempt,
+                                        digits=_digits(), tries=_int_arg("try", 0),
+                                        urls=_urls(), now=now())
     return _transact(work)
 
 

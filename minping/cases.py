@@ -74,6 +74,9 @@ IVR_HOLD = timedelta(minutes=20)
 CATI_HOLD = timedelta(minutes=30)
 
 IN_FIELD_STATES = ("pending", "in_field", "handoff_cati")
+#: CATI priority of a case whose caller asked for an interviewer and found none free
+#: (:mod:`ivr.handoff`); reset once an interviewer has called it or the case is final.
+HANDOFF_PRIORITY = 1000
 
 
 class CaseError(MinpingError):
@@ -332,6 +335,8 @@ def finish_attempt(
         case.next_attempt_at = due
         if case.state == "pending":
             case.state = "in_field"
+    if case.priority == HANDOFF_PRIORITY and (final is not None or attempt.channel == "cati"):
+        case.priority = 0  # the hand-over's urgency is served
     release_hold(session, case)
     return Finish(info.code, final, case.next_attempt_at)
 

@@ -176,8 +176,9 @@ def run_demo(
     echo: Callable[[str], None] | None = print,
 ) -> dict:
     """Run the whole job and return its summary (what ``--json`` prints)."""
-    from cati.simulate import run_cati_phase
+    from cati.simulate import run_cati_phase, simulated_interviewers
     from ivr.fieldwork import run_ivr_field_period
+    from ivr.handoff import handover_counts
     from minping.commands.sample import format_balance
     from minping.draws import balance_report, draw_sample, release_all
     from minping.export import write_export
@@ -257,6 +258,8 @@ def run_demo(
         start = field_start(cfg)
         t0 = phase(4, f"IVR field period: {ivr_days:g} days from {start:%Y-%m-%d %H:%M} "
                       "against the local Twilio simulator (virtual clock)")
+        with db.transaction() as session:  # their phones take the IVR's hand-overs
+            simulated_interviewers(session, interviewers)
         ivr = run_ivr_field_period(db, cfg, start=start, days=ivr_days, seed=seed,
                                    progress=_every(10.0, lambda line: say(f"      {line}")))
         say(f"      {ivr.get('calls', 0):,} calls, {ivr.get('answers', 0):,} answers, "
@@ -271,8 +274,11 @@ def run_demo(
                               days=cati_days)
         say(f"      {cati['attempts']:,} attempts, {cati['cati_completes']:,} completes; "
             f"{cati['cases_still_in_field']:,} cases still in the field")
-        done("cati", t0, **{k: cati[k] for k in ("attempts", "cati_completes", "codes",
-                                                 "cases_still_in_field")})
+        with db.session() as session:
+            handovers = handover_counts(session)
+        say("      " + format_handovers(handovers))
+        done("cati", t0, handovers=handovers, **{k: cati[k] for k in (
+            "attempts", "cati_completes", "codes", "cases_still_in_field")})
 
         t0 = phase(6, "in-person assessment ballots, online votes and inspection records "
                       "(bundled synthetic files)")
@@ -308,6 +314,14 @@ def run_demo(
     for line in format_final(summary):
         say(line)
     return summary
+
+
+def format_handovers(h: dict) -> str:
+    """One line on the hand-overs (转人工) of the IVR phase and their CATI pickup."""
+    return (f"hand-overs (转人工): {h['asked']} asked; {h['put_through']} put through to an "
+            f"interviewer's phone, {h['not_answered']} rung unanswered; call-back offered when "
+            f"nobody took it: {h['callback_booked']} booked, {h['callback_declined']} declined; "
+            f"{h['taken_in_cati']} handed-over cases taken by an interviewer in the CATI phase")
 
 
 def final_summary(db: Database, cfg, balance: dict, report: dict) -> dict:
@@ -352,6 +366,9 @@ def format_final(summary: dict) -> list[str]:
             f"CON1 {_pct(rates.get('CON1'))}  (e = {_num(rates.get('e'), '.3f')}, "
             f"{rates.get('e_basis', '')})"
         )
+    handovers = summary["phases"].get("cati", {}).get("handovers")
+    if handovers:
+        lines.append(format_handovers(handovers))
     lines.append(f"respondents scored (1.1 and 1.2): {summary.get('respondents')}")
     for track in summary["tracks"]:
         rows = track["rows"]

@@ -30,7 +30,12 @@ ENVIRONMENTS = ("development", "testing", "production")
 #: Credentials the local Twilio simulator accepts; never valid at Twilio.
 SIMULATOR_ACCOUNT_SID = "AC" + "0" * 32
 SIMULATOR_AUTH_TOKEN = "simulator-auth-token"
-SIMULATOR_FROM_NUMBER = "+8657100000000"
+#: The simulated account's caller ID: not a +86 number, which Twilio presents on calls
+#: to mainland China only through a BYOC trunk (README, "Twilio in mainland China");
+#: the simulator applies that rule (:func:`ivr.gateway.twilio_refusal`).
+SIMULATOR_FROM_NUMBER = "+85230010000"
+#: The simulated account's Messaging Service (SMS to mainland China go through one).
+SIMULATOR_MESSAGING_SERVICE_SID = "MG" + "0" * 32
 
 REQUIRED_IN_PRODUCTION = (
     ("MINPING_SECRET_KEY", "secret_key"),

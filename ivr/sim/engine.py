@@ -94,9 +94,9 @@ class Simulator(CallLife, Callbacks, TwimlPlayer):
     """
 
     #: Refuse what Twilio refuses for mainland China (:func:`ivr.gateway.twilio_refusal`):
-    #: a +86 caller ID on calls to +86 numbers without ``Byoc``, SMS to +86 numbers
-    #: without ``MessagingServiceSid``.  Off by default (the simulator's number is +86).
-    china_rules: bool = False
+    #: a +86 caller ID on calls (and ``<Dial><Number>``) to +86 numbers without
+    #: ``Byoc``, SMS to +86 numbers without ``MessagingServiceSid``.  On, as at Twilio.
+    china_rules: bool = True
 
     def __init__(self, *, account_sid: str, auth_token: str, rng: np.random.Generator,
                  transport: WebhookTransport, clock: Clock | None = None,

@@ -7,6 +7,7 @@ from collections.abc import Generator, Mapping
 from typing import Any
 from urllib.parse import urljoin
 
+from ivr.gateway import twilio_refusal
 from ivr.sim.behaviour import scripted_entry
 from ivr.sim.common import (
     _END,
@@ -220,8 +221,9 @@ class TwimlPlayer:
 
     def _dial(self, call: SimCall, verb: ET.Element, doc_url: str) -> Generator[float, None, Any]:
         """Bridge a second leg (minimal: the first ``<Number>``/``<Client>``/``<Sip>``)."""
-        targets = [(c.text or "").strip() for c in verb if c.tag in ("Number", "Client", "Sip")]
-        target = targets[0] if targets else (verb.text or "").strip()
+        nouns = [c for c in verb if c.tag in ("Number", "Client", "Sip")]
+        target = (nouns[0].text or "").strip() if nouns else (verb.text or "").strip()
+        byoc = nouns[0].get("byoc") if nouns and nouns[0].tag == "Number" else None
         timeout = float(_int(verb.get("timeout"), 30))
         record = verb.get("record", "do-not-record")
         action = urljoin(doc_url, verb.get("action")) if verb.get("action") else None
@@ -237,8 +239,14 @@ class TwimlPlayer:
                 date_created=now, date_updated=now, persona=persona, parent_call_sid=call.sid)
             self.calls[child.sid] = child
             call.children.append(child.sid)
-        self._set_status(child, "ringing")
-        outcome = self.behaviour.attempt_outcome(persona, now, self.rng)
+        refused = self.china_rules and twilio_refusal(kind="call", to=target, from_=child.from_,
+                                                      byoc=byoc)
+        if refused:  # Twilio does not place the leg (as Calls.create refuses it)
+            self._note(call, "reject", text=target, detail=refused)
+            outcome = "failed"
+        else:
+            self._set_status(child, "ringing")
+            outcome = self.behaviour.attempt_outcome(persona, now, self.rng)
         ring = self.behaviour.ring_time(persona, self.rng)
         if outcome in ("failed", "busy"):
             yield 2.0

@@ -46,7 +46,9 @@ PROMPT_KEYS = (
     "unknown_caller",
     "sms_advance_notice",
     "callback_pending",  # a sampled caller whose case is being dialled or held
-    "handoff_unavailable",  # nobody took the hand-over within handoff_wait_seconds
+    "handoff_unavailable",  # nobody took the hand-over: the call-back offer, by key
+    "handoff_callback",  # ... accepted: an interviewer will call back
+    "handoff_declined",  # ... declined
     "verify_code",  # an inbound caller who was sent the SMS: enter its code
     "code_mismatch",  # ... and did not
 )
@@ -60,7 +62,9 @@ _PROMPT_FIELDS["question"] = _COMMON_FIELDS | {"unit", "track"}
 _PROMPT_FIELDS["comment_invitation"] = _COMMON_FIELDS | {"seconds"}
 _PROMPT_FIELDS["sms_advance_notice"] = _COMMON_FIELDS | {"caller_id", "code"}
 _PROMPT_FIELDS["verify_code"] = _COMMON_FIELDS | {"digits"}
-_PROMPT_REQUIRED = {"question": frozenset({"unit"})}
+_PROMPT_FIELDS["handoff_unavailable"] = _COMMON_FIELDS | {"callback_key", "end_key"}
+_PROMPT_REQUIRED = {"question": frozenset({"unit"}),
+                    "handoff_unavailable": frozenset({"callback_key", "end_key"})}
 
 _SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*\Z")
 _LANG = re.compile(r"[a-z]{2,3}(?:-[A-Z]{2})?\Z")

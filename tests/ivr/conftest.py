@@ -17,13 +17,24 @@ from ivr.simulator import Persona, Simulator, VirtualClock, WsgiWebhookTransport
 from minping.app import settings_of
 from minping.models import Answer, CallAttempt, CaseUnit, SampleCase
 from minping.runtime import runtime_of
-from minping.settings import SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN, SIMULATOR_FROM_NUMBER
+from minping.settings import (
+    SIMULATOR_ACCOUNT_SID,
+    SIMULATOR_AUTH_TOKEN,
+    SIMULATOR_FROM_NUMBER,
+    SIMULATOR_MESSAGING_SERVICE_SID,
+)
 from tests.builders import FIELD_START, build_field
 
 
 def quiet_config(cfg, **ivr_changes):
-    """The configuration without the SMS notice (the first call comes at once)."""
-    changes = {"sms_advance_notice": False} | ivr_changes
+    """The configuration without the SMS notice (the first call comes at once).
+
+    The SMS, when a test turns it on, goes through the simulated account's
+    Messaging Service, as a mainland polling center's does (the simulator
+    refuses SMS to +86 numbers sent from a number, as Twilio does).
+    """
+    changes = {"sms_advance_notice": False,
+               "messaging_service_sid": SIMULATOR_MESSAGING_SERVICE_SID} | ivr_changes
     return dataclasses.replace(cfg, ivr=dataclasses.replace(cfg.ivr, **changes))
 
 
@@ -115,3 +126,7 @@ def signed_post(client, public_url: str, path: str, form: dict, **kwargs):
     """POST ``form`` to ``path`` with the signature Twilio would send."""
     headers = {"X-Twilio-Signature": sign(public_url + path, form)} | kwargs.pop("headers", {})
     return client.post(path, data=form, headers=headers, **kwargs)
+
+
+# the simulator tests' fixtures (tests/ivr/test_simulator*.py)
+from tests.ivr.simulator_harness import harness_factory, inproc  # noqa: E402,F401

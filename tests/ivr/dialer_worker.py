@@ -23,6 +23,7 @@ from ivr.dialer import Dialer
 from minping.config import FrozenMap, TimeWindow, load_config
 from minping.db import Database
 from minping.models import CallAttempt, SampleCase
+from minping.settings import SIMULATOR_FROM_NUMBER
 
 CALLS_PER_SECOND = 300.0
 MAX_CONCURRENT = 30
@@ -95,7 +96,7 @@ def main(url: str, seed: int, seconds: float) -> int:
     cfg = open_all_day(load_config())
     network = QuickNetwork(db, cfg, np.random.default_rng(seed), name=f"{seed:02d}")
     dialer = Dialer(db, cfg, network, public_url="https://survey.invalid",
-                    from_number="+8657100000000", now=lambda: datetime.now(UTC),
+                    from_number=SIMULATOR_FROM_NUMBER, now=lambda: datetime.now(UTC),
                     name=f"worker-{seed}")
     stop = threading.Event()
     deadline = threading.Timer(seconds, stop.set)

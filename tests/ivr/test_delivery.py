@@ -392,53 +392,6 @@ def test_a_sampled_caller_whose_case_is_busy_is_told_truthfully_they_will_be_cal
         assert rig.case().final_disposition == "1.1"
 
 
-# --- the hand-over to an interviewer ----------------------------------------------------------
-
-INTERVIEWER_PHONE = "+8613700000001"
-
-
-@pytest.mark.parametrize("interviewer", ["answers", "no-answer", "nobody"])
-def test_hand_over_key_puts_the_caller_through_or_says_truthfully_nobody_is_free(
-        rig_factory, interviewer):
-    from minping.scheduler import held_by
-    from tests.cati.helpers import add_user
-
-    rig = rig_factory()
-    user_id = None
-    if interviewer != "nobody":
-        user_id = add_user(rig.db, "wang", phone=INTERVIEWER_PHONE)
-        line = "human" if interviewer == "answers" else "never-answers"
-        rig.sim.set_persona(INTERVIEWER_PHONE, Persona(line=line, answer_probability=1.0,
-                                                       busy_probability=0.0, ring_seconds=3))
-    rig.persona(keys=["1", "3", "8"])
-    rig.dial()
-    (call,) = rig.calls_to()
-    said = call.transcript.said()
-    dials = call.transcript.of_kind("dial")
-    case = rig.case()
-    assert case.state == "handoff_cati" and rig.answers() == {0: "3"}
-    handoff, unavailable = (rig.cfg.render_prompt(k, "cmn-CN")
-                            for k in ("handoff", "handoff_unavailable"))
-    # the prompts say what happens: "connecting you" only when a phone is rung
-    expected_end = {"answers": [handoff], "no-answer": [handoff, unavailable],
-                    "nobody": [unavailable]}[interviewer]
-    assert said[-len(expected_end):] == expected_end
-    assert (handoff in said) == (interviewer != "nobody")
-    with rig.db.session() as s:
-        on_screen = held_by(s, user_id, now=rig.clock.now()) if user_id else None
-    if interviewer == "answers":
-        assert [(d.text, d.detail) for d in dials] == [(INTERVIEWER_PHONE, "completed")]
-        assert unavailable not in said
-        assert on_screen is not None and on_screen.id == rig.case_id()  # the CATI screen has it
-        assert case.priority == 0
-    else:
-        assert [d.detail for d in dials] == ([] if interviewer == "nobody" else ["no-answer"])
-        assert on_screen is None and case.lock_channel is None
-        assert case.priority == 1000  # the top of the CATI queue
-    rig.later(days=1)
-    assert rig.dial().placed == 0  # the dialer leaves it to the interviewers
-
-
 # --- the SMS code of an inbound caller ----------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ from ivr.dialer import REQUIRED_STATUS_EVENTS, STATUS_EVENTS, Dialer
 from ivr.fieldwork import SIMULATION_STATUS_EVENTS, behaviour_for, run_ivr_field_period
 from ivr.simulator import BehaviourModel, Persona
 from minping.models import AttemptEvent, CallAttempt
+from minping.settings import SIMULATOR_FROM_NUMBER
 from tests.builders import FIELD_START, build_field
 
 
@@ -36,7 +37,7 @@ def test_dialer_refuses_status_events_without_the_final_status(rig_factory):
 
     def dialer(events):
         return Dialer(rig.db, rig.cfg, rig.client, public_url=rig.public_url,
-                      from_number="+8657100000000", now=rig.clock.now, status_events=events)
+                      from_number=SIMULATOR_FROM_NUMBER, now=rig.clock.now, status_events=events)
 
     assert dialer(STATUS_EVENTS).status_events == list(STATUS_EVENTS)
     assert rig.dialer.status_events == list(STATUS_EVENTS)  # the default: every event
