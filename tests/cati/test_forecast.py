@@ -20,7 +20,7 @@ from minping import forecast as fc
 from minping.models import SampleCase, User
 from minping.runtime import runtime_of
 from tests.builders import FIELD_START, build_field
-from tests.cati.helpers import PASSWORD, Clock, add_user
+from tests.cati.helpers import PASSWORD, Clock, add_user, answer_for
 
 #: Thursday 2026-12-03 09:30 in Shanghai, the morning after the worked day.
 AT = datetime(2026, 12, 3, 1, 30, tzinfo=UTC)
@@ -41,6 +41,7 @@ def work(db, field):
                 case.next_attempt_at = None
                 assert service.cases.try_hold(s, case_id, channel="cati", now=t, user_id=uid)
                 service.begin_attempt(s, case, user, now=t)
+                answer_for(s, case, user, code, now=t + timedelta(minutes=2), cfg=cfg)
                 service.close_attempt(s, case, user, code=code, now=t + timedelta(minutes=3),
                                       cfg=cfg)
 
@@ -79,7 +80,8 @@ def test_dashboard_chart_matches_the_cli(app, db, worked, runner):
     from playwright.sync_api import sync_playwright
     from werkzeug.serving import make_server
 
-    from tests.cati.test_browser import ARGS, CHROMIUM
+    from tests.browser import CHROMIUM
+    from tests.browser import CHROMIUM_ARGS as ARGS
 
     expected = json.loads(runner.invoke(
         ["field", "forecast", "--json", "--at", AT.isoformat(), "--sims",
