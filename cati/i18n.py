@@ -141,6 +141,9 @@ ZH: dict[str, str] = {
     "updated": "更新于",
     "yes": "是",
     # --- the interviewer's shift (issue 17): script, dispositions, sessions, errors ---
+    "Case {case} is already final ({code}).": "样本 {case} 已结案（{code}）。",
+    "Case {case}: unit {unit} is not assigned to this case.": "样本 {case}：单位 {unit} 不属于本样本。",
+    "Case {case} is held by {channel} now; try again later.": "样本 {case} 正由 {channel} 占用，请稍后再试。",
     "Dial first: {code} is the outcome of a call, and no call is open.":
         "请先拨号：{code} 是一次拨打的结果，目前没有进行中的通话。",
     "{code} needs the respondent's consent: press 'Consent given' first.":

@@ -474,7 +474,8 @@ def hand_over(session: Session, case: SampleCase, supervisor: User, channel: str
               now: datetime) -> None:
     """Send a case to the IVR queue or the CATI queue."""
     if cases.is_held(case, now):
-        raise CaseError(f"case {case.id}: held by {case.lock_channel} now; try again later")
+        raise Refused("Case {case} is held by {channel} now; try again later.",
+                      case=case.pseudo_id, channel=case.lock_channel)
     if channel == "ivr":
         cases.hand_to_ivr(session, case, now=now, actor=actor_of(supervisor),
                           user_id=supervisor.id)

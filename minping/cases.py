@@ -83,6 +83,17 @@ class CaseError(MinpingError):
     """A case cannot do what was asked (held by someone else, already final, ...)."""
 
 
+class Refused(CaseError):
+    """A refused action, with an English ``template`` and its ``values`` to translate
+    (the CATI screens show it in the user's language; the case is named by its public
+    identifier, the pseudo id 样本 R…)."""
+
+    def __init__(self, template: str, **values: object):
+        super().__init__(template.format(**values))
+        self.template = template
+        self.values = values
+
+
 def new_pseudo_id() -> str:
     """A pseudonymous respondent id for exports (never derived from the number)."""
     return "R" + secrets.token_hex(6).upper()
@@ -224,7 +235,8 @@ def start_attempt(
 ) -> CallAttempt:
     """Open an attempt on a case the caller holds; counts towards the attempt cap."""
     if case.state == "final":
-        raise CaseError(f"case {case.id}: already final ({case.final_disposition})")
+        raise Refused("Case {case} is already final ({code}).", case=case.pseudo_id,
+                      code=case.final_disposition)
     attempt = CallAttempt(
         case_id=case.id,
         channel=channel,
@@ -444,7 +456,8 @@ def record_answer(
         select(CaseUnit.id).where(CaseUnit.case_id == case.id, CaseUnit.unit_id == unit_id)
     )
     if assigned is None:
-        raise CaseError(f"case {case.id}: unit {unit_id} is not assigned to this case")
+        raise Refused("Case {case}: unit {unit} is not assigned to this case.", case=case.pseudo_id,
+                      unit=unit_id)
     answer = session.scalar(
         select(Answer).where(Answer.case_id == case.id, Answer.unit_id == unit_id)
     )
@@ -485,7 +498,8 @@ def hand_to_cati(session: Session, case: SampleCase, *, now: datetime, actor: st
                  reason: str) -> None:
     """Move a case to the CATI queue with the answers so far."""
     if case.state == "final":
-        raise CaseError(f"case {case.id}: already final ({case.final_disposition})")
+        raise Refused("Case {case} is already final ({code}).", case=case.pseudo_id,
+                      code=case.final_disposition)
     case.state = "handoff_cati"
     case.next_attempt_at = now
     session.add(AuditLog(at=now, actor=actor, action="case.handoff_cati", entity="case",
@@ -495,7 +509,8 @@ def hand_to_cati(session: Session, case: SampleCase, *, now: datetime, actor: st
 def hand_to_ivr(session: Session, case: SampleCase, *, now: datetime, actor: str,
                 user_id: int | None = None) -> None:
     if case.state == "final":
-        raise CaseError(f"case {case.id}: already final ({case.final_disposition})")
+        raise Refused("Case {case} is already final ({code}).", case=case.pseudo_id,
+                      code=case.final_disposition)
     case.state = "in_field"
     case.next_attempt_at = now
     session.add(AuditLog(at=now, user_id=user_id, actor=actor, action="case.handoff_ivr",

@@ -28,21 +28,12 @@ from dataclasses import dataclass
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
-from minping.cases import CaseError, answer_counts
+from minping.cases import Refused, answer_counts
 from minping.models import Answer, AttemptEvent, CallAttempt, CaseUnit, SampleCase
 from scoring.dispositions import disposition, interview_code
 
 #: Codes that say an interview began (they need consent and must match the answers).
 INTERVIEW_CODES = frozenset({"1.1", "1.2", "2.12"})
-
-
-class Refused(CaseError):
-    """A refused action, with an English ``template`` and its ``values`` to translate."""
-
-    def __init__(self, template: str, **values: object):
-        super().__init__(template.format(**values))
-        self.template = template
-        self.values = values
 
 
 @dataclass(frozen=True)
