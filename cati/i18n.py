@@ -207,6 +207,8 @@ ZH: dict[str, str] = {
     "Outlying interviewers": "偏离同行的访员",
     "Too few CATI ratings (two interviewers needed).": "CATI 评价太少（至少需要两名访员）。",
     "Forecast": "进度预测",
+    "Strata on track": "按期达标的层",
+    "ρ_int and design effect per track": "各评价类别的 ρ_int 与设计效应",
     "calling days left": "个拨打日剩余",
     "end date": "结束日期",
     "Completes / target": "完成 / 目标",

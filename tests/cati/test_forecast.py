@@ -100,6 +100,7 @@ def test_dashboard_chart_matches_the_cli(app, db, worked, runner):
             page.fill("#username", "sue")
             page.fill("#password", PASSWORD)
             page.click("#login")
+            page.click("#forecast-details summary")  # the dashboard keeps it folded
             page.wait_for_selector("#forecast svg.forecast-chart polygon.band")
             row = page.locator('#forecast tr[data-key="deputies"]')
             want = expected["strata"][0]

@@ -62,6 +62,7 @@ def test_supervisor_sees_interviewer_effects(served, db):
         page.fill("#password", PASSWORD)
         page.click("#login")
         page.wait_for_selector("#interviewer-effects")
+        page.click("#effects-details summary")  # the dashboard keeps it folded
         page.screenshot(path=str(screenshot_dir() / f"{db.dialect}-interviewer-effects.png"),
                         full_page=True)
         section = page.locator("#interviewer-effects")

@@ -30,6 +30,7 @@ from minping.models import Appointment, RespondentGroup, SampleCase, SampleDraw,
 from minping.runtime import runtime_of
 from tests.browser import launch_chromium, screenshot_dir
 from tests.builders import FIELD_START, build_field
+from tests.cati.browsing import dial
 from tests.cati.helpers import PASSWORD, Clock, add_user
 
 pytestmark = pytest.mark.browser
@@ -262,13 +263,11 @@ def test_practice_in_chromium_at_night_counts_nowhere(practice_served, db):
             page.click("#practice-next")
             page.wait_for_selector("#questions")
             case_id = int(page.url.rsplit("/", 1)[1])
-            page.click("#dial-manual")
-            page.wait_for_selector("#call-state:has-text('通话中')")
+            dial(page, consent=True)  # a rating needs the respondent's consent first
             with db.session() as s:
                 case = s.get(SampleCase, case_id)
                 assert case.release_state == "practice"
                 n_units = len(case.units)
-            page.focus("#questions")
             for _ in range(n_units):
                 page.keyboard.press("1")
                 page.wait_for_selector("li.unit.current.saved[data-rating='1']")

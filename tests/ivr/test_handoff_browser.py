@@ -64,7 +64,7 @@ def test_the_interviewers_screen_opens_the_handed_over_case_with_its_ivr_answers
         first = units.nth(0)
         assert names[0] in first.text_content()
         assert "done" in (first.get_attribute("class") or "")
-        assert first.locator(".answer").text_content().strip() == "3 (IVR)"
+        assert first.locator(".answer").text_content().strip() == "3 不满意 (IVR)"
         for i in range(1, len(names)):  # still to ask, by the interviewer
             assert units.nth(i).get_attribute("data-asked") == "1"
             assert units.nth(i).locator(".answer").text_content().strip() == ""
