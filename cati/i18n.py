@@ -185,6 +185,8 @@ ZH: dict[str, str] = {
     "The form could not be taken: {detail}": "无法接收该表单：{detail}",
     "There is no such page or case.": "没有这个页面或样本。",
     "Back": "返回",
+    "No balance yet: {detail}": "暂无平衡性结果：{detail}",
+    "No scores yet: {detail}": "暂无得分：{detail}",
     # roles, case states, appointment states
     "interviewer": "访员",
     "supervisor": "督导",

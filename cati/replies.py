@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 from flask import flash, g, jsonify, redirect, render_template, request, url_for
+from markupsafe import escape
 
 from cati.auth import CsrfRefused, Throttled, attempt_login, csrf_token
 from cati.i18n import gettext
@@ -77,6 +78,22 @@ def install(bp, *, field_text, now, safe_next) -> None:
         if is_fetch():
             return jsonify(ok=False, error=text), 404
         return render_template("cati/error.html", code=404, message=text), 404
+
+    def _app_not_found(exc):
+        """A 404 the router gives before any blueprint runs (an id out of range in the
+        path, ``/cati/case/99999999999``): the screens' page, not werkzeug's."""
+        if not (request.path == "/cati" or request.path.startswith("/cati/")):
+            return exc
+        text = gettext("There is no such page or case.")
+        if is_fetch():
+            return jsonify(ok=False, error=text), 404
+        # no blueprint ran (no session, no template context): a page of its own
+        back = escape(url_for("cati.work"))
+        return (f'<!doctype html><html lang="zh"><meta charset="utf-8"><title>404</title>'
+                f'<p>{escape(text)}</p><p><a href="{back}">{escape(gettext("Back"))}</a></p>'
+                f'</html>', 404, {"Content-Type": "text/html; charset=utf-8"})
+
+    bp.record_once(lambda state: state.app.register_error_handler(404, _app_not_found))
 
     @bp.errorhandler(401)
     def _unauthorised(exc):

@@ -208,7 +208,7 @@ def statistics():
     try:
         balance = balance_report(s, cfg)
     except MinpingError as exc:
-        balance, balance_error = None, str(exc)
+        balance, balance_error = None, gettext("No balance yet: {detail}", detail=str(exc))
     else:
         balance_error = None
     unit_names = {u.id: (u.name_en if lang == "en" else u.name) for u in cfg.units}
@@ -236,7 +236,7 @@ def statistics():
     try:
         _data, scores = score_phone(s, cfg)
     except MinpingError as exc:
-        scores, score_error = None, str(exc)
+        scores, score_error = None, gettext("No scores yet: {detail}", detail=str(exc))
     else:
         score_error = None
     score_rows = []

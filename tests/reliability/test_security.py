@@ -214,7 +214,10 @@ def test_bad_ids_numbers_and_next_are_4xx_never_500(app, db):
     assert _search(sup, "1" * 20).status_code == 400
     assert _search(sup, "1" * 41).status_code == 400
     huge = "99999999999999999999"
-    assert sup.get(f"/cati/cases/{huge}").status_code == 404
+    missing = sup.get(f"/cati/cases/{huge}")
+    assert missing.status_code == 404
+    # the router's 404 is the screens' page in the user's language, not werkzeug's
+    assert "没有这个页面或样本" in missing.get_data(as_text=True), missing.get_data(as_text=True)
     assert sup.get(f"/cati/cases/{2**31}").status_code == 404
     with sup.session_transaction() as sess:
         token = sess["csrf"]
