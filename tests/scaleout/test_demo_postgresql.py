@@ -19,7 +19,7 @@ from minping.db import Database
 from minping.models import CallAttempt, SampleCase
 
 ROOT = Path(__file__).resolve().parents[2]
-SHORT = ["--size", "300", "--frame-size", "5000", "--ivr-days", "0.1", "--cati-days", "0.1",
+SHORT = ["--size", "300", "--frame-size", "5000", "--ivr-days", "0.5", "--cati-days", "0.2",
          "--interviewers", "2", "--seed", "20261126", "--json"]
 
 
