@@ -25,6 +25,7 @@ from typing import Any
 
 from markupsafe import Markup
 
+from minping.config.model import Unit, uses_chinese_names
 from minping.report_effects import effects_context
 from scoring.aapor import E_DEFAULT_FORMULA, OutcomeRates
 from scoring.composite import CompositeScore, PartScore, TrackScores
@@ -34,7 +35,6 @@ __all__ = [
     "ScoringResults",
     "StratumRow",
     "TrackResult",
-    "UnitInfo",
     "UnitRaters",
     "dot_plot",
     "render_report",
@@ -42,18 +42,6 @@ __all__ = [
 ]
 
 TEMPLATES = Path(__file__).with_name("report_templates")
-
-
-@dataclass(frozen=True)
-class UnitInfo:
-    id: str
-    name: str
-    name_en: str
-    track: str
-    category: str | None = None
-
-    def label(self, lang: str) -> str:
-        return self.name if lang == "zh" else self.name_en
 
 
 @dataclass(frozen=True)
@@ -91,11 +79,11 @@ class TrackResult:
     name: str
     name_en: str
     weights: Mapping[str, float]
-    units: tuple[UnitInfo, ...]
+    units: tuple[Unit, ...]
     scores: TrackScores
 
     def label(self, lang: str) -> str:
-        return self.name if lang == "zh" else self.name_en
+        return self.name if uses_chinese_names(lang) else self.name_en
 
 
 @dataclass(frozen=True)

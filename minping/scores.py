@@ -83,7 +83,6 @@ from minping.report import (
     ScoringResults,
     StratumRow,
     TrackResult,
-    UnitInfo,
     UnitRaters,
     write_report,
 )
@@ -470,7 +469,7 @@ def run_scoring(db, cfg, *, level: float | None = None, ci_method: str = "beta",
             ranks=ranks)  # type: ignore[arg-type]
         tracks.append(TrackResult(
             id=track.id, name=track.name, name_en=track.name_en, weights=dict(track.weights),
-            units=tuple(UnitInfo(u.id, u.name, u.name_en, track.id, u.category) for u in track.units),
+            units=tuple(track.units),
             scores=scores))
     return ScoringResults(
         campaign=cfg.campaign.name, campaign_en=cfg.campaign.name_en,

@@ -108,7 +108,7 @@ def _frozen(mapping: Mapping) -> FrozenMap:
     return FrozenMap(mapping)
 
 
-def _uses_chinese_names(lang: str) -> bool:
+def uses_chinese_names(lang: str) -> bool:
     """Whether texts in ``lang`` take the Chinese names (else the English ones)."""
     return lang.split("-")[0] in _CHINESE_LANGS
 
@@ -131,11 +131,11 @@ class Campaign:
 
     def label(self, lang: str) -> str:
         """The campaign's name in ``lang`` (Chinese for cmn/zh/yue, else English)."""
-        return self.name if _uses_chinese_names(lang) else self.name_en
+        return self.name if uses_chinese_names(lang) else self.name_en
 
     def center(self, lang: str) -> str:
         """The polling center's name in ``lang``."""
-        return self.polling_center if _uses_chinese_names(lang) else self.polling_center_en
+        return self.polling_center if uses_chinese_names(lang) else self.polling_center_en
 
 
 @dataclass(frozen=True)
@@ -168,7 +168,7 @@ class Unit:
 
     def label(self, lang: str) -> str:
         """The unit's name in ``lang`` (Chinese for cmn/zh/yue, else English)."""
-        return self.name if _uses_chinese_names(lang) else self.name_en
+        return self.name if uses_chinese_names(lang) else self.name_en
 
 
 @dataclass(frozen=True)
@@ -184,7 +184,7 @@ class Track:
 
     def label(self, lang: str) -> str:
         """The track's name in ``lang``."""
-        return self.name if _uses_chinese_names(lang) else self.name_en
+        return self.name if uses_chinese_names(lang) else self.name_en
 
     def weight(self, component: str) -> float:
         """The weight of ``component`` (0.0 when the track does not use it)."""
