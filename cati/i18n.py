@@ -53,6 +53,9 @@ ZH: dict[str, str] = {
     "Date": "日期",
     "Dial first (the call is not open).": "请先拨号（通话尚未开始）。",
     "Dial first.": "请先拨号。",
+    "Twilio refused the call to your phone: {reason} (error {code}). "
+    "Dial by hand, or ask the supervisor to check the caller ID.":
+        "Twilio 拒绝拨打您的电话：{reason}（错误 {code}）。请手动拨号，或请督导检查主叫号码。",
     "Disposition": "结果代码",
     "Disposition history": "结果代码记录",
     "Dispositions": "结果代码分布",

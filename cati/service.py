@@ -189,13 +189,18 @@ def mark_answered(session: Session, attempt: CallAttempt, *, now: datetime,
 MAX_NOTE = 500
 
 
-def twiml_bridge(respondent: str, *, caller_id: str, timeout: int) -> str:
-    """TwiML that bridges the interviewer's leg to the respondent (no recording)."""
+def twiml_bridge(respondent: str, *, caller_id: str, timeout: int, byoc: str = "") -> str:
+    """TwiML that bridges the interviewer's leg to the respondent (no recording).
+
+    With a BYOC trunk (``[ivr] byoc_trunk_sid``) the respondent's leg goes through it
+    (``<Number byoc="BY...">``), as the IVR's calls and hand-overs do: Twilio refuses a
+    +86 caller ID on a call to a +86 number otherwise.
+    """
     from twilio.twiml.voice_response import Dial, VoiceResponse
 
     response = VoiceResponse()
     dial = Dial(caller_id=caller_id, timeout=timeout, answer_on_bridge=True)
-    dial.number(respondent)
+    dial.number(respondent, **({"byoc": byoc} if byoc else {}))
     response.append(dial)
     return str(response)
 
@@ -207,14 +212,24 @@ def dial_through_gateway(session: Session, case: SampleCase, user: User, *, now:
     Recording is never started here; :func:`start_recording` does it once the
     respondent has consented.
     """
+    from twilio.base.exceptions import TwilioRestException
+
     if case.release_state == "practice":  # minping.practice: never a real call
         raise CaseError("practice cases are dialled by a simulated call only")
     if not user.phone:
         raise CaseError(f"user {user.username!r}: no phone number on file for click-to-call")
     phone = session.scalar(select(FrameContact.phone).where(FrameContact.id == case.contact_id))
-    twiml = twiml_bridge(phone, caller_id=from_number, timeout=cfg.calling.ring_timeout_seconds)
-    call = client.calls.create(to=user.phone, from_=from_number, twiml=twiml,
-                               time_limit=cfg.calling.call_time_limit_seconds)
+    byoc = cfg.ivr.byoc_trunk_sid
+    twiml = twiml_bridge(phone, caller_id=from_number, timeout=cfg.calling.ring_timeout_seconds,
+                         byoc=byoc)
+    try:
+        call = client.calls.create(to=user.phone, from_=from_number, twiml=twiml,
+                                   time_limit=cfg.calling.call_time_limit_seconds,
+                                   **({"byoc": byoc} if byoc else {}))
+    except TwilioRestException as exc:  # nothing was placed: no attempt is recorded
+        raise Refused("Twilio refused the call to your phone: {reason} (error {code}). "
+                      "Dial by hand, or ask the supervisor to check the caller ID.",
+                      reason=exc.msg, code=exc.code) from exc
     attempt = begin_attempt(session, case, user, now=now, call_sid=call.sid, how="gateway")
     attempt.status = getattr(call, "status", None) or "queued"
     return attempt
