@@ -47,6 +47,9 @@ def compare(rules, *, days: int, seed: int) -> dict:
               for g, n in (("residents", 1000), ("deputies", 504), ("business", 504))
               for t in TOWNS}
     start = datetime(2026, 11, 16, 9, tzinfo=rules.tz)
+    # the field period is the campaign: its last day is the simulation's last day (a learned
+    # retry parks a likely-dead line on the campaign's last calling day, not after the run)
+    rules = replace(rules, end_date=(start + timedelta(days=days - 1)).date())
     cases = fieldsim.make_cases(strata, rng=np.random.default_rng(seed))
     out = {}
     for method in ("fixed", "learned"):
