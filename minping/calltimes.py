@@ -54,12 +54,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from minping import calling
-from minping.cases import RETRY_OUTCOME
+from minping.cases import RETRY_OUTCOME, release_hold
 from minping.models import CallAttempt, SampleCase
 from scoring.dispositions import disposition
 
-__all__ = ["CACHE_SECONDS", "ContactRates", "ContactRatesCache", "cati_retry_at", "estimate",
-           "first_attempt_at", "is_contact", "load_contact_rates", "next_try", "retry_at"]
+__all__ = ["CACHE_SECONDS", "ContactRates", "ContactRatesCache", "cati_retry_at",
+           "defer_first_attempt", "estimate", "first_attempt_at", "is_contact", "load_contact_rates", "next_try", "retry_at"]
 
 #: Retry outcomes (``cases.RETRY_OUTCOME`` values) after which nobody was reached.
 NO_CONTACT_OUTCOMES = ("busy", "no-answer", "machine")
@@ -266,6 +266,25 @@ def first_attempt_at(rules, rates: ContactRates, key, *, now: datetime) -> datet
     return calling.best_slot(rules, after=now, p_contact=rates.for_case(key),
                              horizon_days=rules.learned_horizon_days,
                              daily_discount=DAILY_DISCOUNT)[0]
+
+
+def defer_first_attempt(session: Session, rules, case: SampleCase, *, now: datetime
+                        ) -> datetime | None:
+    """Put a held, never-tried case back until its stratum's best time (the dialer's call).
+
+    Under ``retry_method = "learned"``, when :func:`first_attempt_at` (with the
+    process cache's chances) is later than ``now``: the case is due then
+    (``next_attempt_at``), its hold is released and that time returned.  ``None``
+    (dial it now) with the fixed method, for a case tried before, or when now is best.
+    """
+    if getattr(rules, "retry_method", "fixed") != "learned" or case.attempts:
+        return None
+    when = first_attempt_at(rules, CACHE.get(session, rules), case.stratum_id, now=now)
+    if when is None or when <= now:
+        return None
+    case.next_attempt_at = when
+    release_hold(session, case)
+    return when
 
 
 def next_try(rules, rates: ContactRates, key, missed: list[tuple[int, int]], *, now: datetime,

@@ -194,3 +194,32 @@ def test_cati_no_answer_call_back_goes_to_the_learned_part_of_the_day(db):
     assert dues["fixed"].astimezone(tz).hour == 14                   # delay, next window
     for due in dues.values():
         assert calling.is_allowed(cfg.calling, due)
+
+
+def test_the_dialer_puts_a_never_tried_case_back_until_its_strata_best_time(db):
+    from minping import cases
+    from minping.models import SampleCase
+    from tests.builders import build_field
+
+    cfg = load_config()
+    field = build_field(db, n_cases=2, cfg=cfg)
+    learned = replace(cfg.calling, retry_method="learned")
+    now = datetime(2026, 12, 2, 2, 0, tzinfo=UTC)                 # Wednesday 10:00 Shanghai
+    with db.transaction() as s:
+        stratum = s.get(SampleCase, field.case_ids[0]).stratum_id
+    evening = calltimes.estimate([(stratum, w, 2, i < 15) for w in range(6) for i in range(20)]
+                                 + [(stratum, w, d, False) for w in range(6) for d in (0, 1)
+                                    for _ in range(20)])
+    calltimes.CACHE.clear()
+    calltimes.CACHE.put(db.url, learned, evening)
+    try:
+        with db.transaction() as s:
+            case = s.get(SampleCase, field.case_ids[0])
+            assert cases.try_hold(s, case.id, channel="ivr", now=now)
+            s.refresh(case)
+            assert calltimes.defer_first_attempt(s, cfg.calling, case, now=now) is None  # fixed
+            when = calltimes.defer_first_attempt(s, learned, case, now=now)
+            assert when.astimezone(learned.tz).hour == 17 and calling.is_allowed(learned, when)
+            assert case.next_attempt_at == when and case.lock_channel is None
+    finally:
+        calltimes.CACHE.clear()
