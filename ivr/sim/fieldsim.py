@@ -99,8 +99,13 @@ def make_cases(strata: dict[str, tuple[str, str, int]], *, rng: np.random.Genera
 
 
 def run(rules, cases: list[FieldCase], *, start: datetime, days: int, rng: np.random.Generator,
-        method: str = "fixed") -> FieldResult:
-    """Dial ``cases`` from ``start`` for ``days`` under ``rules`` with retry ``method``."""
+        method: str = "fixed", place_first: bool = True) -> FieldResult:
+    """Dial ``cases`` from ``start`` for ``days`` under ``rules`` with retry ``method``.
+
+    ``place_first=False`` dials every first attempt as soon as it is due even
+    with the learned method (a dialer that does not ask
+    :func:`minping.calltimes.defer_first_attempt`).
+    """
     rules = replace(rules, retry_method=method)
     cases = [replace(c, tried_parts={}, missed=[]) for c in cases]
     by_id = {c.case_id: c for c in cases}
@@ -138,7 +143,7 @@ def run(rules, cases: list[FieldCase], *, start: datetime, days: int, rng: np.ra
             if now - rates_at >= refresh:
                 rates = calltimes.estimate(observations, prior_strength=rules.learned_prior_strength)
                 rates_at = now
-            if case.attempts == 0:  # the dialer's first attempt: at the stratum's best time
+            if place_first and case.attempts == 0:  # the dialer's first attempt: at the stratum's best time
                 when = calltimes.first_attempt_at(rules, rates, case.stratum, now=now)
                 if when is not None and when > now:
                     heapq.heappush(queue, (when, cid))
