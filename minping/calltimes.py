@@ -48,7 +48,7 @@ import time as _time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -254,6 +254,24 @@ class ContactRatesCache:
 CACHE = ContactRatesCache()
 
 
+def waiting_cost(rules, after: datetime, attempts_left: int | None) -> float:
+    """The score's discount per day waited: :data:`DAILY_DISCOUNT`, more when time is short.
+
+    A case with ``k`` attempts left needs about ``ceil(k / 2)`` calling days to
+    use them in its two best parts of the day; with only ``D`` fewer calling days
+    left from ``after`` to the end date, waiting a day costs ``1 - D / ceil(k / 2)``.
+    """
+    if not attempts_left:
+        return DAILY_DISCOUNT
+    need = -(-attempts_left // 2)
+    day = after.astimezone(rules.tz).date()
+    left = 0
+    while day <= rules.end_date and left < need:
+        left += bool(calling.windows_on(rules, day))
+        day += timedelta(days=1)
+    return max(DAILY_DISCOUNT, 1.0 - left / need)
+
+
 def first_attempt_at(rules, rates: ContactRates, key, *, now: datetime) -> datetime | None:
     """When to place a case's FIRST attempt under ``retry_method = "learned"``.
 
@@ -265,7 +283,7 @@ def first_attempt_at(rules, rates: ContactRates, key, *, now: datetime) -> datet
     """
     return calling.best_slot(rules, after=now, p_contact=rates.for_case(key),
                              horizon_days=rules.learned_horizon_days,
-                             daily_discount=DAILY_DISCOUNT)[0]
+                             daily_discount=waiting_cost(rules, now, rules.max_attempts))[0]
 
 
 def defer_first_attempt(session: Session, rules, case: SampleCase, *, now: datetime
@@ -288,7 +306,7 @@ def defer_first_attempt(session: Session, rules, case: SampleCase, *, now: datet
 
 
 def next_try(rules, rates: ContactRates, key, missed: list[tuple[int, int]], *, now: datetime,
-             outcome: str) -> datetime | None:
+             outcome: str, attempts_left: int | None = None) -> datetime | None:
     """The learned retry of a case of stratum ``key`` after an attempt without contact.
 
     ``missed`` are the case's attempts without contact as (weekday, part of the
@@ -296,7 +314,9 @@ def next_try(rules, rates: ContactRates, key, missed: list[tuple[int, int]], *, 
     case's chances (:meth:`ContactRates.for_case`); a case whose best chance is
     below :data:`PARK_BELOW` (its line is probably dead) is parked at the best
     piece of the campaign's last calling day, keeping its remaining attempts
-    for when the live cases are done.  Always an allowed instant, or ``None``.
+    for when the live cases are done.  Waiting costs :func:`waiting_cost` a day
+    (``attempts_left``: the case's attempts still allowed).  Always an allowed
+    instant, or ``None``.
     """
     p_contact = rates.for_case(key, missed)
     due = calling.next_attempt(rules, now, outcome)
@@ -304,7 +324,7 @@ def next_try(rules, rates: ContactRates, key, missed: list[tuple[int, int]], *, 
         return None
     best, score = calling.best_slot(rules, after=due, p_contact=p_contact,
                                     horizon_days=rules.learned_horizon_days,
-                                    daily_discount=DAILY_DISCOUNT)
+                                    daily_discount=waiting_cost(rules, due, attempts_left))
     if best is None or score >= PARK_BELOW:
         return best
     last = calling.last_calling_day(rules)
@@ -334,7 +354,8 @@ def retry_at(session: Session, rules, case: SampleCase, *, now: datetime, outcom
         missed.append((started.astimezone(rules.tz).weekday(), calling.day_part(rules, started)))
     if getattr(rules, "retry_method", "fixed") == "learned":
         rates = rates if rates is not None else CACHE.get(session, rules)
-        return next_try(rules, rates, case.stratum_id, missed, now=now, outcome=outcome)
+        return next_try(rules, rates, case.stratum_id, missed, now=now, outcome=outcome,
+                        attempts_left=max(rules.max_attempts - (case.attempts or 0), 0))
     return calling.spread_retry(rules, now=now, outcome=outcome, tried={d for _, d in missed})
 
 

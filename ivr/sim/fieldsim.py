@@ -168,7 +168,8 @@ def run(rules, cases: list[FieldCase], *, start: datetime, days: int, rng: np.ra
                 nxt = calling.next_attempt(rules, now, outcome)
             elif method == "learned":
                 nxt = calltimes.next_try(rules, rates, case.stratum, case.missed, now=now,
-                                         outcome=outcome)
+                                         outcome=outcome,
+                                         attempts_left=rules.max_attempts - case.attempts)
             else:
                 nxt = calling.spread_retry(rules, now=now, outcome=outcome,
                                            tried=set(case.tried_parts))

@@ -223,3 +223,14 @@ def test_the_dialer_puts_a_never_tried_case_back_until_its_strata_best_time(db):
             assert case.next_attempt_at == when and case.lock_channel is None
     finally:
         calltimes.CACHE.clear()
+
+
+def test_waiting_costs_more_when_the_end_date_is_near(rules):
+    tight = replace(rules, end_date=datetime(2026, 11, 18).date())   # Mon..Wed: 3 calling days
+    monday = datetime(2026, 11, 16, 2, 0, tzinfo=UTC)
+    wednesday = datetime(2026, 11, 18, 2, 0, tzinfo=UTC)
+    assert calltimes.waiting_cost(rules, monday, 6) == calltimes.DAILY_DISCOUNT
+    assert calltimes.waiting_cost(tight, monday, 6) == calltimes.DAILY_DISCOUNT  # 3 days for 3
+    # 5 attempts need 3 days; Wednesday is the last one: 1 - 1/3
+    assert calltimes.waiting_cost(tight, wednesday, 5) == pytest.approx(2 / 3)
+    assert calltimes.waiting_cost(tight, wednesday, None) == calltimes.DAILY_DISCOUNT
