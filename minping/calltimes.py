@@ -25,15 +25,27 @@ of ``Beta(s m + c, s (1 - m) + n - c)``, so with no attempts a cell is its
 parent, and after a few dozen attempts its own rate dominates: the early days
 do not over-react.
 
+The case level
+--------------
+A case's own misses move its posterior (:meth:`ContactRates.for_case`): per part
+of the day, ``p CASE_STRENGTH / (CASE_STRENGTH + misses there)``; as a whole,
+the chance its line is live at all (:meth:`ContactRates.reachable`, a dead
+line's prior chance :data:`DEAD_SHARE`).  Slots are compared on the optimistic
+chance (:meth:`ContactRates.optimistic`, ``p`` plus :data:`EXPLORE_Z` posterior
+sd of the stratum's part of the day), so a part hardly tried is explored.
+
 How it is used
 --------------
 :func:`retry_at` is the one place a retry after no contact is timed, for IVR
 (``ivr/callstate.py``) and CATI (``cati/service.py``): with ``retry_method =
 "fixed"`` the spread over parts of the day not tried yet
-(:func:`minping.calling.spread_retry`), with ``"learned"`` the allowed piece of
-a window with the best ``p`` within ``learned_horizon_days`` after the delay
-(:func:`minping.calling.learned_retry`).  Both only return instants
-:func:`minping.calling.is_allowed` accepts; caps stay with
+(:func:`minping.calling.spread_retry`), with ``"learned"`` :func:`next_try`:
+the allowed piece of a window with the best case chance within
+``learned_horizon_days`` after the delay (:func:`minping.calling.best_slot`,
+waiting discounted by :func:`waiting_cost`), a likely-dead line parked on the
+last calling day.  A never-tried case's first attempt: :func:`first_attempt_at`,
+which the dialer asks through :func:`defer_first_attempt`.  All only return
+instants :func:`minping.calling.is_allowed` accepts; caps stay with
 :func:`minping.cases.finish_attempt`.
 
 The estimates are read from the attempts at most every :data:`CACHE_SECONDS`
