@@ -215,6 +215,7 @@ ZH: dict[str, str] = {
     "Strata on track": "按期达标的层",
     "ρ_int and design effect per track": "各评价类别的 ρ_int 与设计效应",
     "calling days left": "个拨打日剩余",
+    "as of": "截至",
     "end date": "结束日期",
     "Completes / target": "完成 / 目标",
     "Projected date": "预计达标日期",

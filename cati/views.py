@@ -456,7 +456,11 @@ def forecast_context(s, cfg, at) -> dict:
     """The forecast partial's context (``cati/_forecast.html``; :mod:`minping.forecast`)."""
     from minping import forecast
 
-    return {"forecast": forecast.field_forecast(s, cfg, now=at, n_sims=forecast.DEFAULT_SIMS),
+    cache = current_app.extensions.get("minping.forecast_cache")
+    if cache is None:  # one per app: recomputed when the field moved, at most every N s
+        cache = current_app.extensions.setdefault("minping.forecast_cache", forecast.ForecastCache(
+            current_app.config.get("FORECAST_CACHE_SECONDS", forecast.CACHE_MIN_SECONDS)))
+    return {"forecast": cache.get(s, cfg, now=at, n_sims=forecast.DEFAULT_SIMS),
             "forecast_chart": forecast.chart}
 
 

@@ -28,9 +28,9 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
 
-__all__ = ["DEFAULT_DAY_PARTS", "appointment_slots", "day_part", "is_allowed", "learned_retry",
-           "next_allowed", "next_attempt", "slot_starts", "spread_retry", "window_end",
-           "windows_on"]
+__all__ = ["DEFAULT_DAY_PARTS", "appointment_slots", "best_slot", "day_part", "is_allowed",
+           "last_calling_day", "learned_retry", "next_allowed", "next_attempt", "slot_starts",
+           "spread_retry", "window_end", "windows_on"]
 
 #: Where the parts of the day begin after midnight: afternoon at 12:00, evening at 17:00.
 DEFAULT_DAY_PARTS: tuple[time, ...] = (time(12, 0), time(17, 0))
@@ -162,30 +162,55 @@ def slot_starts(rules, after: datetime, until: datetime) -> list[datetime]:
     return out
 
 
-def learned_retry(rules, *, now: datetime, outcome: str, p_contact, horizon_days: float = 2.0,
-                  daily_discount: float = 0.1) -> datetime | None:
-    """The retry placed where contact is most likely, within ``horizon_days`` of the due time.
+def best_slot(rules, *, after: datetime, p_contact, horizon_days: float = 2.0,
+              daily_discount: float = 0.1) -> tuple[datetime | None, float]:
+    """The piece of a calling window within ``horizon_days`` of ``after`` with the best score.
 
-    After the outcome's retry delay (:func:`next_attempt`), every piece of a
-    calling window within ``horizon_days`` (:func:`slot_starts`) is scored
-    ``p_contact(weekday, part) * (1 - daily_discount) ** days_waited`` (waiting
-    costs field time); the best piece's first allowed instant wins, the earliest
-    on a tie.  ``p_contact`` takes the local weekday (Monday = 0) and the part of
-    the day (:func:`day_part`).  The result is always allowed, never before the
-    delay has passed, and ``None`` only when the field period has no window left.
+    Every piece (:func:`slot_starts`) is scored ``p_contact(weekday, part) *
+    (1 - daily_discount) ** days_waited`` (waiting costs field time); returned:
+    the best piece's first allowed instant (the earliest on a tie) and its score,
+    or ``(next_allowed(after), -1.0)`` when no piece is in reach, ``(None, -1.0)``
+    when the field period has no window left.
     """
-    due = next_attempt(rules, now, outcome)
-    if due is None:
-        return None
-    best, best_score = due, -1.0
-    for moment in slot_starts(rules, due, due + timedelta(days=horizon_days)):
+    start = next_allowed(rules, after)
+    if start is None:
+        return None, -1.0
+    best, best_score = start, -1.0
+    for moment in slot_starts(rules, start, start + timedelta(days=horizon_days)):
         local = moment.astimezone(rules.tz)
-        waited = (moment - due).total_seconds() / 86400.0
+        waited = (moment - start).total_seconds() / 86400.0
         score = float(p_contact(local.weekday(), day_part(rules, moment))) \
             * (1.0 - daily_discount) ** waited
         if score > best_score + 1e-12:
             best, best_score = moment, score
-    return best
+    return best, best_score
+
+
+def last_calling_day(rules) -> date | None:
+    """The campaign's last local date with a calling window (``None``: no window at all)."""
+    day = rules.end_date
+    while day >= rules.start_date:
+        if windows_on(rules, day):
+            return day
+        day -= timedelta(days=1)
+    return None
+
+
+def learned_retry(rules, *, now: datetime, outcome: str, p_contact, horizon_days: float = 2.0,
+                  daily_discount: float = 0.1) -> datetime | None:
+    """The retry placed where contact is most likely, within ``horizon_days`` of the due time.
+
+    After the outcome's retry delay (:func:`next_attempt`), the best piece of a
+    calling window (:func:`best_slot`); ``p_contact`` takes the local weekday
+    (Monday = 0) and the part of the day (:func:`day_part`).  The result is
+    always allowed, never before the delay has passed, and ``None`` only when
+    the field period has no window left.
+    """
+    due = next_attempt(rules, now, outcome)
+    if due is None:
+        return None
+    return best_slot(rules, after=due, p_contact=p_contact, horizon_days=horizon_days,
+                     daily_discount=daily_discount)[0]
 
 
 def appointment_slots(rules, after: datetime, *, days: int = 14,

@@ -6,11 +6,16 @@ contacts, the pace of the last calling day, the cases still held; per unit its
 raters and open cases -- and :func:`field_forecast` projects it and adds what
 would close each gap in the supervisor's terms (cases to release against the
 next replicate's size, interviewer hours, IVR line-hours).  ``minping field
-forecast`` and the supervisor dashboard both call :func:`field_forecast`.
+forecast`` and the supervisor dashboard both call :func:`field_forecast`; the
+dashboard through a :class:`ForecastCache`, which recomputes it only when the
+attempts or cases changed (:func:`fingerprint`), at most every
+:data:`CACHE_MIN_SECONDS`, and at least every :data:`CACHE_MAX_SECONDS` or when
+the local day turns; the page shows the time it was computed ("as of").
 """
 
 from __future__ import annotations
 
+import threading
 from collections import Counter, defaultdict
 from datetime import date, datetime, timedelta
 
@@ -22,7 +27,8 @@ from minping import calltimes
 from minping.models import Answer, CallAttempt, CaseUnit, SampleCase, Stratum, Unit
 from scoring.forecast import StratumState, UnitState, forecast
 
-__all__ = ["DEFAULT_SIMS", "chart", "days_ahead", "field_forecast", "field_state"]
+__all__ = ["CACHE_MAX_SECONDS", "CACHE_MIN_SECONDS", "DEFAULT_SIMS", "ForecastCache", "chart",
+           "days_ahead", "field_forecast", "field_state", "fingerprint"]
 
 #: Calendar days simulated past the end date (to date a projection that falls after it).
 BEYOND_END_DAYS = 21
@@ -204,6 +210,74 @@ def field_forecast(session: Session, cfg, *, now: datetime, draw_id: int | None 
 
 #: Simulations behind the dashboard's forecast (``field forecast --sims`` default too).
 DEFAULT_SIMS = 500
+#: The dashboard's forecast is recomputed at most this often, however busy the field.
+CACHE_MIN_SECONDS = 300.0
+#: ... and at least this often, even when nothing changed (the days ahead move on).
+CACHE_MAX_SECONDS = 3600.0
+
+
+def fingerprint(session: Session, *, draw_id: int | None = None) -> tuple:
+    """What the forecast reads, in a few numbers: closed attempts (count, last id, last
+    end) and cases (released, final).  Two equal fingerprints give the same forecast
+    at the same moment."""
+    aq = (select(func.count(CallAttempt.id), func.max(CallAttempt.id),
+                 func.max(CallAttempt.ended_at))
+          .where(CallAttempt.outcome.is_not(None)))
+    cq = select(func.count(SampleCase.id).filter(SampleCase.release_state == "released"),
+                func.count(SampleCase.id).filter(SampleCase.state == "final"))
+    if draw_id is not None:
+        aq = aq.join(SampleCase, SampleCase.id == CallAttempt.case_id).where(
+            SampleCase.draw_id == draw_id)
+        cq = cq.where(SampleCase.draw_id == draw_id)
+    n, last_id, last_end = session.execute(aq).one()
+    released, final = session.execute(cq).one()
+    return (n, last_id, last_end.isoformat() if last_end else None, released, final)
+
+
+class ForecastCache:
+    """:func:`field_forecast` kept between dashboard loads (one per app).
+
+    A held forecast is served while it is younger than ``min_seconds``; after
+    that while the :func:`fingerprint` is unchanged, it is younger than
+    ``max_seconds`` and computed on the same local day; else it is recomputed.
+    ``now`` is the caller's clock (the app's), so a test clock drives it too.
+    The result carries ``as_of`` (when it was computed) and ``cached``.
+    """
+
+    def __init__(self, min_seconds: float = CACHE_MIN_SECONDS,
+                 max_seconds: float = CACHE_MAX_SECONDS):
+        self.min_seconds = min_seconds
+        self.max_seconds = max(max_seconds, min_seconds)
+        self._lock = threading.Lock()
+        self._held: dict[tuple, tuple[datetime, tuple, dict]] = {}
+        self.computed = 0  # how many times the forecast was computed (tests, logs)
+
+    def get(self, session: Session, cfg, *, now: datetime, draw_id: int | None = None,
+            n_sims: int = DEFAULT_SIMS, level: float = 0.9, seed: int = 0) -> dict:
+        key = (draw_id, n_sims, level, seed)
+        tz = cfg.calling.tz
+        with self._lock:
+            held = self._held.get(key)
+        if held is not None:
+            at, fp, result = held
+            age = (now - at).total_seconds()
+            fresh = age >= 0 and at.astimezone(tz).date() == now.astimezone(tz).date()
+            if fresh and age < self.min_seconds:
+                return {**result, "cached": True}
+        fp = fingerprint(session, draw_id=draw_id)
+        if held is not None and fresh and age < self.max_seconds and fp == held[1]:
+            return {**held[2], "cached": True}
+        result = field_forecast(session, cfg, now=now, draw_id=draw_id, n_sims=n_sims,
+                                level=level, seed=seed)
+        result["as_of"] = now.astimezone(tz).isoformat()  # the campaign's local time
+        with self._lock:
+            self._held[key] = (now, fp, result)
+            self.computed += 1
+        return {**result, "cached": False}
+
+    def clear(self) -> None:
+        with self._lock:
+            self._held.clear()
 
 
 def chart(row: dict, end_date: str, *, width: int = 320, height: int = 120, pad: int = 4) -> dict:

@@ -10,9 +10,11 @@ the same rule functions production uses:
   ``calls_per_second`` nor ``max_concurrent_calls`` (each call holds a line
   for its ring or interview time);
 * a retry after no contact is timed by :func:`minping.calling.spread_retry`
-  (``fixed``) or :func:`minping.calling.learned_retry` with the chances of
+  (``fixed``) or :func:`minping.calltimes.next_try` with the chances of
   :func:`minping.calltimes.estimate` over the attempts so far, re-estimated
-  every simulated hour as the process cache does (``learned``); other
+  every :data:`minping.calltimes.CACHE_SECONDS` of simulated time as the
+  process cache does (``learned``); a first attempt is placed by
+  :func:`minping.calltimes.first_attempt_at` (what the dialer asks); other
   outcomes by :func:`minping.calling.next_attempt`;
 * a case stops at ``max_attempts``.
 
@@ -63,6 +65,7 @@ class FieldCase:
     final: str | None = None        # "1.1", "2.11" (refusal), "3.13" (exhausted), "4.3"
     final_at: datetime | None = None
     tried_parts: dict = field(default_factory=dict)   # part -> attempts without contact
+    missed: list = field(default_factory=list)        # (weekday, part) of attempts without contact
 
 
 @dataclass
@@ -96,10 +99,15 @@ def make_cases(strata: dict[str, tuple[str, str, int]], *, rng: np.random.Genera
 
 
 def run(rules, cases: list[FieldCase], *, start: datetime, days: int, rng: np.random.Generator,
-        method: str = "fixed") -> FieldResult:
-    """Dial ``cases`` from ``start`` for ``days`` under ``rules`` with retry ``method``."""
+        method: str = "fixed", place_first: bool = True) -> FieldResult:
+    """Dial ``cases`` from ``start`` for ``days`` under ``rules`` with retry ``method``.
+
+    ``place_first=False`` dials every first attempt as soon as it is due even
+    with the learned method (a dialer that does not ask
+    :func:`minping.calltimes.defer_first_attempt`).
+    """
     rules = replace(rules, retry_method=method)
-    cases = [replace(c, tried_parts={}) for c in cases]
+    cases = [replace(c, tried_parts={}, missed=[]) for c in cases]
     by_id = {c.case_id: c for c in cases}
     end = start + timedelta(days=days)
     tz = rules.tz
@@ -110,6 +118,7 @@ def run(rules, cases: list[FieldCase], *, start: datetime, days: int, rng: np.ra
     observations: list[tuple[str, int, int, bool]] = []
     rates = calltimes.estimate((), prior_strength=rules.learned_prior_strength)
     rates_at = start
+    refresh = timedelta(seconds=calltimes.CACHE_SECONDS)
     gap = timedelta(seconds=1.0 / rules.calls_per_second)
     now = start
     while queue:
@@ -130,6 +139,15 @@ def run(rules, cases: list[FieldCase], *, start: datetime, days: int, rng: np.ra
             heapq.heappush(queue, (due, cid))
             break
         case = by_id[cid]
+        if method == "learned":
+            if now - rates_at >= refresh:
+                rates = calltimes.estimate(observations, prior_strength=rules.learned_prior_strength)
+                rates_at = now
+            if place_first and case.attempts == 0:  # the dialer's first attempt: at the stratum's best time
+                when = calltimes.first_attempt_at(rules, rates, case.stratum, now=now)
+                if when is not None and when > now:
+                    heapq.heappush(queue, (when, cid))
+                    continue
         case.attempts += 1
         local = now.astimezone(tz)
         part = calling.day_part(rules, now)
@@ -145,15 +163,13 @@ def run(rules, cases: list[FieldCase], *, start: datetime, days: int, rng: np.ra
             outcome = {"3.13": "no-answer", "3.14": "machine", "2.12": "break-off"}[code]
             if not contact:
                 case.tried_parts[part] = case.tried_parts.get(part, 0) + 1
-            if method == "learned" and now - rates_at >= timedelta(hours=1):
-                rates = calltimes.estimate(observations, prior_strength=rules.learned_prior_strength)
-                rates_at = now
+                case.missed.append((local.weekday(), part))
             if outcome == "break-off":
                 nxt = calling.next_attempt(rules, now, outcome)
             elif method == "learned":
-                nxt = calling.learned_retry(rules, now=now, outcome=outcome,
-                                            p_contact=rates.for_key(case.stratum, case.tried_parts),
-                                            horizon_days=rules.learned_horizon_days)
+                nxt = calltimes.next_try(rules, rates, case.stratum, case.missed, now=now,
+                                         outcome=outcome,
+                                         attempts_left=rules.max_attempts - case.attempts)
             else:
                 nxt = calling.spread_retry(rules, now=now, outcome=outcome,
                                            tried=set(case.tried_parts))

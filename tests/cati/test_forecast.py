@@ -113,6 +113,10 @@ def test_dashboard_chart_matches_the_cli(app, db, worked, runner):
             assert page.locator("#forecast line.target").count() == 1
             on_track = sum(u["before_end"] for u in expected["units"])
             assert page.text_content("#units-on-track") == str(on_track)
+            as_of = page.locator("#forecast-as-of")                   # when it was computed
+            assert as_of.get_attribute("datetime") == AT.astimezone(
+                worked.cfg.calling.tz).isoformat()
+            assert "2026-12-03 09:30" in as_of.inner_text()
             browser.close()
     finally:
         server.shutdown()
@@ -129,3 +133,39 @@ def test_learned_contact_chances_are_read_from_the_attempts(worked, db):
         due = calltimes.retry_at(s, rules, case, now=AT, outcome="no-answer", rates=rates)
     assert due >= AT + rules.retry_delay("no-answer")
     assert calling.is_allowed(rules, due)
+
+
+def test_the_dashboard_forecast_is_cached_until_the_field_moves(worked, db):
+    cfg = worked.cfg
+    cache = fc.ForecastCache(min_seconds=300, max_seconds=3600)
+    with db.session() as s:
+        first = cache.get(s, cfg, now=AT, n_sims=50)
+        assert not first["cached"] and cache.computed == 1
+        assert first["as_of"] == AT.astimezone(cfg.calling.tz).isoformat()
+        # the same answer as the uncached call at that moment
+        plain = fc.field_forecast(s, cfg, now=AT, n_sims=50)
+        assert first["strata"] == plain["strata"] and first["units"] == plain["units"]
+        again = cache.get(s, cfg, now=AT + timedelta(minutes=1), n_sims=50)
+        assert again["cached"] and again["as_of"] == first["as_of"] and cache.computed == 1
+        # past the minimum age, nothing changed: still held
+        assert cache.get(s, cfg, now=AT + timedelta(minutes=20), n_sims=50)["cached"]
+        assert cache.computed == 1
+    uid = add_user(db, "bob")
+    t = AT + timedelta(minutes=21)
+    with db.transaction() as s:                     # the field moves: one more attempt
+        user = s.get(User, uid)
+        case = s.get(SampleCase, worked.case_ids[-1])
+        case.next_attempt_at = None
+        assert service.cases.try_hold(s, case.id, channel="cati", now=t, user_id=uid)
+        service.begin_attempt(s, case, user, now=t)
+        service.close_attempt(s, case, user, code="3.13", now=t + timedelta(minutes=1),
+                              cfg=cfg)
+    with db.session() as s:
+        # younger than the minimum age: the held forecast, whatever changed
+        assert cache.get(s, cfg, now=AT + timedelta(minutes=4), n_sims=50)["cached"]
+        moved = cache.get(s, cfg, now=AT + timedelta(minutes=25), n_sims=50)
+        assert not moved["cached"] and cache.computed == 2
+        later = AT + timedelta(minutes=25, seconds=3600)              # the maximum age
+        assert not cache.get(s, cfg, now=later, n_sims=50)["cached"] and cache.computed == 3
+        back = AT                                                     # a clock set back
+        assert not cache.get(s, cfg, now=back, n_sims=50)["cached"] and cache.computed == 4

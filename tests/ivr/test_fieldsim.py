@@ -47,7 +47,7 @@ def test_learned_call_times_need_fewer_attempts_per_complete_for_more_completes(
     learned = fieldsim.run(rules, cases, start=start, days=8, rng=np.random.default_rng(4),
                            method="learned")
     assert learned.completes() >= fixed.completes()
-    assert learned.attempts_per_complete() < 0.97 * fixed.attempts_per_complete()
+    assert learned.attempts_per_complete() < 0.9 * fixed.attempts_per_complete()  # 0.84 seen
     for cid, started, _, _ in learned.attempts:                # never outside the rules
         assert calling.is_allowed(rules, started), (cid, started)
     per_case: dict[int, int] = {}

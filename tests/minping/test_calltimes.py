@@ -34,7 +34,55 @@ def test_smoothing_follows_the_nested_beta_posteriors_computed_by_hand():
     # with no attempts at all every chance is 1/2
     assert calltimes.estimate([]).p("X", 3, 1) == pytest.approx(0.5)
     # the case's own misses shrink its chance: 2 misses with case weight 2 halve it
-    assert rates.for_key("A", {2: 2})(0, 2) == pytest.approx(p / 2)
+    assert rates.for_key("A", {2: 2}, case_strength=2)(0, 2) == pytest.approx(p / 2)
+
+
+def test_a_case_missed_at_good_times_is_probably_a_dead_line():
+    obs = [("A", 0, 2, i < 6) for i in range(10)] + [("A", 0, 0, i < 1) for i in range(10)]
+    rates = calltimes.estimate(obs, prior_strength=4)
+    pe, pm = rates.p("A", 0, 2), rates.p("A", 0, 0)
+    # Bayes by hand: prior dead share 0.15, a live line misses with 1 - p
+    live = 0.85 * (1 - pe) ** 2 * (1 - pm)
+    alive = live / (live + 0.15)
+    assert rates.reachable("A", [(0, 2), (0, 2), (0, 0)], dead_share=0.15) == pytest.approx(alive)
+    assert rates.reachable("A", [], dead_share=0.15) == pytest.approx(0.85)
+    # the case's chance: alive x the stratum's (optimistic) chance x its misses in that part
+    f = rates.for_case("A", [(0, 2), (0, 2), (0, 0)], case_strength=20, dead_share=0.15)
+    assert f(0, 2) == pytest.approx(alive * rates.optimistic("A", 0, 2) * 20 / 22)
+    # the optimistic chance: one posterior sd more, less as the stratum's part fills
+    n = 10
+    assert rates.optimistic("A", 0, 2, z=1) == pytest.approx(
+        pe + (pe * (1 - pe) / (n + 4 + 1)) ** 0.5)
+    assert rates.optimistic("A", 0, 2, z=0) == pytest.approx(pe)
+
+
+def test_first_attempts_go_now_while_nothing_is_known_and_later_when_the_stratum_is_not_in(rules):
+    monday_9 = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)              # Monday 09:00 Shanghai
+    blank = calltimes.estimate([])
+    assert calltimes.first_attempt_at(rules, blank, "A", now=monday_9) == monday_9
+    # stratum A answers in the evening, hardly in the morning; B the other way round
+    obs = ([("A", w, 0, i < 2) for w in range(5) for i in range(40)]
+           + [("A", w, 2, i < 25) for w in range(5) for i in range(40)]
+           + [("B", w, 0, i < 25) for w in range(5) for i in range(40)]
+           + [("B", w, 2, i < 2) for w in range(5) for i in range(40)])
+    rates = calltimes.estimate(obs)
+    at = calltimes.first_attempt_at(rules, rates, "A", now=monday_9)
+    assert at.astimezone(rules.tz).hour == 17 and calling.is_allowed(rules, at)
+    assert calltimes.first_attempt_at(rules, rates, "B", now=monday_9) == monday_9
+
+
+def test_a_likely_dead_line_is_parked_on_the_campaigns_last_calling_day(rules, monkeypatch):
+    obs = [("A", w, d, i < 1) for w in range(6) for d in range(3) for i in range(40)]
+    rates = calltimes.estimate(obs)                                # 1 in 40 answers
+    now = datetime(2026, 11, 17, 1, 30, tzinfo=UTC)
+    missed = [(1, 0)] * 5
+    monkeypatch.setattr(calltimes, "PARK_BELOW", 0.5)
+    at = calltimes.next_try(rules, rates, "A", missed, now=now, outcome="no-answer")
+    assert at.astimezone(rules.tz).date() == calling.last_calling_day(rules)
+    assert calling.is_allowed(rules, at)
+    monkeypatch.setattr(calltimes, "PARK_BELOW", 0.0)
+    soon = calltimes.next_try(rules, rates, "A", missed, now=now, outcome="no-answer")
+    assert soon <= now + timedelta(days=rules.learned_horizon_days + 1)
 
 
 def test_a_learned_retry_goes_to_the_best_part_of_the_day(rules):
@@ -64,6 +112,36 @@ def test_learned_retries_never_leave_the_windows_holidays_dates_or_delays(
     assert at >= now + rules.retry_delay(outcome)
     assert earliest <= at <= earliest + timedelta(days=horizon)
     assert at.astimezone(rules.tz).date() not in rules.holidays
+
+
+@settings(max_examples=200, deadline=None)
+@given(minutes=st.integers(0, 60 * 24 * 70), outcome=st.sampled_from(
+    ["busy", "no-answer", "machine"]), hits=st.lists(st.integers(0, 20), min_size=18, max_size=18),
+    missed=st.lists(st.tuples(st.integers(0, 6), st.integers(0, 2)), max_size=6),
+    park=st.sampled_from([0.0, 0.05, 1.0]))
+def test_learned_first_attempts_and_retries_keep_windows_holidays_dates_and_delays(
+        rules, minutes, outcome, hits, missed, park):
+    now = datetime(2026, 11, 10, tzinfo=UTC) + timedelta(minutes=minutes)
+    rates = calltimes.estimate([("A", w, d, i < hits[w * 3 + d]) for w in range(6)
+                                for d in range(3) for i in range(20)])
+    old = calltimes.PARK_BELOW
+    calltimes.PARK_BELOW = park
+    try:
+        at = calltimes.next_try(rules, rates, "A", missed, now=now, outcome=outcome)
+    finally:
+        calltimes.PARK_BELOW = old
+    first = calltimes.first_attempt_at(rules, rates, "A", now=now)
+    if calling.next_attempt(rules, now, outcome) is None:
+        assert at is None
+    else:
+        assert calling.is_allowed(rules, at) and at >= now + rules.retry_delay(outcome)
+        assert at.astimezone(rules.tz).date() not in rules.holidays
+    if calling.next_allowed(rules, now) is None:
+        assert first is None
+    else:
+        assert calling.is_allowed(rules, first) and first >= now
+        assert first <= calling.next_allowed(rules, now) + timedelta(
+            days=rules.learned_horizon_days)
 
 
 def test_bad_retry_method_and_prior_are_reported_with_their_key_path(tmp_path):
@@ -116,3 +194,43 @@ def test_cati_no_answer_call_back_goes_to_the_learned_part_of_the_day(db):
     assert dues["fixed"].astimezone(tz).hour == 14                   # delay, next window
     for due in dues.values():
         assert calling.is_allowed(cfg.calling, due)
+
+
+def test_the_dialer_puts_a_never_tried_case_back_until_its_strata_best_time(db):
+    from minping import cases
+    from minping.models import SampleCase
+    from tests.builders import build_field
+
+    cfg = load_config()
+    field = build_field(db, n_cases=2, cfg=cfg)
+    learned = replace(cfg.calling, retry_method="learned")
+    now = datetime(2026, 12, 2, 2, 0, tzinfo=UTC)                 # Wednesday 10:00 Shanghai
+    with db.transaction() as s:
+        stratum = s.get(SampleCase, field.case_ids[0]).stratum_id
+    evening = calltimes.estimate([(stratum, w, 2, i < 15) for w in range(6) for i in range(20)]
+                                 + [(stratum, w, d, False) for w in range(6) for d in (0, 1)
+                                    for _ in range(20)])
+    calltimes.CACHE.clear()
+    calltimes.CACHE.put(db.url, learned, evening)
+    try:
+        with db.transaction() as s:
+            case = s.get(SampleCase, field.case_ids[0])
+            assert cases.try_hold(s, case.id, channel="ivr", now=now)
+            s.refresh(case)
+            assert calltimes.defer_first_attempt(s, cfg.calling, case, now=now) is None  # fixed
+            when = calltimes.defer_first_attempt(s, learned, case, now=now)
+            assert when.astimezone(learned.tz).hour == 17 and calling.is_allowed(learned, when)
+            assert case.next_attempt_at == when and case.lock_channel is None
+    finally:
+        calltimes.CACHE.clear()
+
+
+def test_waiting_costs_more_when_the_end_date_is_near(rules):
+    tight = replace(rules, end_date=datetime(2026, 11, 18).date())   # Mon..Wed: 3 calling days
+    monday = datetime(2026, 11, 16, 2, 0, tzinfo=UTC)
+    wednesday = datetime(2026, 11, 18, 2, 0, tzinfo=UTC)
+    assert calltimes.waiting_cost(rules, monday, 6) == calltimes.DAILY_DISCOUNT
+    assert calltimes.waiting_cost(tight, monday, 6) == calltimes.DAILY_DISCOUNT  # 3 days for 3
+    # 5 attempts need 3 days; Wednesday is the last one: 1 - 1/3
+    assert calltimes.waiting_cost(tight, wednesday, 5) == pytest.approx(2 / 3)
+    assert calltimes.waiting_cost(tight, wednesday, None) == calltimes.DAILY_DISCOUNT
