@@ -380,10 +380,10 @@ class FrameReader:
             seen = np.zeros(len(ks), dtype=bool)
         dup_of[valid[order]] = earlier
         new = first & ~seen
-        merged_k = np.concatenate([self._seen_keys, ks[new]])
-        merged_r = np.concatenate([self._seen_rows, rownum[valid][order][new]])
-        o = np.argsort(merged_k, kind="stable")
-        self._seen_keys, self._seen_rows = merged_k[o], merged_r[o]
+        add = ks[new]  # sorted, each once, none seen before: merged in by position
+        at = np.searchsorted(self._seen_keys, add)
+        self._seen_keys = np.insert(self._seen_keys, at, add)
+        self._seen_rows = np.insert(self._seen_rows, at, rownum[valid][order][new])
         return dup_of
 
     def _row_problems(self, i, rn, ph, gr, tw, keys, dup_of, extra_at, phone_why, group_why,

@@ -35,6 +35,7 @@ import json
 import queue
 import threading
 
+import numpy as np
 from sqlalchemy.orm import Session
 
 from minping.frame_file import FrameChunk
@@ -224,14 +225,16 @@ class ContactWriter:
         keys = chunk.keys.tolist()
         rows = chunk.source_rows.tolist()
         if self._pump is not None:
-            g_text = [str(g) for g in self.group_ids]
-            t_text = [str(t) for t in self.town_ids] + ["\\N"]  # code -1: no town
+            # one "group id<TAB>town id" cell pair per (group, town) code pair; town -1 -> \N
+            towns = [str(t) for t in self.town_ids] + ["\\N"]
+            pairs = [f"{g}\t{t}" for g in self.group_ids for t in towns]
+            tcodes = np.where(chunk.towns < 0, len(self.town_ids), chunk.towns)
+            pair = map(pairs.__getitem__, (chunk.groups * len(towns) + tcodes).tolist())
             imp = "\\N" if self.import_id is None else str(self.import_id)
-            line = f"{self.frame_id}\t{imp}\t+{{}}\t{{}}\t{{}}\t{{}}\t{{}}\n"
-            text = "".join(map(line.format, keys,
-                               map(g_text.__getitem__, chunk.groups.tolist()),
-                               map(t_text.__getitem__, chunk.towns.tolist()),
-                               rows, _attributes_json(chunk, n, True)))
+            head = f"{self.frame_id}\t{imp}\t+"  # each line: head, the number's digits, ...
+            text = head + f"\n{head}".join(map("\t".join, zip(
+                map(str, keys), pair, map(str, rows), _attributes_json(chunk, n, True),
+                strict=True))) + "\n"
             self._pump.write(text.encode())
             return n
         placeholders = ", ".join("?" for _ in COLUMNS)
