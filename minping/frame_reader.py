@@ -154,7 +154,7 @@ class FrameReader:
         self.path = table.path
         self.encoding = table.encoding
         self.sha256 = table.sha256
-        self._blocks = table.blocks(chunk_rows)
+        self._blocks = table.blocks(min(chunk_rows, 4096))  # small: re-cut in chunks()
         self._pending: list[tuple[int, list[list[str]]]] = []
         self._read_header()
         self.progress = progress
@@ -257,9 +257,13 @@ class FrameReader:
                 break
             if start is None:  # the header was the last row of a block
                 start = self._header_row + 1
-            yield self._check(start, rows)
-            start += len(rows)
-            if self.progress is not None and len(rows) == self.chunk_rows:
+            n = len(rows)
+            chunk = self._check(start, rows)
+            del rows  # not alive while the next chunk is read
+            yield chunk
+            del chunk
+            start += n
+            if self.progress is not None and n == self.chunk_rows:
                 self.progress(self.rows_read)
         if self.progress is not None:
             self.progress(self.rows_read)

@@ -7,8 +7,8 @@ commit or roll back together (the caller commits):
 * PostgreSQL: one ``COPY frame_contact (...) FROM STDIN`` (text format) for the whole
   file.  A thread sends each chunk while the next one is read and checked, so the
   server stores one chunk while Python checks the next (at most two chunks wait).
-* SQLite: ``executemany`` per chunk, with a page cache large enough for the unique
-  (frame, phone) index during the import (set back afterwards).
+* SQLite: ``executemany`` per chunk, with a 64 MiB page cache (enough for the unique
+  (frame, phone) index of a million contacts) during the import, set back afterwards.
 
 A *large* file (its first chunk is at least half of :data:`minping.frames.BATCH`
 rows) is stored with ``frame_contact``'s secondary structures set aside and built
@@ -49,7 +49,7 @@ COLUMNS = ("frame_id", "import_id", "phone", "group_id", "town_id", "source_row"
 _REBUILD_RATIO = 0.5
 _BYTES_PER_ROW = 32
 #: SQLite page cache during an import (KiB): the unique index stays in memory.
-_SQLITE_CACHE_KIB = 131072
+_SQLITE_CACHE_KIB = 65536
 #: PostgreSQL memory for building the indexes again (per index build).
 _BUILD_MEMORY = "256MB"
 

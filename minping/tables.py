@@ -39,6 +39,8 @@ __all__ = ["Table", "cell_text", "detect_encoding", "open_table", "sha256_of"]
 
 _XLS_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _CHUNK = 1 << 22
+#: Bytes decoded at a time by :meth:`Table.blocks` (a CSV's text is held a block at a time).
+_DECODE = 1 << 20
 
 
 def detect_encoding(data: bytes, *, sample: bool = False) -> str:
@@ -139,7 +141,7 @@ def _decoded_lines(path: str | os.PathLike, name: str, enc: str, detected: bool
     carry = ""
     with open(path, "rb") as fh:
         while True:
-            block = fh.read(_CHUNK)
+            block = fh.read(min(_CHUNK, _DECODE))
             state = decoder.getstate()[0]
             try:
                 text = decoder.decode(block, final=not block)
