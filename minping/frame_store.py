@@ -108,10 +108,10 @@ class _Pump:
             raise self.error
         self.queue.put(data)
 
-    def close(self) -> None:
+    def close(self, *, raise_error: bool = True) -> None:
         self.queue.put(None)
         self.thread.join()
-        if self.error is not None:
+        if self.error is not None and raise_error:
             raise self.error
 
 
@@ -148,7 +148,11 @@ class ContactWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self._stack.__exit__(exc_type, exc, tb)  # ends the COPY (aborted on error)
+        try:
+            if self._pump is not None:  # the data sent (an error of its own only if none here)
+                self._pump.close(raise_error=exc_type is None)
+        finally:
+            self._stack.__exit__(exc_type, exc, tb)  # ends the COPY (aborted on error)
         # PostgreSQL after an error: the transaction is aborted and cannot commit
         if exc_type is None or self.dialect != "postgresql":
             if self.dialect == "postgresql" and self.restore:
@@ -190,7 +194,6 @@ class ContactWriter:
         copy = self._stack.enter_context(
             cur.copy(f"COPY {table} ({', '.join(COLUMNS)}) FROM STDIN"))
         self._pump = _Pump(copy)
-        self._stack.callback(self._pump.close)
 
     def _few_rows_in_table(self) -> bool:
         """Whether the table holds few rows compared with the file (then rebuild its indexes)."""

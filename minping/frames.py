@@ -16,10 +16,10 @@ in one transaction:
   skipped;
 * numbers on the do-not-call list are not imported (counted as suppressed).
 
-Each chunk is stored as soon as it is checked (:func:`insert_chunk`):
-PostgreSQL ``COPY ... FROM STDIN`` (psycopg 3), SQLite ``executemany``, both
-on the session's connection, so the contacts and the import record commit or
-roll back together.  After the first bad row nothing more is stored, the rest
+Each chunk is stored as soon as it is checked (:class:`minping.frame_store.ContactWriter`):
+PostgreSQL one ``COPY ... FROM STDIN`` for the file (psycopg 3, fed from a
+thread), SQLite ``executemany``, both on the session's connection, so the
+contacts and the import record commit or roll back together.  After the first bad row nothing more is stored, the rest
 of the file is only checked, and the error makes the caller roll back: the
 memory used does not grow with the file.
 """

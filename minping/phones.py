@@ -9,9 +9,12 @@ five-digit prefix is checked once with ``phonenumbers`` and cached; every other
 form, and every prefix that does not check out, goes through
 ``phonenumbers.parse``.
 
-:meth:`PhoneNormalizer.normalize_column` does the fast path for a whole numpy
-column at once (digits checked and converted by numpy) and hands only the
-other cells to :meth:`PhoneNormalizer.normalize`.  Valid numbers come back as
+:meth:`PhoneNormalizer.normalize_list` does the fast path for a whole column
+at once (the 11-character cells joined into one ASCII buffer, digits checked
+and converted by numpy) and hands only the other cells to
+:meth:`PhoneNormalizer.normalize`.  A prefix whose test number ``parse``
+reads as national digits (no international or carrier prefix at its start) is
+checked with ``is_valid_number`` on those digits, without parsing.  Valid numbers come back as
 integer keys: the E.164 digits without the ``+`` (E.164 has at most 15 digits
 and no leading zero, so ``"+" + str(key)`` gives the number back).
 """
