@@ -31,7 +31,7 @@ PostgreSQL: a database ``minping_bench_<random>`` is created on the server at
 and dropped at the end.
 
 Run:  .venv/bin/python bench/sampling.py [--rows 1000000] [--size 2020] [--seed 2026]
-                                         [--no-postgres] [--no-sqlite]
+                                         [--no-postgres] [--no-sqlite] [--only import]
 The machine's load average is printed with the figures.
 """
 
@@ -131,13 +131,18 @@ def child_import(url: str, path: str) -> None:
                       "rss_peak_mb": _rss_mb(), "cpu_s": cpu.ru_utime + cpu.ru_stime}))
 
 
-def bench_database(name: str, url: str, cfg, path: Path, size: int, seed: int) -> dict:
+def bench_database(name: str, url: str, cfg, path: Path, size: int, seed: int,
+                   only_import: bool = False) -> dict:
     db = Database(url)
     try:
         db.upgrade()
         out = subprocess.run([sys.executable, __file__, "--child-import", url, str(path)],
                              check=True, capture_output=True, text=True)
         imp = json.loads(out.stdout.strip().splitlines()[-1])
+        if only_import:
+            return {"db": name, "imported": imp["imported"], "import_s": imp["seconds"],
+                    "rows_per_s": imp["imported"] / imp["seconds"], "rss_base": imp["rss_base_mb"],
+                    "rss_peak": imp["rss_peak_mb"], "import_cpu_s": imp["cpu_s"]}
         t1 = time.perf_counter()
         with db.transaction() as session:
             summary = draw_sample(session, cfg, size=size, seed=seed)
@@ -156,12 +161,15 @@ def bench_database(name: str, url: str, cfg, path: Path, size: int, seed: int) -
             "verify_timings": checked["timings"]}
 
 
-def bench_in_memory(path: Path, size: int, seed: int, repeat: int) -> dict:
+def bench_in_memory(path: Path, size: int, seed: int, repeat: int,
+                    only_import: bool = False) -> dict:
     import pandas as pd
 
     t0 = time.perf_counter()
     df = pd.read_csv(path, encoding="gb18030", dtype=str)
     t_read = time.perf_counter() - t0
+    if only_import:
+        return {"read_s": t_read, "read_rows_per_s": len(df) / t_read}
     frac = size / len(df)
     best_pd = float("inf")
     for r in range(repeat):
@@ -198,7 +206,10 @@ def main(argv=None) -> int:
     ap.add_argument("--pg-url", default=PG_ADMIN, help="PostgreSQL server (admin database)")
     ap.add_argument("--no-postgres", action="store_true")
     ap.add_argument("--no-sqlite", action="store_true")
+    ap.add_argument("--only", choices=["import"],
+                    help="import: only the import and its read_csv baseline (no draw, verify)")
     args = ap.parse_args(argv)
+    only_import = args.only == "import"
 
     cfg = load_config()
     with tempfile.TemporaryDirectory(prefix="minping-bench-") as tmp:
@@ -210,7 +221,7 @@ def main(argv=None) -> int:
         results = []
         if not args.no_sqlite:
             results.append(bench_database("sqlite", f"sqlite:///{tmp}/bench.sqlite", cfg, path,
-                                          args.size, args.seed))
+                                          args.size, args.seed, only_import))
         if not args.no_postgres:
             from sqlalchemy import create_engine, text
             from sqlalchemy.engine import make_url
@@ -223,7 +234,7 @@ def main(argv=None) -> int:
                 url = make_url(args.pg_url).set(database=name).render_as_string(
                     hide_password=False)
                 results.append(bench_database("postgresql", url, cfg, path, args.size,
-                                              args.seed))
+                                              args.seed, only_import))
             finally:
                 with admin.connect() as conn:
                     conn.execute(text(
@@ -231,7 +242,7 @@ def main(argv=None) -> int:
                         "WHERE datname = :n AND pid <> pg_backend_pid()"), {"n": name})
                     conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
                 admin.dispose()
-        mem = bench_in_memory(path, args.size, args.seed, args.repeat)
+        mem = bench_in_memory(path, args.size, args.seed, args.repeat, only_import)
 
     load = os.getloadavg()
     print()
@@ -241,15 +252,15 @@ def main(argv=None) -> int:
     print(f"in memory, {args.rows:,} contacts, n = {args.size} (best of {args.repeat}):")
     print(f"  pandas read_csv (GB18030)  baseline      {mem['read_s']:8.3f} s "
           f"({mem['read_rows_per_s']:,.0f} rows/s)")
-    print(f"  pandas groupby().sample(frac)  baseline  {mem['pandas_s']:8.3f} s "
-          f"({mem['pandas_n']} drawn)")
-    ratio = mem["core_s"] / mem["pandas_s"]
-    print(f"  minping canonical order + allocate + draw {mem['core_s']:8.3f} s "
-          f"({mem['core_n']} drawn)   ratio minping/pandas {ratio:.2f}  (target <= 1.5: "
-          f"{'met' if ratio <= 1.5 else 'NOT met'})")
+    if not only_import:
+        print(f"  pandas groupby().sample(frac)  baseline  {mem['pandas_s']:8.3f} s "
+              f"({mem['pandas_n']} drawn)")
+        ratio = mem["core_s"] / mem["pandas_s"]
+        print(f"  minping canonical order + allocate + draw {mem['core_s']:8.3f} s "
+              f"({mem['core_n']} drawn)   ratio minping/pandas {ratio:.2f}  (target <= 1.5: "
+              f"{'met' if ratio <= 1.5 else 'NOT met'})")
     targets = {"postgresql": 100_000, "sqlite": 50_000}
     for r in results:
-        tm, vt = r["timings"], r["verify_timings"]
         print()
         print(f"{r['db']}:")
         ratio = r["rows_per_s"] / mem["read_rows_per_s"]
@@ -262,6 +273,9 @@ def main(argv=None) -> int:
         print(f"  import   peak RSS {r['rss_peak']:.0f} MB (process after imports "
               f"{r['rss_base']:.0f} MB); target < 300 MB: "
               f"{'met' if r['rss_peak'] < 300 else 'NOT met'}")
+        if only_import:
+            continue
+        tm, vt = r["timings"], r["verify_timings"]
         stages = ", ".join(f"{k} {v:.2f}" for k, v in tm.items())
         ok = r["draw_s"] <= 2 if r["db"] == "postgresql" else True
         print(f"  draw     {r['draw_s']:7.2f} s ({stages}); ratio to pandas "

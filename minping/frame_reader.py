@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
@@ -77,15 +78,15 @@ class _Labels:
             return None
         return self.seen.get(ident) or self.spelled.get(ident, ident)
 
-    def codes(self, column: np.ndarray) -> tuple[np.ndarray, dict[int, str]]:
+    def codes(self, column: list[str]) -> tuple[np.ndarray, dict[int, str]]:
         """Codes (``-1`` where bad) and the reason per bad position."""
-        uniq, inv = np.unique(column, return_inverse=True)
-        found = [self._code_of(str(u)) for u in uniq]
-        table = np.array([c for c, _ in found], dtype=np.int64)
-        codes = table[inv.reshape(-1)] if len(column) else np.zeros(0, dtype=np.int64)
+        found = {u: self._code_of(str(u)) for u in dict.fromkeys(column)}
+        code = {u: c for u, (c, _) in found.items()}
+        codes = np.fromiter(map(code.__getitem__, column), np.int64, len(column))
         reasons: dict[int, str] = {}
-        for i in np.flatnonzero(codes < 0).tolist():
-            reasons[i] = found[int(inv.reshape(-1)[i])][1] or "invalid"
+        if any(c < 0 for c in code.values()):
+            for i in np.flatnonzero(codes < 0).tolist():
+                reasons[i] = found[column[i]][1] or "invalid"
         return codes, reasons
 
 
@@ -146,12 +147,15 @@ class FrameReader:
         sheet: str | None = None,
         progress: Callable[[int], None] | None = None,
         chunk_rows: int = 50_000,
+        sha256: str | None = None,
     ):
-        table = open_table(path, encoding=encoding, sheet=sheet)
+        table = open_table(path, encoding=encoding, sheet=sheet, sha256=sha256,
+                           check_first=False)
         self.path = table.path
         self.encoding = table.encoding
         self.sha256 = table.sha256
-        self._rows = table.rows
+        self._blocks = table.blocks(min(chunk_rows, 4096))  # small: re-cut in chunks()
+        self._pending: list[tuple[int, list[list[str]]]] = []
         self._read_header()
         self.progress = progress
         self.chunk_rows = chunk_rows
@@ -188,15 +192,20 @@ class FrameReader:
         name = self.path
         header_row: tuple[int, list[str]] | None = None
         skipped: list[tuple[int, list[str]]] = []
-        for candidate in self._rows:
-            rn, cells = candidate
-            if any(cells):
-                if any(_HEADER_FIELD.get(normalize_header(c)) == "phone" for c in cells):
-                    header_row = candidate
-                    break
-                skipped.append(candidate)
-                if len(skipped) >= 10:
-                    break
+        for start, rows in self._blocks:
+            for k, raw in enumerate(rows):
+                cells = [c.strip() for c in raw]
+                if any(cells):
+                    if any(_HEADER_FIELD.get(normalize_header(c)) == "phone" for c in cells):
+                        header_row = (start + k, cells)
+                        if k + 1 < len(rows):  # the data rows after it come first
+                            self._pending.append((start + k + 1, rows[k + 1:]))
+                        break
+                    skipped.append((start + k, cells))
+                    if len(skipped) >= 10:
+                        break
+            if header_row is not None or len(skipped) >= 10:
+                break
         if header_row is None:
             if not skipped:
                 raise InputError([Problem(name, None, None, None, "the file has no rows")])
@@ -205,6 +214,7 @@ class FrameReader:
                 name, skipped[0][0], "phone", ",".join(skipped[0][1]),
                 f"no phone column in the header (expected one of {phone_names})")])
         header_num, header = header_row
+        self._header_row = header_num
         header = [h.replace("\ufeff", "").strip() for h in header]
         col_of: dict[str, int] = {}
         attr_cols: list[tuple[str, int]] = []
@@ -236,57 +246,73 @@ class FrameReader:
         self._pj, self._gj, self._tj = col_of["phone"], col_of["group"], col_of.get("town")
 
     def chunks(self) -> Iterator[FrameChunk]:
-        """Yield the good contacts, a chunk at a time, in file order."""
-        batch: list[tuple[int, list[str]]] = []
-        for record in self._rows:
-            batch.append(record)
-            if len(batch) >= self.chunk_rows:
-                yield self._check(batch)
-                batch = []
-                if self.progress is not None:
-                    self.progress(self.rows_read)
-        if batch:
-            yield self._check(batch)
+        """Yield the good contacts, a chunk of ``chunk_rows`` rows at a time, in file order."""
+        start = self._pending[0][0] if self._pending else None
+        stream = itertools.chain.from_iterable(
+            rows for _, rows in itertools.chain(self._pending, self._blocks))
+        self._pending = []
+        while True:
+            rows = list(itertools.islice(stream, self.chunk_rows))
+            if not rows:
+                break
+            if start is None:  # the header was the last row of a block
+                start = self._header_row + 1
+            n = len(rows)
+            chunk = self._check(start, rows)
+            del rows  # not alive while the next chunk is read
+            yield chunk
+            del chunk
+            start += n
+            if self.progress is not None and n == self.chunk_rows:
+                self.progress(self.rows_read)
         if self.progress is not None:
             self.progress(self.rows_read)
 
-    # -- one chunk
-    def _check(self, batch: list[tuple[int, list[str]]]) -> FrameChunk:
+    # -- one chunk, column by column (the rows are numbered start, start + 1, ...)
+    def _check(self, start: int, raw: list[list[str]]) -> FrameChunk:
         ncols = len(self.header)
-        rows: list[list[str]] = []
+        rows = raw
         extra: dict[int, tuple[int, str]] = {}
-        for k, (_rn, cells) in enumerate(batch):
-            n = len(cells)
-            if n == ncols:
-                rows.append(cells)
-            elif n < ncols:
-                rows.append(cells + [""] * (ncols - n))
-            else:
-                rows.append(cells[:ncols])
-                tail = [c for c in cells[ncols:] if c]
-                if tail:
-                    extra[k] = (n, ",".join(tail))
-        cols = list(zip(*rows, strict=True)) if rows else [() for _ in range(ncols)]
+        if set(map(len, raw)) != {ncols}:  # short rows are padded, long ones cut
+            rows = []
+            for k, cells in enumerate(raw):
+                n = len(cells)
+                if n == ncols:
+                    rows.append(cells)
+                elif n < ncols:
+                    rows.append(cells + [""] * (ncols - n))
+                else:
+                    rows.append(cells[:ncols])
+                    tail = [t for t in (c.strip() for c in cells[ncols:]) if t]
+                    if tail:
+                        extra[k] = (n, ",".join(tail))
+        strip = str.strip
+        cols = [list(map(strip, c)) for c in zip(*rows, strict=True)] if rows else [[] for _ in range(ncols)]
         pj, gj, tj = self._pj, self._gj, self._tj
-        ph = np.array(cols[pj], dtype=str)
-        gr = np.array(cols[gj], dtype=str)
-        tw = np.array(cols[tj], dtype=str) if tj is not None else None
+        ph, gr = cols[pj], cols[gj]
+        tw = cols[tj] if tj is not None else None
         # empty rows are skipped (most rows have a phone or a group: check only the others)
-        maybe_empty = (ph == "") & (gr == "")
+        n = len(rows)
+        maybe_empty = np.fromiter(map(len, ph), np.int64, n) + np.fromiter(map(len, gr), np.int64, n)
         if tw is not None:
-            maybe_empty &= tw == ""
-        keep = np.ones(len(rows), dtype=bool)
-        for k in np.flatnonzero(maybe_empty).tolist():
-            if k not in extra and not any(rows[k]):
-                keep[k] = False
-        pos = np.flatnonzero(keep)
-        if len(pos) < len(rows):
-            ph, gr = ph[pos], gr[pos]
-            tw = tw[pos] if tw is not None else None
+            maybe_empty += np.fromiter(map(len, tw), np.int64, n)
+        empty = [k for k in np.flatnonzero(maybe_empty == 0).tolist()
+                 if k not in extra and not any(c[k] for c in cols)]
+        if empty:
+            keep = np.ones(n, dtype=bool)
+            keep[empty] = False
+            pos = np.flatnonzero(keep)
+            at = pos.tolist()
+            cols = [[c[k] for k in at] for c in cols]
+            ph, gr = cols[pj], cols[gj]
+            tw = cols[tj] if tj is not None else None
+            extra = {i: extra[k] for i, k in enumerate(at) if k in extra} if extra else {}
+        else:
+            pos = np.arange(n)
         self.rows_read += len(pos)
-        rownum = np.array([batch[k][0] for k in pos.tolist()], dtype=np.int64)
+        rownum = pos + start
 
-        keys, phone_why = self.normalizer.normalize_column(ph)
+        keys, phone_why = self.normalizer.normalize_list(ph)
         gcodes, group_why = self.groups.codes(gr)
         if tw is not None:
             tcodes, town_why = self.towns.codes(tw)
@@ -294,12 +320,10 @@ class FrameReader:
             tcodes, town_why = np.full(len(pos), -1, dtype=np.int64), {}
         dup_of = self._duplicates(keys, rownum)
 
-        bad = np.zeros(len(pos), dtype=bool)
-        for why in (phone_why, group_why, town_why):
-            bad[list(why)] = True
-        bad |= dup_of >= 0
-        extra_at = {i: extra[k] for i, k in enumerate(pos.tolist()) if k in extra} if extra else {}
-        bad[list(extra_at)] = True
+        bad = dup_of >= 0
+        for why in (phone_why, group_why, town_why, extra):
+            if why:
+                bad[list(why)] = True
 
         # numbers already in the frame: skipped when they agree, a problem when they do not
         already = np.zeros(len(pos), dtype=bool)
@@ -319,9 +343,9 @@ class FrameReader:
                 self.already_in_frame.append(SkippedRow(int(rownum[i]), e164,
                                                         "already in the frame"))
         for i in np.flatnonzero(bad).tolist():
-            self._row_problems(i, int(rownum[i]), ph, gr, tw, keys, dup_of, extra_at,
+            self._row_problems(i, int(rownum[i]), ph, gr, tw, keys, dup_of, extra,
                                phone_why, group_why, town_why, mismatch)
-            self.rejected_cells[int(rownum[i])] = tuple(batch[int(pos[i])][1])
+            self.rejected_cells[int(rownum[i])] = tuple(c.strip() for c in raw[int(pos[i])])
         good = ~bad & ~already
         if len(self._dnc):
             dnc = good & np.isin(keys, self._dnc)
@@ -329,10 +353,14 @@ class FrameReader:
                 self.suppressed.append(SkippedRow(int(rownum[i]), e164_of_key(int(keys[i])),
                                                   "on the do-not-call list"))
             good &= ~dnc
-        take = pos[good].tolist()
+        if good.all():
+            attributes = {label: cols[j] for label, j in self.attr_cols}
+        else:
+            take = np.flatnonzero(good).tolist()
+            attributes = {label: [cols[j][k] for k in take] for label, j in self.attr_cols}
         return FrameChunk(
             keys=keys[good], groups=gcodes[good], towns=tcodes[good], source_rows=rownum[good],
-            attributes={label: [rows[k][j] for k in take] for label, j in self.attr_cols},
+            attributes=attributes,
         )
 
     def _duplicates(self, keys: np.ndarray, rownum: np.ndarray) -> np.ndarray:
@@ -356,10 +384,10 @@ class FrameReader:
             seen = np.zeros(len(ks), dtype=bool)
         dup_of[valid[order]] = earlier
         new = first & ~seen
-        merged_k = np.concatenate([self._seen_keys, ks[new]])
-        merged_r = np.concatenate([self._seen_rows, rownum[valid][order][new]])
-        o = np.argsort(merged_k, kind="stable")
-        self._seen_keys, self._seen_rows = merged_k[o], merged_r[o]
+        add = ks[new]  # sorted, each once, none seen before: merged in by position
+        at = np.searchsorted(self._seen_keys, add)
+        self._seen_keys = np.insert(self._seen_keys, at, add)
+        self._seen_rows = np.insert(self._seen_rows, at, rownum[valid][order][new])
         return dup_of
 
     def _row_problems(self, i, rn, ph, gr, tw, keys, dup_of, extra_at, phone_why, group_why,

@@ -16,18 +16,19 @@ in one transaction:
   skipped;
 * numbers on the do-not-call list are not imported (counted as suppressed).
 
-Each chunk is stored as soon as it is checked (:func:`insert_chunk`):
-PostgreSQL ``COPY ... FROM STDIN`` (psycopg 3), SQLite ``executemany``, both
-on the session's connection, so the contacts and the import record commit or
-roll back together.  After the first bad row nothing more is stored, the rest
+Each chunk is stored as soon as it is checked (:class:`minping.frame_store.ContactWriter`):
+PostgreSQL one ``COPY ... FROM STDIN`` for the file (psycopg 3, fed from a
+thread), SQLite ``executemany``, both on the session's connection, so the
+contacts and the import record commit or roll back together.  After the first bad row nothing more is stored, the rest
 of the file is only checked, and the error makes the caller roll back: the
 memory used does not grow with the file.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
-import json
 import os
 import time
 from collections.abc import Callable
@@ -39,7 +40,9 @@ from sqlalchemy.orm import Session
 
 from minping.campaign import codes, sync_campaign
 from minping.errors import InputError, MinpingError, Problem
-from minping.frame_file import FrameChunk, FrameReader, write_rejects
+from minping.frame_file import FrameReader, write_rejects
+from minping.frame_store import ContactWriter as _ContactWriter
+from minping.frame_store import insert_chunk
 from minping.models import (
     DoNotCall,
     Frame,
@@ -67,8 +70,6 @@ __all__ = [
 DEFAULT_FRAME = "main"
 #: Rows checked and stored at a time (and per progress report).
 BATCH = 50_000
-
-_COLUMNS = ("frame_id", "import_id", "phone", "group_id", "town_id", "source_row", "attributes")
 
 #: ``progress(stage, done, total)``: how far a long step is (import, draw, verify).
 ProgressCallback = Callable[[str, int, int | None], None]
@@ -245,7 +246,7 @@ def import_frame(
     group_ids = codes(session, RespondentGroup, campaign.id)
     town_ids = codes(session, Town, campaign.id)
     reader = _reader(session, cfg, path, frame.id, group_ids, town_ids, encoding=encoding,
-                     region=region, progress=progress)
+                     region=region, progress=progress, sha256=digest)
     record = FrameImport(frame_id=frame.id, file_name=Path(name).name[:500], content_hash=digest,
                          rows_read=0, rows_imported=0, rows_rejected=0, rows_suppressed=0,
                          imported_by=imported_by)
@@ -253,17 +254,24 @@ def import_frame(
     session.flush()
     # store while reading; after the first bad row only check (the caller rolls back)
     imported = 0
-    deferred: list[tuple[str, str]] | None = None
-    for chunk in reader.chunks():
-        if reader.problems and not skip_invalid:
-            continue
-        if deferred is None and len(chunk) >= BATCH:
-            deferred = _drop_foreign_keys(session)  # a large file: check the keys once, at the end
-        imported += insert_chunk(session, frame.id, record.id, chunk,
-                                 group_ids=[group_ids[g] for g in reader.group_ids],
-                                 town_ids=[town_ids[t] for t in reader.town_ids])
-    if deferred:  # also before refusing the file: the keys are back even if the caller commits
-        _restore_foreign_keys(session, deferred)
+    file_bytes = os.path.getsize(path)
+    with contextlib.ExitStack() as stack:
+        if gc.isenabled():  # a chunk's many small objects hold no cycles: no collector passes
+            gc.disable()
+            stack.callback(gc.enable)
+        writer: _ContactWriter | None = None
+        for chunk in reader.chunks():
+            if reader.problems and not skip_invalid:
+                continue
+            if writer is None:
+                writer = stack.enter_context(_ContactWriter(
+                    session, frame.id, record.id,
+                    group_ids=[group_ids[g] for g in reader.group_ids],
+                    town_ids=[town_ids[t] for t in reader.town_ids],
+                    large=reader.rows_read >= BATCH // 2, file_bytes=file_bytes))
+            imported += writer.write(chunk)
+    # (the writer's exit finished the copy and put back the keys and indexes it set aside,
+    # also before refusing the file: they are back even if the caller commits)
     rejected_rows = len({p.row for p in reader.problems})
     rejects_file = None
     if reader.problems:
@@ -301,7 +309,7 @@ def _file_sha256(path, name: str) -> str:
 
 def _reader(session: Session, cfg, path, frame_id: int, group_ids: dict[str, int],
             town_ids: dict[str, int], *, encoding: str | None, region: str,
-            progress: ProgressCallback | None) -> FrameReader:
+            progress: ProgressCallback | None, sha256: str | None = None) -> FrameReader:
     """A :class:`FrameReader` of ``path`` checking against the campaign and the frame's numbers."""
     group_code = {v: k for k, v in group_ids.items()}
     town_code = {v: k for k, v in town_ids.items()}
@@ -324,133 +332,8 @@ def _reader(session: Session, cfg, path, frame_id: int, group_ids: dict[str, int
         existing_phones=existing,
         progress=(lambda n: progress("read", n, None)) if progress else None,
         chunk_rows=BATCH,
+        sha256=sha256,
     )
-
-
-def _drop_foreign_keys(session: Session) -> list[tuple[str, str]]:
-    """PostgreSQL: drop ``frame_contact``'s foreign keys inside the import's transaction.
-
-    SQLite: its secondary indexes instead (:func:`_drop_sqlite_indexes`).
-
-    Returns their names and definitions for :func:`_restore_foreign_keys`, which adds
-    them back, checking every row in one pass instead of four look-ups per row while
-    copying.  Takes an ACCESS EXCLUSIVE lock on ``frame_contact`` until the import
-    commits or rolls back (rolled back, the constraints are back as they were).
-    Other databases: nothing is done (an empty list).
-    """
-    conn = session.connection()
-    table = FrameContact.__table__.name
-    if conn.dialect.name == "sqlite":
-        return _drop_sqlite_indexes(conn, table)
-    if conn.dialect.name != "postgresql":
-        return []
-    keys = [(str(n), str(d)) for n, d in conn.exec_driver_sql(
-        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
-        f"WHERE conrelid = '{table}'::regclass AND contype = 'f' ORDER BY conname").all()]
-    for name, _ in keys:
-        conn.exec_driver_sql(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
-    return keys
-
-
-def _restore_foreign_keys(session: Session, keys: list[tuple[str, str]]) -> None:
-    """Add back what :func:`_drop_foreign_keys` dropped (keys validate every row)."""
-    conn = session.connection()
-    table = FrameContact.__table__.name
-    for name, definition in keys:
-        if conn.dialect.name == "sqlite":
-            conn.exec_driver_sql(definition)
-        else:
-            conn.exec_driver_sql(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')
-
-
-def _drop_sqlite_indexes(conn, table: str) -> list[tuple[str, str]]:
-    """SQLite: drop ``frame_contact``'s secondary indexes (built again, sorted, at the end).
-
-    Inserting a million numbers in file order into an index on the phone is a random
-    B-tree insert per row; building it at the end sorts once.  The unique (frame, phone)
-    constraint stays (it is the duplicate check's last line).
-    """
-    indexes = [(str(n), str(sql)) for n, sql in conn.exec_driver_sql(
-        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
-        "AND sql IS NOT NULL ORDER BY name", (table,)).all()]
-    for name, _ in indexes:
-        conn.exec_driver_sql(f'DROP INDEX "{name}"')
-    return indexes
-
-
-#: JSON string literal of a str (C-accelerated when available), as json.dumps writes it.
-_encode_string = getattr(json.encoder, "c_encode_basestring", None) or json.encoder.encode_basestring
-
-
-def _copy_text(value: str) -> str:
-    """Escape a value for PostgreSQL's COPY text format."""
-    if "\\" not in value and "\t" not in value and "\n" not in value and "\r" not in value:
-        return value
-    return (value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
-            .replace("\r", "\\r"))
-
-
-def insert_chunk(
-    session: Session,
-    frame_id: int,
-    import_id: int | None,
-    chunk: FrameChunk,
-    *,
-    group_ids: list[int],
-    town_ids: list[int],
-) -> int:
-    """Bulk-insert one chunk of contacts on the session's connection; returns how many.
-
-    ``group_ids``/``town_ids`` are the database ids of the reader's group and
-    town codes.  Rows go in file order.  PostgreSQL: ``COPY frame_contact (...) FROM STDIN`` in
-    text format; SQLite: ``executemany``.  Nothing is committed.
-    """
-    n = len(chunk)
-    if n == 0:
-        return 0
-    order = range(n)
-    keys = chunk.keys.tolist()
-    rows = chunk.source_rows.tolist()
-    gid = [group_ids[c] for c in chunk.groups.tolist()]
-    tid = [town_ids[c] if c >= 0 else None for c in chunk.towns.tolist()]
-    names = list(chunk.attributes)
-    cols = [chunk.attributes[k] for k in names]
-    # JSON objects of string values, written directly (same text as json.dumps with
-    # ensure_ascii=False and compact separators, without building a dict per row)
-    esc = _encode_string
-    keys_json = [esc(k) + ":" for k in names]
-    if len(names) == 1:
-        k0, c0 = keys_json[0], cols[0]
-        attrs = ["{" + k0 + esc(c0[i]) + "}" for i in order]
-    else:
-        attrs = ["{" + ",".join(k + esc(c[i]) for k, c in zip(keys_json, cols, strict=True)) + "}"
-                 for i in order]
-    conn = session.connection()
-    table = FrameContact.__table__.name
-    if conn.dialect.name == "postgresql":
-        raw = conn.connection.driver_connection
-        sql = f"COPY {table} ({', '.join(_COLUMNS)}) FROM STDIN"
-        null = "\\N"
-        imp = null if import_id is None else str(import_id)
-        tcell = [null if t is None else str(t) for t in tid]
-        head = f"{frame_id}\t{imp}\t+"
-        lines = [
-            f"{head}{keys[i]}\t{gid[i]}\t{tcell[i]}\t{rows[i]}\t{_copy_text(a)}\n"
-            for i, a in zip(order, attrs, strict=True)
-        ]
-        with raw.cursor() as cur, cur.copy(sql) as copy:
-            copy.write("".join(lines))
-    else:
-        placeholders = ", ".join("?" for _ in _COLUMNS)
-        sql = f"INSERT INTO {table} ({', '.join(_COLUMNS)}) VALUES ({placeholders})"
-        raw_cursor = conn.connection.driver_connection.cursor()
-        try:
-            raw_cursor.executemany(sql, [
-                (frame_id, import_id, "+" + str(keys[i]), gid[i], tid[i], rows[i], a)
-                for i, a in zip(order, attrs, strict=True)])
-        finally:
-            raw_cursor.close()
-    return n
 
 
 # --- listing and deleting frames ---------------------------------------------------------

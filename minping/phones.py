@@ -9,9 +9,12 @@ five-digit prefix is checked once with ``phonenumbers`` and cached; every other
 form, and every prefix that does not check out, goes through
 ``phonenumbers.parse``.
 
-:meth:`PhoneNormalizer.normalize_column` does the fast path for a whole numpy
-column at once (digits checked and converted by numpy) and hands only the
-other cells to :meth:`PhoneNormalizer.normalize`.  Valid numbers come back as
+:meth:`PhoneNormalizer.normalize_list` does the fast path for a whole column
+at once (the 11-character cells joined into one ASCII buffer, digits checked
+and converted by numpy) and hands only the other cells to
+:meth:`PhoneNormalizer.normalize`.  A prefix whose test number ``parse``
+reads as national digits (no international or carrier prefix at its start) is
+checked with ``is_valid_number`` on those digits, without parsing.  Valid numbers come back as
 integer keys: the E.164 digits without the ``+`` (E.164 has at most 15 digits
 and no leading zero, so ``"+" + str(key)`` gives the number back).
 """
@@ -53,6 +56,11 @@ class PhoneNormalizer:
         self.region = region
         self._fast = region == "CN"
         self._prefix_ok: dict[str, bool] = {}
+        # numbers that ``parse`` could read otherwise than as national digits: an
+        # international or a national (carrier) prefix at their start
+        meta = phonenumbers.PhoneMetadata.metadata_for_region("CN")
+        parts = [p for p in (meta.international_prefix, meta.national_prefix_for_parsing) if p]
+        self._prefixed = re.compile("|".join(f"(?:{p})" for p in parts)) if parts else None
 
     def _slow(self, raw: str) -> tuple[str | None, str | None]:
         try:
@@ -80,12 +88,7 @@ class PhoneNormalizer:
             m = _FAST.fullmatch(_CLEAN.sub("", raw))
             if m:
                 national = m.group(1)
-                prefix = national[:5]
-                ok = self._prefix_ok.get(prefix)
-                if ok is None:
-                    e164, _ = self._slow(prefix + "000000")
-                    ok = self._prefix_ok[prefix] = e164 == "+86" + prefix + "000000"
-                if ok:
+                if self.prefix_ok(national[:5]):
                     return "+86" + national, None
         return self._slow(raw)
 
@@ -93,34 +96,51 @@ class PhoneNormalizer:
         """Whether 11-digit mobile numbers starting with this five-digit prefix are valid."""
         ok = self._prefix_ok.get(prefix)
         if ok is None:
-            e164, _ = self._slow(prefix + "000000")
-            ok = self._prefix_ok[prefix] = e164 == "+86" + prefix + "000000"
+            number = prefix + "000000"
+            if self._prefixed is None or self._prefixed.match(number):
+                e164, _ = self._slow(number)
+                ok = e164 == "+86" + number
+            else:  # parse would give exactly these national digits: skip parsing
+                ok = phonenumbers.is_valid_number(
+                    phonenumbers.PhoneNumber(country_code=86, national_number=int(number)))
+            self._prefix_ok[prefix] = ok
         return ok
 
     def normalize_column(self, column: np.ndarray) -> tuple[np.ndarray, dict[int, str]]:
-        """Normalise a column of stripped cells (a numpy ``str`` array).
+        """Normalise a column of stripped cells (a numpy ``str`` array); see :meth:`normalize_list`."""
+        return self.normalize_list([str(c) for c in column.tolist()])
+
+    def normalize_list(self, cells: list[str]) -> tuple[np.ndarray, dict[int, str]]:
+        """Normalise a column of stripped cells (a list of ``str``).
 
         Returns ``(keys, reasons)``: the integer key of each valid number
         (:func:`key_of_e164`), ``-1`` where the cell is not a valid number,
         with ``reasons[i]`` saying why.  Same results as :meth:`normalize`
-        cell by cell.
+        cell by cell.  The 11-character cells are checked together: joined
+        into one ASCII buffer (any other character becomes ``?``, which no
+        digit test passes) and read by numpy as an ``(n, 11)`` byte array.
         """
-        n = len(column)
+        n = len(cells)
         keys = np.full(n, -1, dtype=np.int64)
         reasons: dict[int, str] = {}
-        if self._fast:
-            ok, national = _mobile_keys(column)
-            if ok.any():
-                prefixes = national[ok] // 10**6
-                uniq = np.unique(prefixes)
-                good = np.array([self.prefix_ok(str(int(p))) for p in uniq], dtype=bool)
-                ok[ok] = good[np.searchsorted(uniq, prefixes)]
-                keys[ok] = _CN_MOBILE + national[ok]
-            rest = np.flatnonzero(~ok)
+        if self._fast and n:
+            at = np.flatnonzero(np.fromiter(map(len, cells), np.int64, n) == 11)
+            if len(at):
+                sub = cells if len(at) == n else [cells[i] for i in at.tolist()]
+                buf = "".join(sub).encode("ascii", "replace")
+                ok, national = _mobile_digits(np.frombuffer(buf, np.uint8).reshape(len(at), 11))
+                if ok.any():
+                    prefixes = national[ok] // 10**6
+                    uniq = np.unique(prefixes)
+                    good = np.array([self.prefix_ok(str(int(p))) for p in uniq.tolist()],
+                                    dtype=bool)
+                    ok[ok] = good[np.searchsorted(uniq, prefixes)]
+                    keys[at[ok]] = _CN_MOBILE + national[ok]
+            rest = np.flatnonzero(keys < 0)
         else:
             rest = np.arange(n)
         for i in rest.tolist():
-            e164, why = self.normalize(str(column[i]))
+            e164, why = self.normalize(cells[i])
             if e164 is None:
                 reasons[i] = why or "invalid"
             else:
@@ -151,19 +171,9 @@ def e164_of_key(key: int) -> str:
 _CN_MOBILE = 86 * 10**11
 
 
-def _mobile_keys(column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(matches, national)``: cells that are exactly ``1[3-9]`` + 9 digits, and their value."""
-    n = len(column)
-    width = column.dtype.itemsize // 4
-    if n == 0 or width < 11:
-        return np.zeros(n, dtype=bool), np.zeros(n, dtype=np.int64)
-    v = np.ascontiguousarray(column).view(np.uint32).reshape(n, width)
-    ok = (v[:, 0] == 0x31) & (v[:, 1] >= 0x33) & (v[:, 1] <= 0x39)
-    if width > 11:
-        ok &= v[:, 11] == 0
-    national = np.zeros(n, dtype=np.int64)
-    for j in range(11):
-        d = v[:, j].astype(np.int64) - 0x30
-        ok &= (d >= 0) & (d <= 9)
-        national = national * 10 + d
+def _mobile_digits(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(matches, national)`` of an ``(n, 11)`` array of ASCII bytes: ``1[3-9]`` + 9 digits."""
+    d = v.astype(np.int64) - 0x30
+    ok = ((d >= 0) & (d <= 9)).all(axis=1) & (d[:, 0] == 1) & (d[:, 1] >= 3)
+    national = d @ (10 ** np.arange(10, -1, -1, dtype=np.int64))
     return ok, np.where(ok, national, 0)

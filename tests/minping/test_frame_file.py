@@ -273,3 +273,46 @@ def test_normalize_header():
     assert normalize_header(" Phone_Number ") == "phonenumber"
     assert normalize_header("手机号码（必填）") == "手机号码"
     assert normalize_header("*类别 (group)") == "类别"
+
+
+def test_a_column_is_normalised_as_each_cell_alone():
+    cells = ["13812345678", "１３８１２３４５６７８", "1381234567８", "138 1234 5678", "17951000000",
+             "12345678901", "19999999999", "+8613812345678", "", "abc", "138123456789",
+             "1381234567a", "世界你好世界你好世界你", "010-62345678", "\x00" * 11, "16100000000"]
+    norm = PhoneNormalizer()
+    keys, reasons = norm.normalize_list(cells)
+    for i, raw in enumerate(cells):
+        e164, why = PhoneNormalizer().normalize(raw)
+        assert (keys[i] if keys[i] >= 0 else None) == (int(e164[1:]) if e164 else None), raw
+        assert reasons.get(i) == why, raw
+
+
+def test_blocks_give_the_rows_as_the_csv_module_reads_them(tmp_path, monkeypatch):
+    """Decoded in small blocks: CRLF cut between blocks, quoted newlines, CR-only lines."""
+    import minping.tables
+    from minping.tables import open_table
+
+    text = ("电话,类别,备注\r\n13812345678,工商代表,\"两行\r\n的备注\"\r\n"
+            + "".join(f"1391234{i:04d},各类群众代表, 备注{i} \r\n" for i in range(300))
+            + "\r\n13712345678,工商代表,cr only\r13712345679,工商代表,末行")
+    p = _write(tmp_path, "blocks.csv", text, "gb18030")
+    expected = list(open_table(p).rows)
+    for chunk in (7, 64, 1 << 22):
+        monkeypatch.setattr(minping.tables, "_CHUNK", chunk)
+        for size in (1, 50, 1000):
+            got = [(start + k, [c.strip() for c in row])
+                   for start, rows in open_table(p, check_first=False).blocks(size)
+                   for k, row in enumerate(rows)]
+            assert got == expected, (chunk, size)
+
+
+def test_a_bad_byte_far_into_the_file_is_named_by_its_row(tmp_path, monkeypatch):
+    import minping.tables
+
+    monkeypatch.setattr(minping.tables, "_CHUNK", 64)
+    body = "".join(f"1391234{i:04d},工商代表\n" for i in range(50)).encode("gb18030")
+    p = tmp_path / "late.csv"
+    p.write_bytes("电话,类别\n".encode("gb18030") + body + b"1381234\xff5678,x\n")
+    with pytest.raises(InputError, match="not valid gb18030") as exc:
+        read_frame(p, encoding="gb18030", known_groups=GROUPS)
+    assert exc.value.problems[0].row == 52

@@ -149,6 +149,19 @@ def _foreign_keys(db) -> set[str]:
         return {fk["name"] for fk in inspect(s.connection()).get_foreign_keys("frame_contact")}
 
 
+def _indexes(db) -> set[tuple]:
+    """frame_contact's indexes and unique constraints (name, columns, unique)."""
+    from sqlalchemy import inspect
+
+    with db.session() as s:
+        insp = inspect(s.connection())
+        out = {(i["name"], tuple(i["column_names"]), bool(i["unique"]))
+               for i in insp.get_indexes("frame_contact")}
+        out |= {(u["name"], tuple(u["column_names"]), True)
+                for u in insp.get_unique_constraints("frame_contact")}
+    return out
+
+
 def test_a_large_file_checks_the_keys_once_and_keeps_them(db, cfg, tmp_path, monkeypatch):
     """Files of more than one chunk are copied with frame_contact's foreign keys set aside
     (PostgreSQL) and checked in one pass at the end: the keys are there afterwards, after a
@@ -158,6 +171,8 @@ def test_a_large_file_checks_the_keys_once_and_keeps_them(db, cfg, tmp_path, mon
     monkeypatch.setattr(minping.frames, "BATCH", 40)  # "large" = more than 40 rows here
     keys = _foreign_keys(db)
     assert len(keys) == 4
+    indexes = _indexes(db)
+    assert len(indexes) >= 3
     good = tmp_path / "good.csv"
     write_frame(good, cfg, 150, seed=7)
     with db.transaction() as s:
@@ -170,3 +185,39 @@ def test_a_large_file_checks_the_keys_once_and_keeps_them(db, cfg, tmp_path, mon
         import_frame(s, cfg, bad)
     assert {p.row for p in info.value.problems} == {152, 153, 154}
     assert _foreign_keys(db) == keys and frame_count(db) == 150
+    assert _indexes(db) == indexes
+
+
+def test_a_large_file_with_a_bad_byte_late_stores_nothing(db, cfg, tmp_path, monkeypatch):
+    """A byte that does not decode is met while storing (the file is decoded once, as it is
+    read): the import stops naming its row, nothing is stored and the keys and indexes are
+    back; a duplicate is still caught with the unique constraint set aside."""
+    import minping.frames
+    import minping.tables
+
+    monkeypatch.setattr(minping.frames, "BATCH", 40)
+    monkeypatch.setattr(minping.tables, "_CHUNK", 256)
+    keys, indexes = _foreign_keys(db), _indexes(db)
+    path = tmp_path / "late.csv"
+    write_frame(path, cfg, 150, seed=9)
+    data = path.read_bytes()
+    path.write_bytes(data + b"1381234\xff5678,x,y,z\n")
+    with pytest.raises(InputError, match="not valid gb18030") as info, db.transaction() as s:
+        import_frame(s, cfg, path, encoding="gb18030")
+    assert [p.row for p in info.value.problems] == [152]
+    assert frame_count(db) == 0
+    assert _foreign_keys(db) == keys and _indexes(db) == indexes
+
+    dup = tmp_path / "dup.csv"
+    contacts = write_frame(dup, cfg, 150, seed=10)
+    gname = {g.id: g.name for g in cfg.groups}
+    tname = {t.id: t.name for t in cfg.towns}
+    c = contacts[5]
+    with open(dup, "a", encoding="gb18030", newline="") as fh:
+        fh.write(f"{c.phone.removeprefix('+86')},{gname[c.group]},{tname[c.town]},又一次\n")
+    with pytest.raises(InputError) as info, db.transaction() as s:
+        import_frame(s, cfg, dup)
+    assert [(p.row, p.field) for p in info.value.problems] == [(152, "电话")]
+    assert "already on row 7" in info.value.problems[0].message
+    assert frame_count(db) == 0
+    assert _foreign_keys(db) == keys and _indexes(db) == indexes
