@@ -95,10 +95,14 @@ class FrameColumns:
             except MinpingError as exc:
                 raise MinpingError(f"{n:,} of {len(t):,} contacts have no town; {exc}") from None
         T = max(len(self.towns.labels), 1)
-        uniq, inv = np.unique(self.groups.codes.astype(np.int64) * T + t, return_inverse=True)
+        cell = self.groups.codes.astype(np.int64) * T + t
+        # the cells present, in (group, town) order, numbered through a table: no sort
+        uniq = np.flatnonzero(np.bincount(cell, minlength=len(self.groups.labels) * T))
+        table = np.full(len(self.groups.labels) * T, -1, dtype=np.int64)
+        table[uniq] = np.arange(len(uniq))
         labels = tuple(stratum_code(self.groups.labels[u // T], self.towns.labels[u % T],
                                     stratification) for u in uniq.tolist())
-        return CodedColumn(inv.astype(np.int64), labels)
+        return CodedColumn(table[cell], labels)
 
     def counts(self, stratification: str) -> dict[str, int]:
         """Contacts per stratum, sorted by stratum code."""
