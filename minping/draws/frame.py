@@ -154,8 +154,8 @@ def _fetch_columns(session: Session, frame_id: int
 
     Only the three columns the draw needs, as two values built by the database
     in one pass over the rows and taken apart by numpy, without a Python object
-    per row: the phones joined by commas, and each row's group and town ids
-    as two 4-byte integers (PostgreSQL: ``int4send``; SQLite: fixed-width text).
+    per row: the phones joined by commas, and each row's group id and town id
+    + 1 (0: no town) as two 4-byte integers (PostgreSQL: ``int4send``; SQLite: fixed-width text).
     The rows come in storage order; :func:`load_frame` sorts them.  ``None``
     when the values are not as expected (then :func:`load_frame` reads row by
     row).
@@ -172,21 +172,19 @@ def _fetch_columns(session: Session, frame_id: int
             names = list(settings)
             cur.execute("SELECT " + ", ".join(["current_setting(%s)"] * len(names)), names)
             before = dict(zip(names, cur.fetchone(), strict=True))
-            _set_local(cur, settings)
-            try:
-                cur.execute(
-                    "SELECT count(*), string_agg(phone, ','), string_agg(int4send(group_id) "
-                    "|| int4send(coalesce(town_id, 0)), ''::bytea) FROM frame_contact "
-                    "WHERE frame_id = %s", (fid,))
-                n, text, ids = cur.fetchone()
-            finally:
-                _set_local(cur, before)
+            _set_local(cur, settings)  # an error aborts the transaction, and undoes them
+            cur.execute(
+                "SELECT count(*), string_agg(phone, ','), string_agg(int4send(group_id) "
+                "|| int4send(coalesce(town_id + 1, 0)), ''::bytea) FROM frame_contact "
+                "WHERE frame_id = %s", (fid,))
+            n, text, ids = cur.fetchone()
+            _set_local(cur, before)
         n = int(n)
         ids = np.frombuffer(ids or b"", dtype=">i4")
     elif conn.dialect.name == "sqlite":
         n, text, ids = conn.exec_driver_sql(
             "SELECT count(*), group_concat(phone, ','), group_concat(printf('%10d%10d', "
-            "group_id, coalesce(town_id, 0)), '') FROM frame_contact NOT INDEXED "
+            "group_id, coalesce(town_id + 1, 0)), '') FROM frame_contact NOT INDEXED "
             "WHERE frame_id = ?", (fid,)).one()
         n = int(n)
         ids = _fixed_width_ints(ids or "", 10)
@@ -198,8 +196,7 @@ def _fetch_columns(session: Session, frame_id: int
     if phones is None:
         return None
     ids = ids.astype(np.int64).reshape(n, 2)
-    gids, tids = ids[:, 0].copy(), ids[:, 1].copy()
-    tids[tids == 0] = -1  # no town (ids start at 1)
+    gids, tids = ids[:, 0].copy(), ids[:, 1] - 1  # town id + 1, 0 for none: -1 for none
     return phones, gids, tids
 
 
