@@ -32,13 +32,15 @@ class DrawError(SamplingError):
 _E164_DIGITS = 15
 
 
-def e164_keys(phones: Sequence[str] | np.ndarray) -> np.ndarray | None:
+def e164_keys(phones: Sequence[str] | np.ndarray, *, chunk: int = 1 << 16
+              ) -> np.ndarray | None:
     """Integer keys in the code-point order of E.164 strings, or ``None`` if some is not E.164.
 
     ``"+"`` followed by at most 15 digits: each digit ``d`` becomes ``d + 1``
     in base 11 and the number is padded on the right with zeros to 15 places,
     so a prefix sorts before its extensions, exactly as strings compare.
-    Sorting these integers is much faster than sorting the strings.
+    Sorting these integers is much faster than sorting the strings.  Byte
+    strings (``numpy.bytes_``, NUL-padded) are read as one ``uint8`` matrix.
     """
     arr = np.asarray(phones)
     if arr.dtype.kind not in "US" or arr.ndim != 1:
@@ -55,17 +57,18 @@ def e164_keys(phones: Sequence[str] | np.ndarray) -> np.ndarray | None:
     view = view.reshape(n, width)
     if not (view[:, 0] == 0x2B).all():  # "+"
         return None
-    key = np.zeros(n, dtype=np.int64)
-    ended = np.zeros(n, dtype=bool)
-    for j in range(1, width):
-        c = view[:, j].astype(np.int64)
-        end = c == 0
-        digit = (c >= 0x30) & (c <= 0x39)
-        if not (end | digit).all() or (ended & ~end).any():
-            return None
-        ended |= end
-        key = key * 11 + np.where(end, 0, c - 0x2F)
-    return key * 11 ** (_E164_DIGITS + 1 - width)
+    weight = 11 ** np.arange(_E164_DIGITS - 1, _E164_DIGITS - width, -1, dtype=np.int64)
+    keys = np.empty(n, dtype=np.int64)
+    for start in range(0, n, chunk):  # in chunks: the int64 matrix stays in the cache
+        body = view[start:start + chunk, 1:]
+        end = body == 0
+        # "0".."9" -> 1..10 (anything else wraps or lands outside), the padding -> 0
+        raw = body - body.dtype.type(0x2F)
+        if not (end | ((raw >= 1) & (raw <= 10))).all() or (end[:, :-1] & ~end[:, 1:]).any():
+            return None  # not a digit, or a digit after the end
+        raw[end] = 0
+        np.matmul(raw.astype(np.int64), weight, out=keys[start:start + chunk])
+    return keys
 
 
 def canonical_order(phones: Sequence[str]) -> np.ndarray:
@@ -90,9 +93,8 @@ def canonical_order(phones: Sequence[str]) -> np.ndarray:
     arr = phones if isinstance(phones, np.ndarray) else np.asarray(phones, dtype=str)
     keys = e164_keys(arr)
     if keys is not None:
-        order = np.argsort(keys, kind="stable")
+        order, s = _sort_keys(keys)
         if len(keys) > 1:
-            s = keys[order]
             dup = np.flatnonzero(s[1:] == s[:-1])
             if dup.size:
                 raise DrawError(f"the frame holds phone number {_text(arr[order[dup[0]]])} twice")
@@ -105,6 +107,28 @@ def canonical_order(phones: Sequence[str]) -> np.ndarray:
         if dup.size:
             raise DrawError(f"the frame holds phone number {s[dup[0]]} twice")
     return order
+
+
+def _sort_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(order, keys[order])`` for int64 keys >= 0, ties by position (a stable argsort).
+
+    When the keys' range and the positions fit in 63 bits together (a frame of
+    numbers that share their first digits, as a county's do), the positions
+    are packed under the keys and one plain sort of those integers gives both:
+    about twice as fast as an argsort.
+    """
+    n = len(keys)
+    if n < 2:
+        return np.arange(n), keys
+    low = int(keys.min())
+    bits = (n - 1).bit_length()
+    if (int(keys.max()) - low).bit_length() + bits <= 63:
+        packed = (keys - low) << bits
+        packed |= np.arange(n, dtype=np.int64)
+        packed.sort()
+        return packed & ((1 << bits) - 1), (packed >> bits) + low
+    order = np.argsort(keys, kind="stable")
+    return order, keys[order]
 
 
 def _text(v) -> str:
@@ -172,16 +196,26 @@ def canonical_frame_hash(phones: np.ndarray, groups: CodedColumn, towns: CodedCo
     t_labels = ("",) if towns is None else ("", *("" if t is None else str(t)
                                                   for t in towns.labels))
     T = len(t_labels)
-    suffix = np.array([f"\t{g}\t{t}\n".encode() for g in groups.labels for t in t_labels],
-                      dtype=bytes)
+    # each line is the phone's bytes, then its "\tgroup\ttown\n" from a table of them,
+    # side by side in one uint8 matrix per chunk; the padding (NUL bytes) is dropped
+    suffix = [f"\t{g}\t{t}\n".encode() for g in groups.labels for t in t_labels]
+    width = max((len(x) for x in suffix), default=0)
+    table = np.zeros((len(suffix), width), dtype=np.uint8)
+    for i, x in enumerate(suffix):
+        table[i, :len(x)] = np.frombuffer(x, dtype=np.uint8)
+    pw = phones.dtype.itemsize
+    pview = np.ascontiguousarray(phones).view(np.uint8).reshape(n, pw)
     g_codes = np.asarray(groups.codes, dtype=np.int64)
     t_codes = None if towns is None else np.asarray(towns.codes, dtype=np.int64)
     h = hashlib.sha256()
+    line = np.empty((min(chunk, n), pw + width), dtype=np.uint8)
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
         idx = g_codes[start:stop] * T
         if t_codes is not None:
-            idx = idx + t_codes[start:stop] + 1
-        lines = np.strings.add(phones[start:stop], suffix[idx])
-        h.update(lines.tobytes().replace(b"\x00", b""))
+            idx += t_codes[start:stop] + 1
+        out = line[:stop - start]
+        out[:, :pw] = pview[start:stop]
+        out[:, pw:] = table[idx]
+        h.update(out[out != 0])
     return h.hexdigest()

@@ -4,13 +4,16 @@ Thin adapters around :mod:`sampling`: they load the frame from the database,
 call the pure core and store the result, each in the caller's transaction.
 
 Draw
-    :func:`draw_sample` counts the frame per stratum (SQL ``GROUP BY``),
+    :func:`draw_sample` reads the frame's phones, groups and towns in one
+    pass (two aggregates built by the database and taken apart by numpy,
+    :func:`~minping.draws.frame.load_frame`), counts it per stratum,
     allocates (:func:`sampling.allocation.allocate`, or
     :func:`~sampling.allocation.allocate_two_way` for groups × towns), draws
     with ``numpy.random.default_rng(seed)`` over the canonical frame (contacts
     sorted by phone, :func:`sampling.draw.canonical_order`), assigns units and
     stores the audit record (:class:`~minping.models.SampleDraw`), the strata,
-    the cases (held) and their units.
+    the cases (held) and their units; the drawn contacts' ids are looked up by
+    phone (:func:`~minping.draws.frame.contact_ids`).
 
 Stratum codes
     The group id (``residents``) or ``group/town`` (``residents/chengguan``).

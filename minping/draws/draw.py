@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from minping.campaign import codes, sync_campaign
 from minping.cases import new_pseudo_id
-from minping.draws.frame import STRATIFICATIONS, load_frame, user_errors
+from minping.draws.frame import STRATIFICATIONS, contact_ids, load_frame, user_errors
 from minping.errors import MinpingError
 from minping.frames import ProgressCallback, get_frame
 from minping.models import (
@@ -328,7 +328,7 @@ def draw_sample(
     session.add(sd)
     session.flush()
     _store_cases(session, cfg, campaign.id, sd.id, N, counts, result,
-                 cols.contact_ids[result.index], units_of)
+                 contact_ids(session, fr.id, cols.phones[result.index]), units_of)
     session.add(AuditLog(at=now, actor=created_by or "minping", action="sample.draw",
                          entity="sample_draw", entity_id=str(sd.id),
                          new={"seed": str(seed_int), "size": size, "method": method,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from minping.campaign import codes
@@ -57,24 +57,16 @@ def stratum_code(group: str, town: str | None, stratification: str) -> str:
 
 # --- the frame ----------------------------------------------------------------------------
 
-#: Fixed-width text of one contact as SQLite writes it for :func:`load_frame`:
-#: id, group id, town id (-1 for none), phone (E.164, space-padded), newline.
-_WIDTHS = (("id", 19), ("g", 10), ("t", 10), ("p", 20))
-_LINE = np.dtype([(name, f"S{w}") for name, w in _WIDTHS] + [("nl", "S1")])
-#: The same as binary records (PostgreSQL): big-endian 64-bit integers, then the phone.
-_BINARY = np.dtype([("id", ">i8"), ("g", ">i8"), ("t", ">i8"), ("p", "S20")])
-
-
 @dataclass(frozen=True)
 class FrameColumns:
     """A frame in canonical order (sorted by phone), column by column.
 
     ``phones`` are ASCII byte strings (``numpy.bytes_``); ``groups`` and
     ``towns`` hold each contact's group and town ids as codes (town code
-    ``-1``: no town); ``contact_ids`` are the database ids (``-1`` for a file).
+    ``-1``: no town).  The database ids of drawn contacts are looked up by
+    phone (:func:`contact_ids`), so the frame is read without them.
     """
 
-    contact_ids: np.ndarray
     phones: np.ndarray
     groups: CodedColumn
     towns: CodedColumn
@@ -103,10 +95,14 @@ class FrameColumns:
             except MinpingError as exc:
                 raise MinpingError(f"{n:,} of {len(t):,} contacts have no town; {exc}") from None
         T = max(len(self.towns.labels), 1)
-        uniq, inv = np.unique(self.groups.codes.astype(np.int64) * T + t, return_inverse=True)
+        cell = self.groups.codes.astype(np.int64) * T + t
+        # the cells present, in (group, town) order, numbered through a table: no sort
+        uniq = np.flatnonzero(np.bincount(cell, minlength=len(self.groups.labels) * T))
+        table = np.full(len(self.groups.labels) * T, -1, dtype=np.int64)
+        table[uniq] = np.arange(len(uniq))
         labels = tuple(stratum_code(self.groups.labels[u // T], self.towns.labels[u % T],
                                     stratification) for u in uniq.tolist())
-        return CodedColumn(inv.astype(np.int64), labels)
+        return CodedColumn(table[cell], labels)
 
     def counts(self, stratification: str) -> dict[str, int]:
         """Contacts per stratum, sorted by stratum code."""
@@ -134,63 +130,119 @@ def _coded(values: list, labels: dict) -> CodedColumn:
                                    count=len(values)), names)
 
 
-def _canonical(contact_ids: np.ndarray, phones: np.ndarray, groups: CodedColumn,
-               towns: CodedColumn) -> FrameColumns:
+def _canonical(phones: np.ndarray, groups: CodedColumn, towns: CodedColumn) -> FrameColumns:
     order = canonical_order(phones)
     return FrameColumns(
-        contact_ids=np.asarray(contact_ids, dtype=np.int64)[order],
         phones=phones[order],
         groups=CodedColumn(groups.codes[order], groups.labels),
         towns=CodedColumn(towns.codes[order], towns.labels),
     )
 
 
-def _fetch_columns(session: Session, frame_id: int
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
-    """The frame's ids, group ids, town ids (``-1``: none) and phones, or ``None``.
+#: Session settings for the read of a frame on PostgreSQL (restored afterwards): one
+#: process, so that the two aggregates of the read see the rows in one order.
+_ONE_PROCESS = {"max_parallel_workers_per_gather": "0"}
+#: ... and, when the planner has no statistics for ``frame_contact.frame_id`` (a table
+#: never analysed since the import), a sequential scan: the planner would otherwise
+#: guess a few thousand rows and visit a million through the index's bitmap.
+_NO_STATISTICS = {"enable_bitmapscan": "off", "enable_indexscan": "off"}
 
-    Only the four columns the draw needs, in one value built by the database
-    and viewed by numpy without a Python object per row: PostgreSQL sends
-    fixed-width binary records (``int8send``, the phone padded to 20 bytes),
-    SQLite fixed-width text.  ``None`` when a value does not fit (then
-    :func:`load_frame` reads row by row).
+
+def _fetch_columns(session: Session, frame_id: int
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The frame's phones (ASCII byte strings), group ids and town ids (``-1``: none).
+
+    Only the three columns the draw needs, as two values built by the database
+    in one pass over the rows and taken apart by numpy, without a Python object
+    per row: the phones joined by commas, and each row's group id and town id
+    + 1 (0: no town) as two 4-byte integers (PostgreSQL: ``int4send``; SQLite: fixed-width text).
+    The rows come in storage order; :func:`load_frame` sorts them.  ``None``
+    when the values are not as expected (then :func:`load_frame` reads row by
+    row).
     """
     conn = session.connection()
     fid = int(frame_id)
     if conn.dialect.name == "postgresql":
         raw = conn.connection.driver_connection
         with raw.cursor(binary=True) as cur:
+            cur.execute("SELECT NOT EXISTS (SELECT 1 FROM pg_stats WHERE schemaname = "
+                        "current_schema() AND tablename = 'frame_contact' "
+                        "AND attname = 'frame_id')")
+            settings = dict(_ONE_PROCESS, **(_NO_STATISTICS if cur.fetchone()[0] else {}))
+            names = list(settings)
+            cur.execute("SELECT " + ", ".join(["current_setting(%s)"] * len(names)), names)
+            before = dict(zip(names, cur.fetchone(), strict=True))
+            _set_local(cur, settings)  # an error aborts the transaction, and undoes them
             cur.execute(
-                "SELECT string_agg(int8send(id) || int8send(group_id::int8) || "
-                "int8send(coalesce(town_id, -1)::int8) || convert_to(rpad(phone, 20), "
-                "'SQL_ASCII'), ''::bytea) FROM frame_contact WHERE frame_id = %s", (fid,))
-            data = cur.fetchone()[0]
-        if data is None:
-            data = b""
-        if len(data) % _BINARY.itemsize:
-            return None
-        rec = np.frombuffer(data, dtype=_BINARY)
+                "SELECT count(*), string_agg(phone, ','), string_agg(int4send(group_id) "
+                "|| int4send(coalesce(town_id + 1, 0)), ''::bytea) FROM frame_contact "
+                "WHERE frame_id = %s", (fid,))
+            n, text, ids = cur.fetchone()
+            _set_local(cur, before)
+        n = int(n)
+        ids = np.frombuffer(ids or b"", dtype=">i4")
     elif conn.dialect.name == "sqlite":
-        text = conn.exec_driver_sql(
-            "SELECT group_concat(printf('%19d%10d%10d%-20s', id, group_id, "
-            "coalesce(town_id, -1), phone), char(10)) FROM frame_contact NOT INDEXED "
-            "WHERE frame_id = ?", (fid,)).scalar()
-        data = b"" if text is None else text.encode("utf-8") + b"\n"
-        del text
-        if len(data) % _LINE.itemsize:
-            return None
-        rec = np.frombuffer(data, dtype=_LINE)
-        if not (rec["nl"] == b"\n").all():
-            return None
+        n, text, ids = conn.exec_driver_sql(
+            "SELECT count(*), group_concat(phone, ','), group_concat(printf('%10d%10d', "
+            "group_id, coalesce(town_id + 1, 0)), '') FROM frame_contact NOT INDEXED "
+            "WHERE frame_id = ?", (fid,)).one()
+        n = int(n)
+        ids = _fixed_width_ints(ids or "", 10)
     else:
         return None
-    ids = rec["id"].astype(np.int64)
-    gids = rec["g"].astype(np.int64)
-    tids = rec["t"].astype(np.int64)
-    # the phone is padded with spaces (never part of an E.164 number): make it NUL padding
-    phones = np.frombuffer(np.ascontiguousarray(rec["p"]).tobytes().replace(b" ", b"\x00"),
-                           dtype="S20")
-    return ids, gids, tids, phones
+    if len(ids) != 2 * n:
+        return None
+    phones = _split_phones(text or "", n)
+    if phones is None:
+        return None
+    ids = ids.astype(np.int64).reshape(n, 2)
+    gids, tids = ids[:, 0].copy(), ids[:, 1] - 1  # town id + 1, 0 for none: -1 for none
+    return phones, gids, tids
+
+
+def _set_local(cur, settings: dict[str, str]) -> None:
+    for name, value in settings.items():
+        cur.execute("SELECT set_config(%s, %s, true)", (name, value))
+
+
+def _fixed_width_ints(text: str, width: int) -> np.ndarray:
+    """Non-negative integers written right-aligned in ``width`` characters, side by side."""
+    buf = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
+    if len(buf) % width:
+        return np.zeros(0, dtype=np.int64)
+    digits = buf.reshape(-1, width).astype(np.int64) - 0x30
+    digits[digits == 0x20 - 0x30] = 0  # the padding
+    if len(digits) and (digits.min() < 0 or digits.max() > 9):
+        return np.zeros(0, dtype=np.int64)
+    return digits @ (10 ** np.arange(width - 1, -1, -1, dtype=np.int64))
+
+
+def _split_phones(text: str, n: int) -> np.ndarray | None:
+    """``n`` phones joined by commas -> a NUL-padded byte-string array, or ``None``."""
+    if n == 0:
+        return np.zeros(0, dtype="S1")
+    try:
+        raw = text.encode("ascii") + b","
+    except UnicodeEncodeError:
+        return None
+    buf = np.frombuffer(raw, dtype=np.uint8)
+    comma = np.flatnonzero(buf == 0x2C)
+    if len(comma) != n:
+        return None
+    width = int(comma[0])
+    if len(buf) == n * (width + 1) and width > 0:  # all of one length (a county's mobiles)
+        return np.ascontiguousarray(buf.reshape(n, width + 1)[:, :width]).view(f"S{width}"
+                                                                                ).ravel()
+    start = np.concatenate(([0], comma[:-1] + 1))
+    length = comma - start
+    width = int(length.max())
+    if width == 0 or length.min() == 0:
+        return None
+    out = np.zeros((n, width), dtype=np.uint8)
+    for j in range(width):
+        has = length > j
+        out[has, j] = buf[start[has] + j]
+    return out.view(f"S{width}").ravel()
 
 
 def load_frame(session: Session, campaign_id: int, frame_id: int) -> FrameColumns:
@@ -199,25 +251,46 @@ def load_frame(session: Session, campaign_id: int, frame_id: int) -> FrameColumn
     tcode = {v: k for k, v in codes(session, Town, campaign_id).items()}
     fetched = _fetch_columns(session, frame_id)
     if fetched is not None:
-        ids, gids, tids, phones = fetched
-        if len(ids) == 0:
-            raise MinpingError("the frame is empty; import contacts with `minping frame import`")
+        phones, gids, tids = fetched
     else:
         rows = session.execute(
-            select(FrameContact.id, FrameContact.phone, FrameContact.group_id,
-                   FrameContact.town_id).where(FrameContact.frame_id == frame_id)
+            select(FrameContact.phone, FrameContact.group_id, FrameContact.town_id)
+            .where(FrameContact.frame_id == frame_id)
         ).all()
-        if not rows:
-            raise MinpingError("the frame is empty; import contacts with `minping frame import`")
-        ids = np.array([r[0] for r in rows], dtype=np.int64)
-        phones = np.array([r[1].encode() for r in rows])
-        gids = np.array([r[2] for r in rows], dtype=np.int64)
-        tids = np.array([-1 if r[3] is None else r[3] for r in rows], dtype=np.int64)
+        phones = np.array([r[0].encode() for r in rows]) if rows else np.zeros(0, "S1")
+        gids = np.array([r[1] for r in rows], dtype=np.int64)
+        tids = np.array([-1 if r[2] is None else r[2] for r in rows], dtype=np.int64)
+    if len(phones) == 0:
+        raise MinpingError("the frame is empty; import contacts with `minping frame import`")
     g_ids = sorted(gcode, key=lambda i: gcode[i])
     t_ids = sorted(tcode, key=lambda i: tcode[i])
     groups = _recode(gids, g_ids, tuple(gcode[i] for i in g_ids), "group")
     towns = _recode(tids, t_ids, tuple(tcode[i] for i in t_ids), "town")
-    return _canonical(ids, phones, groups, towns)
+    return _canonical(phones, groups, towns)
+
+
+def contact_ids(session: Session, frame_id: int, phones) -> np.ndarray:
+    """The ids of the frame's contacts with these E.164 numbers (bytes or str), in that order."""
+    want = [p.decode() if isinstance(p, bytes | np.bytes_) else str(p) for p in phones]
+    found: dict[str, int] = {}
+    if session.connection().dialect.name == "postgresql":
+        # one index probe per number: ``phone IN (...)`` lets a planner without statistics
+        # filter the whole frame through the (frame_id, group_id, town_id) index instead
+        found.update(session.execute(text(
+            "SELECT c.phone, c.id FROM unnest(CAST(:phones AS text[])) AS u(phone) "
+            "JOIN frame_contact c ON c.frame_id = :frame AND c.phone = u.phone"),
+            {"phones": want, "frame": int(frame_id)}).all())
+    else:
+        for start in range(0, len(want), 500):
+            part = want[start:start + 500]
+            found.update(session.execute(
+                select(FrameContact.phone, FrameContact.id)
+                .where(FrameContact.frame_id == frame_id, FrameContact.phone.in_(part))).all())
+    missing = [p for p in want if p not in found]
+    if missing:
+        raise MinpingError(f"the frame changed while the sample was drawn: {missing[0]} "
+                           "is gone; draw again")
+    return np.array([found[p] for p in want], dtype=np.int64)
 
 
 def _recode(db_ids: np.ndarray, ids: list[int], labels: tuple[str, ...], what: str
@@ -246,7 +319,7 @@ def frame_from_file(path: str | os.PathLike, cfg, *, encoding: str | None = None
     tpos = {t: i for i, t in enumerate(town_names)}
     towns = CodedColumn(np.array([-1 if t is None else tpos[t] for t in ff.towns],
                                  dtype=np.int64), town_names)
-    return _canonical(np.full(len(ff), -1), phones, groups, towns)
+    return _canonical(phones, groups, towns)
 
 
 def frame_counts(session: Session, frame_id: int, stratification: str, campaign_id: int

@@ -297,3 +297,40 @@ def test_selection_equals_the_full_sort_ties_included(data):
     result = draw(labels, counts, rng=_FixedKeys(keys))
     take = [counts.get(f"s{h}", 0) for h in range(H)]
     assert result.index.tolist() == _by_full_sort(codes, keys, take)
+
+
+def test_e164_keys_order_mixed_lengths_in_chunks():
+    from sampling.canonical import canonical_frame_hash, e164_keys
+
+    rng = np.random.default_rng(12)
+    phones = sorted({"+" + "".join(rng.choice(list("0123456789"), int(k)))
+                     for k in rng.integers(1, 16, 400)} | {"+86", "+860", "+8600"})
+    shuffled = [phones[i] for i in rng.permutation(len(phones))]
+    for arr in (np.array(shuffled), np.array([p.encode() for p in shuffled])):
+        keys = e164_keys(arr, chunk=7)
+        assert [shuffled[i] for i in np.argsort(keys, kind="stable")] == phones
+        assert (keys == e164_keys(arr)).all()
+    assert [shuffled[i] for i in canonical_order(shuffled)] == phones
+    for bad in (["+12", "+1a"], ["+12", "+1\u0130"], ["+12", "12"], ["+1\x002"]):
+        assert e164_keys(np.array(bad)) is None
+    # the streamed hash of the canonical frame is frame_hash, labels in any script
+    groups = [("居民代表", "deputies")[i % 2] for i in range(len(phones))]
+    towns = [(None, "城关镇", "t2")[i % 3] for i in range(len(phones))]
+    from sampling.draw import CodedColumn
+
+    gl, tl = ("deputies", "居民代表"), ("t2", "城关镇")
+    g = CodedColumn(np.array([gl.index(x) for x in groups]), gl)
+    t = CodedColumn(np.array([-1 if x is None else tl.index(x) for x in towns]), tl)
+    digest = canonical_frame_hash(np.array([p.encode() for p in phones]), g, t, chunk=5)
+    assert digest == frame_hash(phones, groups, towns)
+
+
+def test_canonical_order_packed_and_wide_keys_agree_with_a_stable_argsort():
+    from sampling.canonical import _sort_keys
+
+    rng = np.random.default_rng(4)
+    for high in (50, 2**62):
+        keys = rng.integers(0, high, 3000)
+        order, sorted_keys = _sort_keys(keys)
+        assert (order == np.argsort(keys, kind="stable")).all()
+        assert (sorted_keys == np.sort(keys)).all()
