@@ -32,7 +32,14 @@ from scoring.estimators import (
     bootstrap_weights,
 )
 from scoring.scale import RatingScale
-from scoring.sparse import LongRatings, UnitEstimates, estimate_units, factorise
+from scoring.sparse import (
+    LongRatings,
+    UnitEstimates,
+    estimate_units,
+    factorise,
+    respondent_pairs,
+    respondent_runs,
+)
 
 __all__ = ["RespondentMargin", "UnitScore", "UnitScores", "score_units"]
 
@@ -303,11 +310,13 @@ def _long_rows(respondent_id, stratum, unit, rating, scale: RatingScale, assigne
             f"{str(strata_ids[resp_s[r[i]]])!r} and {str(strata_ids[s[i]])!r}"
         )
     unit_ids, u = factorise(unit)
-    # The same (respondent, unit) twice: equal neighbours once the pairs are sorted.
-    pair = np.sort(r * unit_ids.size + u)
-    twice = pair[1:] == pair[:-1]
-    if twice.any():
-        dup = int(pair[1:][twice][0])
+    # The same (respondent, unit) twice: compare the rows of each respondent, O(Σ k_i²).
+    order, end = respondent_runs(r)
+    ru, uu = (r, u) if order is None else (r[order], u[order])
+    twice = [p[uu[p] == uu[p + d]] for d, p in respondent_pairs(end)]
+    twice = np.concatenate(twice) if twice else np.empty(0, dtype=np.int64)
+    if twice.size:
+        dup = int((ru[twice] * unit_ids.size + uu[twice]).min())
         raise ValueError(
             f"respondent {str(resp_ids[dup // unit_ids.size])!r} rated unit "
             f"{str(unit_ids[dup % unit_ids.size])!r} more than once"
