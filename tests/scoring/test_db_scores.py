@@ -264,3 +264,26 @@ def test_single_respondent_stratum_is_named(db, runner):
     out = runner.invoke(["score"])
     assert out.exit_code == 1
     assert "stratum 'deputies' has a single respondent" in out.stderr
+
+
+def test_plain_table_reads_without_the_orm_and_equals_the_report_path(db, db_url, runner):
+    """``minping score --composite`` (no ``--json``) reads with bare SQL on a DBAPI
+    connection (``minping.score_data``); its tables are those of ``run_scoring``."""
+    from minping import score_data
+    from minping.commands.score import render_composites, render_table
+    from minping.scores import run_scoring
+    from minping.settings import normalise_database_url
+
+    field = scored_field(db)
+    opened = score_data.connect(normalise_database_url(db_url))
+    assert opened is not None  # SQLite and PostgreSQL both take the quick path
+    read, close = opened
+    try:
+        data = score_data.load_phone_data(read, field.cfg)
+    finally:
+        close()
+    assert len(data.respondents) == field.respondents
+    out = runner.invoke(["score", "--composite", "--min-raters", "5"])
+    assert out.exit_code == 0, out.output
+    results = run_scoring(db, field.cfg, level=0.95, min_raters=5)
+    assert out.stdout == render_table(results.phone) + "\n" + render_composites(results) + "\n"
