@@ -287,3 +287,22 @@ def test_plain_table_reads_without_the_orm_and_equals_the_report_path(db, db_url
     assert out.exit_code == 0, out.output
     results = run_scoring(db, field.cfg, level=0.95, min_raters=5)
     assert out.stdout == render_table(results.phone) + "\n" + render_composites(results) + "\n"
+
+
+def test_plain_table_imports_neither_sqlalchemy_nor_the_models(db, db_url, tmp_path):
+    """The whole ``minping score --composite`` in a fresh interpreter: no ORM on its path."""
+    import os
+    import subprocess
+    import sys
+
+    scored_field(db)
+    code = ("import sys\nfrom minping.cli import cli\n"
+            "try:\n    cli(['score', '--composite', '--min-raters', '5'], prog_name='minping')\n"
+            "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
+            "print(sorted(m for m in ('sqlalchemy', 'minping.models', 'minping.db') "
+            "if m in sys.modules))")
+    env = {**os.environ, "DATABASE_URL": db_url, "MINPING_INSTANCE_PATH": str(tmp_path / "i")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         check=True)
+    assert "composite" in out.stdout
+    assert out.stdout.rstrip().splitlines()[-1] == "[]"
