@@ -50,31 +50,23 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from minping import score_data
 from minping.campaign import codes as config_codes
 from minping.cases import attempt_codes, case_code
 from minping.errors import MinpingError
 from minping.export import RespondentTable, assigned_column, unit_column
 from minping.models import (
-    Answer,
-    AssessmentBallot,
-    Campaign,
     CaseUnit,
     FrameContact,
-    InputImport,
-    InspectionRecord,
-    OnlineVote,
     RespondentGroup,
     SampleCase,
-    SampleDraw,
     Stratum,
     Town,
     Unit,
@@ -82,26 +74,34 @@ from minping.models import (
 from minping.report import (
     ScoringResults,
     StratumRow,
-    TrackResult,
     UnitRaters,
     write_report,
+)
+from minping.score_data import (
+    RESPONDENT_CODES,
+    UNANSWERED,
+    PhoneData,
+    Respondent,
+    check_respondents,
+    composite_tracks,
+    eligible_strata,
+    other_part_rows,
+    other_parts_from_rows,
+    rating_scale,
+    score_phone_data,
+    session_reader,
 )
 from minping.score_effects import mode_and_interviewer_effects
 from sampling.balance import unit_balance
 from scoring.aapor import counts_from_codes, disposition, outcome_rates
-from scoring.composite import (
-    assessment_scores,
-    composite_scores,
-    deduction_totals,
-    online_scores,
-    phone_parts,
-)
 from scoring.scale import RatingScale
-from scoring.units import RespondentMargin, UnitScores, score_units
+from scoring.units import RespondentMargin, UnitScores
 
 __all__ = [
     "RESPONDENT_CODES",
+    "UNANSWERED",
     "PhoneData",
+    "Respondent",
     "load_phone_data",
     "rating_scale",
     "respondent_table",
@@ -109,143 +109,13 @@ __all__ = [
     "score_and_report",
 ]
 
-#: Final dispositions whose cases are respondents (AAPOR I and P).
-RESPONDENT_CODES = ("1.1", "1.2")
 RAKE_MARGINS = ("groups", "towns")
-#: The key an unanswered (or never asked) unit gets in the long table.
-UNANSWERED = ""
-
-
-def rating_scale(cfg) -> RatingScale:
-    """The configured scale, plus the empty key for "not answered" (outside the domain)."""
-    base = RatingScale.from_options(cfg.scale.options)
-    return RatingScale(points={**base.points, UNANSWERED: None}, satisfied=base.satisfied,
-                       labels={**base.labels, UNANSWERED: ""})
-
-
-@dataclass(frozen=True)
-class Respondent:
-    case_id: int
-    pseudo_id: str
-    stratum: str
-    group: str
-    town: str
-    disposition: str
-
-
-@dataclass(frozen=True)
-class PhoneData:
-    """The phone survey as the core needs it: respondents, long ratings table, N_h.
-
-    ``rating`` holds scale keys, ``""`` for a unit not answered; ``assigned``
-    is ``True`` for the rows of units assigned to the case (``CaseUnit``) and
-    ``False`` for an answer to a unit that was not assigned (not scored).
-    """
-
-    campaign_id: int
-    draw_id: int
-    stratification: str
-    respondents: tuple[Respondent, ...]
-    respondent_id: tuple[str, ...]
-    stratum: tuple[str, ...]
-    unit: tuple[str, ...]
-    rating: tuple[str, ...]
-    population: dict[str, float]
-    frame_id: int
-    assigned: tuple[bool, ...] = ()
-
-    @property
-    def n_h(self) -> dict[str, int]:
-        return dict(Counter(r.stratum for r in self.respondents))
-
-    @property
-    def n_hu(self) -> dict[tuple[str, str], int]:
-        """Respondents of each stratum assigned each unit: {(stratum, unit): n_hu}."""
-        return dict(Counter((s, u) for s, u, a in zip(self.stratum, self.unit, self.assigned,
-                                                      strict=True) if a))
-
-    def weight(self, stratum: str) -> float:
-        """The respondent weight N_h/n_h of ``stratum`` (before the per-unit subsampling)."""
-        return self.population[stratum] / self.n_h[stratum]
-
-    def unit_weight(self, stratum: str, unit: str) -> float:
-        """The weight N_h/n_hu of a respondent of ``stratum`` assigned ``unit``."""
-        return self.population[stratum] / self.n_hu[(stratum, unit)]
-
-
-def _campaign(session: Session, cfg) -> Campaign:
-    campaign = session.scalar(select(Campaign).where(Campaign.code == cfg.campaign.id))
-    if campaign is None:
-        raise MinpingError(f"campaign {cfg.campaign.id!r} is not in the database "
-                           "(run the demo or load the campaign first)")
-    return campaign
-
-
-def _draw(session: Session, campaign_id: int, draw_id: int | None) -> SampleDraw:
-    q = select(SampleDraw).where(SampleDraw.campaign_id == campaign_id,
-                                 SampleDraw.practice.is_(False))  # practice never counts
-    if draw_id is not None:
-        q = q.where(SampleDraw.id == draw_id)
-    draw = session.scalar(q.order_by(SampleDraw.id.desc()).limit(1))
-    if draw is None:
-        raise MinpingError("no sample has been drawn yet" if draw_id is None
-                           else f"there is no draw {draw_id} in this campaign")
-    return draw
 
 
 def load_phone_data(session: Session, cfg, *, draw_id: int | None = None) -> PhoneData:
-    """Respondents (final 1.1/1.2) of the draw, their ratings and the strata's N_h."""
-    campaign = _campaign(session, cfg)
-    draw = _draw(session, campaign.id, draw_id)
-    strata = {sid: (code, n) for sid, code, n in session.execute(
-        select(Stratum.id, Stratum.code, Stratum.population).where(Stratum.draw_id == draw.id))}
-    groups = {i: c for c, i in config_codes(session, RespondentGroup, campaign.id).items()}
-    towns = {i: c for c, i in config_codes(session, Town, campaign.id).items()}
-    rows = session.execute(
-        select(SampleCase.id, SampleCase.pseudo_id, SampleCase.stratum_id,
-               FrameContact.group_id, FrameContact.town_id, SampleCase.final_disposition)
-        .join(FrameContact, FrameContact.id == SampleCase.contact_id)
-        .where(SampleCase.draw_id == draw.id,
-               SampleCase.final_disposition.in_(RESPONDENT_CODES))
-        .order_by(SampleCase.id)
-    ).all()
-    respondents = tuple(
-        Respondent(cid, pid, strata[sid][0], groups[gid], towns.get(tid, "") if tid else "", disp)
-        for cid, pid, sid, gid, tid, disp in rows
-    )
-    by_case = {r.case_id: r for r in respondents}
-    unit_code = dict(session.execute(select(Unit.id, Unit.code)
-                                     .where(Unit.campaign_id == campaign.id)).all())
-    cells: dict[tuple[int, int], str] = {}
-    assigned: set[tuple[int, int]] = set()
-    for case_id, unit_id in session.execute(
-        select(CaseUnit.case_id, CaseUnit.unit_id).join(SampleCase, SampleCase.id == CaseUnit.case_id)
-        .where(SampleCase.draw_id == draw.id,
-               SampleCase.final_disposition.in_(RESPONDENT_CODES))
-    ):
-        cells[(case_id, unit_id)] = UNANSWERED
-        assigned.add((case_id, unit_id))
-    for case_id, unit_id, rating in session.execute(
-        select(Answer.case_id, Answer.unit_id, Answer.rating)
-        .join(SampleCase, SampleCase.id == Answer.case_id)
-        .where(SampleCase.draw_id == draw.id,
-               SampleCase.final_disposition.in_(RESPONDENT_CODES))
-    ):
-        cells[(case_id, unit_id)] = UNANSWERED if rating is None else str(rating).strip()
-    order = sorted(cells, key=lambda k: (k[0], unit_code[k[1]]))
-    return PhoneData(
-        campaign_id=campaign.id,
-        draw_id=draw.id,
-        stratification=draw.stratification,
-        respondents=respondents,
-        respondent_id=tuple(by_case[c].pseudo_id for c, _ in order),
-        stratum=tuple(by_case[c].stratum for c, _ in order),
-        unit=tuple(unit_code[u] for _, u in order),
-        rating=tuple(cells[k] for k in order),
-        population={code: float(n) for code, n in strata.values()},
-        frame_id=draw.frame_id,
-        assigned=tuple(k in assigned for k in order),
-    )
+    """Respondents (final 1.1/1.2) of the draw, their ratings and the strata's N_h
+    (``minping.score_data.load_phone_data`` on the session)."""
+    return score_data.load_phone_data(session_reader(session), cfg, draw_id=draw_id)
 
 
 def _margins(session: Session, data: PhoneData, names: Sequence[str]) -> list[RespondentMargin]:
@@ -271,19 +141,6 @@ def _margins(session: Session, data: PhoneData, names: Sequence[str]) -> list[Re
     return out
 
 
-def _eligible_strata(session: Session, cfg, data: PhoneData) -> dict[str, list[str]]:
-    """The draw's strata (N_h > 0) whose group may rate each unit."""
-    groups = {i: c for c, i in config_codes(session, RespondentGroup, data.campaign_id).items()}
-    out: dict[str, list[str]] = defaultdict(list)
-    for code, group_id, n in session.execute(
-            select(Stratum.code, Stratum.group_id, Stratum.population)
-            .where(Stratum.draw_id == data.draw_id).order_by(Stratum.code)):
-        if n and group_id in groups:
-            for unit in cfg.units_for_group(groups[group_id]):
-                out[unit.id].append(code)
-    return dict(out)
-
-
 def score_phone(session: Session, cfg, *, level: float = 0.95, ci_method: str = "beta",
                 min_raters: int | None = None, rake: Sequence[str] = (),
                 variance: Literal["linearised", "bootstrap"] = "linearised",
@@ -291,53 +148,18 @@ def score_phone(session: Session, cfg, *, level: float = 0.95, ci_method: str = 
                 draw_id: int | None = None) -> tuple[PhoneData, UnitScores]:
     """The per-unit phone scores of the database's respondents (see the module notes)."""
     data = load_phone_data(session, cfg, draw_id=draw_id)
-    if not data.respondents:
-        raise MinpingError(f"draw {data.draw_id} has no respondents yet "
-                           f"(cases with final disposition {' or '.join(RESPONDENT_CODES)})")
-    for stratum, n in sorted(data.n_h.items()):
-        if n == 1 and data.population[stratum] > 1:
-            raise MinpingError(
-                f"stratum {stratum!r} has a single respondent (N_h = {data.population[stratum]:g}), "
-                "so its variance cannot be estimated; score when it has at least 2")
+    check_respondents(data)
     margins = _margins(session, data, rake)
-    eligible = _eligible_strata(session, cfg, data)
-    rng = np.random.default_rng(seed) if variance == "bootstrap" else None
-    try:
-        scores = score_units(
-            data.respondent_id, data.stratum, data.unit, data.rating, data.population,
-            scale=rating_scale(cfg), level=level, ci_method=ci_method,  # type: ignore[arg-type]
-            min_raters=cfg.campaign.min_raters if min_raters is None else min_raters,
-            margins=margins, variance=variance, replicates=replicates, rng=rng,
-            assigned=np.asarray(data.assigned, dtype=bool), eligible_strata=eligible)
-    except ValueError as exc:
-        raise MinpingError(f"draw {data.draw_id}: {exc}") from exc
+    eligible = eligible_strata(session_reader(session), cfg, data)
+    scores = score_phone_data(data, cfg, eligible, level=level, ci_method=ci_method,
+                              min_raters=min_raters, margins=margins, variance=variance,
+                              replicates=replicates, seed=seed)
     return data, scores
 
 
 def other_parts(session: Session, cfg, campaign_id: int) -> tuple[dict, dict, dict[str, float]]:
     """Assessment and online part scores and deductions from the imported tables."""
-    scale = RatingScale.from_options(cfg.scale.options)
-    ballots = session.execute(  # tallied by unit and rating: a few hundred rows, not 10⁵
-        select(Unit.code, AssessmentBallot.rating, func.count())
-        .join(Unit, Unit.id == AssessmentBallot.unit_id)
-        .join(InputImport, InputImport.id == AssessmentBallot.import_id)
-        .where(InputImport.campaign_id == campaign_id)
-        .group_by(Unit.code, AssessmentBallot.rating)).all()
-    votes: dict[tuple[str, str], float] = defaultdict(float)
-    for code, option, count in session.execute(
-        select(Unit.code, OnlineVote.option, OnlineVote.count).join(Unit, Unit.id == OnlineVote.unit_id)
-        .join(InputImport, InputImport.id == OnlineVote.import_id)
-        .where(InputImport.campaign_id == campaign_id)):
-        votes[(code, option)] += count
-    deductions = session.execute(
-        select(Unit.code, InspectionRecord.points).join(Unit, Unit.id == InspectionRecord.unit_id)
-        .join(InputImport, InputImport.id == InspectionRecord.import_id)
-        .where(InputImport.campaign_id == campaign_id)).all()
-    assessment = assessment_scores([u for u, _, _ in ballots], [r for _, r, _ in ballots],
-                                   scale=scale, count=[n for _, _, n in ballots])
-    online = online_scores([u for u, _ in votes], [o for _, o in votes], list(votes.values()),
-                           scale=scale)
-    return assessment, online, deduction_totals([u for u, _ in deductions], [p for _, p in deductions])
+    return other_parts_from_rows(cfg, *other_part_rows(session_reader(session), campaign_id))
 
 
 def _outcomes(session: Session, draw_id: int) -> tuple[list[str], int]:
@@ -459,18 +281,9 @@ def run_scoring(db, cfg, *, level: float | None = None, ci_method: str = "beta",
         effects = mode_and_interviewer_effects(session, cfg, data, phone)  # minping.score_effects
         rates_by = _rates_by(session, data.draw_id)
     rates = outcome_rates(counts_from_codes(codes)) if codes else None
-    parts = {"phone": phone_parts(phone), "assessment": assessment, "online": online, "onsite": {}}
-    tracks = []
-    for track in cfg.tracks:
-        scores = composite_scores(
-            track.id, [u.id for u in track.units], dict(track.weights), parts, deductions,
-            covariances={"phone": phone.cov}, threshold=threshold,
-            correction=correction, level=level, min_raters=min_raters,  # type: ignore[arg-type]
-            ranks=ranks)  # type: ignore[arg-type]
-        tracks.append(TrackResult(
-            id=track.id, name=track.name, name_en=track.name_en, weights=dict(track.weights),
-            units=tuple(track.units),
-            scores=scores))
+    tracks = composite_tracks(cfg, phone, assessment, online, deductions, threshold=threshold,
+                              correction=correction, level=level, min_raters=min_raters,
+                              ranks=ranks)
     return ScoringResults(
         campaign=cfg.campaign.name, campaign_en=cfg.campaign.name_en,
         center=cfg.campaign.polling_center, center_en=cfg.campaign.polling_center_en,

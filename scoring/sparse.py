@@ -11,8 +11,12 @@ variance and the covariance need is a sum over the rated rows:
   Σ_{i∈h} (z_iu − z̄_hu)² = S2_hu − S1_hu²/n (n the rows the centring runs
   over: the stratum's respondents, or its respondents assigned u);
 * the covariance Σ_h c_h Σ_{i∈h} (z_ij − z̄_hj)(z_ik − z̄_hk) =
-  Σ_i c_h(i) z_ij z_ik − Σ_h c_h S1_hj S1_hk / n_h: a sparse Gram matrix of the
-  rated rows plus a strata × units product.
+  Σ_i c_h(i) z_ij z_ik − Σ_h c_h S1_hj S1_hk / n_h: a Gram matrix of the
+  rated rows plus a strata × units product.  The Gram matrix sums the products
+  of the pairs of rows of one respondent (``gram``): O(Σ_i k_i²) for respondents
+  rating k_i units, i.e. linear in the ratings when each rates a few of them,
+  with no respondents × units array (a dense product when most respondents
+  rate most units).
 
 The numbers are those of the dense estimators (``scoring.estimators``) up to
 rounding; ``tests/scoring/test_sparse.py`` checks them to 1e-9.  Raking and
@@ -24,13 +28,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import sparse
 
 from scoring.assigned import rescale_covariance
 from scoring.codes import factorise, first_seen_codes
 from scoring.intervals import CiMethod, half_width, proportion_interval
 
-__all__ = ["LongRatings", "UnitEstimates", "estimate_units", "factorise", "first_seen_codes"]
+__all__ = ["LongRatings", "UnitEstimates", "estimate_units", "factorise", "first_seen_codes",
+           "gram", "respondent_pairs", "respondent_runs"]
 
 
 @dataclass(frozen=True)
@@ -142,13 +146,95 @@ def estimate_units(data: LongRatings, N_h: np.ndarray, *, fpc: bool = True,
 def _covariance(z: np.ndarray, rows: np.ndarray, data: LongRatings, h_row: np.ndarray,
                 n_h: np.ndarray, c_h: np.ndarray, H: int, K: int) -> np.ndarray:
     """Σ_h c_h Σ_{i∈h} (z_ij − z̄_hj)(z_ik − z̄_hk), z̄ over the stratum's n_h respondents."""
-    n_resp = data.stratum.size
-    r = data.resp[rows]
     scaled = z * np.sqrt(c_h[h_row[rows]])
-    m = sparse.csr_matrix((scaled, (r, data.unit[rows])), shape=(n_resp, K))
-    gram = (m.T @ m).toarray()
+    g = gram(data.resp[rows], data.unit[rows], scaled, K)
     t1 = np.bincount(h_row[rows] * K + data.unit[rows], weights=z, minlength=H * K).reshape(H, K)
     with np.errstate(invalid="ignore", divide="ignore"):
         per = np.where(n_h > 0, c_h / n_h, 0.0)
-    out = gram - t1.T @ (t1 * per[:, None])
+    out = g - t1.T @ (t1 * per[:, None])
     return (out + out.T) / 2.0
+
+
+def respondent_runs(resp: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+    """The rows grouped by respondent: an order (``None`` when each respondent's rows
+    are already together, as in a table read respondent by respondent) and, for each
+    row in that order, the end (exclusive) of its respondent's rows.  O(rows) when
+    the rows are together, a stable sort otherwise."""
+    resp = np.asarray(resp)
+    m = resp.size
+    order = None
+    if m > 1:
+        starts = np.flatnonzero(resp[1:] != resp[:-1]) + 1
+        if starts.size + 1 != np.count_nonzero(np.bincount(resp)):
+            order = np.argsort(resp, kind="stable")
+            r = resp[order]
+            starts = np.flatnonzero(r[1:] != r[:-1]) + 1
+    else:
+        starts = np.empty(0, dtype=np.int64)
+    bounds = np.concatenate(([0], starts, [m]))
+    end = np.repeat(bounds[1:], np.diff(bounds))
+    return order, end
+
+
+def respondent_pairs(end: np.ndarray):
+    """For d = 1, 2, …: (d, the rows p whose respondent has a row p + d)."""
+    active = np.flatnonzero(end > np.arange(end.size) + 1)
+    d = 1
+    while active.size:
+        yield d, active
+        d += 1
+        active = active[end[active] > active + d]
+
+
+def gram(resp: np.ndarray, unit: np.ndarray, x: np.ndarray, K: int, *,
+         chunk: int = 1 << 16) -> np.ndarray:
+    """G[j, k] = Σ_i x_ij x_ik over respondents i (x_ij the value of i's row of unit j;
+    a respondent has at most one row per unit): K × K.
+
+    The products of the pairs of rows of each respondent, summed with ``bincount``
+    one offset at a time: O(Σ_i k_i²), linear in the rows when each respondent has a
+    few of them; when most respondents rate most units, a dense product by blocks of
+    respondents (BLAS) is cheaper.
+    """
+    resp, unit = np.asarray(resp), np.asarray(unit)
+    x = np.asarray(x, dtype=float)
+    order, end = respondent_runs(resp)
+    if order is not None:
+        resp, unit, x = resp[order], unit[order], x[order]
+    ends = end[np.concatenate((end[1:] != end[:-1], [True]))] if end.size else end
+    lengths = np.diff(np.concatenate(([0], ends)))
+    respondents = lengths.size
+    pairs = int((lengths * (lengths + 1) // 2).sum())
+    if respondents and 4 * pairs >= respondents * K:  # dense: most respondents rate most units
+        return _dense_gram(resp, unit, x, K)
+    flat = np.bincount(unit * (K + 1), weights=x * x, minlength=K * K)  # the diagonal
+    off = np.zeros(K * K)
+    # By chunks of whole respondents, so that the temporaries stay in the cache.
+    cuts = np.searchsorted(ends, np.arange(chunk, end.size, chunk), side="left")
+    lo = 0
+    for hi in [*ends[cuts].tolist(), end.size]:
+        if hi <= lo:
+            continue
+        u, v = unit[lo:hi], x[lo:hi]
+        first = u * K
+        for d, p in respondent_pairs(end[lo:hi] - lo):
+            off += np.bincount(first[p] + u[p + d], weights=v[p] * v[p + d], minlength=K * K)
+        lo = hi
+    off = off.reshape(K, K)
+    return flat.reshape(K, K) + off + off.T
+
+
+def _dense_gram(resp: np.ndarray, unit: np.ndarray, x: np.ndarray, K: int,
+                block: int = 4096) -> np.ndarray:
+    """``gram`` as Z'Z, Z the respondents × units matrix, by blocks of respondents."""
+    b = resp // block
+    order = np.argsort(b, kind="stable")
+    bounds = np.concatenate(([0], np.cumsum(np.bincount(b))))
+    out = np.zeros((K, K))
+    for k in range(bounds.size - 1):
+        sel = order[bounds[k]:bounds[k + 1]]
+        if sel.size:
+            z = np.zeros((block, K))
+            z[resp[sel] - k * block, unit[sel]] = x[sel]
+            out += z.T @ z
+    return out

@@ -303,11 +303,20 @@ def _long_rows(respondent_id, stratum, unit, rating, scale: RatingScale, assigne
             f"{str(strata_ids[resp_s[r[i]]])!r} and {str(strata_ids[s[i]])!r}"
         )
     unit_ids, u = factorise(unit)
-    # The same (respondent, unit) twice: equal neighbours once the pairs are sorted.
-    pair = np.sort(r * unit_ids.size + u)
-    twice = pair[1:] == pair[:-1]
-    if twice.any():
-        dup = int(pair[1:][twice][0])
+    # The same (respondent, unit) twice: equal neighbours once the pairs are sorted.  When
+    # each respondent's rows are together (a table read respondent by respondent), the pairs
+    # are keyed by the number of the run of rows: a key already sorted but within each
+    # respondent, which a stable sort (timsort) orders in about linear time.
+    K = unit_ids.size
+    run = np.concatenate(([0], np.cumsum(r[1:] != r[:-1])))
+    together = int(run[-1]) + 1 == resp_ids.size
+    pair = np.sort(run * K + u if together else r * K + u, kind="stable")
+    twice = pair[1:][pair[1:] == pair[:-1]]
+    if twice.size:
+        if together:  # back to (respondent, unit) keys
+            first_of_run = np.flatnonzero(np.concatenate(([True], r[1:] != r[:-1])))
+            twice = r[first_of_run[twice // K]] * K + twice % K
+        dup = int(twice.min())
         raise ValueError(
             f"respondent {str(resp_ids[dup // unit_ids.size])!r} rated unit "
             f"{str(unit_ids[dup % unit_ids.size])!r} more than once"

@@ -219,12 +219,16 @@ def score(ctx: click.Context, ratings_path: str | None, population_path: str | N
 def _score_database(*, as_json: bool, level: float, ci_method: str, min_raters: int | None,
                     composite: bool, rake: str, variance: str, replicates: int, seed: int,
                     ranks: str, database_url: str | None) -> None:
+    margins = tuple(m.strip() for m in rake.split(",") if m.strip())
+    if not (as_json or margins or variance != "linearised") and _quick_table(
+            level=level, ci_method=ci_method, min_raters=min_raters, composite=composite,
+            ranks=ranks, database_url=database_url):
+        return
     from minping.commands.options import cli_settings, echo_json
     from minping.config import load_config
     from minping.db import Database
     from minping.scores import run_scoring
 
-    margins = tuple(m.strip() for m in rake.split(",") if m.strip())
     cfg = load_config()
     db = Database(cli_settings(database_url).database_url)
     try:
@@ -244,3 +248,55 @@ def _score_database(*, as_json: bool, level: float, ci_method: str, min_raters: 
         click.echo(render_table(results.phone))
         if composite:
             click.echo(render_composites(results))
+
+
+def _quick_table(*, level: float, ci_method: str, min_raters: int | None, composite: bool,
+                 ranks: str, database_url: str | None) -> bool:
+    """The plain tables of the database mode on a bare DBAPI connection (no ORM, no models:
+    ``minping.score_data``), the same rows and numbers as ``run_scoring``.  ``False`` when
+    the database cannot be read that way (the ORM path then runs and explains)."""
+    import os
+
+    from minping import score_data
+    from minping.settings import load_settings, normalise_database_url
+
+    # minping.db.instance_path, without importing SQLAlchemy
+    settings = load_settings(instance_path=os.path.abspath(
+        os.environ.get("MINPING_INSTANCE_PATH") or "instance"))
+    url = normalise_database_url(database_url) if database_url else settings.database_url
+    from minping.config import load_config
+
+    cfg = load_config()
+    opened = score_data.connect(url)
+    if opened is None:
+        return False
+    read, close = opened
+    try:
+        data = score_data.load_phone_data(read, cfg)
+        eligible = score_data.eligible_strata(read, cfg, data)
+        others = score_data.other_part_rows(read, data.campaign_id) if composite else None
+    except MinpingError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except Exception:  # noqa: BLE001 - e.g. a schema not upgraded: the ORM path explains it
+        return False
+    finally:
+        close()
+    try:
+        score_data.check_respondents(data)
+        phone = score_data.score_phone_data(data, cfg, eligible, level=level, ci_method=ci_method,
+                                            min_raters=min_raters)
+    except (MinpingError, ScoringError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(render_table(phone))
+    if composite:
+        from types import SimpleNamespace
+
+        n = cfg.campaign.min_raters if min_raters is None else int(min_raters)
+        tracks = score_data.composite_tracks(
+            cfg, phone, *score_data.other_parts_from_rows(cfg, *others),
+            threshold=cfg.flags.threshold, correction=cfg.flags.correction, level=level,
+            min_raters=n, ranks=ranks)
+        click.echo(render_composites(SimpleNamespace(
+            tracks=tracks, threshold=cfg.flags.threshold, correction=cfg.flags.correction,
+            options={"level": level, "ranks": ranks})))
+    return True

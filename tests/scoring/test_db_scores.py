@@ -264,3 +264,45 @@ def test_single_respondent_stratum_is_named(db, runner):
     out = runner.invoke(["score"])
     assert out.exit_code == 1
     assert "stratum 'deputies' has a single respondent" in out.stderr
+
+
+def test_plain_table_reads_without_the_orm_and_equals_the_report_path(db, db_url, runner):
+    """``minping score --composite`` (no ``--json``) reads with bare SQL on a DBAPI
+    connection (``minping.score_data``); its tables are those of ``run_scoring``."""
+    from minping import score_data
+    from minping.commands.score import render_composites, render_table
+    from minping.scores import run_scoring
+    from minping.settings import normalise_database_url
+
+    field = scored_field(db)
+    opened = score_data.connect(normalise_database_url(db_url))
+    assert opened is not None  # SQLite and PostgreSQL both take the quick path
+    read, close = opened
+    try:
+        data = score_data.load_phone_data(read, field.cfg)
+    finally:
+        close()
+    assert len(data.respondents) == field.respondents
+    out = runner.invoke(["score", "--composite", "--min-raters", "5"])
+    assert out.exit_code == 0, out.output
+    results = run_scoring(db, field.cfg, level=0.95, min_raters=5)
+    assert out.stdout == render_table(results.phone) + "\n" + render_composites(results) + "\n"
+
+
+def test_plain_table_imports_neither_sqlalchemy_nor_the_models(db, db_url, tmp_path):
+    """The whole ``minping score --composite`` in a fresh interpreter: no ORM on its path."""
+    import os
+    import subprocess
+    import sys
+
+    scored_field(db)
+    code = ("import sys\nfrom minping.cli import cli\n"
+            "try:\n    cli(['score', '--composite', '--min-raters', '5'], prog_name='minping')\n"
+            "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
+            "print(sorted(m for m in ('sqlalchemy', 'minping.models', 'minping.db') "
+            "if m in sys.modules))")
+    env = {**os.environ, "DATABASE_URL": db_url, "MINPING_INSTANCE_PATH": str(tmp_path / "i")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         check=True)
+    assert "composite" in out.stdout
+    assert out.stdout.rstrip().splitlines()[-1] == "[]"

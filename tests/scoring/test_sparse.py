@@ -73,3 +73,31 @@ def test_factorise_is_numpy_unique():
     np.testing.assert_array_equal(codes, ref_codes)
     labels, codes = factorise([1, "1", 2])  # same text: one label, as astype(str) does
     assert labels.tolist() == ["1", "2"] and codes.tolist() == [0, 0, 1]
+
+
+@pytest.mark.parametrize("k", [1, 8, 40])
+@pytest.mark.parametrize("grouped", [True, False])
+def test_gram_is_the_product_of_the_respondents_matrix(k, grouped):
+    """``gram`` (pairs of one respondent's rows, or the dense product) is Z'Z."""
+    from scoring.sparse import gram
+
+    rng = np.random.default_rng(k)
+    n, m = 3_000, 50
+    resp = np.repeat(np.arange(n), k)
+    unit = np.argsort(rng.random((n, m)), axis=1)[:, :k].ravel()
+    keep = rng.random(resp.size) > 0.1
+    resp, unit = resp[keep], unit[keep]
+    if not grouped:  # rows of one respondent apart
+        order = rng.permutation(resp.size)
+        resp, unit = resp[order], unit[order]
+    x = rng.normal(size=resp.size)
+    z = np.zeros((n, m))
+    z[resp, unit] = x
+    np.testing.assert_allclose(gram(resp, unit, x, m, chunk=1_000), z.T @ z, rtol=0, atol=1e-9)
+
+
+def test_a_unit_rated_twice_is_named_wherever_the_rows_are():
+    rid = ["a", "b", "a", "c", "b", "a"]
+    unit = ["u1", "u2", "u2", "u1", "u1", "u2"]  # a rated u2 twice, rows apart
+    with pytest.raises(ValueError, match="respondent 'a' rated unit 'u2' more than once"):
+        score_units(rid, ["s"] * 6, unit, ["1"] * 6, {"s": 100})
