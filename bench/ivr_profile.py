@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("webhook", nargs="?", default="answer", choices=bench.WEBHOOKS)
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--sort", default="cumulative", help="pstats order: cumulative, tottime")
     args = parser.parse_args(argv)
     admin = os.environ.get("MINPING_BENCH_PG_URL",
                            "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -88,8 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         stats = pstats.Stats(profile)
         print(f"/ivr/{args.webhook}: {hook_ms:.2f} ms per request, bare view {bare_ms:.2f} ms "
               f"(wall, in process; load {bench._uptime()}); database round trips per "
-              f"request: {_round_trips(stats) / n:.1f}")
-        stats.sort_stats("cumulative").print_stats(args.top)
+              f"request: {_round_trips(stats) / n:.1f}; Python function calls per request: "
+              f"{stats.total_calls / n:,.0f}")
+        stats.sort_stats(args.sort).print_stats(args.top)
     finally:
         with engine.connect() as conn:
             conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "

@@ -1,0 +1,102 @@
+"""The webhooks' statements as driver SQL, compiled once (PostgreSQL).
+
+A webhook runs the same few statements on every request.  SQLAlchemy's
+compiled cache spares their compilation, but each execution still builds a
+cache key and walks the statement; a statement whose shape varies (the
+attempt's changed fields, the events of this request) was compiled afresh every
+time.  Here each statement, or each *shape* of the webhook's one write
+statement, is turned into PostgreSQL text once and run with
+:meth:`sqlalchemy.engine.Connection.exec_driver_sql` on the request's
+connection: same transaction, same error translation (``IntegrityError``, a
+lost connection), and psycopg prepares a statement on the server once it has
+run a few times.  Values are bound as SQLAlchemy would bind them for our
+columns: aware datetimes in UTC, JSON columns as ``json``.
+
+SQLite keeps the Core statements (the tests run both).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from psycopg.types.json import Json
+from sqlalchemy import JSON
+from sqlalchemy.engine import Connection
+
+#: (Core statement's id, parameter names) -> (driver SQL, constant parameters, statement).
+_COMPILED: dict[tuple, tuple[str, dict, object]] = {}
+#: Write shape -> driver SQL.
+_WRITES: dict[tuple, str] = {}
+
+
+def is_postgresql(conn: Connection) -> bool:
+    return conn.dialect.name == "postgresql"
+
+
+def run(conn: Connection, stmt, params: dict):
+    """Run the Core ``stmt`` (built once, at import) as driver SQL compiled once (per
+    set of parameter names: an ``INSERT`` names the columns given)."""
+    key = (id(stmt), tuple(params))
+    entry = _COMPILED.get(key)
+    if entry is None or entry[2] is not stmt:
+        compiled = stmt.compile(dialect=conn.dialect, column_keys=list(params))
+        entry = _COMPILED[key] = (str(compiled), dict(compiled.params), stmt)
+    sql, constants, _ = entry
+    return conn.exec_driver_sql(sql, {**constants, **params} if constants else params)
+
+
+def _value(column, value):
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: give a time zone")
+        return value.astimezone(UTC)
+    if isinstance(column.type, JSON):
+        return Json(value)
+    return value
+
+
+def bind(table, row: dict) -> dict:
+    """``row``'s values as SQLAlchemy would bind them for ``table``'s columns."""
+    columns = table.c
+    return {name: _value(columns[name], value) for name, value in row.items()}
+
+
+def write(conn: Connection, parts: list[tuple]) -> None:
+    """Run ``parts`` -- ``("insert", table, [row, ...])`` (rows with the same keys) or
+    ``("update", table, values, id)`` -- as one statement: ``WITH w0 AS (...), w1 AS
+    (...) <last part>``.
+
+    The parts succeed or fail together (one statement); the rows of one insert go
+    in in their order.  The SQL is built once per shape (the tables, the columns
+    given, the number of rows, the order).
+    """
+    shape = tuple((op, table.name, tuple(rows[0]), len(rows)) if op == "insert"
+                  else (op, table.name, tuple(rows)) for op, table, rows, *_ in parts)
+    sql = _WRITES.get(shape)
+    if sql is None:
+        quote = conn.dialect.identifier_preparer.quote
+        texts = []
+        for i, (op, table, rows, *_rest) in enumerate(parts):
+            if op == "insert":
+                names = ", ".join(quote(c) for c in rows[0])
+                values = ", ".join(
+                    "(" + ", ".join(f"%(p{i}_{k}_{c})s" for c in rows[0]) + ")"
+                    for k in range(len(rows)))
+                texts.append(f"INSERT INTO {quote(table.name)} ({names}) VALUES {values}")
+            else:
+                sets = ", ".join(f"{quote(c)} = %(p{i}_{c})s" for c in rows)
+                texts.append(f"UPDATE {quote(table.name)} SET {sets} WHERE id = %(p{i}_id_)s")
+        ctes = ", ".join(f"w{i} AS ({t})" for i, t in enumerate(texts[:-1]))
+        sql = _WRITES[shape] = (f"WITH {ctes} " if ctes else "") + texts[-1]
+    params = {}
+    for i, (op, table, rows, *rest) in enumerate(parts):
+        columns = table.c
+        if op == "insert":
+            for k, row in enumerate(rows):
+                for name, value in row.items():
+                    params[f"p{i}_{k}_{name}"] = _value(columns[name], value)
+        else:
+            for name, value in rows.items():
+                params[f"p{i}_{name}"] = _value(columns[name], value)
+            params[f"p{i}_id_"] = rest[0]
+    conn.exec_driver_sql(sql, params)
