@@ -13,6 +13,24 @@ run a few times.  Values are bound as SQLAlchemy would bind them for our
 columns: aware datetimes in UTC, JSON columns as ``json``.
 
 SQLite keeps the Core statements (the tests run both).
+
+**Two round trips for a plain step** (:func:`begin_lazily`).  A webhook's
+transaction was ``BEGIN``, the read, the write, ``COMMIT``: four round trips, each
+a wake-up of the database backend and of the worker thread, which on a busy
+machine is what a caller's wait is made of.  PostgreSQL runs a lone statement as a
+transaction of its own, committed (``synchronous_commit`` on: flushed) before it
+answers.  So the webhook's read runs outside a transaction -- at READ COMMITTED a
+statement sees what was committed when it starts, inside a transaction or not, and
+the read takes no lock -- and then:
+
+- the webhook's one write statement (:meth:`ivr.live.Live.save` from the
+  webhook's commit, nothing else written) runs alone: it is its own transaction,
+  all of its parts or none, durable when it returns.  Twilio hears back after it,
+  as after a ``COMMIT``;
+- any other statement (an idempotent callback's ``INSERT ... ON CONFLICT``, a
+  ``SELECT ... FOR UPDATE``, the ORM's work at the end of a call) first opens a
+  transaction (``BEGIN``), which the webhook's commit ends: those steps stay
+  all-or-nothing, as before.
 """
 
 from __future__ import annotations
@@ -100,3 +118,64 @@ def write(conn: Connection, parts: list[tuple]) -> None:
                 params[f"p{i}_{name}"] = _value(columns[name], value)
             params[f"p{i}_id_"] = rest[0]
     conn.exec_driver_sql(sql, params)
+
+
+# --- the lazy transaction ---------------------------------------------------------------
+
+_LAZY = "ivr.lazy"  # conn.info: the request's connection runs statements alone until BEGIN
+_ALONE = "ivr.alone"  # conn.info: this statement may run alone (a read, the final write)
+
+
+def begin_lazily(conn: Connection) -> bool:
+    """Put the request's connection in autocommit until a statement needs a transaction.
+
+    Only on PostgreSQL and on a connection with nothing done yet; True if done.  The
+    pool turns autocommit off again when the connection comes back
+    (:func:`minping.db.make_engine`).
+    """
+    if conn.info.get(_LAZY) or not is_postgresql(conn):
+        return False
+    raw = conn.connection.driver_connection
+    if raw.info.transaction_status != 0:  # not IDLE: something ran already
+        return False
+    raw.autocommit = True
+    conn.info[_LAZY] = True
+    _listen(conn.engine)
+    return True
+
+
+def run_alone(conn: Connection, fn, *args):
+    """``fn(*args)``: its statements may run without a transaction (a lazy connection)."""
+    if not conn.info.get(_LAZY):
+        return fn(*args)
+    conn.info[_ALONE] = True
+    try:
+        return fn(*args)
+    finally:
+        conn.info[_ALONE] = False
+
+
+def end_lazily(conn: Connection) -> None:
+    conn.info.pop(_LAZY, None)
+    conn.info.pop(_ALONE, None)
+
+
+_LISTENING: set[int] = set()
+
+
+def _listen(engine) -> None:
+    from sqlalchemy import event
+
+    if id(engine) in _LISTENING:
+        return
+    _LISTENING.add(id(engine))
+    event.listen(engine, "before_cursor_execute", _before_execute)
+
+
+def _before_execute(conn, cursor, statement, parameters, context, executemany):
+    info = conn.info
+    if not info.get(_LAZY) or info.get(_ALONE):
+        return
+    raw = conn.connection.driver_connection
+    if raw.info.transaction_status == 0:  # IDLE: this statement joins a transaction
+        raw.execute("BEGIN")

@@ -62,8 +62,11 @@ def _over(attempt: Live) -> bool:
 
 
 def start_call(session: Session, cfg, attempt: Live, *, urls: Urls, now: datetime,
-               answered_by: str | None = None) -> str:
-    """The call's first document: greeting and consent (nothing for a machine)."""
+               answered_by: str | None = None, save: bool = True) -> str:
+    """The call's first document: greeting and consent (nothing for a machine).
+
+    ``save=False``: the caller writes the attempt's changes (the voice webhook's commit).
+    """
     if answered_by and not attempt.answered_by:
         attempt.answered_by = answered_by
     if _over(attempt):
@@ -75,7 +78,8 @@ def start_call(session: Session, cfg, attempt: Live, *, urls: Urls, now: datetim
     else:
         add_event(session, attempt, "greeting", now=now)
         twiml = flow.greeting(cfg, language_of(cfg, attempt), action=urls.consent(attempt.id))
-    attempt.save(session)  # the change and the event in one statement (inbound calls too)
+    if save:  # the change and the event in one statement (inbound calls)
+        attempt.save(session)
     return twiml
 
 

@@ -209,7 +209,11 @@ def find_attempt(session: Session, *, attempt_id: int | None, call_sid: str | No
     the phone number).  ``with_units``: read the case's units and answers too.
     """
     conn = session.connection()
-    execute = fastsql.run if fastsql.is_postgresql(conn) else _core
+    if fastsql.is_postgresql(conn):
+        def execute(conn, stmt, params):  # a read (and a guarded, idempotent UPDATE)
+            return fastsql.run_alone(conn, fastsql.run, conn, stmt, params)
+    else:
+        execute = _core
     if attempt_id is not None:
         if with_units:
             rows = execute(conn, _BY_ID_WITH_UNITS, {"attempt_id": attempt_id}).all()
