@@ -14,7 +14,12 @@ without signature check or database) and then, in one run:
     computed beforehand; ``bench/ivr_wrk.lua``) for each webhook -- ``voice``,
     ``consent``, ``answer``, ``comment``, ``status``, ``amd``, ``inbound`` -- and
     for the bare view (before and after the webhooks), and prints req/s, p50,
-    p99 and the ratio of each webhook's throughput to the bare view's.
+    p99 and the ratio of each webhook's throughput to the bare view's; beside it
+    the CPU per request of the gunicorn workers and of the database's backends
+    (``/proc``), and the ratio of the bare view's CPU per request to each
+    webhook's: the throughput ratio of a machine with nothing else to do, which
+    a machine shared with other jobs (or a run where wrk's connections stall)
+    does not change.
 ``flood``
     the answer webhook at a steady pace (``--paced-rate`` requests/s), first
     alone, then while 50 clients log in to CATI at once (scrypt): webhook p50,
@@ -304,8 +309,9 @@ def throughput(server: Server, data: dict, args, workdir: Path,
         res = _wrk(server.base, files[name], args)
         if meter:
             after = meter.snapshot()
-            res["app_cpu_ms"] = (after[0] - before[0]) / res["requests"] * 1000
-            res["db_cpu_ms"] = (after[1] - before[1]) / res["requests"] * 1000
+            res["app_cpu"], res["db_cpu"] = after[0] - before[0], after[1] - before[1]
+            res["app_cpu_ms"] = res["app_cpu"] / res["requests"] * 1000
+            res["db_cpu_ms"] = res["db_cpu"] / res["requests"] * 1000
         return res
 
     results = {"bare (before)": measured("bare")}
@@ -316,7 +322,9 @@ def throughput(server: Server, data: dict, args, workdir: Path,
     bare_p50 = (results["bare (before)"]["p50_us"] + results["bare (after)"]["p50_us"]) / 2
     cpu = {label: r.get("app_cpu_ms", float("nan")) + r.get("db_cpu_ms", float("nan"))
            for label, r in results.items()}
-    bare_cpu = (cpu["bare (before)"] + cpu["bare (after)"]) / 2
+    bares = (results["bare (before)"], results["bare (after)"])  # both runs' CPU, weighted
+    bare_cpu = (sum(r.get("app_cpu", float("nan")) + r.get("db_cpu", float("nan"))
+                    for r in bares) / sum(r["requests"] for r in bares) * 1000)
     lines = [f"throughput: wrk -t{args.wrk_threads} -c{args.connections} -d{args.duration}s, "
              f"load {_uptime()}",
              "CPU ms/req: the gunicorn workers' (app) and the database backends' (db) CPU per "
