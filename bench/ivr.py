@@ -14,7 +14,12 @@ without signature check or database) and then, in one run:
     computed beforehand; ``bench/ivr_wrk.lua``) for each webhook -- ``voice``,
     ``consent``, ``answer``, ``comment``, ``status``, ``amd``, ``inbound`` -- and
     for the bare view (before and after the webhooks), and prints req/s, p50,
-    p99 and the ratio of each webhook's throughput to the bare view's.
+    p99 and the ratio of each webhook's throughput to the bare view's; beside it
+    the CPU per request of the gunicorn workers and of the database's backends
+    (``/proc``), and the ratio of the bare view's CPU per request to each
+    webhook's: the throughput ratio of a machine with nothing else to do, which
+    a machine shared with other jobs (or a run where wrk's connections stall)
+    does not change.
 ``flood``
     the answer webhook at a steady pace (``--paced-rate`` requests/s), first
     alone, then while 50 clients log in to CATI at once (scrypt): webhook p50,
@@ -221,6 +226,43 @@ class Server:
 # --- throughput with wrk ---------------------------------------------------------------------------
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pids) -> float:
+    """User + system CPU seconds of the processes ``pids`` (all their threads)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / _TICK
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+class CpuMeter:
+    """CPU spent by the server's worker processes and by the PostgreSQL backends of
+    the bench database: the cost of a request whatever else runs on the machine
+    (a request that waits for a busy disk or CPU costs wall time, not CPU)."""
+
+    def __init__(self, server: Server, admin_engine, database: str):
+        self.server, self.engine, self.database = server, admin_engine, database
+
+    def snapshot(self) -> tuple[float, float]:
+        with self.engine.connect() as conn:
+            backends = conn.execute(text("SELECT pid FROM pg_stat_activity WHERE datname = :n"),
+                                    {"n": self.database}).scalars().all()
+        return _cpu_seconds(_children(self.server.proc.pid)), _cpu_seconds(backends)
+
+
 def _wrk(base: str, req_file: Path, args, path: str = "/") -> dict:
     out = subprocess.run(["wrk", "-t", str(args.wrk_threads), "-c", str(args.connections),
                           "-d", f"{args.duration}s", "--timeout", "10s", "-s", str(LUA),
@@ -242,7 +284,8 @@ def _check_one(base: str, req: tuple, expect: str) -> None:
         raise SystemExit(f"{path}: {r.status_code} {r.text[:300]!r} (expected {expect!r})")
 
 
-def throughput(server: Server, data: dict, args, workdir: Path) -> list[str]:
+def throughput(server: Server, data: dict, args, workdir: Path,
+               meter: CpuMeter | None = None) -> list[str]:
     validator = RequestValidator(TOKEN)
     rng = random.Random(1)
     files, firsts = {}, {}
@@ -261,23 +304,46 @@ def throughput(server: Server, data: dict, args, workdir: Path) -> list[str]:
     warm = dict(vars(args)) | {"duration": 2}
     _wrk(server.base, files["bare"], argparse.Namespace(**warm))
     _wrk(server.base, files["answer"], argparse.Namespace(**warm))
-    results = {"bare (before)": _wrk(server.base, files["bare"], args)}
+    def measured(name: str) -> dict:
+        before = meter.snapshot() if meter else None
+        res = _wrk(server.base, files[name], args)
+        if meter:
+            after = meter.snapshot()
+            res["app_cpu"], res["db_cpu"] = after[0] - before[0], after[1] - before[1]
+            res["app_cpu_ms"] = res["app_cpu"] / res["requests"] * 1000
+            res["db_cpu_ms"] = res["db_cpu"] / res["requests"] * 1000
+        return res
+
+    results = {"bare (before)": measured("bare")}
     for hook in WEBHOOKS:
-        results[hook] = _wrk(server.base, files[hook], args)
-    results["bare (after)"] = _wrk(server.base, files["bare"], args)
+        results[hook] = measured(hook)
+    results["bare (after)"] = measured("bare")
     bare_rps = (results["bare (before)"]["rps"] + results["bare (after)"]["rps"]) / 2
     bare_p50 = (results["bare (before)"]["p50_us"] + results["bare (after)"]["p50_us"]) / 2
+    cpu = {label: r.get("app_cpu_ms", float("nan")) + r.get("db_cpu_ms", float("nan"))
+           for label, r in results.items()}
+    bares = (results["bare (before)"], results["bare (after)"])  # both runs' CPU, weighted
+    bare_cpu = (sum(r.get("app_cpu", float("nan")) + r.get("db_cpu", float("nan"))
+                    for r in bares) / sum(r["requests"] for r in bares) * 1000)
     lines = [f"throughput: wrk -t{args.wrk_threads} -c{args.connections} -d{args.duration}s, "
              f"load {_uptime()}",
+             "CPU ms/req: the gunicorn workers' (app) and the database backends' (db) CPU per "
+             "request; 'x bare CPU' = the bare view's CPU per request / this one's",
              f"{'endpoint':<15} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
-             f"{'errors':>6} {'x bare':>7} {'p50/bare':>9}"]
+             f"{'errors':>6} {'x bare':>7} {'p50/bare':>9} {'app CPU':>8} {'db CPU':>7} "
+             f"{'x bare CPU':>10}"]
     for label, r in results.items():
         lines.append(f"{label:<15} {r['rps']:8.1f} {r['p50_us'] / 1000:8.2f} "
                      f"{r['p99_us'] / 1000:8.2f} {r['max_us'] / 1000:8.1f} "
                      f"{r['status_errors'] + r['socket_errors']:6d} {r['rps'] / bare_rps:7.2f} "
-                     f"{r['p50_us'] / bare_p50:9.1f}")
+                     f"{r['p50_us'] / bare_p50:9.1f} {r.get('app_cpu_ms', float('nan')):8.2f} "
+                     f"{r.get('db_cpu_ms', float('nan')):7.2f} {bare_cpu / cpu[label]:10.2f}")
     worst = min(results[h]["rps"] for h in WEBHOOKS) / bare_rps
     lines.append(f"slowest webhook / bare Flask throughput: {worst:.2f}x")
+    if meter:
+        worst_cpu = min(bare_cpu / cpu[h] for h in WEBHOOKS)
+        lines.append(f"slowest webhook / bare Flask by CPU per request (the throughput ratio "
+                     f"of a machine with nothing else to do): {worst_cpu:.2f}x")
     return lines
 
 
@@ -491,7 +557,9 @@ def main(argv: list[str] | None = None) -> int:
             url = new_database()
             data = _setup(url, args.cases, args.logins if "flood" in parts else 0)
             with tempfile.TemporaryDirectory(prefix="bench-ivr-") as tmp:
-                runs = (("throughput", False, lambda: throughput(server, data, args, Path(tmp))),
+                db_name = make_url(url).database
+                runs = (("throughput", False, lambda: throughput(
+                            server, data, args, Path(tmp), CpuMeter(server, engine, db_name))),
                         ("flood", False, lambda: flood(server, data, args)),
                         ("flood", True, lambda: flood(server, data, args)),
                         ("bodies", False, lambda: bodies(server, data, args)))

@@ -42,13 +42,23 @@ def respondent_pace():
 
 
 class PathTransport(TimedTransport):
-    """Remembers each response's latency and status by webhook."""
+    """Remembers each response's latency and status by webhook, and the server's own
+    time (the app's ``Server-Timing`` header) beside it."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.by_hook: dict[str, list[float]] = defaultdict(list)
+        self.server_by_hook: dict[str, list[float]] = defaultdict(list)
         self.errors_by_hook: dict[str, int] = defaultdict(int)
         self._hook_lock = threading.Lock()
+        self._session.hooks["response"].append(self._server_time)
+
+    def _server_time(self, response, *args, **kwargs):
+        timing = response.headers.get("Server-Timing", "")
+        if timing.startswith("app;dur="):
+            hook = urlsplit(response.request.url).path.rsplit("/", 1)[-1]
+            with self._hook_lock:
+                self.server_by_hook[hook].append(float(timing[8:]) / 1000)
 
     def send(self, request):
         response = super().send(request)
@@ -102,13 +112,17 @@ def run_calls(url: str, *, n_calls: int = 300, workers: int = 2, threads: int = 
     lines = [f"calls: {placed} calls placed in {dialled:.1f} s, at most {peak} live at once, "
              f"{total} webhook requests in {seconds:.1f} s ({total / seconds:.1f} req/s); "
              f"gunicorn {workers}x{threads}, {n_sims} simulators; load {load_start} -> {_load()}",
+             "client: latency seen by the simulators (same process as the dialers and the "
+             "simulated respondents); server: the app's own time (Server-Timing header)",
              f"{'webhook':<10} {'requests':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
-             f"{'errors':>6}"]
+             f"{'errors':>6} {'server p50':>10} {'server p99':>10} {'server max':>10}"]
     for hook in sorted(transport.by_hook):
         lat = transport.by_hook[hook]
+        own = transport.server_by_hook.get(hook) or [float("nan")]
         lines.append(f"{hook:<10} {len(lat):8d} {percentile(lat, .5) * 1000:8.2f} "
                      f"{percentile(lat, .99) * 1000:8.2f} {max(lat) * 1000:8.1f} "
-                     f"{transport.errors_by_hook[hook]:6d}")
+                     f"{transport.errors_by_hook[hook]:6d} {percentile(own, .5) * 1000:10.2f} "
+                     f"{percentile(own, .99) * 1000:10.2f} {max(own) * 1000:10.1f}")
     server_errors = sum(n for code, n in transport.statuses.items() if code >= 500)
     lines.append(f"answers acknowledged {result.acknowledged}, stored {result.stored}, "
                  f"lost {len(result.lost)}, stored with another rating {len(result.wrong)}, "

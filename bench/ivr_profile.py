@@ -31,9 +31,36 @@ from twilio.request_validator import RequestValidator  # noqa: E402
 import bench.ivr as bench  # noqa: E402
 
 
-def _round_trips(stats: pstats.Stats) -> int:
-    return sum(calls for (path, _line, name), (_cc, calls, *_rest) in stats.stats.items()
-               if name == "wait" and path.endswith(os.path.join("psycopg", "connection.py")))
+class RoundTrips:
+    """Counts psycopg's exchanges with the server: every statement a cursor executes
+    and every command the connection sends on its own (``BEGIN``, ``COMMIT``,
+    ``ROLLBACK``; a ``commit()`` with no transaction open sends nothing)."""
+
+    def __init__(self):
+        import psycopg
+        from psycopg import _connection_base
+
+        self.count = 0
+        meter = self
+        self._patched = [(psycopg.Cursor, "execute", psycopg.Cursor.execute),
+                         (_connection_base.BaseConnection, "_exec_command",
+                          _connection_base.BaseConnection._exec_command)]
+        execute, command = self._patched[0][2], self._patched[1][2]
+
+        def counted_execute(cursor, *args, **kwargs):
+            meter.count += 1
+            return execute(cursor, *args, **kwargs)
+
+        def counted_command(conn, *args, **kwargs):
+            meter.count += 1
+            return (yield from command(conn, *args, **kwargs))
+
+        psycopg.Cursor.execute = counted_execute
+        _connection_base.BaseConnection._exec_command = counted_command
+
+    def close(self) -> None:
+        for cls, name, orig in self._patched:
+            setattr(cls, name, orig)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("webhook", nargs="?", default="answer", choices=bench.WEBHOOKS)
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--sort", default="cumulative", help="pstats order: cumulative, tottime")
     args = parser.parse_args(argv)
     admin = os.environ.get("MINPING_BENCH_PG_URL",
                            "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -58,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
 
         client = app.test_client()
         n = args.requests
-        reqs = bench._requests_for(args.webhook, data[args.webhook], 3 * n,
+        reqs = bench._requests_for(args.webhook, data[args.webhook], 4 * n,
                                    RequestValidator(bench.TOKEN), random.Random(1))
 
         def send(req) -> None:
@@ -80,16 +108,21 @@ def main(argv: list[str] | None = None) -> int:
         for _, form, _, _ in reqs[:n]:
             client.post("/bench/bare", data=form)
         bare_ms = (time.perf_counter() - t) / n * 1000
+        trips = RoundTrips()
+        for req in reqs[2 * n:3 * n]:
+            send(req)
+        trips.close()
         profile = cProfile.Profile()
         profile.enable()
-        for req in reqs[2 * n:]:
+        for req in reqs[3 * n:]:
             send(req)
         profile.disable()
         stats = pstats.Stats(profile)
         print(f"/ivr/{args.webhook}: {hook_ms:.2f} ms per request, bare view {bare_ms:.2f} ms "
               f"(wall, in process; load {bench._uptime()}); database round trips per "
-              f"request: {_round_trips(stats) / n:.1f}")
-        stats.sort_stats("cumulative").print_stats(args.top)
+              f"request: {trips.count / n:.1f}; Python function calls per request: "
+              f"{stats.total_calls / n:,.0f}")
+        stats.sort_stats(args.sort).print_stats(args.top)
     finally:
         with engine.connect() as conn:
             conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "

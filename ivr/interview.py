@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from ivr import flow
+from ivr import fastsql, flow
 from ivr.callstate import close_attempt
 from ivr.handoff import hand_over
 from ivr.live import (
@@ -45,6 +46,9 @@ _UPDATE_ANSWER = (update(_ANS).where(_ANS.c.id == bindparam("answer_id"))
                   .values(rating=bindparam("rating"), channel="ivr",
                           attempt_id=bindparam("attempt"), updated_at=bindparam("now")))
 _INSERT_AUDIT = insert(AuditLog.__table__)
+_ANSWER_FOR_UPDATE = (select(_ANS.c.id, _ANS.c.rating, _ANS.c.channel)
+                      .where(_ANS.c.case_id == bindparam("case_id"),
+                             _ANS.c.unit_id == bindparam("unit_id")).with_for_update())
 _REC = Recording.__table__
 
 
@@ -58,8 +62,11 @@ def _over(attempt: Live) -> bool:
 
 
 def start_call(session: Session, cfg, attempt: Live, *, urls: Urls, now: datetime,
-               answered_by: str | None = None) -> str:
-    """The call's first document: greeting and consent (nothing for a machine)."""
+               answered_by: str | None = None, save: bool = True) -> str:
+    """The call's first document: greeting and consent (nothing for a machine).
+
+    ``save=False``: the caller writes the attempt's changes (the voice webhook's commit).
+    """
     if answered_by and not attempt.answered_by:
         attempt.answered_by = answered_by
     if _over(attempt):
@@ -71,7 +78,8 @@ def start_call(session: Session, cfg, attempt: Live, *, urls: Urls, now: datetim
     else:
         add_event(session, attempt, "greeting", now=now)
         twiml = flow.greeting(cfg, language_of(cfg, attempt), action=urls.consent(attempt.id))
-    attempt.save(session)  # the change and the event in one statement (inbound calls too)
+    if save:  # the change and the event in one statement (inbound calls)
+        attempt.save(session)
     return twiml
 
 
@@ -294,13 +302,13 @@ def _save_answer(session: Session, attempt, unit: cases.CaseUnitState,
         row = {"case_id": attempt.case_id, "unit_id": unit.unit_id, "rating": rating,
                "channel": "ivr", "attempt_id": attempt.id, "answered_at": now, "updated_at": now}
         if isinstance(attempt, Live):  # written with the attempt's event, one round trip
-            attempt.write_later(insert(_ANS).values(row))
+            attempt.write_insert(_ANS, row)
         else:
             conn.execute(_INSERT_ANSWER, row)
         return
-    row = conn.execute(select(_ANS.c.id, _ANS.c.rating, _ANS.c.channel).where(
-        _ANS.c.case_id == attempt.case_id, _ANS.c.unit_id == unit.unit_id)
-        .with_for_update()).first()
+    execute = fastsql.run if fastsql.is_postgresql(conn) else Connection.execute
+    row = execute(conn, _ANSWER_FOR_UPDATE, {"case_id": attempt.case_id,
+                                             "unit_id": unit.unit_id}).first()
     if row.rating == rating:
         return
     audit = {"at": now, "user_id": None, "actor": "ivr", "action": "answer.change",
@@ -309,9 +317,9 @@ def _save_answer(session: Session, attempt, unit: cases.CaseUnitState,
              "new": {"rating": rating, "channel": "ivr"},
              "detail": f"case {attempt.case_id} unit {unit.unit_id}"}
     if isinstance(attempt, Live):  # the row is locked: written with the attempt's event
-        attempt.write_later(insert(AuditLog.__table__).values(audit))
-        attempt.write_later(update(_ANS).where(_ANS.c.id == row.id).values(
-            rating=rating, channel="ivr", attempt_id=attempt.id, updated_at=now))
+        attempt.write_insert(AuditLog.__table__, audit)
+        attempt.write_update(_ANS, row.id, {"rating": rating, "channel": "ivr",
+                                            "attempt_id": attempt.id, "updated_at": now})
         return
     conn.execute(_INSERT_AUDIT, audit)
     conn.execute(_UPDATE_ANSWER, {"answer_id": row.id, "rating": rating, "attempt": attempt.id,

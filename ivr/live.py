@@ -29,6 +29,7 @@ from urllib.parse import urlencode
 from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
+from ivr import fastsql
 from minping import cases
 from minping.models import (
     Answer,
@@ -154,38 +155,43 @@ class Live:
         if name in LIVE_FIELDS:
             self._changed[name] = value
 
-    def write_later(self, statement) -> None:
-        """Run the ``INSERT``/``UPDATE`` ``statement`` (values bound) with :meth:`save`."""
-        self._writes.append(statement)
+    def write_insert(self, table, values: dict) -> None:
+        """Insert ``values`` into ``table`` with :meth:`save`."""
+        self._writes.append(("insert", table, [values]))
+
+    def write_update(self, table, row_id: int, values: dict) -> None:
+        """Set ``values`` on ``table``'s row ``row_id`` with :meth:`save`."""
+        self._writes.append(("update", table, values, row_id))
 
     def save(self, session: Session) -> None:
-        """Write what is pending -- statements given to :meth:`write_later`, the
-        attempt's changed fields, its new events -- in one statement.
+        """Write what is pending -- rows given to :meth:`write_insert` and
+        :meth:`write_update`, the attempt's changed fields, its new events -- in one
+        statement.
 
         On PostgreSQL one statement, one round trip: ``WITH w0 AS (INSERT ...), w1 AS
-        (UPDATE ...) INSERT INTO attempt_events ...`` (its parts succeed or fail
-        together); on SQLite the parts one after the other.  Nothing if nothing is
-        pending.
+        (UPDATE ...) INSERT INTO attempt_event ...`` (its parts succeed or fail
+        together), its text built once per shape (:mod:`ivr.fastsql`); on SQLite the
+        parts one after the other.  Nothing if nothing is pending.
         """
         parts = list(self._writes)
         if self._changed:
-            parts.append(update(_A).where(_A.c.id == self.id).values(**self._changed))
+            parts.append(("update", _A, self._changed, self.id))
         if self._events:
-            parts.append(insert(_E).values(self._events))
+            parts.append(("insert", _E, self._events))
         if not parts:
             return
         object.__setattr__(self, "_changed", {})
         object.__setattr__(self, "_events", [])
         object.__setattr__(self, "_writes", [])
         conn = session.connection()
-        if len(parts) > 1 and conn.dialect.name != "postgresql":
-            for part in parts:  # SQLite has no INSERT/UPDATE inside WITH
-                conn.execute(part)
+        if fastsql.is_postgresql(conn):
+            fastsql.write(conn, parts)
             return
-        stmt = parts[-1]
-        for i, part in enumerate(parts[:-1]):
-            stmt = stmt.add_cte(part.cte(f"w{i}"))
-        conn.execute(stmt)
+        for op, table, values, *rest in parts:  # SQLite has no INSERT/UPDATE inside WITH
+            if op == "insert":
+                conn.execute(insert(table), values)
+            else:
+                conn.execute(update(table).where(table.c.id == rest[0]).values(values))
 
     def orm(self, session: Session) -> CallAttempt:
         """The attempt as an ORM object, with this object's changes written first."""
@@ -203,9 +209,14 @@ def find_attempt(session: Session, *, attempt_id: int | None, call_sid: str | No
     the phone number).  ``with_units``: read the case's units and answers too.
     """
     conn = session.connection()
+    if fastsql.is_postgresql(conn):
+        def execute(conn, stmt, params):  # a read (and a guarded, idempotent UPDATE)
+            return fastsql.run_alone(conn, fastsql.run, conn, stmt, params)
+    else:
+        execute = _core
     if attempt_id is not None:
         if with_units:
-            rows = conn.execute(_BY_ID_WITH_UNITS, {"attempt_id": attempt_id}).all()
+            rows = execute(conn, _BY_ID_WITH_UNITS, {"attempt_id": attempt_id}).all()
             if not rows:
                 return None
             units = [cases.CaseUnitState(r.position, r.unit_id, r.code, r.name, r.name_en,
@@ -213,7 +224,7 @@ def find_attempt(session: Session, *, attempt_id: int | None, call_sid: str | No
                      for r in rows if r.position is not None]
             attempt = Live(rows[0], units)
         else:
-            row = conn.execute(_BY_ID, {"attempt_id": attempt_id}).first()
+            row = execute(conn, _BY_ID, {"attempt_id": attempt_id}).first()
             if row is None:
                 return None
             attempt = Live(row)
@@ -222,15 +233,19 @@ def find_attempt(session: Session, *, attempt_id: int | None, call_sid: str | No
         if call_sid:
             if attempt.call_sid is None:
                 # written at once, guarded: two first requests of one call agree
-                conn.execute(_SET_CALL_SID, {"attempt_id": attempt.id, "sid": call_sid})
+                execute(conn, _SET_CALL_SID, {"attempt_id": attempt.id, "sid": call_sid})
                 object.__setattr__(attempt, "call_sid", call_sid)
             elif attempt.call_sid != call_sid:
                 return None
         return attempt
     if not call_sid:
         return None
-    row = conn.execute(_BY_SID, {"call_sid": call_sid}).first()
+    row = execute(conn, _BY_SID, {"call_sid": call_sid}).first()
     return Live(row) if row is not None else None
+
+
+def _core(conn, stmt, params: dict):
+    return conn.execute(stmt, params)
 
 
 def forget_loaded(session: Session) -> None:
@@ -305,6 +320,8 @@ def insert_once(session: Session, table, row: dict, unique: str) -> bool:
             return False
         conn.execute(insert(table), row)
         return True
+    if dialect == "postgresql":
+        return fastsql.run(conn, stmt, fastsql.bind(table, row)).first() is not None
     return conn.execute(stmt, row).first() is not None
 
 
