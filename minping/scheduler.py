@@ -56,16 +56,18 @@ or a second tab does not take a second case).
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from types import SimpleNamespace
 
 from sqlalchemy import (
+    Float,
     String,
     and_,
+    bindparam,
     case,
     cast,
     exists,
@@ -79,13 +81,17 @@ from sqlalchemy import (
     union_all,
     update,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql import visitors
+from sqlalchemy.sql.elements import BindParameter
 
 from minping import calling
-from minping.cases import CATI_HOLD, IN_FIELD_STATES, try_hold
+from minping.cases import CATI_HOLD, IN_FIELD_STATES
 from minping.models import (
     Answer,
     Appointment,
+    CallAttempt,
     CaseUnit,
     DoNotCall,
     FrameContact,
@@ -261,6 +267,17 @@ def _unit_floor(session: Session, case_ids: list[int], progress: Progress) -> di
     return floor
 
 
+class Pick:
+    """What :func:`pick` did: the case held (``None`` if none) and whether CATI attempts
+    were found left open on cases nobody holds (``stale``: close them with
+    :func:`cati.service.reap_abandoned`; the pick never gives such a case)."""
+
+    __slots__ = ("case", "stale")
+
+    def __init__(self, case: SampleCase | None, stale: bool):
+        self.case, self.stale = case, stale
+
+
 def next_case(
     session: Session,
     interviewer: User,
@@ -294,44 +311,321 @@ def next_case(
     hold : timedelta
         How long the hold lasts without a keep-alive.
     """
-    current = held_by(session, interviewer.id, now=now)
-    if current is not None:
-        return current
+    return pick(session, interviewer, now=now, rules=rules, max_attempts=max_attempts,
+                draw_id=draw_id, progress=progress, hold=hold).case
+
+
+def pick(session: Session, interviewer: User, *, now: datetime, rules,
+         max_attempts: int | None = None, draw_id: int | None = None,
+         progress: Progress | None = None, hold: timedelta = CATI_HOLD) -> Pick:
+    """:func:`next_case`, also saying whether abandoned CATI attempts wait to be closed.
+
+    One statement: ``UPDATE sample_case … WHERE id = (the best of the window) RETURNING``.
+    """
     if not calling.is_allowed(rules, now):
-        return None
+        current = held_by(session, interviewer.id, now=now)
+        return Pick(current, False)
     cap = rules.max_attempts if max_attempts is None else max_attempts
     if progress is None:
         progress = field_progress(session, draw_id=draw_id)
+    tiers = stratum_tiers(session, progress, draw_id=draw_id)
+    dialect = session.get_bind().dialect.name
+    shape = (dialect, bool(interviewer.experienced), draw_id is not None,
+             tuple(len(t) for t in tiers[:MAX_TIERS]), len(tiers) > MAX_TIERS)
+    stmt = _statements.get(shape)
+    if stmt is None:
+        stmt = _statements[shape] = _pick_statement(
+            dialect, experienced=bool(interviewer.experienced), by_draw=draw_id is not None,
+            tiers=shape[3], rest=shape[4])
+    params = {"me": interviewer.id, "now": now, "cap": cap, "until": now + hold,
+              "grace": now - HARD_APPOINTMENT_GRACE, "draw": draw_id,
+              "sshare": _shares(dialect, progress.stratum, 9),
+              "ushare": _shares(dialect, progress.unit, None)}
+    for k, strata in enumerate(tiers[:MAX_TIERS]):
+        for j, sid in enumerate(strata):
+            params[f"t{k}_{j}"] = sid
+    for _ in range(2):  # once more if concurrent pickers took every candidate it saw
+        if dialect == "postgresql":
+            got = _run_postgresql(session, shape, stmt, params)
+        else:
+            row = session.execute(stmt, params,
+                                  execution_options={"populate_existing": True}).first()
+            got = None if row is None else Pick(row[0], bool(
+                session.scalar(select(_stale()), {"now": now})))
+        if got is not None:
+            return got
+    return Pick(None, bool(session.scalar(select(_stale()), {"now": now})))
 
-    due = _due_appointment(now)
+
+_raw: dict[tuple, tuple[bytes, list[str], list[str]]] = {}
+
+
+def _run_postgresql(session: Session, shape: tuple, stmt, params: dict) -> Pick | None:
+    """Run the pick's statement on PostgreSQL in one round trip (with the transaction's
+    ``BEGIN`` and the plan setting, pipelined), straight on psycopg.
+
+    The statement is compiled once per shape to PostgreSQL's own ``$n`` form: psycopg
+    would otherwise parse the long statement again at every pick (it caches only short
+    ones) and SQLAlchemy would render its constants again; together that cost more
+    than the database's work.  The row returned becomes the session's ``SampleCase``.
+    """
+    import psycopg
+
+    raw = _raw.get(shape)
+    if raw is None:
+        dialect = session.get_bind().dialect
+        sql = stmt.compile(dialect=dialect, compile_kwargs={"render_postcompile": True}).string
+        names: list[str] = []
+
+        def number(match):
+            if match.group(0) == "%%":
+                return "%"
+            if match.group(1) not in names:
+                names.append(match.group(1))
+            return f"${names.index(match.group(1)) + 1}"
+
+        sql = re.sub(r"%%|%\((\w+)\)s", number, sql)
+        keys = [SampleCase.__mapper__.get_property_by_column(c).key
+                for c in SampleCase.__table__.columns]
+        raw = _raw[shape] = (sql.encode(), names, keys)
+    query, names, keys = raw
+    conn = session.connection().connection.driver_connection
+    with conn.pipeline():
+        conn.execute(_GENERIC_SQL)
+        cur = psycopg.RawCursor(conn)
+        cur.execute(query, [params.get(n) for n in names], prepare=True)
+    row = cur.fetchone()
+    if row is None:
+        return None
+    return Pick(_as_case(session, dict(zip(keys, row[:-1], strict=True))), bool(row[-1]))
+
+
+def _as_case(session: Session, values: dict) -> SampleCase:
+    """The session's ``SampleCase`` for a row read outside the ORM (as if it had loaded
+    it: clean, in the identity map, refreshed if it was there already)."""
+    key = session.identity_key(SampleCase, values["id"])
+    case_ = session.identity_map.get(key)
+    if case_ is None:
+        case_ = SampleCase(**values)
+        make_transient_to_detached(case_)
+        session.add(case_)
+    else:
+        for name, value in values.items():
+            set_committed_value(case_, name, value)
+    return case_
+
+
+#: Strata tiers read one by one (the tiers beyond these share one ordered walk; the
+#: window is then still sorted by every stratum's share).
+MAX_TIERS = 4
+
+_statements: dict[tuple, object] = {}
+
+#: The pick's statement has one good plan whatever its parameters (its constants are
+#: written into it): PostgreSQL should keep it instead of planning the statement again at
+#: every pick, which costs more than running it.
+_GENERIC_SQL = b"SET LOCAL plan_cache_mode = force_generic_plan"
+
+
+def _p(name: str, **kw):
+    """A named parameter of the pick's statement (always given at execution)."""
+    return bindparam(name, required=False, **kw)
+
+
+def _shares(dialect: str, values: Mapping[int, float], digits: int | None):
+    """A share per id as one parameter: an array indexed by id (PostgreSQL) or JSON."""
+    top = max(values, default=0)
+    if dialect == "postgresql":
+        out = [None] * top
+        for k, v in values.items():
+            if k >= 1:
+                out[k - 1] = round(float(v), digits) if digits else float(v)
+        return out
+    import json
+
+    out = [None] * (top + 1)
+    for k, v in values.items():
+        if k >= 0:
+            out[k] = round(float(v), digits) if digits else float(v)
+    return json.dumps(out)
+
+
+def _share_of(dialect: str, name: str, key):
+    """The share of ``key`` (an id column) from the :func:`_shares` parameter ``name``;
+    an id without one counts as 0."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import ARRAY
+        from sqlalchemy.sql.elements import Grouping
+
+        arr = Grouping(cast(_p(name), ARRAY(Float)))
+        return func.coalesce(arr[key], 0.0)
+    path = literal("$[").concat(cast(key, String)).concat(literal("]"))
+    return func.coalesce(cast(func.json_extract(_p(name, type_=String), path), Float),
+                         0.0)
+
+
+def _stale():
+    """Some CATI attempt is open on a case nobody holds (a screen was left)."""
+    held = aliased(SampleCase)
+    return exists().where(
+        CallAttempt.outcome.is_(None), CallAttempt.channel == "cati",
+        held.id == CallAttempt.case_id,
+        or_(held.lock_channel.is_(None), held.lock_expires_at < _p("now")),
+    )
+
+
+def _own_conditions(entity, *, experienced: bool, by_draw: bool) -> list:
+    """The rules a case meets on its own row (the appointments, the do-not-call list and
+    open attempts are other tables)."""
+    now = _p("now")
+    out = [
+        entity.release_state == "released",
+        entity.state.in_(IN_FIELD_STATES),
+        or_(entity.lock_channel.is_(None), entity.lock_expires_at < now),
+        or_(entity.next_attempt_at.is_(None), entity.next_attempt_at <= now),
+        entity.attempts < _p("cap"),
+        or_(entity.assigned_to.is_(None), entity.assigned_to == _p("me")),
+    ]
+    if not experienced:
+        out.append(entity.refusal_conversion.is_(False))
+    if by_draw:
+        out.append(entity.draw_id == _p("draw"))
+    return out
+
+
+def _pick_statement(dialect: str, *, experienced: bool, by_draw: bool,
+                    tiers: tuple[int, ...], rest: bool):
+    """The one statement of a pick (built once per shape, then run with parameters).
+
+    A window of :data:`WINDOW` candidates is read in calling order, branch after branch,
+    each an ordered walk that stops after the window (only the first branches that
+    fill it run): the interviewer's own held case, due appointments (oldest first), the
+    hand-overs and raised priorities, then the ordinary cases tier by tier (never-tried
+    first, then the oldest attempt), last the lowered priorities.  Every branch but the
+    first reads ``FOR UPDATE SKIP LOCKED`` on PostgreSQL.  The window is sorted on the
+    whole order key, the stratum's share and the least-advanced unit included, and the
+    first case is held by the ``UPDATE`` around it.
+    """
+    now, me = _p("now"), _p("me")
     handoff = SampleCase.state == "handoff_cati"
-    base = eligible_for(interviewer, now=now, max_attempts=cap)
-    if draw_id is not None:
-        base = and_(base, SampleCase.draw_id == draw_id)
-    pick = dict(session=session, interviewer=interviewer, now=now, progress=progress,
-                hold=hold)
-    # The few urgent cases (due appointments, hand-overs, cases a supervisor
-    # raised), found through their own indexes and sorted on the whole order key.
-    urgent = SampleCase.id.in_(union_all(
-        select(Appointment.case_id).where(Appointment.status == "pending",
-                                          Appointment.due_at <= now),
-        select(SampleCase.id).where(SampleCase.state == "handoff_cati"),
-        select(SampleCase.id).where(SampleCase.priority > 0),
-    ))
-    case_ = _pick_sorted(where=and_(base, urgent), due=due, handoff=handoff, **pick)
-    if case_ is not None:
-        return case_
-    # The ordinary cases, stratum by stratum from the furthest behind (strata
-    # that tie are one tier), each in calling order straight off an index.
-    ordinary = and_(base, ~due, ~handoff, SampleCase.priority == 0)
-    for strata in stratum_tiers(session, progress, draw_id=draw_id):
-        case_ = _pick_in_order(where=and_(ordinary, SampleCase.stratum_id.in_(strata)),
-                               **pick)
-        if case_ is not None:
-            return case_
-    # Last, the cases a supervisor pushed back.
-    return _pick_sorted(where=and_(base, ~due, ~handoff, SampleCase.priority < 0), due=due,
-                        handoff=handoff, **pick)
+    due_ids = select(Appointment.case_id).where(Appointment.status == "pending",
+                                                 Appointment.due_at <= now)
+    conditions = [
+        *_own_conditions(SampleCase, experienced=experienced, by_draw=by_draw),
+        SampleCase.id.not_in(select(Appointment.case_id).where(
+            Appointment.status == "pending", Appointment.due_at > _p("grace"),
+            Appointment.kind == "hard", Appointment.interviewer_id.is_not(None),
+            Appointment.interviewer_id != me)),
+        _callable_number(),
+        ~exists().where(CallAttempt.case_id == SampleCase.id, CallAttempt.outcome.is_(None),
+                        CallAttempt.channel == "cati"),
+    ]
+    base = and_(*conditions)
+    share = _share_of(dialect, "sshare", SampleCase.stratum_id)
+    last_first = SampleCase.last_attempt_at.asc().nulls_first()
+
+    def cols(*, mine=False, due=False, due_at=None):
+        return (SampleCase.id, SampleCase.stratum_id, SampleCase.priority,
+                SampleCase.last_attempt_at, handoff.label("handoff"),
+                (true() if mine else false()).label("mine"),
+                (true() if due else false()).label("due"),
+                (due_at if due_at is not None else cast(null(), Appointment.due_at.type))
+                .label("due_at"))
+
+    def locked(query):  # the window is read without row locks (see above)
+        return query
+
+    ordinary = and_(base, SampleCase.id.not_in(due_ids), ~handoff, SampleCase.priority == 0)
+    branches = [
+        select(*cols(mine=True)).where(
+            SampleCase.lock_channel == "cati", SampleCase.locked_by == me,
+            SampleCase.lock_expires_at >= now, SampleCase.state.in_(IN_FIELD_STATES),
+        ).order_by(SampleCase.locked_at.desc()).limit(1),
+        locked(select(*cols(due=True, due_at=Appointment.due_at))
+               .join(Appointment, Appointment.case_id == SampleCase.id)
+               .where(base, Appointment.status == "pending", Appointment.due_at <= now)
+               .order_by(Appointment.due_at).limit(WINDOW)),
+        locked(select(*cols()).where(base, SampleCase.id.not_in(due_ids),
+                                     or_(handoff, SampleCase.priority > 0))
+               .order_by(handoff.desc(), SampleCase.priority.desc(), share, last_first,
+                         SampleCase.id).limit(WINDOW)),
+    ]
+    groups = [[_p(f"t{k}_{j}") for j in range(n)] for k, n in enumerate(tiers)]
+    if rest:  # the strata of every tier after these
+        groups.append(None)
+    earlier = [p for group in groups if group is not None for p in group]
+    for strata in groups:
+        where = and_(ordinary, SampleCase.stratum_id.in_(strata) if strata is not None
+                     else SampleCase.stratum_id.not_in(earlier))
+        branches.append(locked(select(*cols()).where(where, SampleCase.last_attempt_at.is_(None))
+                               .order_by(SampleCase.id).limit(WINDOW)))
+        branches.append(locked(select(*cols()).where(where,
+                                                     SampleCase.last_attempt_at.is_not(None))
+                               .order_by(SampleCase.last_attempt_at, SampleCase.id)
+                               .limit(WINDOW)))
+    branches.append(locked(
+        select(*cols()).where(base, SampleCase.id.not_in(due_ids), ~handoff,
+                              SampleCase.priority < 0)
+        .order_by(SampleCase.priority.desc(), share, last_first, SampleCase.id)
+        .limit(WINDOW)))
+    queue = union_all(*[select(b.subquery()) for b in branches]).subquery("queue")
+    window = select(queue).limit(WINDOW).subquery("window")
+    floor = (select(func.min(_share_of(dialect, "ushare", CaseUnit.unit_id)))
+             .where(CaseUnit.case_id == window.c.id).scalar_subquery())
+    # The window is read from the statement's snapshot without locks, so concurrent
+    # pickers see the same best cases; the first that locks a case gets it and the
+    # others step over it (SKIP LOCKED on the candidates in rank order, each re-checked
+    # against its latest version): one row locked per pick instead of a whole window.
+    cand = aliased(SampleCase, name="cand")
+    # re-checked on the latest version of the row once it is locked: a case held, called
+    # and put back while this statement ran is not due any more
+    free = or_(and_(*_own_conditions(cand, experienced=experienced, by_draw=by_draw)),
+               and_(cand.lock_channel == "cati", cand.locked_by == me,
+                    cand.lock_expires_at >= now, cand.state.in_(IN_FIELD_STATES)))
+    best = (
+        select(cand.id)
+        .join(window, window.c.id == cand.id)
+        .where(free)
+        .order_by(window.c.mine.desc(), window.c.due.desc(), window.c.due_at,
+                  window.c.handoff.desc(), window.c.priority.desc(),
+                  _share_of(dialect, "sshare", window.c.stratum_id),
+                  func.coalesce(floor, 1.0), window.c.last_attempt_at.asc().nulls_first(),
+                  window.c.id)
+        .limit(1)
+        .with_for_update(skip_locked=True, of=cand)
+        .scalar_subquery()
+    )
+    mine = and_(SampleCase.lock_channel == "cati", SampleCase.locked_by == me,
+                SampleCase.lock_expires_at >= now)
+    return _inline_constants(
+        update(SampleCase)
+        .where(SampleCase.id == best, SampleCase.state.in_(IN_FIELD_STATES),
+               or_(SampleCase.lock_channel.is_(None), SampleCase.lock_expires_at < now, mine))
+        .values(lock_channel="cati", locked_by=me,
+                locked_at=case((mine, SampleCase.locked_at), else_=now),
+                lock_expires_at=case((mine, SampleCase.lock_expires_at),
+                                     else_=_p("until")),
+                version=case((mine, SampleCase.version), else_=SampleCase.version + 1))
+        # SQLite writes RETURNING's columns without their table, which would make the
+        # subquery's ambiguous: there the stale attempts are asked separately
+        .returning(SampleCase, *([_stale()] if dialect == "postgresql" else []))
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _inline_constants(stmt):
+    """Write the statement's constants (states, limits, codes) into its SQL text; only
+    the named parameters stay parameters.  PostgreSQL can then match the partial indexes
+    and the limits in a prepared statement's generic plan, and keeps that plan instead of
+    planning the large statement again at every pick."""
+    def inline(element):
+        if isinstance(element, BindParameter) and element.unique:
+            element = element._clone()
+            element.literal_execute = True
+            return element
+        return None
+
+    return visitors.replacement_traverse(stmt, {}, inline)
 
 
 _tiers: dict[tuple[int, int | None], tuple[Progress, list[list[int]]]] = {}
@@ -368,44 +662,6 @@ def _stratum_tiers(session: Session, progress: Progress, *,
     return [sorted(by_share[share]) for share in sorted(by_share)]
 
 
-def _lock(session: Session, query):
-    if session.get_bind().dialect.name == "postgresql":
-        return query.with_for_update(skip_locked=True, of=SampleCase)
-    return query
-
-
-_share_expr: tuple[Progress | None, object] = (None, None)
-
-
-def _stratum_share(progress: Progress):
-    """``CASE stratum_id WHEN ... THEN share END``; built once per :class:`Progress`."""
-    global _share_expr
-    cached, expr = _share_expr
-    if cached is progress:
-        return expr
-    if not progress.stratum:
-        expr = literal(0.0)
-    else:
-        expr = case(
-            *[(SampleCase.stratum_id == sid, literal(share))
-              for sid, share in progress.stratum.items()],
-            else_=literal(0.0),
-        )
-    _share_expr = (progress, expr)
-    return expr
-
-
-def _window(session: Session, fetch) -> list:
-    """Up to :data:`WINDOW` candidates from ``fetch(excluded_ids)``.  The do-not-call
-    list is a condition of the query itself (an anti-join probed per candidate row of
-    the ordered walk), so one statement reads the window."""
-    return fetch([])
-
-
-def _not_in(excluded: list[int]):
-    return SampleCase.id.not_in(excluded) if excluded else true()
-
-
 _CALLABLE: list = []
 
 
@@ -416,140 +672,3 @@ def _callable_number():
         _CALLABLE.append(~exists().where(FrameContact.id == SampleCase.contact_id,
                                          DoNotCall.phone == FrameContact.phone))
     return _CALLABLE[0]
-
-
-def _read_window(session: Session, query) -> list:
-    """Run the (locked) candidate ``query`` and read, in the same statement, each
-    candidate's unit ids as one text column (the unit ranking needs no second query).
-
-    SQLite runs in the process (a statement is no round trip): there the units are
-    read by a second, simpler statement, which costs less Python than the wrapper."""
-    if session.get_bind().dialect.name != "postgresql":
-        rows = session.execute(query).all()
-        units: dict[int, list[str]] = {}
-        if rows:
-            for cid, uid in session.execute(
-                    select(CaseUnit.case_id, CaseUnit.unit_id)
-                    .where(CaseUnit.case_id.in_([r.id for r in rows]))):
-                units.setdefault(cid, []).append(str(uid))
-        return [SimpleNamespace(**r._mapping, units=",".join(units.get(r.id, ())))
-                for r in rows]
-    window = _lock(session, query).subquery("window")
-    agg = func.string_agg(cast(CaseUnit.unit_id, String), ",")
-    units_ = select(agg).where(CaseUnit.case_id == window.c.id).scalar_subquery()
-    return session.execute(select(window, units_.label("units"))).all()
-
-
-def _pick_sorted(*, session, interviewer, now, where, due, handoff, progress, hold):
-    """Pick from a small tier: the database sorts it on the whole order key."""
-    stratum_share = _stratum_share(progress)
-    # The due appointments, aggregated once per query and joined (hashed), not
-    # looked up per candidate.
-    due_appts = (
-        select(Appointment.case_id, func.min(Appointment.due_at).label("due_at"))
-        .where(Appointment.status == "pending", Appointment.due_at <= now)
-        .group_by(Appointment.case_id)
-        .subquery("due_appts")
-    )
-    is_due = due_appts.c.due_at.is_not(None)
-
-    def fetch(excluded):
-        query = (
-            select(SampleCase.id, SampleCase.contact_id, is_due.label("due"),
-                   due_appts.c.due_at.label("due_at"), handoff.label("handoff"),
-                   SampleCase.priority, SampleCase.stratum_id, SampleCase.last_attempt_at)
-            .outerjoin(due_appts, due_appts.c.case_id == SampleCase.id)
-            .where(where, _callable_number(), _not_in(excluded))
-            .order_by(
-                is_due.desc(),
-                due_appts.c.due_at,
-                handoff.desc(),
-                SampleCase.priority.desc(),
-                stratum_share,
-                SampleCase.last_attempt_at.is_not(None),
-                SampleCase.last_attempt_at,
-                SampleCase.id,
-            )
-            .limit(WINDOW)
-        )
-        return _read_window(session, query)
-
-    rows = _window(session, fetch)
-    return _hold_best(session, interviewer, rows, now=now, progress=progress, hold=hold)
-
-
-def _pick_in_order(*, session, interviewer, now, where, progress, hold):
-    """Pick from a tier of equal strata: never-tried cases by id, then the oldest last
-    attempt first.  Two queries, each an ordered walk of a partial index that stops
-    after :data:`WINDOW` rows (``NULLS FIRST`` would need a sort on PostgreSQL)."""
-    cols = (SampleCase.id, SampleCase.contact_id, false().label("due"),
-            null().label("due_at"), false().label("handoff"), SampleCase.priority, SampleCase.stratum_id,
-            SampleCase.last_attempt_at)
-    where = and_(where, _callable_number())
-
-    def fetch(excluded):
-        never = (
-            select(*cols).where(where, _not_in(excluded), SampleCase.last_attempt_at.is_(None))
-            .order_by(SampleCase.id).limit(WINDOW)
-        )
-        rows = list(_read_window(session, never))
-        if len(rows) < WINDOW:
-            tried = (
-                select(*cols)
-                .where(where, _not_in(excluded), SampleCase.last_attempt_at.is_not(None))
-                .order_by(SampleCase.last_attempt_at, SampleCase.id).limit(WINDOW - len(rows))
-            )
-            rows += _read_window(session, tried)
-        return rows
-
-    rows = _window(session, fetch)
-    return _hold_best(session, interviewer, rows, now=now, progress=progress, hold=hold)
-
-
-def _hold_best(session, interviewer, rows, *, now, progress, hold):
-    """Re-rank the candidates by their least-advanced unit and hold the first free one."""
-    if not rows:
-        return None
-    floor = {r.id: min((progress.unit.get(int(u), 0.0) for u in (r.units or "").split(",")
-                        if u), default=1.0) for r in rows}
-    epoch = datetime.min.replace(tzinfo=now.tzinfo)
-
-    def key(r):
-        return (
-            not r.due,
-            r.due_at or epoch,
-            not r.handoff,
-            -r.priority,
-            round(float(progress.stratum.get(r.stratum_id, 0.0)), 9),
-            floor[r.id],
-            r.last_attempt_at is not None,
-            r.last_attempt_at or epoch,
-            r.id,
-        )
-
-    for row in sorted(rows, key=key):
-        case_ = _hold(session, row.id, interviewer_id=interviewer.id, now=now, hold=hold)
-        if case_ is not None:
-            return case_
-    return None
-
-
-def _hold(session: Session, case_id: int, *, interviewer_id: int, now: datetime,
-          hold: timedelta) -> SampleCase | None:
-    """:func:`minping.cases.try_hold` for CATI, returning the held case from the same
-    statement (``UPDATE … RETURNING``): one round trip, not two."""
-    if not session.get_bind().dialect.update_returning:
-        if try_hold(session, case_id, channel="cati", now=now, user_id=interviewer_id,
-                    hold=hold):
-            return session.get(SampleCase, case_id)
-        return None
-    stmt = (
-        update(SampleCase)
-        .where(SampleCase.id == case_id, SampleCase.state.in_(IN_FIELD_STATES),
-               or_(SampleCase.lock_channel.is_(None), SampleCase.lock_expires_at < now))
-        .values(lock_channel="cati", locked_by=interviewer_id, locked_at=now,
-                lock_expires_at=now + hold, version=SampleCase.version + 1)
-        .returning(SampleCase)
-        .execution_options(synchronize_session=False, populate_existing=True)
-    )
-    return session.scalars(stmt).first()
