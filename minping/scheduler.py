@@ -432,22 +432,32 @@ def _p(name: str, **kw):
     return bindparam(name, required=False, **kw)
 
 
-def _shares(dialect: str, values: Mapping[int, float], digits: int | None):
-    """A share per id as one parameter: an array indexed by id (PostgreSQL) or JSON."""
-    top = max(values, default=0)
-    if dialect == "postgresql":
-        out = [None] * top
-        for k, v in values.items():
-            if k >= 1:
-                out[k - 1] = round(float(v), digits) if digits else float(v)
-        return out
-    import json
+_shares_cache: dict[tuple[int, str, str], tuple[Mapping, str]] = {}
 
-    out = [None] * (top + 1)
+
+def _shares(dialect: str, values: Mapping[int, float], digits: int | None) -> str:
+    """A share per id as one text parameter: an array literal indexed by id (PostgreSQL,
+    ``{0.5,NULL,…}``) or a JSON list (SQLite).  Built once per :class:`Progress` (the
+    mapping is the cache's key; a cached progress gives the same text until recomputed)."""
+    key = (id(values), dialect, str(digits))
+    cached = _shares_cache.get(key)
+    if cached is not None and cached[0] is values:
+        return cached[1]
+    top = max(values, default=0)
+    out: list[float | None] = [None] * (top + 1)  # position = id
     for k, v in values.items():
         if k >= 0:
             out[k] = round(float(v), digits) if digits else float(v)
-    return json.dumps(out)
+    if dialect == "postgresql":  # arrays count from 1: position 0 is left out
+        text_ = "{" + ",".join("NULL" if v is None else repr(v) for v in out[1:]) + "}"
+    else:
+        import json
+
+        text_ = json.dumps(out)
+    if len(_shares_cache) > 64:
+        _shares_cache.clear()
+    _shares_cache[key] = (values, text_)
+    return text_
 
 
 def _share_of(dialect: str, name: str, key):
