@@ -6,23 +6,33 @@ Creates a throw-away database on the server named by ``MINPING_BENCH_PG_URL``
 field what the scheduler must step over or put first: 1% of the cases held by
 the IVR dialer, 1% of the numbers on the do-not-call list, 200 hard
 appointments of another interviewer, 100 soft appointments due now, 300
-hand-overs from IVR and 50 cases with a supervisor's priority.  Then it runs,
-in the same process, one after the other:
+hand-overs from IVR and 50 cases with a supervisor's priority.  Then the 50
+interviewers, one thread each with its own session, spread over ``--processes``
+worker processes (5 by default: 10 threads each, as gunicorn's workers would
+serve them; each process has its own engine and progress cache), run in the same
+run, every phase starting for all of them at once:
 
-* **next case**: 50 threads, each its own session, each asking
-  :func:`cati.service.take_next` (what the interviewer's screen calls)
-  repeatedly (the hold is one transaction; the call is then closed in a
-  second, unmeasured transaction that releases the case and moves its next
-  attempt two hours on);
-* **baseline**: the same 50 threads running a plain indexed ``SELECT`` of one
-  ``sample_case`` row by primary key, one transaction each.
+* **baseline**: a plain indexed ``SELECT`` of one ``sample_case`` row by primary
+  key, one transaction each, 40 times (after an unmeasured warm-up round that
+  opens the connections);
+* **next case**: :func:`cati.service.take_next` (what the interviewer's screen
+  calls), 40 times, after one unmeasured warm-up pick (a connection prepares the
+  pick's statement once, as the SELECT's warm-up round prepares its own).  Each
+  hold is one transaction; the call is then closed in a second, unmeasured
+  transaction that releases the case and moves its next attempt two hours on.
 
 It prints p50 and p99 of both and their ratio, checks that no case was given
-twice, none held by the IVR, on the do-not-call list or booked by another
-interviewer, and drops the database.  The threads share one Python process,
-so both measurements include waiting for the interpreter lock.
+twice (warm-up picks included), none held by the IVR, on the do-not-call list or
+booked by another interviewer, and drops the database.
 
-Run: ``.venv/bin/python bench/cati.py [--cases 100000] [--interviewers 50] [--picks 40]``
+Why processes: with all 50 pickers in one interpreter the figures measured the
+interpreter lock (the pick's own Python work is a few milliseconds; 50 threads
+queued on it), not the scheduler; the SELECT baseline runs in the same processes
+and threads, so the ratio compares like with like.  ``--processes 1`` gives the
+former arrangement.
+
+Run: ``.venv/bin/python bench/cati.py [--cases 100000] [--interviewers 50] [--picks 40]
+[--processes 5] [--profile FILE]``
 """
 
 from __future__ import annotations
