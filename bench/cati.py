@@ -6,29 +6,40 @@ Creates a throw-away database on the server named by ``MINPING_BENCH_PG_URL``
 field what the scheduler must step over or put first: 1% of the cases held by
 the IVR dialer, 1% of the numbers on the do-not-call list, 200 hard
 appointments of another interviewer, 100 soft appointments due now, 300
-hand-overs from IVR and 50 cases with a supervisor's priority.  Then it runs,
-in the same process, one after the other:
+hand-overs from IVR and 50 cases with a supervisor's priority.  Then the 50
+interviewers, one thread each with its own session, spread over ``--processes``
+worker processes (5 by default: 10 threads each, as gunicorn's workers would
+serve them; each process has its own engine and progress cache), run in the same
+run, every phase starting for all of them at once:
 
-* **next case**: 50 threads, each its own session, each asking
-  :func:`cati.service.take_next` (what the interviewer's screen calls)
-  repeatedly (the hold is one transaction; the call is then closed in a
-  second, unmeasured transaction that releases the case and moves its next
-  attempt two hours on);
-* **baseline**: the same 50 threads running a plain indexed ``SELECT`` of one
-  ``sample_case`` row by primary key, one transaction each.
+* **baseline**: a plain indexed ``SELECT`` of one ``sample_case`` row by primary
+  key, one transaction each, 40 times (after an unmeasured warm-up round that
+  opens the connections);
+* **next case**: :func:`cati.service.take_next` (what the interviewer's screen
+  calls), 40 times, after one unmeasured warm-up pick (a connection prepares the
+  pick's statement once, as the SELECT's warm-up round prepares its own).  Each
+  hold is one transaction; the call is then closed in a second, unmeasured
+  transaction that releases the case and moves its next attempt two hours on.
 
 It prints p50 and p99 of both and their ratio, checks that no case was given
-twice, none held by the IVR, on the do-not-call list or booked by another
-interviewer, and drops the database.  The threads share one Python process,
-so both measurements include waiting for the interpreter lock.
+twice (warm-up picks included), none held by the IVR, on the do-not-call list or
+booked by another interviewer, and drops the database.
 
-Run: ``.venv/bin/python bench/cati.py [--cases 100000] [--interviewers 50] [--picks 40]``
+Why processes: with all 50 pickers in one interpreter the figures measured the
+interpreter lock (the pick's own Python work is a few milliseconds; 50 threads
+queued on it), not the scheduler; the SELECT baseline runs in the same processes
+and threads, so the ratio compares like with like.  ``--processes 1`` gives the
+former arrangement.
+
+Run: ``.venv/bin/python bench/cati.py [--cases 100000] [--interviewers 50] [--picks 40]
+[--processes 5] [--profile FILE]``
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import multiprocessing
 import os
 import statistics
 import sys
@@ -178,31 +189,114 @@ def add_field_state(db: Database, n_cases: int, user_ids: list[int], seed: int) 
             "hard_owner": owner}
 
 
-def run_threads(n: int, work) -> tuple[list[float], list[BaseException]]:
-    times: list[float] = []
-    errors: list[BaseException] = []
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.array(values) * 1000, q))
+
+
+def worker(url: str, slots: list[tuple[int, int]], n_threads: int, barrier, out, args,
+           profile: str | None) -> None:
+    """One worker process (as a gunicorn worker): its own engine and progress cache, one
+    thread per interviewer of ``slots`` (thread index, user id).  Every phase starts for
+    all threads of all processes at once (``barrier``); results go to ``out``."""
+    cfg = load_config()
+    engine = create_engine(url, pool_size=len(slots) + 2, max_overflow=0)
+    maker = sessionmaker(engine, expire_on_commit=False)
+    cache = ProgressCache(10.0)
+    rng = np.random.default_rng(args.seed)
+    ids = rng.integers(1, args.cases + 1, size=(n_threads, args.picks))
+    result: dict = {"select": [], "pick": [], "given": [], "errors": []}
     lock = threading.Lock()
-    barrier = threading.Barrier(n)
 
-    def target(i: int) -> None:
-        try:
-            barrier.wait()
-            mine = work(i)
+    def transaction():
+        return maker.begin()
+
+    def select_work(i: int) -> list[float]:
+        out_ = []
+        for case_id in ids[i]:
+            started = time.perf_counter()
+            with transaction() as s:
+                s.execute(select(SampleCase).where(SampleCase.id == int(case_id))).first()
+            out_.append(time.perf_counter() - started)
+        return out_
+
+    def one_pick(uid: int) -> tuple[float, int | None]:
+        started = time.perf_counter()
+        with transaction() as s:
+            user = s.get(User, uid)
+            case = take_next(s, user, now=NOW, cfg=cfg, progress=cache.get(s))
+            case_id = case.id if case is not None else None
+        took = time.perf_counter() - started
+        if case_id is not None:
             with lock:
-                times.extend(mine)
-        except BaseException as exc:
-            errors.append(exc)
+                result["given"].append((case_id, uid))
+            with transaction() as s:  # the call, unmeasured: released, due later
+                s.execute(update(SampleCase).where(SampleCase.id == case_id).values(
+                    lock_channel=None, locked_by=None, locked_at=None, lock_expires_at=None,
+                    attempts=SampleCase.attempts + 1, last_attempt_at=NOW,
+                    next_attempt_at=NOW + timedelta(hours=2)))
+        return took, case_id
 
-    threads = [threading.Thread(target=target, args=(i,)) for i in range(n)]
+    def pick_work(i: int, uid: int) -> list[float]:
+        return [one_pick(uid)[0] for _ in range(args.picks)]
+
+    def thread(i: int, uid: int) -> None:
+        try:
+            with transaction() as s:
+                cache.get(s)  # the progress aggregate, recomputed by one caller every 10 s
+            select_work(i)  # warm the pool
+            barrier.wait()
+            base = select_work(i)
+            barrier.wait()
+            one_pick(uid)  # warm-up: a connection prepares the pick's statement once
+            barrier.wait()
+            if profile and i == 0:
+                import cProfile
+
+                profiler = cProfile.Profile()
+                try:
+                    picks = profiler.runcall(pick_work, i, uid)
+                finally:
+                    profiler.dump_stats(profile)
+            else:
+                picks = pick_work(i, uid)
+            with lock:
+                result["select"].extend(base)
+                result["pick"].extend(picks)
+        except BaseException as exc:  # reported by the parent
+            barrier.abort()
+            with lock:
+                result["errors"].append(repr(exc))
+
+    threads = [threading.Thread(target=thread, args=slot) for slot in slots]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return times, errors
+    engine.dispose()
+    out.put(result)
 
 
-def pct(values: list[float], q: float) -> float:
-    return float(np.percentile(np.array(values) * 1000, q))
+def run(url: str, users: list[int], args) -> dict:
+    """All interviewers in ``args.processes`` worker processes; the merged results."""
+    ctx = multiprocessing.get_context("fork")
+    n = len(users)
+    barrier = ctx.Barrier(n)
+    out = ctx.Queue()
+    slots = [[(i, users[i]) for i in range(n) if i % args.processes == p]
+             for p in range(args.processes)]
+    procs = [ctx.Process(target=worker, args=(url, mine, n, barrier, out, args,
+                                              args.profile if p == 0 else None))
+             for p, mine in enumerate(slots) if mine]
+    for proc in procs:
+        proc.start()
+    merged: dict = {"select": [], "pick": [], "given": [], "errors": []}
+    for _ in procs:
+        part = out.get()
+        for key in merged:
+            merged[key].extend(part[key])
+    for proc in procs:
+        proc.join()
+    return merged
 
 
 def main(argv=None) -> int:
@@ -210,6 +304,8 @@ def main(argv=None) -> int:
     ap.add_argument("--cases", type=int, default=100_000)
     ap.add_argument("--interviewers", type=int, default=50)
     ap.add_argument("--picks", type=int, default=40, help="next-case requests per interviewer")
+    ap.add_argument("--processes", type=int, default=5,
+                    help="worker processes the interviewers are spread over (as gunicorn's)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--profile", metavar="FILE",
                     help="cProfile the first interviewer's picks into FILE (pstats format)")
@@ -221,74 +317,20 @@ def main(argv=None) -> int:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = make_url(ADMIN).set(database=name).render_as_string(hide_password=False)
     db = Database(url)
-    db.engine.dispose()  # one connection per thread: a pool as large as the crowd
-    db.engine = create_engine(db.url, pool_size=args.interviewers + 5, max_overflow=0)
-    db.sessionmaker = sessionmaker(db.engine, expire_on_commit=False)
     try:
         t0 = time.perf_counter()
         db.upgrade()
         users = load(db, args.cases, args.interviewers, args.seed)
         field = add_field_state(db, args.cases, users, args.seed)
+        db.dispose()  # the workers open their own connections
         print(f"loaded {args.cases:,} cases x {load_config().campaign.units_per_respondent} "
-              f"units in {time.perf_counter() - t0:.1f} s; {args.interviewers} interviewers, "
-              f"{args.picks} picks each")
-        cfg = load_config()
-        cache = ProgressCache(10.0)
-        given: list[tuple[int, int]] = []
-        glock = threading.Lock()
-
-        def pick_work(i: int) -> list[float]:
-            if args.profile and i == 0:
-                import cProfile
-
-                profiler = cProfile.Profile()
-                try:
-                    return profiler.runcall(picks_of, i)
-                finally:
-                    profiler.dump_stats(args.profile)
-            return picks_of(i)
-
-        def picks_of(i: int) -> list[float]:
-            out = []
-            uid = users[i]
-            for _ in range(args.picks):
-                started = time.perf_counter()
-                with db.transaction() as s:
-                    user = s.get(User, uid)
-                    case = take_next(s, user, now=NOW, cfg=cfg, progress=cache.get(s))
-                    case_id = case.id if case is not None else None
-                out.append(time.perf_counter() - started)
-                if case_id is None:
-                    continue
-                with glock:
-                    given.append((case_id, uid))
-                with db.transaction() as s:  # the call, unmeasured: released, due later
-                    s.execute(update(SampleCase).where(SampleCase.id == case_id).values(
-                        lock_channel=None, locked_by=None, locked_at=None, lock_expires_at=None,
-                        attempts=SampleCase.attempts + 1, last_attempt_at=NOW,
-                        next_attempt_at=NOW + timedelta(hours=2)))
-            return out
-
-        rng = np.random.default_rng(args.seed)
-        ids = rng.integers(1, args.cases + 1, size=(args.interviewers, args.picks))
-
-        def select_work(i: int) -> list[float]:
-            out = []
-            for case_id in ids[i]:
-                started = time.perf_counter()
-                with db.transaction() as s:
-                    s.execute(select(SampleCase).where(SampleCase.id == int(case_id))).first()
-                out.append(time.perf_counter() - started)
-            return out
-
-        with db.session() as s:
-            cache.get(s)  # the progress aggregate, recomputed by one caller every 10 s
-        run_threads(args.interviewers, select_work)  # warm the pool and the caches
-        base, errors_b = run_threads(args.interviewers, select_work)
-        picks, errors_p = run_threads(args.interviewers, pick_work)
-        if errors_b or errors_p:
-            print("errors:", errors_b[:3], errors_p[:3], file=sys.stderr)
+              f"units in {time.perf_counter() - t0:.1f} s; {args.interviewers} interviewers "
+              f"in {args.processes} processes, {args.picks} picks each (+1 warm-up)")
+        got = run(db.url, users, args)
+        if got["errors"]:
+            print("errors:", got["errors"][:3], file=sys.stderr)
             return 1
+        base, picks, given = got["select"], got["pick"], got["given"]
         ids_given = [cid for cid, _ in given]
         dupes = len(ids_given) - len(set(ids_given))
         wrong = (field["ivr"] | field["dnc"]) & set(ids_given)

@@ -31,7 +31,7 @@ from minping.models import (
     SampleCase,
     User,
 )
-from minping.scheduler import Progress, held_by, next_case
+from minping.scheduler import Progress, held_by, pick
 from scoring.aapor import CATI_CHOICES, disposition
 
 #: The codes an interviewer may close an attempt with.
@@ -82,13 +82,18 @@ def take_next(session: Session, user: User, *, now: datetime, cfg,
     """Hold the best case for ``user`` (see :func:`minping.scheduler.next_case`).
 
     Attempts left open on cases whose hold has run out (a closed browser) are
-    closed first, so the case can be worked again.
+    closed in the same transaction (:func:`reap_abandoned`), so the case can be worked
+    again: the pick itself reports them (it never gives such a case) and, when it found
+    nothing else, picks again once they are closed.
     """
     if user.role != "interviewer":
         raise Refused("Only interviewers take cases.")
-    reap_abandoned(session, now=now, cfg=cfg)
-    return next_case(session, user, now=now, rules=cfg.calling, progress=progress,
-                     draw_id=draw_id, hold=hold)
+    got = pick(session, user, now=now, rules=cfg.calling, progress=progress, draw_id=draw_id,
+               hold=hold)
+    if got.stale and reap_abandoned(session, now=now, cfg=cfg) and got.case is None:
+        got = pick(session, user, now=now, rules=cfg.calling, progress=progress,
+                   draw_id=draw_id, hold=hold)
+    return got.case
 
 
 def holding(session: Session, case_id: int, user: User, *, now: datetime) -> SampleCase:

@@ -150,3 +150,49 @@ def test_appointment_comes_back_at_its_time_and_soft_refusal_to_conversion(db):
     later = at + timedelta(days=3)
     assert pick(db, ann, now=later, rules=cfg.calling) is None
     assert pick(db, vet, now=later, rules=cfg.calling) == field.case_ids[0]
+
+
+def test_an_abandoned_screen_is_closed_by_the_next_pick_and_its_case_not_given_open(db):
+    """The pick reports CATI attempts left open on cases nobody holds; take_next closes
+    them in the same transaction (3.16 without consent) and never gives such a case
+    while its attempt is open."""
+    field = build_field(db, n_cases=2)
+    cfg = field.cfg
+    ann, bob = add_user(db, "ann"), add_user(db, "bob")
+    with db.transaction() as s:
+        user = s.get(User, ann)
+        left = service.take_next(s, user, now=NOW, cfg=cfg)
+        service.begin_attempt(s, left, user, now=NOW)
+        left.lock_expires_at = NOW  # the browser was closed
+        left_id = left.id
+    later = NOW + timedelta(minutes=5)
+    # next_case alone (no reaping) steps over the case whose attempt is still open
+    assert pick(db, bob, now=later, rules=cfg.calling) != left_id
+    with db.transaction() as s:  # bob gives his case back untouched
+        cases.release_hold(s, s.scalars(select(SampleCase).where(
+            SampleCase.locked_by == bob, SampleCase.id != left_id)).one())
+    with db.transaction() as s:
+        user = s.get(User, bob)
+        got = service.take_next(s, user, now=later, cfg=cfg)
+        assert got is not None and got.id != left_id
+        closed = s.scalars(select(service.CallAttempt).where(
+            service.CallAttempt.case_id == left_id)).one()
+        assert closed.outcome == "3.16"
+        assert s.get(SampleCase, left_id).lock_channel is None
+
+
+def test_the_pick_re_checks_a_case_changed_since_the_window_was_read(db):
+    """A case held, called and put back with a later retry between two picks is not
+    given again before its time (the rules of the row are checked on its latest
+    version), and one interviewer never holds two cases."""
+    field = build_field(db, n_cases=3)
+    cfg = field.cfg
+    ann, bob = add_user(db, "ann"), add_user(db, "bob")
+    first = pick(db, ann, rules=cfg.calling)
+    with db.transaction() as s:
+        case = s.get(SampleCase, first)
+        cases.release_hold(s, case)
+        case.next_attempt_at = NOW + timedelta(hours=2)
+    seen = {pick(db, bob, rules=cfg.calling)}
+    assert pick(db, bob, rules=cfg.calling) in seen  # his own case back, not a second one
+    assert first not in seen
