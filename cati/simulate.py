@@ -26,7 +26,7 @@ from sqlalchemy import func, select
 from cati import service
 from minping import calling
 from minping import dispositions as rule
-from minping.cases import IN_FIELD_STATES, next_unanswered
+from minping.cases import IN_FIELD_STATES
 from minping.models import SampleCase, User
 from minping.scheduler import field_progress
 from minping.users import create_user
@@ -123,11 +123,9 @@ def _one_call(session, cfg, user, case, *, now, rng, b: Behaviour) -> tuple[str,
                                              kind="soft")
             return _close(session, cfg, user, case, "2.211", now, timedelta(minutes=1),
                           appointment=req)
-    left = []
-    state = next_unanswered(session, case.id)
-    while state is not None:
-        left.append(state.unit_id)
-        state = None if len(left) > 50 else _after(session, case.id, left)
+    # the units not answered yet, in their order (at most 51): one query for the case
+    left = [state.unit_id for state in service.cases.case_units(session, case.id)
+            if not state.answered][:51]
     service.mark_answered(session, attempt, now=now + timedelta(seconds=40), consent=True)
     keys = _ratings(cfg, rng, len(left), b.dont_know)
     seconds = 60
@@ -139,13 +137,6 @@ def _one_call(session, cfg, user, case, *, now, rng, b: Behaviour) -> tuple[str,
                             now=now + timedelta(seconds=seconds), cfg=cfg)
     code = rule.state_of(session, case, attempt).earned  # 1.1, or 1.2 / 2.12 after a break-off
     return _close(session, cfg, user, case, code, now, timedelta(seconds=seconds + 20))
-
-
-def _after(session, case_id, asked):
-    for state in service.cases.case_units(session, case_id):
-        if not state.answered and state.unit_id not in asked:
-            return state
-    return None
 
 
 def _close(session, cfg, user, case, code, now, busy, *, appointment=None, conversion=False):
