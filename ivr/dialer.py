@@ -68,7 +68,9 @@ class StepResult:
     ``blocked`` says why it stopped placing calls: ``"window"`` (outside the
     calling window), ``"rate"`` (calls per second), ``"concurrency"`` (calls in
     flight), ``"idle"`` (no case is due) or ``"done"`` (no case will ever be due
-    again and no call is in flight).  ``wait_until`` is when trying again makes
+    again and no call is in flight; cases left to interviewers -- CATI-first not
+    tried yet, refusal conversion, reassigned, with an appointment -- do not count,
+    so ``run(until_done=True)`` stops when only those remain).  ``wait_until`` is when trying again makes
     sense (``None``: unknown or never).  With ``"idle"``, ``quiet_until`` is the
     time before which no case can become due unless the database changes (a
     webhook, another process): :data:`QUIET_FOREVER` when none ever will, ``None``
