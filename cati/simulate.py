@@ -26,8 +26,8 @@ from sqlalchemy import func, select
 from cati import service
 from minping import calling
 from minping import dispositions as rule
-from minping.cases import IN_FIELD_STATES, next_unanswered
-from minping.models import SampleCase, User
+from minping.cases import IN_FIELD_STATES
+from minping.models import AuditLog, SampleCase, User
 from minping.scheduler import field_progress
 from minping.users import create_user
 
@@ -54,20 +54,34 @@ def interviewer_phone(i: int) -> str:
 
 
 def simulated_interviewers(session, n: int, *, experienced_every: int = 4) -> list[User]:
-    """``n`` interviewer accounts ``sim-cati-01`` ...; created when missing (random passwords).
+    """``n`` interviewer accounts ``sim-cati-01`` ...; created when missing (a random password).
 
     Each has a synthetic phone (:func:`interviewer_phone`), so that the IVR's
     hand-over key can put a caller through to them during the IVR phase.
     """
     users = []
+    password_hash = None
     for i in range(1, n + 1):
         name = f"sim-cati-{i:02d}"
         user = session.scalar(select(User).where(User.username == name))
-        if user is None:
+        if user is None and password_hash is None:
             user = create_user(session, username=name, password=secrets.token_urlsafe(16),
                                role="interviewer", display_name=f"模拟访员{i:02d}",
                                experienced=(i % experienced_every == 0), actor="simulation",
                                phone=interviewer_phone(i))
+            password_hash = user.password_hash
+        elif user is None:
+            # the others share the first one's hash (of a random password nobody knows):
+            # a password hash costs a key derivation (scrypt, 0.1-0.5 s of CPU) and these
+            # accounts never log in; otherwise created as create_user creates them
+            user = User(username=name, display_name=f"模拟访员{i:02d}",
+                        password_hash=password_hash, role="interviewer", language="zh",
+                        phone=interviewer_phone(i), experienced=(i % experienced_every == 0))
+            session.add(user)
+            session.flush()
+            session.add(AuditLog(user_id=None, actor="simulation", action="user.create",
+                                 entity="user", entity_id=str(user.id),
+                                 new={"username": name, "role": "interviewer"}))
         elif not user.phone:
             user.phone = interviewer_phone(i)
         users.append(user)
@@ -123,11 +137,9 @@ def _one_call(session, cfg, user, case, *, now, rng, b: Behaviour) -> tuple[str,
                                              kind="soft")
             return _close(session, cfg, user, case, "2.211", now, timedelta(minutes=1),
                           appointment=req)
-    left = []
-    state = next_unanswered(session, case.id)
-    while state is not None:
-        left.append(state.unit_id)
-        state = None if len(left) > 50 else _after(session, case.id, left)
+    # the units not answered yet, in their order (at most 51): one query for the case
+    left = [state.unit_id for state in service.cases.case_units(session, case.id)
+            if not state.answered][:51]
     service.mark_answered(session, attempt, now=now + timedelta(seconds=40), consent=True)
     keys = _ratings(cfg, rng, len(left), b.dont_know)
     seconds = 60
@@ -139,13 +151,6 @@ def _one_call(session, cfg, user, case, *, now, rng, b: Behaviour) -> tuple[str,
                             now=now + timedelta(seconds=seconds), cfg=cfg)
     code = rule.state_of(session, case, attempt).earned  # 1.1, or 1.2 / 2.12 after a break-off
     return _close(session, cfg, user, case, code, now, timedelta(seconds=seconds + 20))
-
-
-def _after(session, case_id, asked):
-    for state in service.cases.case_units(session, case_id):
-        if not state.answered and state.unit_id not in asked:
-            return state
-    return None
 
 
 def _close(session, cfg, user, case, code, now, busy, *, appointment=None, conversion=False):

@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -39,7 +39,7 @@ from twilio.base.exceptions import TwilioException, TwilioRestException
 
 from ivr import callstate, inbound, live
 from minping import calling, cases
-from minping.models import AuditLog, CallAttempt, DoNotCall, FrameContact, Lease, SampleCase
+from minping.models import AuditLog, CallAttempt, FrameContact, Lease, SampleCase
 
 log = logging.getLogger("ivr.dialer")
 
@@ -52,6 +52,11 @@ STATUS_EVENTS = ("initiated", "ringing", "answered", "completed")
 #: leave a trace in the attempt's events.
 REQUIRED_STATUS_EVENTS = ("answered", "completed")
 
+#: A moment after every field period (:meth:`Dialer.next_due` asks which cases are due then).
+_EVER = datetime(9000, 1, 1, tzinfo=UTC)
+#: :attr:`StepResult.quiet_until` when no case will ever be due again.
+QUIET_FOREVER = _EVER
+
 #: How often a dialer at its concurrency limit looks for a free line again (real time).
 CONCURRENCY_POLL_SECONDS = 0.5
 
@@ -63,14 +68,20 @@ class StepResult:
     ``blocked`` says why it stopped placing calls: ``"window"`` (outside the
     calling window), ``"rate"`` (calls per second), ``"concurrency"`` (calls in
     flight), ``"idle"`` (no case is due) or ``"done"`` (no case will ever be due
-    again and no call is in flight).  ``wait_until`` is when trying again makes
-    sense (``None``: unknown or never).
+    again and no call is in flight; cases left to interviewers -- CATI-first not
+    tried yet, refusal conversion, reassigned, with an appointment -- do not count,
+    so ``run(until_done=True)`` stops when only those remain).  ``wait_until`` is when trying again makes
+    sense (``None``: unknown or never).  With ``"idle"``, ``quiet_until`` is the
+    time before which no case can become due unless the database changes (a
+    webhook, another process): :data:`QUIET_FOREVER` when none ever will, ``None``
+    when a case is due but held elsewhere (a hold's end is not known here).
     """
 
     placed: int
     blocked: str
     wait_until: datetime | None = None
     in_flight: int = 0
+    quiet_until: datetime | None = None
 
 
 @dataclass
@@ -191,20 +202,26 @@ class Dialer:
             CallAttempt.channel == "ivr", CallAttempt.outcome.is_(None))) or 0
 
     def next_due(self, s, now: datetime) -> datetime | None:
-        """When the next case becomes due (``now`` if one is due), or None."""
-        base = [SampleCase.release_state == "released",
-                SampleCase.state.in_(("pending", "in_field")),
-                SampleCase.attempts < self.rules.max_attempts,
-                ~select(DoNotCall.phone).where(DoNotCall.phone == FrameContact.phone,
-                                               FrameContact.id == SampleCase.contact_id
-                                               ).exists()]
-        if self.draw_id is not None:
-            base.append(SampleCase.draw_id == self.draw_id)
+        """When the next case becomes due (``now`` if one is due), or None.
+
+        The cases counted are those :func:`minping.cases.due_for_ivr` admits at some
+        time: the ones left to interviewers (refusal conversion, reassigned, with an
+        appointment, CATI-first not tried yet) are not waited for, as the dialer will
+        not take them when their time comes; a case held now counts.
+        """
         row = s.execute(select(func.count().filter(SampleCase.next_attempt_at.is_(None)),
-                               func.min(SampleCase.next_attempt_at)).where(*base)).one()
+                               func.min(SampleCase.next_attempt_at))
+                        .where(*self._some_time_due())).one()
         if row[0]:
             return now
         return row[1]
+
+    def _some_time_due(self) -> list:
+        # due_for_ivr at a moment after every time and hold of the field period
+        cond = [cases.due_for_ivr(_EVER, max_attempts=self.rules.max_attempts)]
+        if self.draw_id is not None:
+            cond.append(SampleCase.draw_id == self.draw_id)
+        return cond
 
     # --- one step ----------------------------------------------------------------------
 
@@ -215,7 +232,8 @@ class Dialer:
         while True:
             claim = self._claim()
             if isinstance(claim, StepResult):
-                return StepResult(placed, claim.blocked, claim.wait_until, claim.in_flight)
+                return StepResult(placed, claim.blocked, claim.wait_until, claim.in_flight,
+                                  claim.quiet_until)
             on_line = self._place(*claim)
             placed += 1
             in_flight = claim[-1]
@@ -227,6 +245,25 @@ class Dialer:
                 return StepResult(placed, "rate", ready, in_flight)
             if placed >= max_calls:
                 return StepResult(placed, "rate", self.now(), in_flight)
+
+    def idle_again(self, previous: StepResult) -> StepResult | None:
+        """The result :meth:`step` would give now, if the database has not changed.
+
+        The caller vouches that nothing changed the database since ``previous``, an
+        ``"idle"`` step (in :func:`ivr.fieldwork.drive` no webhook request was sent
+        since).  Before ``previous.quiet_until``, inside the calling window, that
+        step would find no case again and change nothing but the SMS-notice check's
+        next time, set here as it would set it; returns None when a real step is
+        needed.
+        """
+        now = self.now()
+        if (previous.blocked != "idle" or previous.quiet_until is None
+                or now >= previous.quiet_until or not calling.is_allowed(self.rules, now)):
+            return None
+        if self.cfg.ivr.sms_advance_notice and (self._next_notice_check is None
+                                                or now >= self._next_notice_check):
+            self._next_notice_check = now + timedelta(minutes=1)  # no case is due
+        return previous
 
     def _ready_after_own_dial(self) -> datetime | None:
         if self._last_dial is None:
@@ -272,9 +309,10 @@ class Dialer:
                 due = self.next_due(s, now)
                 if due is None and in_flight == 0:
                     return StepResult(0, "done", None, 0)
+                quiet = QUIET_FOREVER if due is None else due if due > now else None
                 if due is not None and due <= now:  # due, but held elsewhere
                     due = now + timedelta(seconds=30)
-                return StepResult(0, "idle", due, in_flight)
+                return StepResult(0, "idle", due, in_flight, quiet)
             case = held[0]
             attempt = cases.start_attempt(s, case, channel="ivr", now=now)
             lease.state = {"last_dial": now.isoformat(), "by": self.name}

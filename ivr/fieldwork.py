@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from sqlalchemy import func, select
 
-from ivr.dialer import REQUIRED_STATUS_EVENTS, Dialer
+from ivr.dialer import REQUIRED_STATUS_EVENTS, Dialer, StepResult
 from ivr.gateway import simulator_client
 from ivr.handoff import handover_counts
 from minping.cases import attempt_codes, case_code
@@ -203,12 +203,23 @@ def drive(dialer: Dialer, sim, end: datetime, *, progress: Callable[[str], None]
 
     Between dialer steps the simulator's network runs: to the moment the
     dialer asked to be woken (rate limit, calling window, next due case), or
-    until some call ends when the calls in flight are at their limit.
+    until some call ends when the calls in flight are at their limit.  While
+    idle (no case due), a wake-up with no webhook sent since the last step skips
+    the database (:meth:`~ivr.dialer.Dialer.idle_again`): the step would find
+    nothing again.  The dialer acts at the same virtual moments either way.
     """
     clock = sim.clock
     last_note = time.monotonic()
+    idle: tuple[StepResult, int] | None = None  # the last idle step, webhooks sent by then
     while clock.now() < end:
-        result = dialer.step()
+        result = None
+        if idle is not None and len(sim.exchanges) == idle[1]:
+            # no webhook since the last idle step: the database is as it left it, so
+            # the step would find nothing again (Dialer.idle_again says until when)
+            result = dialer.idle_again(idle[0])
+        if result is None:
+            result = dialer.step()
+        idle = (result, len(sim.exchanges)) if result.blocked == "idle" else None
         now = clock.now()
         if progress and time.monotonic() - last_note > 2.0:
             progress(f"{now:%Y-%m-%d %H:%M} UTC | " + dialer.refresh_progress().line())
