@@ -38,7 +38,7 @@ from sqlalchemy.exc import IntegrityError
 from twilio.base.exceptions import TwilioException, TwilioRestException
 
 from ivr import callstate, inbound, live
-from minping import calling, cases
+from minping import calling, calltimes, cases
 from minping.models import AuditLog, CallAttempt, FrameContact, Lease, SampleCase
 
 log = logging.getLogger("ivr.dialer")
@@ -314,6 +314,10 @@ class Dialer:
                     due = now + timedelta(seconds=30)
                 return StepResult(0, "idle", due, in_flight, quiet)
             case = held[0]
+            # learned call times: a never-tried case waits for its stratum's best time
+            # (its hold released, next_attempt_at set); the next due case is tried at once
+            if calltimes.defer_first_attempt(s, self.rules, case, now=now) is not None:
+                return StepResult(0, "idle", now, in_flight)
             attempt = cases.start_attempt(s, case, channel="ivr", now=now)
             lease.state = {"last_dial": now.isoformat(), "by": self.name}
             lease.holder = self.name

@@ -117,3 +117,35 @@ def test_dial_command_places_calls_through_the_rest_api(runner, db, app, tmp_pat
     counters = json.loads(result.output)
     assert counters["placed"] == 3 and counters["errors"] == 0
     assert {c.to for c in sim.calls.values()} == {f"+86138{i:08d}" for i in range(3)}
+
+
+def test_learned_call_times_hold_a_never_tried_case_until_its_best_time(rig_factory, db):
+    """``retry_method = "learned"``: at 10:00 a stratum reached only in the evening is not
+    dialled; the case is due at the evening part, and the dialer calls it then."""
+    from dataclasses import replace
+
+    from minping import calling, calltimes
+    from minping.config import load_config
+    from tests.ivr.conftest import quiet_config
+
+    base = load_config()
+    cfg = quiet_config(replace(base, calling=replace(base.calling, retry_method="learned")))
+    rig = rig_factory(n_cases=1, cfg=cfg)
+    stratum = rig.case(0).stratum_id
+    evening = calltimes.estimate([(stratum, w, 2, i < 15) for w in range(6) for i in range(20)]
+                                 + [(stratum, w, d, False) for w in range(6) for d in (0, 1)
+                                    for _ in range(20)])
+    calltimes.CACHE.clear()
+    calltimes.CACHE.put(db.url, cfg.calling, evening)
+    try:
+        rig.persona(0, keys=["1", "1", "2", "3"], record_seconds=0)
+        result = rig.dial()                                  # Wednesday 10:00 Shanghai
+        assert result.placed == 0 and rig.calls_to(0) == [] and rig.attempts(0) == []
+        case = rig.case(0)
+        due = case.next_attempt_at
+        assert due.astimezone(cfg.calling.tz).hour == 17 and calling.is_allowed(cfg.calling, due)
+        assert case.lock_channel is None                      # not held while it waits
+        rig.dial_when_due(0)
+        assert len(rig.calls_to(0)) == 1 and rig.case(0).final_disposition == "1.1"
+    finally:
+        calltimes.CACHE.clear()
