@@ -95,17 +95,27 @@ def _check_decodes(path: str | os.PathLike, name: str, enc: str, detected: bool)
             try:
                 decoder.decode(block, final=not block)
             except UnicodeDecodeError as exc:
-                joined = state + block  # the error's positions are in these bytes
-                row = newlines - state.count(b"\n") + joined[:exc.start].count(b"\n") + 1
-                raise InputError([Problem(
-                    name, row, None, joined[exc.start:exc.end].hex(" "),
-                    f"the file is not valid {enc}"
-                    + (" (it is neither UTF-8 nor GB18030 text; give --encoding)"
-                       if detected else ""),
-                )]) from None
+                raise _undecodable(exc, name, enc, detected, state + block,
+                                   newlines - state.count(b"\n")) from None
             if not block:
                 return
             newlines += block.count(b"\n")
+
+
+def _undecodable(exc: UnicodeDecodeError, name: str, enc: str, detected: bool,
+                 joined: bytes, rows_before: int) -> InputError:
+    """The error for bytes that do not decode: the row they are on and the bytes in hex.
+
+    ``joined`` holds the decoder's pending bytes and the block it was given (the
+    error's positions are in these bytes); ``rows_before`` counts the newlines
+    before them.
+    """
+    row = rows_before + joined[:exc.start].count(b"\n") + 1
+    return InputError([Problem(
+        name, row, None, joined[exc.start:exc.end].hex(" "),
+        f"the file is not valid {enc}"
+        + (" (it is neither UTF-8 nor GB18030 text; give --encoding)" if detected else ""),
+    )])
 
 
 def _delimiter(first_line: str) -> str:
@@ -146,14 +156,8 @@ def _decoded_lines(path: str | os.PathLike, name: str, enc: str, detected: bool
             try:
                 text = decoder.decode(block, final=not block)
             except UnicodeDecodeError as exc:
-                joined = state + block
-                row = newlines - state.count(b"\n") + joined[:exc.start].count(b"\n") + 1
-                raise InputError([Problem(
-                    name, row, None, joined[exc.start:exc.end].hex(" "),
-                    f"the file is not valid {enc}"
-                    + (" (it is neither UTF-8 nor GB18030 text; give --encoding)"
-                       if detected else ""),
-                )]) from None
+                raise _undecodable(exc, name, enc, detected, state + block,
+                                   newlines - state.count(b"\n")) from None
             newlines += block.count(b"\n")
             if not block:
                 if carry or text:
