@@ -19,8 +19,9 @@ from tests.cati.test_views import csrf, field_app, login  # noqa: F401  (fixture
 INTERVIEWER_PHONE = "+8613911112222"
 
 
-def test_click_to_call_rings_the_interviewer_then_dials_the_respondent(field_app):  # noqa: F811
-    app, db, field, _clock = field_app
+def _interviewer_holding_a_case(app, db, field):
+    """Lin, with a phone on file, logged in and holding the next case; the simulator
+    (reached with the real REST client) answers both phones.  Returns what the test needs."""
     settings = settings_of(app)
     sim = Simulator(account_sid=settings.twilio_account_sid,
                     auth_token=settings.twilio_auth_token,
@@ -35,6 +36,12 @@ def test_click_to_call_rings_the_interviewer_then_dials_the_respondent(field_app
     case_id = int(r.headers["Location"].rsplit("/", 1)[1])
     respondent = field.phones[case_id]
     sim.set_persona(respondent, Persona(line="human", ring_seconds=3))
+    return sim, client, token, case_id, respondent
+
+
+def test_click_to_call_rings_the_interviewer_then_dials_the_respondent(field_app):  # noqa: F811
+    app, db, field, _clock = field_app
+    sim, client, token, case_id, respondent = _interviewer_holding_a_case(app, db, field)
 
     r = client.post(f"/cati/case/{case_id}/dial?how=gateway", headers={"X-CSRF-Token": token})
     assert r.status_code == 200 and r.json["ok"]
@@ -68,23 +75,11 @@ def test_click_to_call_from_a_mainland_caller_id_goes_through_the_trunk(field_ap
     byoc = "BY" + "ab" * 16
     app.extensions["minping.settings"] = dataclasses.replace(
         settings_of(app), twilio_from_number="+8657100000000")
-    settings = settings_of(app)
-    sim = Simulator(account_sid=settings.twilio_account_sid,
-                    auth_token=settings.twilio_auth_token,
-                    rng=np.random.default_rng(3), transport=WsgiWebhookTransport(app))
-    sim.set_persona(INTERVIEWER_PHONE, Persona(line="human", ring_seconds=2))
-    runtime = runtime_of(app).use(twilio_client=twilio_client(sim))
+    runtime = runtime_of(app)
     cfg = runtime.survey_config()
     runtime.use(survey_config=dataclasses.replace(cfg, ivr=dataclasses.replace(
         cfg.ivr, byoc_trunk_sid="")))
-    add_user(db, "lin", phone=INTERVIEWER_PHONE)
-    client = app.test_client()
-    login(client, "lin")
-    token = csrf(client, "/cati/work")
-    r = client.post("/cati/next", data={"csrf_token": token})
-    case_id = int(r.headers["Location"].rsplit("/", 1)[1])
-    respondent = field.phones[case_id]
-    sim.set_persona(respondent, Persona(line="human", ring_seconds=3))
+    sim, client, token, case_id, respondent = _interviewer_holding_a_case(app, db, field)
 
     r = client.post(f"/cati/case/{case_id}/dial?how=gateway", headers={"X-CSRF-Token": token})
     assert r.status_code == 409 and not r.json["ok"]
