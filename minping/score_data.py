@@ -96,7 +96,8 @@ def _connect_postgresql(conninfo: str) -> tuple[Reader, Callable[[], None]] | No
 
     def read(sql: str, params: dict) -> list:
         with conn.cursor() as cur:
-            cur.execute(re.sub(r":(\w+)", r"%(\1)s", sql), params)
+            # :name -> %(name)s (a PostgreSQL cast, ::type, is left alone)
+            cur.execute(re.sub(r"(?<!:):(\w+)", r"%(\1)s", sql), params)
             return cur.fetchall()
 
     return read, conn.close
