@@ -130,8 +130,8 @@ def begin_lazily(conn: Connection) -> bool:
     """Put the request's connection in autocommit until a statement needs a transaction.
 
     Only on PostgreSQL and on a connection with nothing done yet; True if done.  The
-    pool turns autocommit off again when the connection comes back
-    (:func:`minping.db.make_engine`).
+    pool turns autocommit off again when the connection comes back (:func:`_checked_in`,
+    listening on the engine from the first lazy request).
     """
     if conn.info.get(_LAZY) or not is_postgresql(conn):
         return False
@@ -155,11 +155,6 @@ def run_alone(conn: Connection, fn, *args):
         conn.info[_ALONE] = False
 
 
-def end_lazily(conn: Connection) -> None:
-    conn.info.pop(_LAZY, None)
-    conn.info.pop(_ALONE, None)
-
-
 _LISTENING: set[int] = set()
 
 
@@ -170,6 +165,18 @@ def _listen(engine) -> None:
         return
     _LISTENING.add(id(engine))
     event.listen(engine, "before_cursor_execute", _before_execute)
+    event.listen(engine, "checkin", _checked_in)
+
+
+def _checked_in(dbapi_conn, record) -> None:
+    """The pool takes a connection back: a lazy one leaves autocommit (and its flags)."""
+    if record.info.pop(_LAZY, None):
+        record.info.pop(_ALONE, None)
+        if dbapi_conn is not None and dbapi_conn.autocommit:
+            try:
+                dbapi_conn.autocommit = False
+            except Exception:  # noqa: BLE001 - a broken connection: the pool drops it
+                record.invalidate()
 
 
 def _before_execute(conn, cursor, statement, parameters, context, executemany):

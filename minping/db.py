@@ -145,14 +145,6 @@ def _ping_when_idle(engine: Engine) -> None:
     @event.listens_for(engine, "checkin")
     def _checked_in(dbapi_conn, record):
         record.info["idle_since"] = time.monotonic()
-        # a webhook may have run it in autocommit (ivr.fastsql.begin_lazily): reset
-        if record.info.pop("ivr.lazy", None):
-            record.info.pop("ivr.alone", None)
-            if dbapi_conn is not None and dbapi_conn.autocommit:
-                try:
-                    dbapi_conn.autocommit = False
-                except Exception:  # noqa: BLE001 - a broken connection: the pool drops it
-                    record.invalidate()
 
     @event.listens_for(engine, "checkout")
     def _checked_out(dbapi_conn, record, _proxy):
