@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from scoring.codes import first_seen_codes
+from scoring.codes import first_seen_codes, short_text_codes
 
 __all__ = ["RatingScale"]
 
@@ -122,8 +122,9 @@ class RatingScale:
 
         Raises ``ValueError`` naming the first key that is not on the scale.
         """
-        # Each distinct value once (a ratings table has a handful of them), in one pass.
-        distinct, index = first_seen_codes(keys)
+        # Each distinct value once (a ratings table has a handful of them), in one pass:
+        # vectorised for keys of one character (a keypad), else one dict lookup a value.
+        distinct, index = short_text_codes(keys) or first_seen_codes(keys)
         if index.size == 0:
             return np.empty(0), np.empty(0, dtype=bool), np.empty(0, dtype=bool)
         codes = dict.fromkeys(distinct)

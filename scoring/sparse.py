@@ -44,7 +44,9 @@ class LongRatings:
     ``resp``, ``unit``: codes of each row; ``stratum``: the stratum code of each
     respondent; ``y``, ``sat``: points and satisfied flag of each row; ``inside``:
     the row is in its unit's domain; ``assigned``: the row's unit was assigned
-    to the respondent (``None``: the plain design, every row counts).
+    to the respondent (``None``: the plain design, every row counts); ``width``:
+    the rows are grouped by respondent, ``width`` rows each, respondent i's rows
+    at ``i * width`` onwards (``None``: any order).
     """
 
     resp: np.ndarray
@@ -55,6 +57,7 @@ class LongRatings:
     sat: np.ndarray
     inside: np.ndarray
     assigned: np.ndarray | None
+    width: int | None = None
 
 
 @dataclass(frozen=True)
@@ -80,23 +83,27 @@ class UnitEstimates:
 def estimate_units(data: LongRatings, N_h: np.ndarray, *, fpc: bool = True,
                    level: float = 0.95, ci_method: CiMethod = "beta") -> UnitEstimates:
     """Linearised estimates of every unit (plain design, or per-unit design when
-    ``data.assigned`` is given), as ``StratifiedDesign`` / ``AssignedDesign`` compute them."""
+    ``data.assigned`` is given), as ``StratifiedDesign`` / ``AssignedDesign`` compute them.
+
+    Every sum runs over all the rows, a row outside its unit's domain weighing 0
+    (its z is 0), so that no row is gathered or moved.
+    """
     H, K = N_h.size, data.n_units
     n_h = np.bincount(data.stratum, minlength=H).astype(float)
     h_row = data.stratum[data.resp]
-    cell = h_row * K + data.unit  # (stratum, unit) of each row
+    u = data.unit
+    cell = h_row * K + u  # (stratum, unit) of each row
     f_h = 1.0 - n_h / N_h if fpc else np.ones(H)
     with np.errstate(invalid="ignore", divide="ignore"):
         c_h = np.where(n_h >= 2, f_h * n_h / (n_h - 1.0), 0.0)
     if data.assigned is None:
-        rows = np.flatnonzero(data.inside)
-        w_row = (N_h / n_h)[h_row]
+        domain = data.inside
+        w = np.where(domain, (N_h / n_h)[h_row], 0.0)
         centre_n = np.broadcast_to(n_h[:, None], (H, K))  # centring over the stratum
         factor = np.broadcast_to(c_h[:, None], (H, K))
         lonely = np.zeros((H, K), dtype=bool)
     else:
-        given = np.flatnonzero(data.assigned)
-        n_hu = np.bincount(cell[given], minlength=H * K).reshape(H, K).astype(float)
+        n_hu = np.bincount(cell, weights=data.assigned, minlength=H * K).reshape(H, K)
         with np.errstate(invalid="ignore", divide="ignore"):
             w_hu = np.where(n_hu > 0, N_h[:, None] / n_hu, 0.0)
             f_hu = 1.0 - n_hu / N_h[:, None] if fpc else np.ones((H, K))
@@ -104,38 +111,36 @@ def estimate_units(data: LongRatings, N_h: np.ndarray, *, fpc: bool = True,
         lonely = n_hu == 1  # R's survey.lonely.psu = "adjust": not centred, factor f
         factor = np.where(lonely, f_hu, c_hu)
         centre_n = n_hu
-        rows = np.flatnonzero(data.inside & data.assigned)
-        w_row = w_hu.ravel()[cell]
-    u, w = data.unit[rows], w_row[rows]
-    cu = cell[rows]
-    n = np.bincount(u, minlength=K)
+        domain = data.inside & data.assigned
+        w = np.where(domain, w_hu.ravel()[cell], 0.0)
+    n = np.bincount(u, weights=domain, minlength=K).astype(np.int64)
     s1 = np.bincount(u, weights=w, minlength=K)
     s2 = np.bincount(u, weights=w * w, minlength=K)
-    strata_in = (np.bincount(cu, minlength=H * K).reshape(H, K) > 0).sum(axis=0)
+    strata_in = (np.bincount(cell, weights=domain, minlength=H * K).reshape(H, K) > 0).sum(axis=0)
     df = np.where(n > 0, (n - strata_in).astype(float), np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         n_eff = s1 * s1 / s2
         deff = n * s2 / (s1 * s1)
+    w_share = w / np.where(s1 > 0, s1, 1.0)[u]  # w / Σ w of the row's unit
 
-    def linearise(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        y = values[rows]
+    def linearise(y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         with np.errstate(invalid="ignore", divide="ignore"):
             est = np.bincount(u, weights=w * y, minlength=K) / s1
-            z = w * (y - np.nan_to_num(est)[u]) / np.where(s1 > 0, s1, 1.0)[u]
-        t1 = np.bincount(cu, weights=z, minlength=H * K).reshape(H, K)
-        t2 = np.bincount(cu, weights=z * z, minlength=H * K).reshape(H, K)
+        z = w_share * (y - np.nan_to_num(est)[u])
+        t1 = np.bincount(cell, weights=z, minlength=H * K).reshape(H, K)
+        t2 = np.bincount(cell, weights=z * z, minlength=H * K).reshape(H, K)
         with np.errstate(invalid="ignore", divide="ignore"):
             centred = np.where(lonely, t2, t2 - np.where(centre_n > 0, t1 * t1 / centre_n, 0.0))
         var = (factor * centred).sum(axis=0)
         se = np.where(n > 0, np.sqrt(np.maximum(var, 0.0)), np.nan)
-        return est, se, z
+        return est, se, z, t1
 
-    est, se, z = linearise(np.nan_to_num(data.y))
+    est, se, z, t1 = linearise(np.where(domain, data.y, 0.0))
     half = half_width(level, df, se)
-    sat, sat_se, _ = linearise(data.sat.astype(float))
+    sat, sat_se, _, _ = linearise(data.sat.astype(float))
     sat_low, sat_high = proportion_interval(sat, sat_se ** 2, n=n, df=df, method=ci_method,
                                             level=level)
-    cov = _covariance(z, rows, data, h_row, n_h, c_h, H, K)
+    cov = _covariance(z, t1, data, h_row, n_h, c_h)
     if data.assigned is not None:
         cov = rescale_covariance(cov, np.where(n > 0, se * se, 0.0))
     return UnitEstimates(estimate=est, se=se, df=df, ci_low=est - half, ci_high=est + half,
@@ -143,12 +148,11 @@ def estimate_units(data: LongRatings, N_h: np.ndarray, *, fpc: bool = True,
                          sat_low=sat_low, sat_high=sat_high, covariance=cov)
 
 
-def _covariance(z: np.ndarray, rows: np.ndarray, data: LongRatings, h_row: np.ndarray,
-                n_h: np.ndarray, c_h: np.ndarray, H: int, K: int) -> np.ndarray:
-    """Σ_h c_h Σ_{i∈h} (z_ij − z̄_hj)(z_ik − z̄_hk), z̄ over the stratum's n_h respondents."""
-    scaled = z * np.sqrt(c_h[h_row[rows]])
-    g = gram(data.resp[rows], data.unit[rows], scaled, K)
-    t1 = np.bincount(h_row[rows] * K + data.unit[rows], weights=z, minlength=H * K).reshape(H, K)
+def _covariance(z: np.ndarray, t1: np.ndarray, data: LongRatings, h_row: np.ndarray,
+                n_h: np.ndarray, c_h: np.ndarray) -> np.ndarray:
+    """Σ_h c_h Σ_{i∈h} (z_ij − z̄_hj)(z_ik − z̄_hk), z̄ over the stratum's n_h respondents
+    (``t1``: Σ z per stratum and unit)."""
+    g = gram(data.resp, data.unit, z * np.sqrt(c_h)[h_row], data.n_units, width=data.width)
     with np.errstate(invalid="ignore", divide="ignore"):
         per = np.where(n_h > 0, c_h / n_h, 0.0)
     out = g - t1.T @ (t1 * per[:, None])
@@ -187,17 +191,22 @@ def respondent_pairs(end: np.ndarray):
 
 
 def gram(resp: np.ndarray, unit: np.ndarray, x: np.ndarray, K: int, *,
-         chunk: int = 1 << 16) -> np.ndarray:
+         chunk: int = 1 << 16, width: int | None = None) -> np.ndarray:
     """G[j, k] = Σ_i x_ij x_ik over respondents i (x_ij the value of i's row of unit j;
     a respondent has at most one row per unit): K × K.
 
-    The products of the pairs of rows of each respondent, summed with ``bincount``
-    one offset at a time: O(Σ_i k_i²), linear in the rows when each respondent has a
-    few of them; when most respondents rate most units, a dense product by blocks of
+    The products of the pairs of rows of each respondent, summed with ``bincount``:
+    O(Σ_i k_i²), linear in the rows when each respondent has a few of them.  With
+    ``width`` (the rows grouped by respondent, ``width`` rows each) the rows are a
+    respondents × width table and each pair of its columns is one ``bincount``;
+    otherwise one ``bincount`` per offset between a respondent's rows, by cache-sized
+    chunks.  When most respondents rate most units, a dense product by blocks of
     respondents (BLAS) is cheaper.
     """
     resp, unit = np.asarray(resp), np.asarray(unit)
     x = np.asarray(x, dtype=float)
+    if width is not None and 2 * width * (width + 1) < K:  # else the dense product, below
+        return _table_gram(unit, x, K, width)
     order, end = respondent_runs(resp)
     if order is not None:
         resp, unit, x = resp[order], unit[order], x[order]
@@ -222,6 +231,20 @@ def gram(resp: np.ndarray, unit: np.ndarray, x: np.ndarray, K: int, *,
         lo = hi
     off = off.reshape(K, K)
     return flat.reshape(K, K) + off + off.T
+
+
+def _table_gram(unit: np.ndarray, x: np.ndarray, K: int, width: int) -> np.ndarray:
+    """``gram`` of rows grouped by respondent, ``width`` rows each: one ``bincount`` per
+    pair of columns of the respondents × width table (kept column by column)."""
+    units = unit.reshape(-1, width).T.copy()
+    values = x.reshape(-1, width).T.copy()
+    first = units * K
+    off = np.zeros(K * K)
+    for a in range(width - 1):
+        for b in range(a + 1, width):
+            off += np.bincount(first[a] + units[b], weights=values[a] * values[b], minlength=K * K)
+    off = off.reshape(K, K)
+    return np.diag(np.bincount(unit, weights=x * x, minlength=K)) + off + off.T
 
 
 def _dense_gram(resp: np.ndarray, unit: np.ndarray, x: np.ndarray, K: int,

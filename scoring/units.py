@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from typing import Any, Literal
 
@@ -204,17 +204,20 @@ def score_units(
     _check_options(min_raters, variance, rng)
     # The long table as integer codes, checked (one stratum per respondent, one rating per unit).
     rows = _long_rows(respondent_id, stratum, unit, rating, scale, assigned)
+    dense = bool(margins) or variance == "bootstrap"
+    if dense:  # raked weights and replicates take the respondents in sorted order
+        rows = rows.by_respondent_id()
     design = StratifiedDesign.from_codes(rows.strata_ids, rows.resp_stratum,
                                          {str(k): v for k, v in population.items()}, fpc=fpc)
     # The estimates: O(ratings) sums for the linearised variance, respondents × units
     # matrices for raked weights and replicates.
-    if margins or variance == "bootstrap":
+    if dense:
         est = _dense_estimates(rows, design, margins, variance, replicates, rng, level, ci_method)
     else:
         est = estimate_units(
             LongRatings(resp=rows.resp, unit=rows.unit, stratum=design.stratum_index,
                         n_units=rows.unit_ids.size, y=rows.points, sat=rows.sat,
-                        inside=rows.inside, assigned=rows.assigned),
+                        inside=rows.inside, assigned=rows.assigned, width=rows.width),
             design.N_h, fpc=fpc, level=level, ci_method=ci_method)
     return UnitScores(units=_unit_scores(rows, est, int(min_raters), _uncovered(rows, eligible_strata)),
                       level=float(level), ci_method=ci_method, min_raters=int(min_raters),
@@ -232,25 +235,16 @@ def _check_options(min_raters: int, variance: str, rng: np.random.Generator | No
 
 def _unit_scores(rows: _Rows, est: UnitEstimates, min_raters: int,
                  uncovered: Mapping[str, tuple[str, ...]]) -> tuple[UnitScore, ...]:
-    """One ``UnitScore`` per unit, in sorted unit order."""
+    """One ``UnitScore`` per unit, in sorted unit order (the arrays read once, as lists)."""
     return tuple(
-        UnitScore(
-            unit=str(rows.unit_ids[k]),
-            n=int(est.n[k]),
-            score=float(est.estimate[k]),
-            se=float(est.se[k]),
-            df=int(est.df[k]) if np.isfinite(est.df[k]) else None,
-            ci_low=float(est.ci_low[k]),
-            ci_high=float(est.ci_high[k]),
-            sat=float(est.sat[k]),
-            sat_low=float(est.sat_low[k]),
-            sat_high=float(est.sat_high[k]),
-            n_eff=float(est.n_eff[k]),
-            deff=float(est.deff[k]),
-            reliable=bool(est.n[k] >= min_raters),
-            uncovered=uncovered.get(str(rows.unit_ids[k]), ()),
-        )
-        for k in range(rows.unit_ids.size)
+        UnitScore(unit=unit, n=int(n), score=score, se=se,
+                  df=int(df) if math.isfinite(df) else None, ci_low=low, ci_high=high,
+                  sat=sat, sat_low=sat_low, sat_high=sat_high, n_eff=n_eff, deff=deff,
+                  reliable=n >= min_raters, uncovered=uncovered.get(unit, ()))
+        for unit, n, score, se, df, low, high, sat, sat_low, sat_high, n_eff, deff in zip(
+            rows.unit_ids.tolist(), *(np.asarray(a, dtype=float).tolist() for a in (
+                est.n, est.estimate, est.se, est.df, est.ci_low, est.ci_high, est.sat,
+                est.sat_low, est.sat_high, est.n_eff, est.deff)), strict=True)
     )
 
 
@@ -258,7 +252,9 @@ def _unit_scores(rows: _Rows, est: UnitEstimates, min_raters: int,
 class _Rows:
     """The long table as codes: respondent and unit of each row, the respondents'
     strata (codes into ``strata_ids`` and labels), and each row's points, domain
-    flag, satisfied flag and assignment."""
+    flag, satisfied flag and assignment.  Respondents are numbered as they first
+    appear (``by_respondent_id`` sorts them); ``width``: each respondent's rows are
+    together, ``width`` rows each (``None`` otherwise)."""
 
     resp_ids: np.ndarray
     strata_ids: np.ndarray
@@ -270,11 +266,21 @@ class _Rows:
     inside: np.ndarray
     sat: np.ndarray
     assigned: np.ndarray | None
+    width: int | None = None
 
     @property
     def resp_strata(self) -> np.ndarray:
         """The stratum label of every respondent."""
         return self.strata_ids[self.resp_stratum]
+
+    def by_respondent_id(self) -> _Rows:
+        """The same table with the respondents numbered in the order of their sorted
+        ids (the order raking and replicate weights take them in)."""
+        order = np.argsort(self.resp_ids, kind="stable")
+        rank = np.empty(order.size, dtype=np.int64)
+        rank[order] = np.arange(order.size)
+        return replace(self, resp_ids=self.resp_ids[order], resp_stratum=self.resp_stratum[order],
+                       resp=rank[self.resp], width=None)
 
 
 def _long_rows(respondent_id, stratum, unit, rating, scale: RatingScale, assigned) -> _Rows:
@@ -290,10 +296,17 @@ def _long_rows(respondent_id, stratum, unit, rating, scale: RatingScale, assigne
         given = np.asarray(assigned)
         if given.shape != (n,) or given.dtype != bool:
             raise ValueError("assigned must be one bool per rating row")
-    resp_ids, r = factorise(respondent_id)
+    # Respondents numbered as they first appear (no sort): when each respondent's rows
+    # are together (a table read respondent by respondent) the codes rise row by row.
+    resp_ids, r = factorise(respondent_id, sort=False)
     strata_ids, s = factorise(stratum)
-    first = np.full(resp_ids.size, -1)
-    first[r[::-1]] = np.arange(n)[::-1]
+    R = resp_ids.size
+    grouped = n == 1 or bool((r[1:] >= r[:-1]).all())
+    if grouped:
+        first = np.flatnonzero(np.concatenate(([True], r[1:] != r[:-1])))
+    else:
+        first = np.full(R, -1)
+        first[r[::-1]] = np.arange(n)[::-1]
     resp_s = s[first]
     clash = resp_s[r] != s
     if clash.any():
@@ -303,27 +316,28 @@ def _long_rows(respondent_id, stratum, unit, rating, scale: RatingScale, assigne
             f"{str(strata_ids[resp_s[r[i]]])!r} and {str(strata_ids[s[i]])!r}"
         )
     unit_ids, u = factorise(unit)
-    # The same (respondent, unit) twice: equal neighbours once the pairs are sorted.  When
-    # each respondent's rows are together (a table read respondent by respondent), the pairs
-    # are keyed by the number of the run of rows: a key already sorted but within each
-    # respondent, which a stable sort (timsort) orders in about linear time.
     K = unit_ids.size
-    run = np.concatenate(([0], np.cumsum(r[1:] != r[:-1])))
-    together = int(run[-1]) + 1 == resp_ids.size
-    pair = np.sort(run * K + u if together else r * K + u, kind="stable")
-    twice = pair[1:][pair[1:] == pair[:-1]]
+    # The same (respondent, unit) twice: equal neighbours once each respondent's units
+    # are sorted.  Rows grouped by respondent, as many for each: a (respondents × width)
+    # table whose rows are sorted; otherwise the (respondent, unit) keys, sorted by a
+    # stable sort (timsort: about linear when the rows are grouped).
+    width = n // R if grouped and n % R == 0 and (np.diff(first) == n // R).all() else None
+    if width is not None:
+        table = np.sort(u.reshape(R, width), axis=1)
+        i, j = np.divmod(np.flatnonzero(table[:, 1:] == table[:, :-1]), max(width - 1, 1))
+        twice = i * K + table[i, j]
+    else:
+        pair = np.sort(r * K + u, kind="stable")
+        twice = pair[1:][pair[1:] == pair[:-1]]
     if twice.size:
-        if together:  # back to (respondent, unit) keys
-            first_of_run = np.flatnonzero(np.concatenate(([True], r[1:] != r[:-1])))
-            twice = r[first_of_run[twice // K]] * K + twice % K
         dup = int(twice.min())
         raise ValueError(
-            f"respondent {str(resp_ids[dup // unit_ids.size])!r} rated unit "
-            f"{str(unit_ids[dup % unit_ids.size])!r} more than once"
+            f"respondent {str(resp_ids[dup // K])!r} rated unit "
+            f"{str(unit_ids[dup % K])!r} more than once"
         )
     return _Rows(resp_ids=resp_ids, strata_ids=strata_ids, resp_stratum=resp_s,
                  unit_ids=unit_ids, resp=r, unit=u, points=points, inside=inside, sat=sat,
-                 assigned=given)
+                 assigned=given, width=width)
 
 
 def _uncovered(rows: _Rows, eligible: Mapping[str, Sequence[str]] | None) -> dict[str, tuple[str, ...]]:

@@ -73,6 +73,10 @@ def test_factorise_is_numpy_unique():
     np.testing.assert_array_equal(codes, ref_codes)
     labels, codes = factorise([1, "1", 2])  # same text: one label, as astype(str) does
     assert labels.tolist() == ["1", "2"] and codes.tolist() == [0, 0, 1]
+    labels, codes = factorise(["b", "a", "b"], sort=False)  # in order of first appearance
+    assert labels.tolist() == ["b", "a"] and codes.tolist() == [0, 1, 0]
+    labels, codes = factorise([2, "1", 1], sort=False)  # same text merged (then sorted)
+    assert labels.tolist() == ["1", "2"] and codes.tolist() == [1, 0, 0]
 
 
 @pytest.mark.parametrize("k", [1, 8, 40])
@@ -94,6 +98,60 @@ def test_gram_is_the_product_of_the_respondents_matrix(k, grouped):
     z = np.zeros((n, m))
     z[resp, unit] = x
     np.testing.assert_allclose(gram(resp, unit, x, m, chunk=1_000), z.T @ z, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("k", [1, 2, 8, 40])
+def test_gram_of_a_respondents_by_width_table_is_the_same(k):
+    """Rows grouped by respondent, k each (``width``): the same Z'Z."""
+    from scoring.sparse import gram
+
+    rng = np.random.default_rng(k)
+    n, m = 2_000, 50
+    resp = np.repeat(np.arange(n), k)
+    unit = np.argsort(rng.random((n, m)), axis=1)[:, :k].ravel()
+    x = np.where(rng.random(resp.size) > 0.1, rng.normal(size=resp.size), 0.0)
+    z = np.zeros((n, m))
+    z[resp, unit] = x
+    np.testing.assert_allclose(gram(resp, unit, x, m, width=k), z.T @ z, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(gram(resp, unit, x, m, width=k), gram(resp, unit, x, m),
+                               rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("rid", [["a", "a", "b", "b"], ["b", "b", "a", "a"], ["b", "a", "b", "a"]])
+def test_a_unit_rated_twice_is_named_in_a_table_of_equal_rows(rid):
+    """Two rows each, grouped or not: the respondent and the unit are named."""
+    unit = {"a": iter(["u2", "u2"]), "b": iter(["u1", "u3"])}
+    units = [next(unit[r]) for r in rid]
+    with pytest.raises(ValueError, match="respondent 'a' rated unit 'u2' more than once"):
+        score_units(rid, ["s"] * 4, units, ["1"] * 4, {"s": 100})
+
+
+def test_respondents_are_numbered_as_they_come_and_their_stratum_checked():
+    rows = _long_rows(["b", "b", "a", "a"], ["s", "s", "t", "t"], ["u1", "u2", "u1", "u2"],
+                      ["1", "2", "3", "0"], _scale(), None)
+    assert rows.resp_ids.tolist() == ["b", "a"] and rows.resp.tolist() == [0, 0, 1, 1]
+    assert rows.resp_strata.tolist() == ["s", "t"] and rows.width == 2
+    ordered = rows.by_respondent_id()
+    assert ordered.resp_ids.tolist() == ["a", "b"] and ordered.resp.tolist() == [1, 1, 0, 0]
+    assert ordered.resp_strata.tolist() == ["t", "s"]
+    with pytest.raises(ValueError, match="respondent 'b' is in two strata: 's' and 't'"):
+        _long_rows(["b", "b", "a"], ["s", "t", "t"], ["u1", "u2", "u1"], ["1"] * 3, _scale(), None)
+
+
+def test_short_text_codes_read_keypad_keys_and_refuse_the_rest():
+    from scoring.codes import short_text_codes
+
+    keys, codes = short_text_codes(["1", "", "3", "1", "满", ""])
+    assert keys == ["", "1", "3", "满"] and codes.tolist() == [1, 0, 2, 1, 3, 0]
+    assert short_text_codes(np.array(["2", "0"]))[1].tolist() == [1, 0]
+    for values in (["12", "", "1"], ["1", 2], ["\0", "1"], [], ["1", "\ud800"]):
+        assert short_text_codes(values) is None
+    # the scale reads the same points either way
+    scale = _scale()
+    fast = scale.encode(["1", "", "3", "2", "0"])
+    slow = scale.encode([1, "", 3, "2", 0])
+    for a, b in zip(fast, slow, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_a_unit_rated_twice_is_named_wherever_the_rows_are():
