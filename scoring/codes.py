@@ -44,19 +44,25 @@ def short_text_codes(values: Iterable[Hashable]) -> tuple[list[str], np.ndarray]
         return None
     try:
         joined = "\0".join(seq)  # TypeError when a value is not a string
-        points = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
+        points = (np.frombuffer(joined.encode("ascii"), dtype=np.uint8) if joined.isascii()
+                  else np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32))
     except (TypeError, UnicodeEncodeError):
         return None
     n = len(seq)
     if points.size > 2 * n - 1:  # some value is longer than one character
         return None
-    nul = np.flatnonzero(points == 0)
-    if nul.size != n - 1:
-        return None
-    starts = np.concatenate(([0], nul + 1))
-    if (np.diff(np.concatenate((starts, [points.size + 1]))) > 2).any():
-        return None
-    key = np.concatenate((points, [0]))[starts]  # 0 for an empty value
+    if points.size == 2 * n - 1:  # one character each, or a NUL among them
+        key = points[::2]
+        if points[1::2].any() or not key.all():
+            return None
+    else:
+        nul = np.flatnonzero(points == 0)
+        if nul.size != n - 1:
+            return None
+        starts = np.concatenate(([0], nul + 1))
+        if (np.diff(np.concatenate((starts, [points.size + 1]))) > 2).any():
+            return None
+        key = np.concatenate((points, [0]))[starts]  # 0 for an empty value
     top = int(key.max())
     present = np.flatnonzero(np.bincount(key)) if top < 1 << 16 else np.unique(key)
     lookup = np.zeros(int(present[-1]) + 1, dtype=np.int64)
