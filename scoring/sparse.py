@@ -92,7 +92,8 @@ def estimate_units(data: LongRatings, N_h: np.ndarray, *, fpc: bool = True,
     n_h = np.bincount(data.stratum, minlength=H).astype(float)
     h_row = data.stratum[data.resp]
     u = data.unit
-    cell = h_row * K + u  # (stratum, unit) of each row
+    cell = h_row * K
+    cell += u  # (stratum, unit) of each row
     f_h = 1.0 - n_h / N_h if fpc else np.ones(H)
     with np.errstate(invalid="ignore", divide="ignore"):
         c_h = np.where(n_h >= 2, f_h * n_h / (n_h - 1.0), 0.0)
@@ -126,7 +127,8 @@ def estimate_units(data: LongRatings, N_h: np.ndarray, *, fpc: bool = True,
     def linearise(y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         with np.errstate(invalid="ignore", divide="ignore"):
             est = np.bincount(u, weights=w * y, minlength=K) / s1
-        z = w_share * (y - np.nan_to_num(est)[u])
+        z = y - np.nan_to_num(est)[u]
+        z *= w_share
         t1 = np.bincount(cell, weights=z, minlength=H * K).reshape(H, K)
         t2 = np.bincount(cell, weights=z * z, minlength=H * K).reshape(H, K)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -152,7 +154,9 @@ def _covariance(z: np.ndarray, t1: np.ndarray, data: LongRatings, h_row: np.ndar
                 n_h: np.ndarray, c_h: np.ndarray) -> np.ndarray:
     """Σ_h c_h Σ_{i∈h} (z_ij − z̄_hj)(z_ik − z̄_hk), z̄ over the stratum's n_h respondents
     (``t1``: Σ z per stratum and unit)."""
-    g = gram(data.resp, data.unit, z * np.sqrt(c_h)[h_row], data.n_units, width=data.width)
+    scaled = np.sqrt(c_h)[h_row]
+    scaled *= z
+    g = gram(data.resp, data.unit, scaled, data.n_units, width=data.width)
     with np.errstate(invalid="ignore", divide="ignore"):
         per = np.where(n_h > 0, c_h / n_h, 0.0)
     out = g - t1.T @ (t1 * per[:, None])
