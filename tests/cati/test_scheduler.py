@@ -1,13 +1,14 @@
 """The CATI scheduler's order and eligibility rules (service level, both databases)."""
 
+import time
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from cati import service
 from minping import cases
 from minping.models import Appointment, DoNotCall, SampleCase, User
-from minping.scheduler import Progress, next_case
+from minping.scheduler import Progress, ProgressCache, field_progress, next_case
 from tests.builders import FIELD_START, build_field
 from tests.cati.helpers import add_user
 
@@ -196,3 +197,79 @@ def test_the_pick_re_checks_a_case_changed_since_the_window_was_read(db):
     seen = {pick(db, bob, rules=cfg.calling)}
     assert pick(db, bob, rules=cfg.calling) in seen  # his own case back, not a second one
     assert first not in seen
+
+
+def _refreshed(cache, db, old, timeout=30.0):
+    """The cache's value once its background refresh has replaced ``old``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with db.session() as s:
+            got = cache.get(s)
+        if got is not old:
+            return got
+        time.sleep(0.02)
+    raise AssertionError("the progress was not recomputed")
+
+
+def test_the_progress_is_recomputed_without_keeping_a_pick_waiting(db):
+    """Past its age the cached progress is recomputed in the background: the pick that
+    finds it old gets the previous value at once, a later pick the new one."""
+    field = build_field(db, n_cases=4)
+    cache = ProgressCache(0.05)
+    with db.session() as s:
+        first = cache.get(s)  # the first of all waits for it
+    assert all(share == 0 for share in first.stratum.values())
+    with db.transaction() as s:
+        case = s.get(SampleCase, field.case_ids[0])
+        case.final_disposition, case.state = "1.1", "final"
+    time.sleep(0.1)
+    with db.session() as s:
+        assert cache.get(s) is first  # old: the previous value, without waiting
+    fresh = _refreshed(cache, db, first)
+    assert fresh.stratum[case.stratum_id] > 0
+    with db.session() as s:
+        assert field_progress(s) == fresh
+
+
+def test_a_cache_of_no_age_is_always_fresh(db):
+    """``seconds == 0`` (the screens' tests) recomputes on every call, in the caller."""
+    field = build_field(db, n_cases=2)
+    cache = ProgressCache(0)
+    with db.session() as s:
+        first = cache.get(s)
+    with db.transaction() as s:
+        case = s.get(SampleCase, field.case_ids[0])
+        case.final_disposition, case.state = "1.1", "final"
+    with db.session() as s:
+        assert cache.get(s).stratum[case.stratum_id] > first.stratum[case.stratum_id]
+
+
+def test_a_hold_only_pick_is_seen_at_once_and_closing_attempts_flushes_again(db):
+    """The screen's pick (``hold_only``) commits its hold without waiting for the WAL
+    flush on PostgreSQL: the next interviewer is given another case all the same; a pick
+    that closed abandoned attempts commits with the flush like every other write."""
+    field = build_field(db, n_cases=3)
+    cfg = field.cfg
+    ann, bob, cid = add_user(db, "ann"), add_user(db, "bob"), add_user(db, "cid")
+    postgres = db.engine.dialect.name == "postgresql"
+
+    def flushes(s):
+        return s.scalar(text("SHOW synchronous_commit")) == "on" if postgres else True
+
+    with db.transaction() as s:
+        got = service.take_next(s, s.get(User, ann), now=NOW, cfg=cfg, hold_only=True)
+        assert flushes(s) is not postgres  # off on PostgreSQL: a hold only
+        ann_case = got.id
+    with db.transaction() as s:
+        got = service.take_next(s, s.get(User, bob), now=NOW, cfg=cfg, hold_only=True)
+        assert got.id != ann_case
+        service.begin_attempt(s, got, s.get(User, bob), now=NOW)
+        got.lock_expires_at = NOW  # bob's browser was closed
+        left = got.id
+    later = NOW + timedelta(minutes=5)
+    with db.transaction() as s:
+        got = service.take_next(s, s.get(User, cid), now=later, cfg=cfg, hold_only=True)
+        assert got.id not in (ann_case, left)
+        assert s.scalars(select(service.CallAttempt.outcome).where(
+            service.CallAttempt.case_id == left)).one() == "3.16"
+        assert flushes(s)  # the closed attempt is committed as any other write
