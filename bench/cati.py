@@ -48,9 +48,10 @@ includes the unmeasured call that follows each one).
 ``--pgbench-seconds N`` adds a cross-check with Debian's ``pgbench`` (a C client, so
 the load generator is not the bottleneck): ``-c 50 -j 2 -M prepared`` running the
 product's own pick statement (rendered by :mod:`minping.pickstatement` for the
-field's shape, pgbench variables in its parameters' places; the hold lapses at once
-so the field stays as it is) and a one-row indexed SELECT, N seconds each, closed
-loop or at ``--pgbench-rate`` transactions per second (``-R``, Poisson arrivals).
+field's shape, pgbench variables in its parameters' places, after the settings the
+screen's pick sends; the hold lapses at once so the field stays as it is) and a
+one-row indexed SELECT, N seconds each, closed loop or at ``--pgbench-rate``
+transactions per second (``-R``, Poisson arrivals).
 
 It checks that no case was given twice (warm-up picks included), none held by the
 IVR, on the do-not-call list or booked by another interviewer, and drops the
@@ -61,7 +62,7 @@ interpreter lock, not the scheduler.  ``--processes 1`` gives that arrangement.
 
 Run: ``.venv/bin/python bench/cati.py [--cases 100000] [--interviewers 50] [--picks 40]
 [--processes 5] [--arrangements paced,burst,closed] [--pause 0.5]
-[--pgbench-seconds 15] [--pgbench-rate 0] [--profile FILE]``
+[--pgbench-seconds 15] [--pgbench-rate 0,100] [--profile FILE]``
 """
 
 from __future__ import annotations
@@ -412,11 +413,13 @@ def pgbench_scripts(db: Database, users: list[int], directory: Path) -> tuple[Pa
     field's current shape, pgbench variables in place of its parameters) and a one-row
     indexed SELECT, as pgbench script files, with the ``-D`` definitions they need.
 
-    The hold given lapses at once (``until`` a second before ``now``), so every pick
-    finds the field as it is and does the whole work (window, ranking, the lock, the
-    update, the commit) without the field running out of due cases.
+    Before each pick a client closes the call of its previous one, as the Python
+    clients do (the case released and due again in two hours, in a transaction of its
+    own), so the picks walk the field as interviewers do; the pick's own latency is
+    pgbench's per-statement figure (``-r``), the log's per-transaction ones include
+    that release.
     """
-    from minping.pickstatement import pick_statement, shares
+    from minping.pickstatement import _HOLD_ONLY_SQL, pick_statement, shares
     from minping.scheduler import HARD_APPOINTMENT_GRACE, MAX_TIERS, field_progress, stratum_tiers
 
     with db.session() as s:
@@ -429,7 +432,8 @@ def pgbench_scripts(db: Database, users: list[int], directory: Path) -> tuple[Pa
                        compile_kwargs={"render_postcompile": True}).string
     sql = re.sub(r"%%|%\((\w+)\)s", lambda m: "%" if m.group(0) == "%%" else f":{m.group(1)}",
                  sql)
-    defs = {"now": NOW.isoformat(), "until": (NOW - timedelta(seconds=1)).isoformat(),
+    defs = {"now": NOW.isoformat(), "until": (NOW + timedelta(minutes=20)).isoformat(),
+            "later": (NOW + timedelta(hours=2)).isoformat(),
             "grace": (NOW - HARD_APPOINTMENT_GRACE).isoformat(),
             "cap": str(load_config().calling.max_attempts),
             "sshare": shares("postgresql", progress.stratum, 9),
@@ -441,8 +445,11 @@ def pgbench_scripts(db: Database, users: list[int], directory: Path) -> tuple[Pa
     pick = directory / "pick.sql"
     pick.write_text(
         f"\\set me {low} + (:client_id % {len(users)})\n"
-        "BEGIN;\n"
-        "SELECT set_config('plan_cache_mode', 'force_generic_plan', true);\n"
+        "UPDATE sample_case SET lock_channel = NULL, locked_by = NULL, locked_at = NULL, "
+        "lock_expires_at = NULL, attempts = attempts + 1, last_attempt_at = :now, "
+        "next_attempt_at = :later WHERE locked_by = :me AND lock_channel = 'cati';\n"
+        "BEGIN;\n"  # the settings of the screen's pick, then the pick
+        + _HOLD_ONLY_SQL.decode() + ";\n"
         + " ".join(sql.split()) + ";\n"
         "COMMIT;\n")
     one = directory / "select.sql"
@@ -451,26 +458,32 @@ def pgbench_scripts(db: Database, users: list[int], directory: Path) -> tuple[Pa
     return pick, one, [f"-D{k}={v}" for k, v in defs.items()]
 
 
-def pgbench(url: str, script: Path, defs: list, args, directory: Path) -> dict:
-    """Run one script with ``args.interviewers`` clients; p50/p99 from pgbench's log."""
+def pgbench(url: str, script: Path, defs: list, args, directory: Path, rate: float) -> dict:
+    """Run one script with ``args.interviewers`` clients (closed loop, or ``rate``
+    transactions per second in all); p50/p99 from pgbench's log."""
     u = make_url(url)
     prefix = directory / f"log_{script.stem}"
     cmd = ["pgbench", "-n", "-M", "prepared", "-c", str(args.interviewers), "-j", "2",
            "-T", str(args.pgbench_seconds), "-h", u.host or "127.0.0.1",
            "-p", str(u.port or 5432), "-U", u.username or "postgres", "-f", str(script),
-           "-l", f"--log-prefix={prefix}", *defs]
-    if args.pgbench_rate:
-        cmd[1:1] = ["-R", str(args.pgbench_rate)]
+           "-r", "-l", f"--log-prefix={prefix}", *defs]
+    if rate:
+        cmd[1:1] = ["-R", f"{rate:g}"]
     cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run([*cmd, u.database], check=True, capture_output=True, text=True)
+    run = subprocess.run([*cmd, u.database], check=True, capture_output=True, text=True)
     cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    statements = [line.split(None, 2) for line in run.stdout.splitlines()
+                  if re.match(r"\s+\d+\.\d+\s+\d+\s+\S", line)]
+    own = [float(ms) for ms, _, sql in statements
+           if sql.startswith(("UPDATE sample_case SET lock_channel='cati'", "SELECT *"))]
     lat = []
     for log in directory.glob(f"log_{script.stem}.*"):
         for line in log.read_text().splitlines():
             lat.append(int(line.split()[2]) / 1e6)  # microseconds
         log.unlink()
     client = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
-    return {"times": lat, "client_cpu": client / max(1, len(lat))}
+    return {"times": lat, "client_cpu": client / max(1, len(lat)),
+            "statement": own[0] if own else float("nan")}
 
 
 def main(argv=None) -> int:
@@ -488,13 +501,15 @@ def main(argv=None) -> int:
     ap.add_argument("--pgbench-seconds", type=int, default=0,
                     help="also run the pick's statement and the SELECT with pgbench, "
                          "this many seconds each (0: not)")
-    ap.add_argument("--pgbench-rate", type=float, default=0,
-                    help="pgbench -R: transactions per second in all (0: closed loop)")
+    ap.add_argument("--pgbench-rate", default="0",
+                    help="pgbench -R: transactions per second in all (0: closed loop); "
+                         "several comma-separated run one after the other")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--profile", metavar="FILE",
                     help="cProfile the first interviewer's picks into FILE (pstats format)")
     args = ap.parse_args(argv)
     args.arrangements = [a for a in args.arrangements.split(",") if a]
+    args.pgbench_rate = [float(r) for r in args.pgbench_rate.split(",") if r]
     unknown = set(args.arrangements) - set(ARRANGEMENTS)
     if unknown:
         ap.error(f"unknown arrangement(s): {', '.join(sorted(unknown))}")
@@ -548,19 +563,24 @@ def main(argv=None) -> int:
             with tempfile.TemporaryDirectory() as tmp:
                 directory = Path(tmp)
                 pick, one, defs = pgbench_scripts(Database(db.url), users, directory)
-                res = {k: pgbench(db.url, f, defs if k == "pick" else [], args, directory)
-                       for k, f in (("select", one), ("pick", pick))}
-            mode = f"-R {args.pgbench_rate:g}" if args.pgbench_rate else "closed loop"
-            print(f"pgbench -c {args.interviewers} -j 2 -M prepared, {mode}, "
-                  f"{args.pgbench_seconds} s each; load average "
-                  f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}")
-            for k, label in (("pick", "pick statement"), ("select", "indexed SELECT 1 row")):
-                t = res[k]["times"]
-                print(f"{'pgbench':10}{label:24}{pct(t, 50):>9.2f}{pct(t, 99):>9.2f}{len(t):>6}"
-                      f"{res[k]['client_cpu'] * 1000:>12.3f}")
-            print(f"{'pgbench':10}{'ratio':24}"
-                  f"{pct(res['pick']['times'], 50) / pct(res['select']['times'], 50):>9.1f}"
-                  f"{pct(res['pick']['times'], 99) / pct(res['select']['times'], 99):>9.1f}")
+                for rate in args.pgbench_rate:
+                    res = {k: pgbench(db.url, f, defs if k == "pick" else [], args, directory,
+                                      rate)
+                           for k, f in (("select", one), ("pick", pick))}
+                    mode = f"-R {rate:g}" if rate else "closed loop"
+                    print(f"pgbench -c {args.interviewers} -j 2 -M prepared, {mode}, "
+                          f"{args.pgbench_seconds} s each; load average "
+                          f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+                    for k, label in (("pick", "release + pick"),
+                                     ("select", "indexed SELECT 1 row")):
+                        t = res[k]["times"]
+                        print(f"{'pgbench':10}{label:24}{pct(t, 50):>9.2f}{pct(t, 99):>9.2f}"
+                              f"{len(t):>6}{res[k]['client_cpu'] * 1000:>12.3f}"
+                              f"   {len(t) / args.pgbench_seconds:,.0f} per s; the "
+                              f"statement alone {res[k]['statement']:.2f} ms on average")
+                    print(f"{'pgbench':10}{'ratio':24}"
+                          f"{pct(res['pick']['times'], 50) / pct(res['select']['times'], 50):>9.1f}"
+                          f"{pct(res['pick']['times'], 99) / pct(res['select']['times'], 99):>9.1f}")
         return 0 if dupes == 0 and not wrong else 1
     finally:
         db.dispose()
