@@ -16,7 +16,7 @@ run, in each arrangement below, first the baseline and then the picks:
   key, one transaction each, 40 times per interviewer (after an unmeasured warm-up
   that opens the connections);
 * **next case**: :func:`cati.service.take_next` as the screen's "next case" calls it
-  (``hold_only``; the interviewer's row read first, as the screen has it), 40 times
+  (the interviewer's row read first, as the screen has it), 40 times
   per interviewer, after one unmeasured warm-up pick (a connection prepares the
   pick's statement once).  Each hold is one transaction; the call is then closed in
   a second, unmeasured transaction (a no answer: the case released and due again in
@@ -292,7 +292,7 @@ def worker(url: str, slots: list[tuple[int, int]], n_threads: int, barrier, out,
         started = time.perf_counter()
         with transaction() as s:  # what the screen's POST /cati/next does
             user = s.get(User, uid)
-            got = take_next(s, user, now=NOW, cfg=cfg, progress=cache.get(s), hold_only=True)
+            got = take_next(s, user, now=NOW, cfg=cfg, progress=cache.get(s))
             case_id = got.id if got is not None else None
         took = time.perf_counter() - started
         if case_id is not None:
@@ -419,7 +419,7 @@ def pgbench_scripts(db: Database, users: list[int], directory: Path) -> tuple[Pa
     pgbench's per-statement figure (``-r``), the log's per-transaction ones include
     that release.
     """
-    from minping.pickstatement import _HOLD_ONLY_SQL, pick_statement, shares
+    from minping.pickstatement import _GENERIC_SQL, pick_statement, shares
     from minping.scheduler import HARD_APPOINTMENT_GRACE, MAX_TIERS, field_progress, stratum_tiers
 
     with db.session() as s:
@@ -449,7 +449,7 @@ def pgbench_scripts(db: Database, users: list[int], directory: Path) -> tuple[Pa
         "lock_expires_at = NULL, attempts = attempts + 1, last_attempt_at = :now, "
         "next_attempt_at = :later WHERE locked_by = :me AND lock_channel = 'cati';\n"
         "BEGIN;\n"  # the settings of the screen's pick, then the pick
-        + _HOLD_ONLY_SQL.decode() + ";\n"
+        + _GENERIC_SQL.decode() + ";\n"
         + " ".join(sql.split()) + ";\n"
         "COMMIT;\n")
     one = directory / "select.sql"

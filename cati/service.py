@@ -31,7 +31,6 @@ from minping.models import (
     SampleCase,
     User,
 )
-from minping.pickstatement import flush_on_commit
 from minping.scheduler import Progress, held_by, pick
 from scoring.aapor import CATI_CHOICES, disposition
 
@@ -79,28 +78,21 @@ def log_phone_view(session: Session, user: User, case_ids, *, now: datetime) -> 
 
 def take_next(session: Session, user: User, *, now: datetime, cfg,
               progress: Progress | None = None, draw_id: int | None = None,
-              hold: timedelta = CATI_HOLD, hold_only: bool = False) -> SampleCase | None:
+              hold: timedelta = CATI_HOLD) -> SampleCase | None:
     """Hold the best case for ``user`` (see :func:`minping.scheduler.next_case`).
 
     Attempts left open on cases whose hold has run out (a closed browser) are
     closed in the same transaction (:func:`reap_abandoned`), so the case can be worked
     again: the pick itself reports them (it never gives such a case) and, when it found
     nothing else, picks again once they are closed.
-
-    ``hold_only``: the caller writes nothing else in this transaction and commits it
-    right after (the screen's "next case"); the hold is then committed without waiting
-    for the WAL flush (:func:`minping.scheduler.pick`), unless attempts were closed here.
     """
     if user.role != "interviewer":
         raise Refused("Only interviewers take cases.")
     got = pick(session, user, now=now, rules=cfg.calling, progress=progress, draw_id=draw_id,
-               hold=hold, hold_only=hold_only)
-    if got.stale and reap_abandoned(session, now=now, cfg=cfg):
-        if hold_only:
-            flush_on_commit(session)  # closed attempts are committed as any other write
-        if got.case is None:
-            got = pick(session, user, now=now, rules=cfg.calling, progress=progress,
-                       draw_id=draw_id, hold=hold)
+               hold=hold)
+    if got.stale and reap_abandoned(session, now=now, cfg=cfg) and got.case is None:
+        got = pick(session, user, now=now, rules=cfg.calling, progress=progress,
+                   draw_id=draw_id, hold=hold)
     return got.case
 
 

@@ -239,7 +239,7 @@ def take_next():
     s = db_session()
     t = now()
     case = service.take_next(s, g.user, now=t, cfg=survey_config(),
-                             progress=progress_cache().get(s), hold_only=True)
+                             progress=progress_cache().get(s))
     s.commit()
     if case is None:
         flash(gettext("No case is available now."), "info")

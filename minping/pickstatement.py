@@ -25,7 +25,6 @@ from sqlalchemy import (
     null,
     or_,
     select,
-    text,
     true,
     union_all,
     update,
@@ -53,13 +52,9 @@ WINDOW = 32
 _raw: dict[tuple, tuple[bytes, list[str], list[str]]] = {}
 
 
-def run_postgresql(session: Session, shape: tuple, stmt, params: dict, *,
-                   hold_only: bool = False) -> tuple[SampleCase, bool] | None:
+def run_postgresql(session: Session, shape: tuple, stmt, params: dict) -> tuple[SampleCase, bool] | None:
     """Run the pick's statement on PostgreSQL in one round trip (with the transaction's
     ``BEGIN`` and the plan setting, pipelined), straight on psycopg.
-
-    ``hold_only``: the transaction writes nothing but this hold and is committed at once;
-    it then commits without waiting for the WAL flush (:data:`_HOLD_ONLY_SQL`).
 
     The statement is compiled once per shape to PostgreSQL's own ``$n`` form: psycopg
     would otherwise parse the long statement again at every pick (it caches only short
@@ -88,7 +83,7 @@ def run_postgresql(session: Session, shape: tuple, stmt, params: dict, *,
     query, names, keys = raw
     conn = session.connection().connection.driver_connection
     with conn.pipeline():
-        conn.execute(_HOLD_ONLY_SQL if hold_only else _GENERIC_SQL)
+        conn.execute(_GENERIC_SQL)
         cur = psycopg.RawCursor(conn)
         cur.execute(query, [params.get(n) for n in names], prepare=True)
     row = cur.fetchone()
@@ -117,23 +112,6 @@ def _as_case(session: Session, values: dict) -> SampleCase:
 #: written into it): PostgreSQL should keep it instead of planning the statement again at
 #: every pick, which costs more than running it.
 _GENERIC_SQL = b"SET LOCAL plan_cache_mode = force_generic_plan"
-
-#: A transaction that only holds a case commits without waiting for the WAL flush (the
-#: flush of a commit is most of a pick's time on a busy disk).  A hold is a lease: lost
-#: in a crash of the database server, it is as if it had run out, which every later step
-#: already checks (:func:`cati.service.holding`); and any later write of that
-#: interviewer (the attempt that dials, a disposition) is committed with the flush, which
-#: writes the hold before it: nobody calls a case whose hold could still be lost.
-#: Visibility is unchanged: a commit is seen by every other transaction at once.
-_HOLD_ONLY_SQL = (b"SELECT set_config('plan_cache_mode', 'force_generic_plan', true), "
-                  b"set_config('synchronous_commit', 'off', true)")
-
-
-def flush_on_commit(session: Session) -> None:
-    """Undo ``hold_only`` for the rest of the transaction: something else was written
-    (its commit waits for the WAL flush again, as every other commit does)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SET LOCAL synchronous_commit = on"))
 
 
 def _p(name: str, **kw):

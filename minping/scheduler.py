@@ -268,14 +268,10 @@ def next_case(
 
 def pick(session: Session, interviewer: User, *, now: datetime, rules,
          max_attempts: int | None = None, draw_id: int | None = None,
-         progress: Progress | None = None, hold: timedelta = CATI_HOLD,
-         hold_only: bool = False) -> Pick:
+         progress: Progress | None = None, hold: timedelta = CATI_HOLD) -> Pick:
     """:func:`next_case`, also saying whether abandoned CATI attempts wait to be closed.
 
     One statement: ``UPDATE sample_case … WHERE id = (the best of the window) RETURNING``.
-    ``hold_only``: the caller writes nothing else in this transaction and commits it at
-    once; on PostgreSQL the hold is then committed without waiting for the WAL flush
-    (see :data:`minping.pickstatement._HOLD_ONLY_SQL`).
     """
     if not calling.is_allowed(rules, now):
         current = held_by(session, interviewer.id, now=now)
@@ -301,7 +297,7 @@ def pick(session: Session, interviewer: User, *, now: datetime, rules,
             params[f"t{k}_{j}"] = sid
     for _ in range(2):  # once more if concurrent pickers took every candidate it saw
         if dialect == "postgresql":
-            got = run_postgresql(session, shape, stmt, params, hold_only=hold_only)
+            got = run_postgresql(session, shape, stmt, params)
         else:
             row = session.execute(stmt, params,
                                   execution_options={"populate_existing": True}).first()

@@ -3,7 +3,7 @@
 import time
 from datetime import timedelta
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from cati import service
 from minping import cases
@@ -243,33 +243,3 @@ def test_a_cache_of_no_age_is_always_fresh(db):
     with db.session() as s:
         assert cache.get(s).stratum[case.stratum_id] > first.stratum[case.stratum_id]
 
-
-def test_a_hold_only_pick_is_seen_at_once_and_closing_attempts_flushes_again(db):
-    """The screen's pick (``hold_only``) commits its hold without waiting for the WAL
-    flush on PostgreSQL: the next interviewer is given another case all the same; a pick
-    that closed abandoned attempts commits with the flush like every other write."""
-    field = build_field(db, n_cases=3)
-    cfg = field.cfg
-    ann, bob, cid = add_user(db, "ann"), add_user(db, "bob"), add_user(db, "cid")
-    postgres = db.engine.dialect.name == "postgresql"
-
-    def flushes(s):
-        return s.scalar(text("SHOW synchronous_commit")) == "on" if postgres else True
-
-    with db.transaction() as s:
-        got = service.take_next(s, s.get(User, ann), now=NOW, cfg=cfg, hold_only=True)
-        assert flushes(s) is not postgres  # off on PostgreSQL: a hold only
-        ann_case = got.id
-    with db.transaction() as s:
-        got = service.take_next(s, s.get(User, bob), now=NOW, cfg=cfg, hold_only=True)
-        assert got.id != ann_case
-        service.begin_attempt(s, got, s.get(User, bob), now=NOW)
-        got.lock_expires_at = NOW  # bob's browser was closed
-        left = got.id
-    later = NOW + timedelta(minutes=5)
-    with db.transaction() as s:
-        got = service.take_next(s, s.get(User, cid), now=later, cfg=cfg, hold_only=True)
-        assert got.id not in (ann_case, left)
-        assert s.scalars(select(service.CallAttempt.outcome).where(
-            service.CallAttempt.case_id == left)).one() == "3.16"
-        assert flushes(s)  # the closed attempt is committed as any other write
