@@ -98,6 +98,11 @@ HARD_APPOINTMENT_GRACE = timedelta(minutes=15)
 #: window is then still sorted by every stratum's share).
 MAX_TIERS = 4
 
+#: Picks tried before saying no case is free: 50 interviewers picking in the same
+#: moment read the same window, and a pick finds every candidate taken by picks not yet
+#: committed when more pick at once than the window holds (each try is a new snapshot).
+PICK_TRIES = 4
+
 _statements: dict[tuple, object] = {}
 
 
@@ -295,7 +300,7 @@ def pick(session: Session, interviewer: User, *, now: datetime, rules,
     for k, strata in enumerate(tiers[:MAX_TIERS]):
         for j, sid in enumerate(strata):
             params[f"t{k}_{j}"] = sid
-    for _ in range(2):  # once more if concurrent pickers took every candidate it saw
+    for _ in range(PICK_TRIES):  # again if concurrent pickers took every candidate it saw
         if dialect == "postgresql":
             got = run_postgresql(session, shape, stmt, params)
         else:
