@@ -48,10 +48,11 @@ includes the unmeasured call that follows each one).
 ``--pgbench-seconds N`` adds a cross-check with Debian's ``pgbench`` (a C client, so
 the load generator is not the bottleneck): ``-c 50 -j 2 -M prepared`` running the
 product's own pick statement (rendered by :mod:`minping.pickstatement` for the
-field's shape, pgbench variables in its parameters' places, after the settings the
-screen's pick sends; the hold lapses at once so the field stays as it is) and a
-one-row indexed SELECT, N seconds each, closed loop or at ``--pgbench-rate``
-transactions per second (``-R``, Poisson arrivals).
+field's shape, pgbench variables in its parameters' places, after the setting the
+pick sends; each client first closes the call of its previous pick, so the picks walk
+the field) and a one-row indexed SELECT, N seconds each, closed loop or at
+``--pgbench-rate`` transactions per second (``-R``, Poisson arrivals).  pgbench's
+per-statement average (``-r``) gives the pick statement alone.
 
 It checks that no case was given twice (warm-up picks included), none held by the
 IVR, on the do-not-call list or booked by another interviewer, and drops the
