@@ -251,8 +251,11 @@ def pick_statement(dialect: str, *, experienced: bool, by_draw: bool,
     for strata in groups:
         where = and_(ordinary, SampleCase.stratum_id.in_(strata) if strata is not None
                      else SampleCase.stratum_id.not_in(earlier))
+        # ordered on the whole index key (last_attempt_at is NULL in this walk, so this is
+        # the id order): the walk reads the never-tried range of ix_sample_case_pick (or of
+        # ix_sample_case_pick_stratum for a tier of one stratum) instead of every case by id
         branches.append(select(*cols()).where(where, SampleCase.last_attempt_at.is_(None))
-                        .order_by(SampleCase.id).limit(WINDOW))
+                        .order_by(SampleCase.last_attempt_at, SampleCase.id).limit(WINDOW))
         branches.append(select(*cols()).where(where, SampleCase.last_attempt_at.is_not(None))
                         .order_by(SampleCase.last_attempt_at, SampleCase.id).limit(WINDOW))
     branches.append(

@@ -64,6 +64,7 @@ or a second tab does not take a second case).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Mapping
@@ -71,6 +72,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import (
+    Engine,
     func,
     select,
 )
@@ -87,12 +89,19 @@ from minping.models import (
 )
 from minping.pickstatement import pick_statement, run_postgresql, shares, stale
 
+log = logging.getLogger(__name__)
+
 #: After a hard appointment's time, how long only its interviewer may take the case.
 HARD_APPOINTMENT_GRACE = timedelta(minutes=15)
 
 #: Strata tiers read one by one (the tiers beyond these share one ordered walk; the
 #: window is then still sorted by every stratum's share).
 MAX_TIERS = 4
+
+#: Picks tried before saying no case is free: 50 interviewers picking in the same
+#: moment read the same window, and a pick finds every candidate taken by picks not yet
+#: committed when more pick at once than the window holds (each try is a new snapshot).
+PICK_TRIES = 4
 
 _statements: dict[tuple, object] = {}
 
@@ -148,20 +157,33 @@ class ProgressCache:
     """:func:`field_progress`, recomputed at most every ``seconds`` (thread-safe).
 
     Progress moves slowly (a complete every few minutes per interviewer), so a
-    busy call center need not aggregate the whole field on every pick.
+    busy call center need not aggregate the whole field on every pick.  Once the
+    value is older than ``seconds`` it is recomputed in a background thread (its own
+    session on the same engine) while callers keep the previous value: no pick waits
+    for the aggregate (about 0.3 s of the database's time at 100,000 cases).  Only
+    the first call of all waits for it, and so does every call with ``seconds == 0``
+    or a session bound to a connection rather than an engine.
     """
 
     def __init__(self, seconds: float = 10.0):
         self.seconds = seconds
         self._lock = threading.Lock()
         self._value: dict[int | None, tuple[float, Progress]] = {}
+        self._refreshing: set[int | None] = set()
 
     def get(self, session: Session, *, draw_id: int | None = None) -> Progress:
-        """The cached progress; one caller at a time recomputes it, the others keep
-        the previous value meanwhile (the first call of all waits for it)."""
+        """The cached progress (see the class)."""
         stamp = time.monotonic()
         cached = self._value.get(draw_id)
         if cached is not None and stamp - cached[0] < self.seconds:
+            return cached[1]
+        bind = session.get_bind()
+        if cached is not None and self.seconds > 0 and isinstance(bind, Engine):
+            with self._lock:
+                if draw_id not in self._refreshing:
+                    self._refreshing.add(draw_id)
+                    threading.Thread(target=self._refresh, args=(bind, draw_id),
+                                     name="minping-progress", daemon=True).start()
             return cached[1]
         if cached is not None and not self._lock.acquire(blocking=False):
             return cached[1]  # somebody else is recomputing it
@@ -176,6 +198,17 @@ class ProgressCache:
             return progress
         finally:
             self._lock.release()
+
+    def _refresh(self, engine: Engine, draw_id: int | None) -> None:
+        try:
+            with Session(engine) as session:
+                progress = field_progress(session, draw_id=draw_id)
+            self._value[draw_id] = (time.monotonic(), progress)
+        except Exception:  # the previous value stays; the next get tries again
+            log.exception("recomputing the field's progress failed")
+        finally:
+            with self._lock:
+                self._refreshing.discard(draw_id)
 
 
 def held_by(session: Session, user_id: int, *, now: datetime) -> SampleCase | None:
@@ -267,7 +300,7 @@ def pick(session: Session, interviewer: User, *, now: datetime, rules,
     for k, strata in enumerate(tiers[:MAX_TIERS]):
         for j, sid in enumerate(strata):
             params[f"t{k}_{j}"] = sid
-    for _ in range(2):  # once more if concurrent pickers took every candidate it saw
+    for _ in range(PICK_TRIES):  # again if concurrent pickers took every candidate it saw
         if dialect == "postgresql":
             got = run_postgresql(session, shape, stmt, params)
         else:

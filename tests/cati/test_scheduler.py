@@ -1,5 +1,6 @@
 """The CATI scheduler's order and eligibility rules (service level, both databases)."""
 
+import time
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -7,7 +8,7 @@ from sqlalchemy import select
 from cati import service
 from minping import cases
 from minping.models import Appointment, DoNotCall, SampleCase, User
-from minping.scheduler import Progress, next_case
+from minping.scheduler import Progress, ProgressCache, field_progress, next_case
 from tests.builders import FIELD_START, build_field
 from tests.cati.helpers import add_user
 
@@ -196,3 +197,49 @@ def test_the_pick_re_checks_a_case_changed_since_the_window_was_read(db):
     seen = {pick(db, bob, rules=cfg.calling)}
     assert pick(db, bob, rules=cfg.calling) in seen  # his own case back, not a second one
     assert first not in seen
+
+
+def _refreshed(cache, db, old, timeout=30.0):
+    """The cache's value once its background refresh has replaced ``old``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with db.session() as s:
+            got = cache.get(s)
+        if got is not old:
+            return got
+        time.sleep(0.02)
+    raise AssertionError("the progress was not recomputed")
+
+
+def test_the_progress_is_recomputed_without_keeping_a_pick_waiting(db):
+    """Past its age the cached progress is recomputed in the background: the pick that
+    finds it old gets the previous value at once, a later pick the new one."""
+    field = build_field(db, n_cases=4)
+    cache = ProgressCache(0.05)
+    with db.session() as s:
+        first = cache.get(s)  # the first of all waits for it
+    assert all(share == 0 for share in first.stratum.values())
+    with db.transaction() as s:
+        case = s.get(SampleCase, field.case_ids[0])
+        case.final_disposition, case.state = "1.1", "final"
+    time.sleep(0.1)
+    with db.session() as s:
+        assert cache.get(s) is first  # old: the previous value, without waiting
+    fresh = _refreshed(cache, db, first)
+    assert fresh.stratum[case.stratum_id] > 0
+    with db.session() as s:
+        assert field_progress(s) == fresh
+
+
+def test_a_cache_of_no_age_is_always_fresh(db):
+    """``seconds == 0`` (the screens' tests) recomputes on every call, in the caller."""
+    field = build_field(db, n_cases=2)
+    cache = ProgressCache(0)
+    with db.session() as s:
+        first = cache.get(s)
+    with db.transaction() as s:
+        case = s.get(SampleCase, field.case_ids[0])
+        case.final_disposition, case.state = "1.1", "final"
+    with db.session() as s:
+        assert cache.get(s).stratum[case.stratum_id] > first.stratum[case.stratum_id]
+
