@@ -267,6 +267,9 @@ def record_status(session: Session, cfg, attempt: Live | CallAttempt, params: Ma
                             callback=(row, p))
             if finish == "duplicate":
                 return "duplicate"
+            if finish == _STORED:  # closed meanwhile by another request: the callback stored
+                _forward(attempt, p)
+                return "closed"
             if finish is not _NOT_CLOSED:
                 return "closed"
         # closed already (the dialer, another request): the callback is stored alone
@@ -391,6 +394,8 @@ def _end_facts(session: Session, attempt_id: int) -> EndFacts:
 
 #: :func:`_close` found the attempt closed already (by another request, the dialer).
 _NOT_CLOSED = None
+#: ... and stored the callback it was given (the attempt closed between its read and write).
+_STORED = "stored"
 
 
 def close_attempt(session: Session, cfg, attempt: CallAttempt | Live, *, call_status: str,
@@ -460,7 +465,7 @@ def _close(session: Session, cfg, attempt, *, call_status: str, answered_by: str
                              priority=facts.priority, channel=facts.channel)
     closed = _apply_close(session, attempt.id, facts.case_id, plan, now=now, duration=duration,
                           error=error, release=not keep_lock, callback=callback)
-    if closed == "duplicate" or closed is _NOT_CLOSED:
+    if closed is not True:
         return closed
     if callback is not None:
         _forward(attempt, callback[1])
@@ -524,8 +529,9 @@ def _pg_close(with_event: bool, final_event: bool):
 def _apply_close(session: Session, attempt_id: int, case_id: int, plan: cases.FinishPlan, *,
                  now: datetime, duration: int | None, error: str | None, release: bool,
                  callback: tuple[dict, dict] | None):
-    """Write the close; ``"duplicate"`` (the callback was stored already), ``_NOT_CLOSED``
-    (the attempt was closed meanwhile) or True."""
+    """Write the close; True, ``"duplicate"`` (the callback was stored already),
+    :data:`_STORED` (the attempt was closed meanwhile: the callback stored and applied
+    alone) or :data:`_NOT_CLOSED` (closed meanwhile, no callback given)."""
     params = _close_params(attempt_id, case_id, plan, now=now, duration=duration, error=error,
                            release=release)
     conn = session.connection()
@@ -536,7 +542,15 @@ def _apply_close(session: Session, attempt_id: int, case_id: int, plan: cases.Fi
         result = fastsql.run_alone(conn, fastsql.run, conn, stmt, params).one()
         if callback is not None and result.event_id is None:
             return "duplicate"
-        return True if result.closed is not None else _NOT_CLOSED
+        if result.closed is not None:
+            return True
+        if callback is None:
+            return _NOT_CLOSED
+        # closed between the read and this statement: the callback's own update, alone
+        update_only = update(_A).where(_A.c.id == bindparam("e_attempt_id")).values(_STATUS_SET)
+        fastsql.run_alone(conn, conn.execute, update_only,
+                          {"e_attempt_id": attempt_id, **callback[1]})
+        return _STORED
     if callback is not None:
         row, p = callback
         if not _insert_event(session, row):
@@ -545,7 +559,7 @@ def _apply_close(session: Session, attempt_id: int, case_id: int, plan: cases.Fi
     done = conn.execute(update(_A).where(_A.c.id == attempt_id, _A.c.outcome.is_(None))
                         .values(_CLOSE_SET), params).rowcount
     if not done:
-        return _NOT_CLOSED
+        return _NOT_CLOSED if callback is None else _STORED
     events = [{"case_id": case_id, "attempt_id": attempt_id, "code": plan.code,
                "is_final": plan.is_final_code, "at": now, "by_user_id": None, "note": None}]
     if plan.final_event:
