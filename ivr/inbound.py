@@ -59,18 +59,22 @@ _INBOUND = (
 
 def _read(session: Session, *, phone: str, call_sid: str):
     conn = session.connection()
-    params = {"phone": phone or "", "sid": call_sid or ""}
+    params = {"phone": phone or "", "sid": call_sid or ""}  # no number: no case
     if fastsql.is_postgresql(conn):
         return fastsql.run_alone(conn, fastsql.run, conn, _INBOUND, params).one()
     return conn.execute(_INBOUND, params).one()
 
 
-def case_for_caller(session: Session, phone: str, *, now: datetime) -> SampleCase | None:
-    """The released, unfinished case whose number is ``phone`` (newest draw first)."""
-    if not phone:
-        return None
-    row = _read(session, phone=phone, call_sid="")
-    return session.get(SampleCase, row.id) if row.id is not None else None
+def _caller(session: Session, cfg, *, caller: str, call_sid: str, urls: Urls, now: datetime):
+    """An inbound request's one read: (the caller's case -- its ``id`` None when caller ID
+    names none --, the TwiML when Twilio retried a request whose call has its attempt)."""
+    fastsql.begin_lazily(session.connection())  # PostgreSQL: BEGIN only when needed
+    row = _read(session, phone=caller, call_sid=call_sid)
+    if row.existing is not None:  # Twilio retried the request
+        existing = find_attempt(session, attempt_id=None, call_sid=call_sid)
+        if existing is not None:
+            return row, start_call(session, cfg, existing, urls=urls, now=now)
+    return row, None
 
 
 def inbound(session: Session, cfg, *, caller: str, call_sid: str, urls: Urls,
@@ -87,13 +91,10 @@ def inbound(session: Session, cfg, *, caller: str, call_sid: str, urls: Urls,
     attempt and its first event -- or, the case being busy, writes the audit line
     -- and the greeting's write (:func:`ivr.interview.start_call`).
     """
-    fastsql.begin_lazily(session.connection())  # PostgreSQL: BEGIN only when needed
-    row = _read(session, phone=caller, call_sid=call_sid)
-    if row.existing is not None:  # Twilio retried the request
-        existing = find_attempt(session, attempt_id=None, call_sid=call_sid)
-        if existing is not None:
-            return start_call(session, cfg, existing, urls=urls, now=now)
-    if not caller or row.id is None:
+    row, retried = _caller(session, cfg, caller=caller, call_sid=call_sid, urls=urls, now=now)
+    if retried is not None:
+        return retried
+    if row.id is None:
         return flow.goodbye(cfg, cfg.campaign.default_language, "unknown_caller")
     if needs_code(cfg, row):  # caller ID alone could be anyone's: the SMS's code first
         return flow.ask_code(cfg, language_of(cfg, row), digits=len(row.sms_code),
@@ -115,13 +116,10 @@ def needs_code(cfg, case: SampleCase) -> bool:
 def verify_code(session: Session, cfg, *, case_id: int, caller: str, call_sid: str,
                 digits: str, tries: int, urls: Urls, now: datetime) -> str:
     """The code an inbound caller entered: the interview, a re-ask, or goodbye."""
-    fastsql.begin_lazily(session.connection())  # PostgreSQL: BEGIN only when needed
-    case = _read(session, phone=caller, call_sid=call_sid)
-    if case.existing is not None:  # Twilio retried the request
-        existing = find_attempt(session, attempt_id=None, call_sid=call_sid)
-        if existing is not None:
-            return start_call(session, cfg, existing, urls=urls, now=now)
-    if not caller or case.id is None or case.id != case_id:
+    case, retried = _caller(session, cfg, caller=caller, call_sid=call_sid, urls=urls, now=now)
+    if retried is not None:
+        return retried
+    if case.id is None or case.id != case_id:
         return flow.goodbye(cfg, cfg.campaign.default_language, "unknown_caller")
     lang = language_of(cfg, case)
     if not needs_code(cfg, case) or hmac.compare_digest(digits.encode(), case.sms_code.encode()):
