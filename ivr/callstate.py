@@ -570,11 +570,3 @@ def _apply_close(session: Session, attempt_id: int, case_id: int, plan: cases.Fi
         conn.execute(insert(_D), event)
     conn.execute(update(_C).where(_C.c.id == case_id).values(_CASE_SET), params)
     return True
-
-
-def close_attempt_for_handoff(session: Session, cfg, case: SampleCase, attempt: CallAttempt,
-                              code: str, *, now: datetime):
-    """Close a handed-over attempt: the case stays in the CATI queue, due now."""
-    return cases.finish_attempt(session, case, attempt, code, now=now, rules=cfg.calling,
-                                max_attempts=max(cfg.calling.max_attempts, case.attempts + 1),
-                                next_attempt_at=now)
