@@ -12,6 +12,7 @@ stored with another rating, or stored twice.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import defaultdict
@@ -74,6 +75,31 @@ def _load() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _tree_cpu(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` and its children (gunicorn's workers)."""
+    total = 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:  # gone
+        return 0.0
+    total += (int(fields[11]) + int(fields[12])) / _TICK
+    return total + sum(_tree_cpu(int(child)) for child in children)
+
+
+def _backends_cpu(db) -> float:
+    """CPU seconds of the PostgreSQL backends connected to ``db``'s database."""
+    from sqlalchemy import text
+
+    with db.engine.connect() as conn:
+        pids = conn.execute(text("SELECT pid FROM pg_stat_activity WHERE datname = "
+                                 "current_database() AND pid <> pg_backend_pid()")).scalars().all()
+    return sum(_tree_cpu(pid) for pid in pids)
+
+
 def run_calls(url: str, *, n_calls: int = 300, workers: int = 2, threads: int = 8,
               seed: int = 5, n_sims: int = 8) -> list[str]:
     db = Database(url)
@@ -90,6 +116,7 @@ def run_calls(url: str, *, n_calls: int = 300, workers: int = 2, threads: int = 
     try:
         stack.start()
         started = time.monotonic()
+        own0, app0, db0 = time.process_time(), _tree_cpu(stack.app.proc.pid), _backends_cpu(db)
         placed = stack.dial(n_calls, timeout=180)
         dialled = time.monotonic() - started
         peak = 0
@@ -102,6 +129,9 @@ def run_calls(url: str, *, n_calls: int = 300, workers: int = 2, threads: int = 
             time.sleep(0.2)
         stack.wait_calls_over(timeout=60)
         seconds = time.monotonic() - started
+        own = time.process_time() - own0
+        app_cpu = _tree_cpu(stack.app.proc.pid) - app0
+        db_cpu = _backends_cpu(db) - db0
     finally:
         stack.stop()
     acked = acknowledged_answers(stack.exchanges())
@@ -112,6 +142,9 @@ def run_calls(url: str, *, n_calls: int = 300, workers: int = 2, threads: int = 
     lines = [f"calls: {placed} calls placed in {dialled:.1f} s, at most {peak} live at once, "
              f"{total} webhook requests in {seconds:.1f} s ({total / seconds:.1f} req/s); "
              f"gunicorn {workers}x{threads}, {n_sims} simulators; load {load_start} -> {_load()}",
+             f"CPU while the calls ran ({seconds:.1f} s): this process (simulators, dialers, "
+             f"respondents) {own:.1f} s ({own / seconds:.0%} of one CPU), gunicorn {app_cpu:.1f} s, "
+             f"PostgreSQL backends {db_cpu:.1f} s of {os.cpu_count()} CPUs",
              "client: latency seen by the simulators (same process as the dialers and the "
              "simulated respondents); server: the app's own time (Server-Timing header)",
              f"{'webhook':<10} {'requests':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "

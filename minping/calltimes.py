@@ -71,7 +71,8 @@ from minping.models import CallAttempt, SampleCase
 from scoring.dispositions import disposition
 
 __all__ = ["CACHE_SECONDS", "ContactRates", "ContactRatesCache", "cati_retry_at",
-           "defer_first_attempt", "estimate", "first_attempt_at", "is_contact", "load_contact_rates", "next_try", "retry_at"]
+           "defer_first_attempt", "estimate", "first_attempt_at", "is_contact", "load_contact_rates", "next_try",
+           "retry_after", "retry_at"]
 
 #: Retry outcomes (``cases.RETRY_OUTCOME`` values) after which nobody was reached.
 NO_CONTACT_OUTCOMES = ("busy", "no-answer", "machine")
@@ -355,19 +356,31 @@ def retry_at(session: Session, rules, case: SampleCase, *, now: datetime, outcom
     ``rules.retry_method`` decides: ``"fixed"`` spreads over the parts of the
     day not yet tried without contact, ``"learned"`` is :func:`next_try` with
     the chances of the case's stratum (``rates``, or the process cache).
-    ``None`` when the field period has no window left.
+    ``None`` when the field period has no window left.  :func:`retry_after`
+    with the case's attempts nobody answered read here.
     """
+    tried = session.execute(select(CallAttempt.started_at, CallAttempt.outcome)
+                            .where(CallAttempt.case_id == case.id,
+                                   CallAttempt.answered_at.is_(None))).all()
+    return retry_after(session, rules, stratum_id=case.stratum_id, attempts=case.attempts,
+                       tried=tried, now=now, outcome=outcome, rates=rates)
+
+
+def retry_after(session: Session, rules, *, stratum_id, attempts: int | None,
+                tried: Iterable[tuple[datetime, str | None]], now: datetime, outcome: str,
+                rates: ContactRates | None = None) -> datetime | None:
+    """:func:`retry_at` from what was read: ``tried`` = (started, outcome) of the case's
+    attempts nobody answered (the IVR's end of a call reads them with the rest, in one
+    statement); ``session`` only for the process cache of the learned chances."""
     missed: list[tuple[int, int]] = []  # (weekday, part) tried without anybody answering
-    for started, code in session.execute(select(CallAttempt.started_at, CallAttempt.outcome)
-                                            .where(CallAttempt.case_id == case.id,
-                                                   CallAttempt.answered_at.is_(None))):
+    for started, code in tried:
         if is_contact(code):  # a CATI attempt need not be marked answered
             continue
         missed.append((started.astimezone(rules.tz).weekday(), calling.day_part(rules, started)))
     if getattr(rules, "retry_method", "fixed") == "learned":
         rates = rates if rates is not None else CACHE.get(session, rules)
-        return next_try(rules, rates, case.stratum_id, missed, now=now, outcome=outcome,
-                        attempts_left=max(rules.max_attempts - (case.attempts or 0), 0))
+        return next_try(rules, rates, stratum_id, missed, now=now, outcome=outcome,
+                        attempts_left=max(rules.max_attempts - (attempts or 0), 0))
     return calling.spread_retry(rules, now=now, outcome=outcome, tried={d for _, d in missed})
 
 

@@ -28,7 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import Interval, and_, exists, func, literal, or_, select, update
+from sqlalchemy import case as sql_case
 from sqlalchemy.orm import Session
 
 from minping import calling, experiment
@@ -106,6 +107,30 @@ def _free_or_expired(now: datetime):
     return or_(SampleCase.lock_channel.is_(None), SampleCase.lock_expires_at < now)
 
 
+def holdable(now: datetime, states: Sequence[str] = IN_FIELD_STATES) -> tuple:
+    """The conditions of a hold's conditional ``UPDATE``: in the field, nobody holds it
+    (the states as ``OR``: a statement compiled once to driver SQL has no expanding ``IN``)."""
+    return (or_(*(SampleCase.state == state for state in states)), _free_or_expired(now))
+
+
+def hold_values(channel: str, *, now: datetime, user_id: int | None = None,
+                hold: timedelta | None = None) -> dict:
+    """What a hold sets on the case (:func:`try_hold`, and statements that hold and start
+    an attempt at once, :mod:`ivr.inbound`)."""
+    hold = hold or (IVR_HOLD if channel == "ivr" else CATI_HOLD)
+    # ``now`` may be a bound parameter of a statement compiled once: the hold an interval
+    expires = now + hold if isinstance(now, datetime) else now + literal(hold, Interval())
+    return {"lock_channel": channel, "locked_by": user_id, "locked_at": now,
+            "lock_expires_at": expires, "version": SampleCase.version + 1}
+
+
+def attempt_start_values(now: datetime) -> dict:
+    """What opening an attempt sets on its case: one more attempt, tried now, in the field
+    (:func:`start_attempt`; :mod:`ivr.inbound` in its one statement)."""
+    return {"attempts": SampleCase.attempts + 1, "last_attempt_at": now,
+            "state": sql_case((SampleCase.state == "pending", "in_field"), else_=SampleCase.state)}
+
+
 def try_hold(
     session: Session,
     case_id: int,
@@ -116,21 +141,10 @@ def try_hold(
     hold: timedelta | None = None,
 ) -> bool:
     """Hold a case for ``channel`` if nobody holds it; True when this caller got it."""
-    hold = hold or (IVR_HOLD if channel == "ivr" else CATI_HOLD)
     result = session.execute(
         update(SampleCase)
-        .where(
-            SampleCase.id == case_id,
-            SampleCase.state.in_(IN_FIELD_STATES),
-            _free_or_expired(now),
-        )
-        .values(
-            lock_channel=channel,
-            locked_by=user_id,
-            locked_at=now,
-            lock_expires_at=now + hold,
-            version=SampleCase.version + 1,
-        )
+        .where(SampleCase.id == case_id, *holdable(now))
+        .values(hold_values(channel, now=now, user_id=user_id, hold=hold))
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:
@@ -308,6 +322,8 @@ def finish_attempt(
     next attempt is due after the outcome's delay, at the next moment inside a
     calling window (``next_attempt_at`` overrides it, e.g. an appointment).  The
     hold is released either way.  Finishing an attempt twice is a no-op.
+    What the case becomes is :func:`plan_finish` (the IVR's end of a call applies
+    the same plan in one statement, :mod:`ivr.callstate`).
     """
     info = disposition(code)  # raises for an unknown code
     if attempt.outcome is not None:
@@ -316,41 +332,81 @@ def finish_attempt(
     attempt.ended_at = attempt.ended_at or now
     if note:
         attempt.note = note
-    if info.eligibility == "eligible" or info.category in ("I", "P"):
-        case.known_eligible = True
     session.add(
         DispositionEvent(case_id=case.id, attempt_id=attempt.id, code=info.code,
                          is_final=info.final, at=now, by_user_id=by_user_id, note=note)
     )
     session.flush()
-    codes = case_codes(session, case.id)
-    exhausted = case.attempts >= max_attempts
+    plan = plan_finish(info.code, codes=case_codes(session, case.id), attempts=case.attempts,
+                       max_attempts=max_attempts, rules=rules, now=now,
+                       next_attempt_at=next_attempt_at, state=case.state,
+                       priority=case.priority, channel=attempt.channel)
+    if plan.known_eligible:
+        case.known_eligible = True
+    case.current_disposition = info.code
+    case.state = plan.state
+    case.next_attempt_at = plan.next_attempt_at
+    if plan.final is not None:
+        case.final_disposition = plan.final
+        if plan.final_event:
+            session.add(DispositionEvent(case_id=case.id, attempt_id=None, code=plan.final,
+                                         is_final=True, at=now, by_user_id=by_user_id,
+                                         note=FINAL_CHOSEN_NOTE))
+    case.priority = plan.priority
+    release_hold(session, case)
+    return Finish(info.code, plan.final, case.next_attempt_at)
+
+
+#: The note of the disposition event that records a final code chosen from the attempts.
+FINAL_CHOSEN_NOTE = "final code chosen from the attempts"
+
+
+@dataclass(frozen=True)
+class FinishPlan:
+    """What closing an attempt with ``code`` makes of its case (:func:`plan_finish`)."""
+
+    code: str
+    is_final_code: bool
+    known_eligible: bool  # the code proves the case eligible (set, never cleared)
+    final: str | None  # the case's final disposition, or None (still in the field)
+    final_event: bool  # a second disposition event records ``final`` (it differs from code)
+    state: str
+    next_attempt_at: datetime | None
+    priority: int
+
+
+def plan_finish(code: str, *, codes: Sequence[str], attempts: int, max_attempts: int, rules,
+                now: datetime, next_attempt_at: datetime | None = None, state: str,
+                priority: int, channel: str) -> FinishPlan:
+    """The case after an attempt closed with ``code`` (pure: no database).
+
+    ``codes`` are the case's attempt codes oldest first, this attempt's included
+    (:func:`case_codes` once its disposition event is stored); ``attempts`` the
+    case's attempts so far; ``state`` and ``priority`` the case's before the close.
+    The one home of the rules :func:`finish_attempt` applies.
+    """
+    info = disposition(code)  # raises for an unknown code
+    exhausted = attempts >= max_attempts
     due = None
     if not exhausted:
         if next_attempt_at is not None:
             due = next_attempt_at
         else:
-            due = calling.next_attempt(rules, now, RETRY_OUTCOME.get(info.code, DEFAULT_RETRY_OUTCOME))
+            due = calling.next_attempt(rules, now,
+                                       RETRY_OUTCOME.get(info.code, DEFAULT_RETRY_OUTCOME))
         if due is None:  # the field period is over
             exhausted = True
-    final = final_disposition(codes, attempts_exhausted=exhausted)
-    case.current_disposition = info.code
+    final = final_disposition(list(codes), attempts_exhausted=exhausted)
     if final is not None:
-        case.state = "final"
-        case.final_disposition = final
-        case.next_attempt_at = None
-        if final != info.code:
-            session.add(DispositionEvent(case_id=case.id, attempt_id=None, code=final,
-                                         is_final=True, at=now, by_user_id=by_user_id,
-                                         note="final code chosen from the attempts"))
-    else:
-        case.next_attempt_at = due
-        if case.state == "pending":
-            case.state = "in_field"
-    if case.priority == HANDOFF_PRIORITY and (final is not None or attempt.channel == "cati"):
-        case.priority = 0  # the hand-over's urgency is served
-    release_hold(session, case)
-    return Finish(info.code, final, case.next_attempt_at)
+        state, due = "final", None
+    elif state == "pending":
+        state = "in_field"
+    if priority == HANDOFF_PRIORITY and (final is not None or channel == "cati"):
+        priority = 0  # the hand-over's urgency is served
+    return FinishPlan(code=info.code, is_final_code=info.final,
+                      known_eligible=info.eligibility == "eligible" or info.category in ("I", "P"),
+                      final=final, final_event=final is not None and final != info.code,
+                      state=state, next_attempt_at=due, priority=priority)
 
 
 def case_codes(session: Session, case_id: int) -> list[str]:
