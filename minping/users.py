@@ -1,6 +1,10 @@
 """Users of the CATI screens: interviewers, supervisors, statisticians.
 
-Passwords are hashed with scrypt (werkzeug's default: a memory-hard KDF).
+Passwords are hashed with scrypt (werkzeug's default: a memory-hard KDF; about 0.1 s
+of CPU and 32 MB a check).  :func:`check_hash` checks one in the calling thread, or --
+once :func:`check_hashes_at_low_priority` was called (``minping serve`` does) -- in
+helper processes at the lowest CPU priority, so that log-ins use the CPU the IVR
+webhooks leave and never take it from them.
 :func:`check_password_strength` refuses short, common and name-derived
 passwords; the command line reads them from a prompt or ``MINPING_NEW_PASSWORD``
 only, never from its arguments (they would be in the shell history and ``ps``).
@@ -8,7 +12,10 @@ only, never from its arguments (they would be in the shell history and ``ps``).
 
 from __future__ import annotations
 
+import os
 import re
+from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
 
 from sqlalchemy import select, update
@@ -101,7 +108,65 @@ def create_user(
 
 
 def verify_password(user: User, password: str) -> bool:
-    return check_password_hash(user.password_hash, password)
+    return check_hash(user.password_hash, password)
+
+
+# --- where the password checks run -----------------------------------------------------------
+
+#: How log-in hashes are run (``MINPING_LOGIN_PRIORITY``): ``idle`` in helper processes
+#: under ``SCHED_IDLE`` (CPU no other process wants), ``low`` in helper processes at nice
+#: 19, ``normal`` in the request's thread.
+LOGIN_PRIORITIES = ("idle", "low", "normal")
+_checker: Executor | None = None
+_checker_args: tuple[int, str] | None = None
+
+
+def _lowest_priority(policy: str) -> None:
+    """Initializer of a checking process: ``SCHED_IDLE`` (``idle``; nice 19 where the
+    system has no such policy) or nice 19 (``low``)."""
+    if policy == "idle" and hasattr(os, "sched_setscheduler"):
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+            return
+        except OSError:
+            pass
+    os.nice(19 - os.nice(0))
+
+
+def check_hashes_at_low_priority(processes: int = 1, policy: str = "idle") -> None:
+    """Check passwords from now on in ``processes`` helper processes at the lowest CPU
+    priority (``policy`` one of :data:`LOGIN_PRIORITIES`; ``normal``: in the caller's
+    thread).  The processes start at the first check (spawned: nothing of the caller's
+    state is copied)."""
+    global _checker, _checker_args
+    if policy not in LOGIN_PRIORITIES:
+        raise MinpingError(f"MINPING_LOGIN_PRIORITY: one of {', '.join(LOGIN_PRIORITIES)}, "
+                           f"got {policy!r}")
+    if _checker is not None:
+        _checker.shutdown(wait=False, cancel_futures=True)
+    _checker, _checker_args = None, None
+    if policy != "normal":
+        import multiprocessing
+
+        _checker_args = (processes, policy)
+        _checker = ProcessPoolExecutor(processes, multiprocessing.get_context("spawn"),
+                                       initializer=_lowest_priority, initargs=(policy,))
+
+
+def check_hash(pwhash: str, password: str) -> bool:
+    """Whether ``password`` matches ``pwhash`` (a werkzeug hash), checked where
+    :func:`check_hashes_at_low_priority` said; a checking process that died is replaced
+    and the check made again (in the caller's thread when that fails too)."""
+    for _ in range(2):
+        checker = _checker
+        if checker is None:
+            break
+        try:
+            return checker.submit(check_password_hash, pwhash, password).result()
+        except BrokenProcessPool:
+            if _checker is checker:  # (another thread may have replaced it already)
+                check_hashes_at_low_priority(*_checker_args)
+    return check_password_hash(pwhash, password)
 
 
 # --- administration (``minping user list|unlock|disable|reset-password``) -----------------
