@@ -4,7 +4,8 @@ Passwords are hashed with scrypt (werkzeug's default: a memory-hard KDF; about 0
 of CPU and 32 MB a check).  :func:`check_hash` checks one in the calling thread, or --
 once :func:`check_hashes_at_low_priority` was called (``minping serve`` does) -- in
 helper processes at the lowest CPU priority, so that log-ins use the CPU the IVR
-webhooks leave and never take it from them.
+webhooks leave (a check that waited :data:`IDLE_WAIT_SECONDS` for it is made in the
+request's thread: log-ins are delayed on a saturated machine, never kept out).
 :func:`check_password_strength` refuses short, common and name-derived
 passwords; the command line reads them from a prompt or ``MINPING_NEW_PASSWORD``
 only, never from its arguments (they would be in the shell history and ``ps``).
@@ -12,7 +13,6 @@ only, never from its arguments (they would be in the shell history and ``ps``).
 
 from __future__ import annotations
 
-import os
 import re
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -117,20 +117,21 @@ def verify_password(user: User, password: str) -> bool:
 #: under ``SCHED_IDLE`` (CPU no other process wants), ``low`` in helper processes at nice
 #: 19, ``normal`` in the request's thread.
 LOGIN_PRIORITIES = ("idle", "low", "normal")
+#: How long a log-in waits for its check at the lowest priority before it is made in
+#: the request's thread instead (a machine with no idle CPU for that long does not keep
+#: interviewers out; the log-in gate still bounds how many are checked at once).
+IDLE_WAIT_SECONDS = 3.0
 _checker: Executor | None = None
 _checker_args: tuple[int, str] | None = None
 
 
-def _lowest_priority(policy: str) -> None:
-    """Initializer of a checking process: ``SCHED_IDLE`` (``idle``; nice 19 where the
-    system has no such policy) or nice 19 (``low``)."""
-    if policy == "idle" and hasattr(os, "sched_setscheduler"):
-        try:
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-            return
-        except OSError:
-            pass
-    os.nice(19 - os.nice(0))
+#: What a checking process runs first (source text for the builtin ``exec``: the spawned
+#: process then imports nothing of minping, only werkzeug to check).
+_LOWEST_PRIORITY = {
+    "idle": "import os\ntry:\n    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\n"
+            "except (AttributeError, OSError):\n    os.nice(19)\n",
+    "low": "import os\nos.nice(19)\n",
+}
 
 
 def check_hashes_at_low_priority(processes: int = 1, policy: str = "idle") -> None:
@@ -150,19 +151,26 @@ def check_hashes_at_low_priority(processes: int = 1, policy: str = "idle") -> No
 
         _checker_args = (processes, policy)
         _checker = ProcessPoolExecutor(processes, multiprocessing.get_context("spawn"),
-                                       initializer=_lowest_priority, initargs=(policy,))
+                                       initializer=exec, initargs=(_LOWEST_PRIORITY[policy],))
 
 
 def check_hash(pwhash: str, password: str) -> bool:
     """Whether ``password`` matches ``pwhash`` (a werkzeug hash), checked where
-    :func:`check_hashes_at_low_priority` said; a checking process that died is replaced
-    and the check made again (in the caller's thread when that fails too)."""
+    :func:`check_hashes_at_low_priority` said.  A check that has not ended after
+    :data:`IDLE_WAIT_SECONDS` is made in the caller's thread; a checking process that
+    died is replaced and the check made again (in the caller's thread when that fails
+    too)."""
     for _ in range(2):
         checker = _checker
         if checker is None:
             break
         try:
-            return checker.submit(check_password_hash, pwhash, password).result()
+            future = checker.submit(check_password_hash, pwhash, password)
+            try:
+                return future.result(timeout=IDLE_WAIT_SECONDS)
+            except TimeoutError:  # no idle CPU for that long: check it here after all
+                future.cancel()
+                break
         except BrokenProcessPool:
             if _checker is checker:  # (another thread may have replaced it already)
                 check_hashes_at_low_priority(*_checker_args)

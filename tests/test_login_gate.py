@@ -124,6 +124,23 @@ def test_passwords_are_checked_in_a_helper_process_at_idle_priority(low_priority
     assert users._checker is not checker
 
 
+def test_a_check_that_finds_no_idle_cpu_is_made_in_the_request_thread(low_priority_checks,
+                                                                       monkeypatch):
+    """A machine with no idle CPU delays a log-in by at most ``IDLE_WAIT_SECONDS``."""
+    from werkzeug.security import generate_password_hash
+
+    users = low_priority_checks
+    stored = generate_password_hash("a long passphrase")
+    monkeypatch.setattr(users, "IDLE_WAIT_SECONDS", 0.0)
+    made_here = []
+    original = users.check_password_hash
+    monkeypatch.setattr(users, "check_password_hash",
+                        lambda h, p: made_here.append(1) or original(h, p))
+    assert users.check_hash(stored, "a long passphrase")
+    assert not users.check_hash(stored, "another passphrase")
+    assert made_here == [1, 1]
+
+
 def test_a_log_in_works_with_the_checks_at_idle_priority(app, db, low_priority_checks):
     from tests.cati.helpers import add_user
     from tests.reliability.test_security import _login, _post_login

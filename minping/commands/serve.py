@@ -203,7 +203,12 @@ def serve(bind: str, workers: int, threads: int, timeout: int, ivr_bind: str | N
     from sqlalchemy import text
 
     from minping.app import create_app, database_of, settings_of
+    from minping.users import LOGIN_PRIORITIES
 
+    priority = os.environ.get("MINPING_LOGIN_PRIORITY", "idle")
+    if priority not in LOGIN_PRIORITIES:
+        raise click.ClickException(f"MINPING_LOGIN_PRIORITY: one of "
+                                   f"{', '.join(LOGIN_PRIORITIES)}, got {priority!r}")
     app = create_app()  # raises SettingsError naming what is missing
     settings = settings_of(app)
     from ivr.gateway import deliverability_problems
