@@ -21,12 +21,16 @@ without signature check or database) and then, in one run:
     a machine shared with other jobs (or a run where wrk's connections stall)
     does not change.
 ``flood``
-    the answer webhook at a steady pace (``--paced-rate`` requests/s), first
-    alone, then while 50 clients log in to CATI at once (scrypt): webhook p50,
-    p99 and max in both phases, and how the log-ins were answered; once with one
-    worker pool for everything and once as ``minping serve --ivr-bind`` runs it
-    (the webhooks on a pool of their own, the log-ins on the other, at a lower
-    CPU priority) -- ``--flood-pools``.
+    the answer webhook at a steady pace (``--paced-rate`` requests/s; an open-loop
+    asyncio client in a process of its own, after ``--warmup-seconds`` not
+    counted), first alone, then while 50 interviewers log in to CATI at once
+    (scrypt) and try again after ``Retry-After`` (``--flood-retry``): webhook p50,
+    p99 and max in both phases with the client's own lag and the server's
+    ``Server-Timing``, how the log-ins were answered and how long each took from
+    its first try; once with one worker pool for everything and once as ``minping
+    serve --ivr-bind`` runs it (the webhooks on a pool of their own, the log-ins on
+    the other, at a lower CPU priority) -- ``--flood-pools``; ``--flood-env`` runs it
+    again beside with other server settings.
 ``bodies``
     what a refused request costs: a signed answer, an unsigned small request,
     an unsigned 1 MB form of 100,000 fields, and the same with a wrong signature.
@@ -534,6 +538,10 @@ def flood(server: Server, data: dict, args) -> list[str]:
     validator = RequestValidator(TOKEN)
     reqs = _requests_for("answer", data["answer"], 20000, validator, random.Random(2))
     reqs = [r[:3] + ("",) for r in reqs]
+    # warm-up, not counted: each worker thread's first request opens its database
+    # connection and prepares the statements (0.3-1 s each on a busy machine)
+    _paced(server.ivr_base, reqs[len(reqs) // 2:], argparse.Namespace(
+        **vars(args) | {"paced_seconds": args.warmup_seconds}))
     quiet, quiet_conns = _paced(server.ivr_base, reqs, args)
     quiet_load = _uptime()
     stop = multiprocessing.get_context("spawn").Event()
@@ -638,6 +646,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", type=int, default=200, help="cases per webhook")
     parser.add_argument("--paced-rate", type=float, default=100.0)
     parser.add_argument("--paced-seconds", type=float, default=8.0)
+    parser.add_argument("--warmup-seconds", type=float, default=4.0,
+                        help="flood: paced requests before the measured ones, not counted")
     parser.add_argument("--logins", type=int, default=50)
     parser.add_argument("--flood-retry", choices=("after", "at-once"), default="after",
                         help="a refused log-in is tried again after its Retry-After (as the log-in page asks) or at once")
