@@ -21,12 +21,16 @@ without signature check or database) and then, in one run:
     a machine shared with other jobs (or a run where wrk's connections stall)
     does not change.
 ``flood``
-    the answer webhook at a steady pace (``--paced-rate`` requests/s), first
-    alone, then while 50 clients log in to CATI at once (scrypt): webhook p50,
-    p99 and max in both phases, and how the log-ins were answered; once with one
-    worker pool for everything and once as ``minping serve --ivr-bind`` runs it
-    (the webhooks on a pool of their own, the log-ins on the other, at a lower
-    CPU priority) -- ``--flood-pools``.
+    the answer webhook at a steady pace (``--paced-rate`` requests/s; an open-loop
+    asyncio client in a process of its own, after ``--warmup-seconds`` not
+    counted), first alone, then while 50 interviewers log in to CATI at once
+    (scrypt) and try again after ``Retry-After`` (``--flood-retry``): webhook p50,
+    p99 and max in both phases with the client's own lag and the server's
+    ``Server-Timing``, how the log-ins were answered and how long each took from
+    its first try; once with one worker pool for everything and once as ``minping
+    serve --ivr-bind`` runs it (the webhooks on a pool of their own, the log-ins on
+    the other, at a lower CPU priority) -- ``--flood-pools``; ``--flood-env`` runs it
+    again beside with other server settings.
 ``bodies``
     what a refused request costs: a signed answer, an unsigned small request,
     an unsigned 1 MB form of 100,000 fields, and the same with a wrong signature.
@@ -41,6 +45,7 @@ without signature check or database) and then, in one run:
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import random
@@ -51,7 +56,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -179,14 +183,16 @@ class Server:
     """gunicorn with ``bench.ivr_wsgi:app``; ``split=True``: ``minping serve --ivr-bind``
     instead (the webhooks on a pool of their own at ``ivr_base``, the rest at ``base``)."""
 
-    def __init__(self, url: str, workers: int, threads: int, *, split: bool = False):
+    def __init__(self, url: str, workers: int, threads: int, *, split: bool = False,
+                 ivr_workers: int | None = None, ivr_threads: int | None = None,
+                 extra_env: dict | None = None):
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.ivr_base = self.base
         env = os.environ | {"DATABASE_URL": url, "MINPING_PUBLIC_URL": PUBLIC_URL,
                             "TWILIO_AUTH_TOKEN": TOKEN, "TWILIO_ACCOUNT_SID": ACCOUNT,
                             "MINPING_ENV": "development", "MINPING_SECRET_KEY": "bench",
-                            "PYTHONPATH": str(ROOT)}
+                            "PYTHONPATH": str(ROOT)} | (extra_env or {})
         gunicorn = Path(sys.executable).with_name("gunicorn")
         fd, self.log = tempfile.mkstemp(prefix="bench-ivr-gunicorn-", suffix=".log")
         if split:
@@ -194,8 +200,10 @@ class Server:
             self.ivr_base = f"http://127.0.0.1:{ivr_port}"
             cmd = [str(Path(sys.executable).with_name("minping")), "serve",
                    "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers),
-                   "--threads", str(threads), "--ivr-bind", f"127.0.0.1:{ivr_port}",
-                   "--ivr-workers", str(workers), "--ivr-threads", str(threads)]
+                   "--threads", str(threads), "--ivr-bind", f"127.0.0.1:{ivr_port}"]
+            # the IVR pool's size: given, else MINPING_IVR_WORKERS/THREADS or serve's defaults
+            cmd += ["--ivr-workers", str(ivr_workers)] if ivr_workers else []
+            cmd += ["--ivr-threads", str(ivr_threads)] if ivr_threads else []
             env["MINPING_LOG_LEVEL"] = "WARNING"
         else:
             cmd = [str(gunicorn), "-w", str(workers), "-b", f"127.0.0.1:{self.port}",
@@ -204,7 +212,11 @@ class Server:
                 # does not send again on a connection the server closed
                 cmd += ["-k", "gthread", "--threads", str(threads), "--keep-alive", "75"]
             cmd += ["bench.ivr_wsgi:app"]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=fd, stderr=fd)
+        # minping serve in a session of its own, as a service runs (with the kernel's
+        # autogroups, its processes then share the CPU with each other, not with the
+        # bench's clients, which stand for Twilio and browsers elsewhere)
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=fd, stderr=fd,
+                                     start_new_session=split)
         os.close(fd)
         for base in {self.base, self.ivr_base}:
             for _ in range(600):
@@ -348,114 +360,225 @@ def throughput(server: Server, data: dict, args, workdir: Path,
 
 
 # --- paced webhooks during a log-in flood -------------------------------------------------------------
+#
+# Both clients run in processes of their own, on asyncio with pre-encoded HTTP/1.1 requests
+# over keep-alive connections (a fraction of a millisecond of CPU per request): the paced
+# client is open-loop (each request leaves at its own moment, whatever the ones before it
+# wait for) and says how late it was itself, so a slow client cannot pass for a slow server.
 
 
 def _pct(values: list[float], q: float) -> float:
+    """The ``q`` quantile of ``values`` (seconds) in milliseconds."""
     if not values:
         return float("nan")
     values = sorted(values)
     return values[min(len(values) - 1, int(q * len(values)))] * 1000
 
 
-class Paced:
-    """``clients`` threads sending answer requests at ``rate`` requests/s in all."""
+def _raw_request(method: str, host: str, path: str, headers: dict, body: bytes = b"") -> bytes:
+    head = [f"{method} {path} HTTP/1.1", f"Host: {host}"]
+    head += [f"{k}: {v}" for k, v in headers.items()]
+    if method == "POST":
+        head += [f"Content-Length: {len(body)}"]
+    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
 
-    def __init__(self, base: str, reqs: list, rate: float, clients: int = 20):
-        self.base, self.reqs, self.rate, self.clients = base, reqs, rate, clients
-        self.latencies: list[float] = []
-        self.errors = 0
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
-        self.next = 0
 
-    def _worker(self, k: int) -> None:
-        session = requests.Session()
-        interval = self.clients / self.rate
-        due = time.perf_counter() + k * interval / self.clients
-        while not self.stop.is_set():
-            delay = due - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            due += interval
-            with self.lock:
-                path, form, sig, _ = self.reqs[self.next % len(self.reqs)]
-                self.next += 1
-            t = time.perf_counter()
+async def _exchange(conn, raw: bytes) -> tuple[int, dict, bytes]:
+    """Send ``raw`` on ``conn`` and read one response: (status, {name: [values]}, body)."""
+    reader, writer = conn
+    writer.write(raw)
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers: dict[str, list[str]] = {}
+    for line in lines[1:]:
+        if ":" in line:
+            name, value = line.split(":", 1)
+            headers.setdefault(name.strip().lower(), []).append(value.strip())
+    length = int(headers.get("content-length", ["0"])[0])
+    body = await reader.readexactly(length) if length else b""
+    if "close" in headers.get("connection", [""])[0].lower():
+        writer.close()
+    return int(lines[0].split()[1]), headers, body
+
+
+class _Connections:
+    """Idle keep-alive connections to one server, opened as they are needed."""
+
+    def __init__(self, host: str, port: int):
+        self.host, self.port, self.idle, self.opened = host, port, [], 0
+
+    async def get(self):
+        while self.idle:
+            conn = self.idle.pop()
+            if not conn[1].is_closing() and not conn[0].at_eof():
+                return conn, True
+        self.opened += 1
+        return await asyncio.open_connection(self.host, self.port), False
+
+    def put(self, conn) -> None:
+        if not conn[1].is_closing():
+            self.idle.append(conn)
+
+
+def _paced_client(base: str, reqs: list, rate: float, seconds: float, out) -> None:
+    """A process: send ``reqs`` (path, form, signature) at ``rate`` per second for
+    ``seconds``; put on ``out`` per request (lateness, latency, app ms, ok)."""
+    os.setsid()  # a session, hence a CPU share, of its own: Twilio is another machine
+    host, port = base.removeprefix("http://").split(":")
+    raws = [_raw_request("POST", f"{host}:{port}", path, {
+        "X-Twilio-Signature": sig, "Content-Type": "application/x-www-form-urlencoded"},
+        urlencode(form).encode()) for path, form, sig, _ in reqs]
+    results, pool = [], _Connections(host, int(port))
+
+    async def one(raw: bytes, due: float) -> None:
+        started = time.perf_counter()
+        status, app = "error", float("nan")
+        for _ in range(2):  # a kept-alive connection the server closed meanwhile: once more
             try:
-                r = session.post(self.base + path, data=form,
-                                 headers={"X-Twilio-Signature": sig}, timeout=30)
-                ok = r.status_code == 200
-            except requests.RequestException:
-                ok = False
-            elapsed = time.perf_counter() - t
-            with self.lock:
-                self.latencies.append(elapsed)
-                self.errors += not ok
+                conn, reused = await pool.get()
+                status, headers, _ = await asyncio.wait_for(_exchange(conn, raw), 30)
+                pool.put(conn)
+                timing = headers.get("server-timing", [""])[0]
+                app = float(timing.split("dur=")[1]) if "dur=" in timing else float("nan")
+                break
+            except (OSError, TimeoutError, asyncio.IncompleteReadError):
+                if not reused:
+                    break
+        results.append((started - due, time.perf_counter() - started, app, status == 200))
 
-    def run(self, seconds: float) -> tuple[list[float], int]:
-        threads = [threading.Thread(target=self._worker, args=(k,)) for k in range(self.clients)]
-        for t in threads:
-            t.start()
-        time.sleep(seconds)
-        self.stop.set()
-        for t in threads:
-            t.join()
-        return self.latencies, self.errors
+    async def main() -> None:
+        n = int(rate * seconds)
+        t0 = time.perf_counter() + 0.05
+        tasks = []
+        for i in range(n):
+            due = t0 + i / rate
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            tasks.append(asyncio.ensure_future(one(raws[i % len(raws)], due)))
+        await asyncio.gather(*tasks)
+
+    asyncio.run(main())
+    out.put((results, pool.opened))
 
 
-def _login_flood(base: str, n: int, stop: threading.Event, outcome: dict, lock) -> list:
-    def worker(i: int) -> None:
+def _login_flood(base: str, n: int, honour_retry: bool, stop, out) -> None:
+    """A process: ``n`` interviewers log in at once, again and again until ``stop``;
+    a 503 or 429 is tried again after its ``Retry-After`` (``honour_retry``) or at once.
+    Puts on ``out``: [(final status, seconds from the first try to it, tries)] and the
+    status of every try."""
+    os.setsid()  # the interviewers' browsers are other machines too
+    host, port = base.removeprefix("http://").split(":")
+    netloc = f"{host}:{port}"
+    logins, tries_seen = [], {}
+
+    async def log_in(i: int) -> None:
+        started, tries = time.perf_counter(), 0
         while not stop.is_set():
-            s = requests.Session()
+            tries += 1
+            status, headers, conn = "error", {}, None
             try:
-                page = s.get(base + "/cati/login", timeout=30)
-                csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
-                # the session cookie is Secure (the public URL is https): sent by hand
-                cookie = f"session={page.cookies.get('session')}"
-                t = time.perf_counter()
-                r = s.post(base + "/cati/login", data={"username": f"bench-int-{i}",
-                                                       "password": PASSWORD,
-                                                       "csrf_token": csrf},
-                           headers={"Cookie": cookie}, allow_redirects=False, timeout=60)
-                elapsed = time.perf_counter() - t
-                key = r.status_code
-            except (requests.RequestException, AttributeError):
-                key, elapsed = "error", 0.0
-            with lock:
-                outcome.setdefault(key, []).append(elapsed)
+                conn = await asyncio.open_connection(host, int(port))
+                status, headers, page = await _exchange(
+                    conn, _raw_request("GET", netloc, "/cati/login", {}))
+                csrf = re.search(rb'name="csrf_token" value="([^"]+)"', page).group(1).decode()
+                cookie = next(c.split(";")[0] for c in headers["set-cookie"]
+                              if c.startswith("session="))
+                form = urlencode({"username": f"bench-int-{i}", "password": PASSWORD,
+                                  "csrf_token": csrf}).encode()
+                status, headers, _ = await asyncio.wait_for(_exchange(conn, _raw_request(
+                    "POST", netloc, "/cati/login", {
+                        "Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"},
+                    form)), 60)
+            except (OSError, TimeoutError, asyncio.IncompleteReadError, AttributeError,
+                    StopIteration, KeyError):
+                status, headers = "error", {}
+            finally:
+                if conn is not None:
+                    conn[1].close()
+            tries_seen[status] = tries_seen.get(status, 0) + 1
+            if status in (503, 429):
+                if honour_retry:
+                    await asyncio.sleep(float(headers.get("retry-after", ["1"])[0]))
+                continue
+            logins.append((status, time.perf_counter() - started, tries))
+            return
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    return threads
+    async def client(i: int) -> None:
+        while not stop.is_set():
+            await log_in(i)
+
+    async def main() -> None:
+        await asyncio.gather(*(client(i) for i in range(n)))
+
+    started = time.perf_counter()
+    asyncio.run(main())
+    out.put((logins, tries_seen, time.perf_counter() - started))
+
+
+def _in_process(target, *args):
+    """Start ``target(*args, queue)`` in a process of its own; (process, queue)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=target, args=(*args, queue))
+    proc.start()
+    return proc, queue
+
+
+def _paced(base: str, reqs: list, args) -> tuple[list, int]:
+    proc, queue = _in_process(_paced_client, base, reqs, args.paced_rate, args.paced_seconds)
+    result = queue.get(timeout=args.paced_seconds + 120)
+    proc.join()
+    return result
 
 
 def flood(server: Server, data: dict, args) -> list[str]:
     """The paced answer webhook alone, then during a log-in flood (webhooks to
     ``server.ivr_base``, log-ins to ``server.base``: one pool or two)."""
+    import multiprocessing
+
     validator = RequestValidator(TOKEN)
     reqs = _requests_for("answer", data["answer"], 20000, validator, random.Random(2))
-    quiet, quiet_err = Paced(server.ivr_base, reqs, args.paced_rate).run(args.paced_seconds)
+    reqs = [r[:3] + ("",) for r in reqs]
+    # warm-up, not counted: each worker thread's first request opens its database
+    # connection and prepares the statements (0.3-1 s each on a busy machine)
+    _paced(server.ivr_base, reqs[len(reqs) // 2:], argparse.Namespace(
+        **vars(args) | {"paced_seconds": args.warmup_seconds}))
+    quiet, quiet_conns = _paced(server.ivr_base, reqs, args)
     quiet_load = _uptime()
-    stop, lock, outcome = threading.Event(), threading.Lock(), {}
-    threads = _login_flood(server.base, args.logins, stop, outcome, lock)
-    time.sleep(1.0)  # the flood is under way
-    busy, busy_err = Paced(server.ivr_base, reqs[::-1], args.paced_rate).run(args.paced_seconds)
+    stop = multiprocessing.get_context("spawn").Event()
+    flooder, flood_out = _in_process(_login_flood, server.base, args.logins,
+                                     args.flood_retry == "after", stop)
+    time.sleep(2.0)  # the flood is under way
+    busy, busy_conns = _paced(server.ivr_base, reqs[::-1], args)
+    busy_load = _uptime()
     stop.set()
-    for t in threads:
-        t.join()
-    lines = [f"log-in flood: answer webhook at {args.paced_rate:g} req/s, "
-             f"{args.paced_seconds:g} s alone (load {quiet_load}), then with {args.logins} "
-             f"clients logging in at once (load {_uptime()})",
-             f"{'phase':<16} {'requests':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
-             f"{'errors':>6}"]
-    for label, lat, err in (("alone", quiet, quiet_err), ("during flood", busy, busy_err)):
-        lines.append(f"{label:<16} {len(lat):8d} {_pct(lat, .5):8.2f} {_pct(lat, .99):8.2f} "
-                     f"{max(lat) * 1000:8.1f} {err:6d}")
-    answered = ", ".join(f"{k}: {len(v)} (p50 {_pct(v, .5):.0f} ms)"
-                         for k, v in sorted(outcome.items(), key=str))
-    lines.append(f"log-ins answered: {answered}")
-    lines.append(f"webhook p99 during flood / alone: {_pct(busy, .99) / _pct(quiet, .99):.1f}x")
+    logins, tries, flood_seconds = flood_out.get(timeout=120)
+    flooder.join()
+    lines = [f"log-in flood: answer webhook at {args.paced_rate:g} req/s (open loop, a process "
+             f"of its own), {args.paced_seconds:g} s alone (load {quiet_load}), then with "
+             f"{args.logins} interviewers logging in at once, each trying again "
+             + ("after Retry-After" if args.flood_retry == "after" else "at once")
+             + f" (load {busy_load})",
+             "latency at the client from the request's send; 'late' = how late the client "
+             "sent it (its own lag); 'app' = the server's Server-Timing",
+             f"{'phase':<14} {'requests':>8} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
+             f"{'late p99':>8} {'app p50':>7} {'app p99':>7} {'conns':>5} {'errors':>6}"]
+    for label, res, conns in (("alone", quiet, quiet_conns), ("during flood", busy, busy_conns)):
+        late, lat, app = ([r[k] for r in res] for k in range(3))
+        app = [a / 1000 for a in app if a == a]
+        lines.append(f"{label:<14} {len(res):8d} {_pct(lat, .5):7.1f} {_pct(lat, .99):7.1f} "
+                     f"{max(lat) * 1000:7.1f} {_pct(late, .99):8.1f} {_pct(app, .5):7.1f} "
+                     f"{_pct(app, .99):7.1f} {conns:5d} {sum(not r[3] for r in res):6d}")
+    answered = ", ".join(f"{k}: {v}" for k, v in sorted(tries.items(), key=str))
+    lines.append(f"log-in tries answered: {answered}")
+    done = [w for status, w, _ in logins if status == 302]
+    lines.append(f"log-ins through: {len(done)} in {flood_seconds:.1f} s; from the first "
+                 f"try to the session: p50 {_pct(done, .5):.0f} ms, p90 {_pct(done, .9):.0f} ms, "
+                 f"max {max(done, default=float('nan')) * 1000:.0f} ms, tries p50 "
+                 f"{statistics.median([t for s, _, t in logins if s == 302] or [0]):g}")
+    lines.append(f"webhook p99 during flood / alone: "
+                 f"{_pct([r[1] for r in busy], .99) / _pct([r[1] for r in quiet], .99):.1f}x")
     return lines
 
 
@@ -525,15 +648,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", type=int, default=200, help="cases per webhook")
     parser.add_argument("--paced-rate", type=float, default=100.0)
     parser.add_argument("--paced-seconds", type=float, default=8.0)
+    parser.add_argument("--warmup-seconds", type=float, default=4.0,
+                        help="flood: paced requests before the measured ones, not counted")
     parser.add_argument("--logins", type=int, default=50)
+    parser.add_argument("--flood-retry", choices=("after", "at-once"), default="after",
+                        help="a refused log-in is tried again after its Retry-After (as the log-in page asks) or at once")
     parser.add_argument("--flood-pools", default="shared,split",
                         help="flood with one pool for all (shared), with minping serve's "
                              "separate IVR pool (split), or both")
+    parser.add_argument("--ivr-workers", type=int, default=None,
+                        help="with --flood-pools split: the IVR pool's workers (default "
+                             "minping serve's, or MINPING_IVR_WORKERS in --flood-env)")
+    parser.add_argument("--ivr-threads", type=int, default=None,
+                        help="... and its threads per worker (MINPING_IVR_THREADS)")
+    parser.add_argument("--flood-env", action="append", default=[], metavar="NAME=VALUE,...",
+                        help="run the flood once more with these server settings, e.g. "
+                             "MINPING_LOGIN_PRIORITY=normal or MINPING_WEB_NICE=19,"
+                             "MINPING_LOGIN_QUEUE=0 (repeatable; each run beside the others)")
+    parser.add_argument("--flood-as-configured", action=argparse.BooleanOptionalAction,
+                        default=True, help="the flood with minping serve's defaults too")
     parser.add_argument("--body-repeats", type=int, default=20)
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--seed", type=int, default=5)
     args = parser.parse_args(argv)
     args.flood_pools = {p == "split" for p in args.flood_pools.split(",")}
+    args.flood_variants = ([{}] if args.flood_as_configured else []) + [
+        dict(pair.split("=", 1) for pair in variant.split(",") if pair)
+        for variant in args.flood_env]
     parts = set(args.only.split(","))
     if shutil.which("wrk") is None and parts & {"throughput"}:
         raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
@@ -558,20 +699,26 @@ def main(argv: list[str] | None = None) -> int:
             data = _setup(url, args.cases, args.logins if "flood" in parts else 0)
             with tempfile.TemporaryDirectory(prefix="bench-ivr-") as tmp:
                 db_name = make_url(url).database
-                runs = (("throughput", False, lambda: throughput(
-                            server, data, args, Path(tmp), CpuMeter(server, engine, db_name))),
-                        ("flood", False, lambda: flood(server, data, args)),
-                        ("flood", True, lambda: flood(server, data, args)),
-                        ("bodies", False, lambda: bodies(server, data, args)))
+                runs = [("throughput", False, {}, lambda: throughput(
+                            server, data, args, Path(tmp), CpuMeter(server, engine, db_name)))]
+                runs += [("flood", split, env, lambda: flood(server, data, args))
+                         for split in (False, True) if split in args.flood_pools
+                         for env in args.flood_variants]
+                runs += [("bodies", False, {}, lambda: bodies(server, data, args))]
                 workers, threads = args.workers, args.threads
-                for part, split, fn in runs:
-                    if part not in parts or (part == "flood" and split not in args.flood_pools):
+                for part, split, env, fn in runs:
+                    if part not in parts:
                         continue
-                    server = Server(url, workers, threads, split=split)
+                    server = Server(url, workers, threads, split=split,
+                                    ivr_workers=args.ivr_workers, ivr_threads=args.ivr_threads,
+                                    extra_env=env)
                     kind = f"{workers} sync workers" if threads == 1 else \
                         f"{workers} workers x {threads} threads"
-                    kind = (f"minping serve --ivr-bind: web pool and IVR pool of {kind} each"
+                    kind = (f"minping serve --ivr-bind: web pool of {kind}, IVR pool of "
+                            f"{args.ivr_workers or env.get('MINPING_IVR_WORKERS', 2)} x "
+                            f"{args.ivr_threads or env.get('MINPING_IVR_THREADS', 8)}"
                             if split else f"gunicorn {kind}, one pool")
+                    kind += "".join(f", {k}={v}" for k, v in env.items())
                     lines = [f"[{part}: {kind}]"] + fn()
                     server.stop()
                     server = None

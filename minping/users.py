@@ -1,6 +1,11 @@
 """Users of the CATI screens: interviewers, supervisors, statisticians.
 
-Passwords are hashed with scrypt (werkzeug's default: a memory-hard KDF).
+Passwords are hashed with scrypt (werkzeug's default: a memory-hard KDF; about 0.1 s
+of CPU and 32 MB a check).  :func:`check_hash` checks one in the calling thread, or --
+once :func:`check_hashes_at_low_priority` was called (``minping serve`` does) -- in
+helper processes at the lowest CPU priority, so that log-ins use the CPU the IVR
+webhooks leave (a check that waited :data:`IDLE_WAIT_SECONDS` for it is made in the
+request's thread: log-ins are delayed on a saturated machine, never kept out).
 :func:`check_password_strength` refuses short, common and name-derived
 passwords; the command line reads them from a prompt or ``MINPING_NEW_PASSWORD``
 only, never from its arguments (they would be in the shell history and ``ps``).
@@ -9,6 +14,8 @@ only, never from its arguments (they would be in the shell history and ``ps``).
 from __future__ import annotations
 
 import re
+from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
 
 from sqlalchemy import select, update
@@ -101,7 +108,73 @@ def create_user(
 
 
 def verify_password(user: User, password: str) -> bool:
-    return check_password_hash(user.password_hash, password)
+    return check_hash(user.password_hash, password)
+
+
+# --- where the password checks run -----------------------------------------------------------
+
+#: How log-in hashes are run (``MINPING_LOGIN_PRIORITY``): ``idle`` in helper processes
+#: under ``SCHED_IDLE`` (CPU no other process wants), ``low`` in helper processes at nice
+#: 19, ``normal`` in the request's thread.
+LOGIN_PRIORITIES = ("idle", "low", "normal")
+#: How long a log-in waits for its check at the lowest priority before it is made in
+#: the request's thread instead (a machine with no idle CPU for that long does not keep
+#: interviewers out; the log-in gate still bounds how many are checked at once).
+IDLE_WAIT_SECONDS = 3.0
+_checker: Executor | None = None
+_checker_args: tuple[int, str] | None = None
+
+
+#: What a checking process runs first (source text for the builtin ``exec``: the spawned
+#: process then imports nothing of minping, only werkzeug to check).
+_LOWEST_PRIORITY = {
+    "idle": "import os\ntry:\n    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\n"
+            "except (AttributeError, OSError):\n    os.nice(19)\n",
+    "low": "import os\nos.nice(19)\n",
+}
+
+
+def check_hashes_at_low_priority(processes: int = 1, policy: str = "idle") -> None:
+    """Check passwords from now on in ``processes`` helper processes at the lowest CPU
+    priority (``policy`` one of :data:`LOGIN_PRIORITIES`; ``normal``: in the caller's
+    thread).  The processes start at the first check (spawned: nothing of the caller's
+    state is copied)."""
+    global _checker, _checker_args
+    if policy not in LOGIN_PRIORITIES:
+        raise MinpingError(f"MINPING_LOGIN_PRIORITY: one of {', '.join(LOGIN_PRIORITIES)}, "
+                           f"got {policy!r}")
+    if _checker is not None:
+        _checker.shutdown(wait=False, cancel_futures=True)
+    _checker, _checker_args = None, None
+    if policy != "normal":
+        import multiprocessing
+
+        _checker_args = (processes, policy)
+        _checker = ProcessPoolExecutor(processes, multiprocessing.get_context("spawn"),
+                                       initializer=exec, initargs=(_LOWEST_PRIORITY[policy],))
+
+
+def check_hash(pwhash: str, password: str) -> bool:
+    """Whether ``password`` matches ``pwhash`` (a werkzeug hash), checked where
+    :func:`check_hashes_at_low_priority` said.  A check that has not ended after
+    :data:`IDLE_WAIT_SECONDS` is made in the caller's thread; a checking process that
+    died is replaced and the check made again (in the caller's thread when that fails
+    too)."""
+    for _ in range(2):
+        checker = _checker
+        if checker is None:
+            break
+        try:
+            future = checker.submit(check_password_hash, pwhash, password)
+            try:
+                return future.result(timeout=IDLE_WAIT_SECONDS)
+            except TimeoutError:  # no idle CPU for that long: check it here after all
+                future.cancel()
+                break
+        except BrokenProcessPool:
+            if _checker is checker:  # (another thread may have replaced it already)
+                check_hashes_at_low_priority(*_checker_args)
+    return check_password_hash(pwhash, password)
 
 
 # --- administration (``minping user list|unlock|disable|reset-password``) -----------------

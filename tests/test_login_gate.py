@@ -1,33 +1,37 @@
 """``minping serve``'s log-in gate: at most N log-ins hashed at once per process.
 
 The others are answered at once with 503 and ``Retry-After``, so that a flood of
-log-ins (each a scrypt hash) cannot take the threads the IVR webhooks need.
+log-ins (each a scrypt hash) cannot take the threads the IVR webhooks need; the
+hashes themselves run in a helper process at the lowest CPU priority.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
 
-from minping.commands.serve import LoginGate
+from minping.commands.serve import LOGIN_PATHS, LoginGate
 
 
-def _call(app, method="POST", path="/cati/login"):
+def _call(app, method="POST", path="/cati/login", **environ):
     seen = {}
 
     def start_response(status, headers, exc_info=None):
         seen["status"], seen["headers"] = status, dict(headers)
 
-    body = b"".join(app({"REQUEST_METHOD": method, "PATH_INFO": path}, start_response))
+    body = b"".join(app({"REQUEST_METHOD": method, "PATH_INFO": path} | environ,
+                        start_response))
     return seen["status"], seen["headers"], body
 
 
-def test_a_log_in_beyond_the_slots_is_answered_503_at_once():
+def _held_gate():
+    """A gate of one slot, held by a log-in that waits until ``release`` is set."""
     inside, release = threading.Event(), threading.Event()
 
     def slow_login(environ, start_response):
-        if environ["PATH_INFO"] == "/cati/login" and environ["REQUEST_METHOD"] == "POST":
+        if environ["PATH_INFO"] in LOGIN_PATHS and environ["REQUEST_METHOD"] == "POST":
             inside.set()
             release.wait(10)
         start_response("200 OK", [("Content-Type", "text/plain")])
@@ -38,6 +42,11 @@ def test_a_log_in_beyond_the_slots_is_answered_503_at_once():
     t = threading.Thread(target=lambda: first.setdefault("r", _call(gate)))
     t.start()
     assert inside.wait(10)
+    return gate, release, t, first
+
+
+def test_a_log_in_beyond_the_slots_is_answered_503_at_once():
+    gate, release, t, first = _held_gate()
     status, headers, _ = _call(gate)
     assert status.startswith("503") and headers["Retry-After"] == "1"
     # other paths and the log-in page itself are never held back
@@ -48,6 +57,98 @@ def test_a_log_in_beyond_the_slots_is_answered_503_at_once():
     assert first["r"][0] == "200 OK" and first["r"][2] == b"logged in"
     assert _call(gate)[0] == "200 OK"  # the slot is free again
     assert gate.refused == 1
+
+
+def test_a_refused_log_in_tells_the_interviewer_to_try_again():
+    """The log-in form gets a page that says so (both languages) and brings the form
+    back by itself; the case screen's password prompt (a fetch call) gets JSON whose
+    ``error`` it shows."""
+    gate, release, t, _ = _held_gate()
+    try:
+        status, headers, body = _call(gate, QUERY_STRING="next=/cati/work")
+        page = body.decode()
+        assert status.startswith("503") and headers["Retry-After"] == "1"
+        assert headers["Content-Type"].startswith("text/html")
+        assert "try again" in page and "请稍后重试" in page
+        assert 'href="/cati/login?next=/cati/work"' in page
+        assert 'http-equiv="refresh" content="2;url=/cati/login?next=/cati/work"' in page
+        status, headers, body = _call(gate, path="/cati/reauth", HTTP_ACCEPT="application/json",
+                                      CONTENT_TYPE="application/json", HTTP_X_CSRF_TOKEN="t")
+        answer = json.loads(body)
+        assert status.startswith("503") and headers["Retry-After"] == "1"
+        assert answer["ok"] is False and "try again" in answer["error"]
+    finally:
+        release.set()
+        t.join(10)
+    assert gate.refused == 2
+
+
+def test_the_gate_counts_the_log_ins_checked_and_those_waiting(monkeypatch):
+    from minping.commands import serve
+
+    monkeypatch.setenv("MINPING_LOGIN_SLOTS", "2")
+    monkeypatch.setenv("MINPING_LOGIN_QUEUE", "0")
+    assert (serve.login_slots(), serve.login_queue()) == (2, 0)
+    monkeypatch.setenv("MINPING_LOGIN_QUEUE", "five")
+    monkeypatch.delenv("MINPING_LOGIN_SLOTS")
+    assert (serve.login_slots(), serve.login_queue()) == (1, serve.DEFAULT_LOGIN_QUEUE)
+
+
+@pytest.fixture()
+def low_priority_checks():
+    from minping import users
+
+    users.check_hashes_at_low_priority(1, "idle")
+    yield users
+    users.check_hashes_at_low_priority(1, "normal")
+
+
+def test_passwords_are_checked_in_a_helper_process_at_idle_priority(low_priority_checks):
+    import os
+    import signal
+
+    from werkzeug.security import generate_password_hash
+
+    users = low_priority_checks
+    stored = generate_password_hash("a long passphrase")
+    assert users.check_hash(stored, "a long passphrase")
+    assert not users.check_hash(stored, "another passphrase")
+    checker = users._checker
+    assert checker.submit(os.getpid).result() != os.getpid()
+    if hasattr(os, "SCHED_IDLE"):
+        assert checker.submit(os.sched_getscheduler, 0).result() == os.SCHED_IDLE
+    # a checking process that dies is replaced: the next check still answers
+    for pid in list(checker._processes):
+        os.kill(pid, signal.SIGKILL)
+    assert users.check_hash(stored, "a long passphrase")
+    assert users._checker is not checker
+
+
+def test_a_check_that_finds_no_idle_cpu_is_made_in_the_request_thread(low_priority_checks,
+                                                                       monkeypatch):
+    """A machine with no idle CPU delays a log-in by at most ``IDLE_WAIT_SECONDS``."""
+    from werkzeug.security import generate_password_hash
+
+    users = low_priority_checks
+    stored = generate_password_hash("a long passphrase")
+    monkeypatch.setattr(users, "IDLE_WAIT_SECONDS", 0.0)
+    made_here = []
+    original = users.check_password_hash
+    monkeypatch.setattr(users, "check_password_hash",
+                        lambda h, p: made_here.append(1) or original(h, p))
+    assert users.check_hash(stored, "a long passphrase")
+    assert not users.check_hash(stored, "another passphrase")
+    assert made_here == [1, 1]
+
+
+def test_a_log_in_works_with_the_checks_at_idle_priority(app, db, low_priority_checks):
+    from tests.cati.helpers import add_user
+    from tests.reliability.test_security import _login, _post_login
+
+    add_user(db, "ann")
+    _login(app, "ann")
+    assert _post_login(app.test_client(), "ann", "wrong-password").status_code == 401
+    assert _post_login(app.test_client(), "nobody", "wrong-password").status_code == 401
 
 
 def test_the_slot_is_given_back_when_the_log_in_fails():

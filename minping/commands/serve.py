@@ -1,11 +1,19 @@
 """``minping serve``: the app on gunicorn (the webhooks and the CATI screens).
 
-Log-ins cost a scrypt hash each (tens of milliseconds of CPU and 32 MB): a flood
-of them must not take the workers and the CPU from the IVR webhooks, which a
-caller waits on.  :class:`LoginGate` lets at most ``login_slots`` log-ins per
-worker process run at once; another arriving meanwhile is answered at once with
-503 and ``Retry-After: 1`` (the CATI log-in page asks to try again), before any
-hashing.  Webhooks never wait behind a log-in for a thread.
+Log-ins cost a scrypt hash each (about 0.1 s of CPU and 32 MB): a flood of them
+must not take the workers and the CPU from the IVR webhooks, which a caller waits
+on.  Two things bound them:
+
+* :class:`LoginGate` lets at most ``MINPING_LOGIN_SLOTS`` (default 1) log-ins per
+  worker process be checked at once and ``MINPING_LOGIN_QUEUE`` (default 2) more wait
+  for their turn; another arriving meanwhile is answered at once with 503 and
+  ``Retry-After: 1`` before any work (the log-in page then says to try again and
+  comes back by itself; the case screen's password prompt shows the same message).
+  Webhooks never wait behind a log-in for a thread.
+* the hashes run in helper processes at the lowest CPU priority
+  (``MINPING_LOGIN_PRIORITY``: ``idle`` = ``SCHED_IDLE``, the default; ``low`` = nice
+  19; ``normal`` = in the request's thread, as before): they take only CPU that
+  nothing else wants (:func:`minping.users.check_hashes_at_low_priority`).
 
 With ``--ivr-bind`` the IVR webhooks get worker processes of their own: ``minping
 serve`` starts a second gunicorn (``--pool ivr``) on that address, whose app answers
@@ -17,6 +25,8 @@ threads nor, on a busy machine, their CPU.
 
 from __future__ import annotations
 
+import html
+import json
 import os
 import signal
 import subprocess
@@ -25,16 +35,22 @@ import threading
 
 import click
 
-#: Log-ins hashed at once per worker process (env ``MINPING_LOGIN_SLOTS``).
+#: Log-ins checked at once per worker process (env ``MINPING_LOGIN_SLOTS``), and how
+#: many more may wait for their turn (env ``MINPING_LOGIN_QUEUE``).
 DEFAULT_LOGIN_SLOTS = 1
-LOGIN_PATHS = frozenset({"/cati/login"})
-BUSY_PAGE = ("<!doctype html><meta charset=utf-8><title>minping</title>"
-             "<p>Too many log-ins at this moment. Please try again in a second.</p>"
-             "<p>登录人数过多，请稍后重试。</p>").encode()
+DEFAULT_LOGIN_QUEUE = 2
+#: The log-in form and the case screen's password prompt (both check a password).
+LOGIN_PATHS = frozenset({"/cati/login", "/cati/reauth"})
+BUSY_TEXT = ("Too many log-ins at this moment: please try again in a second.",
+             "登录人数过多，请稍后重试。")
 
 
 class LoginGate:
-    """WSGI middleware: at most ``slots`` log-in POSTs run at once in this process."""
+    """WSGI middleware: at most ``slots`` log-in POSTs in this process at once (the
+    ones checked and the ones waiting for the hashing process); the next is answered
+    503 with ``Retry-After`` before any work."""
+
+    RETRY_AFTER = 1
 
     def __init__(self, app, slots: int = DEFAULT_LOGIN_SLOTS):
         self.app = app
@@ -46,10 +62,7 @@ class LoginGate:
             return self.app(environ, start_response)
         if not self.slots.acquire(blocking=False):
             self.refused += 1
-            start_response("503 Service Unavailable", [
-                ("Content-Type", "text/html; charset=utf-8"), ("Retry-After", "1"),
-                ("Content-Length", str(len(BUSY_PAGE)))])
-            return [BUSY_PAGE]
+            return self.busy(environ, start_response)
         try:  # the response is built here (Flask returns it whole), so the slot ends with it
             body = self.app(environ, start_response)
             try:
@@ -59,6 +72,29 @@ class LoginGate:
                     body.close()
         finally:
             self.slots.release()
+
+    def busy(self, environ, start_response):
+        """503 at once: JSON for the case screen's password prompt (it shows ``error``),
+        else a page that says to try again and brings the log-in form back."""
+        accept = environ.get("HTTP_ACCEPT", "")
+        if ("json" in environ.get("CONTENT_TYPE", "") or "json" in accept
+                or environ.get("HTTP_X_CSRF_TOKEN")):
+            kind = "application/json"
+            body = json.dumps({"ok": False, "busy": True, "error": " ".join(BUSY_TEXT[::-1])},
+                              ensure_ascii=False).encode()
+        else:
+            kind = "text/html; charset=utf-8"
+            query = environ.get("QUERY_STRING", "")
+            again = html.escape(environ.get("SCRIPT_NAME", "") + environ["PATH_INFO"]
+                                + ("?" + query if query else ""))
+            body = (f'<!doctype html><meta charset=utf-8><title>minping</title>'
+                    f'<meta http-equiv="refresh" content="{self.RETRY_AFTER + 1};url={again}">'
+                    f'<p>{BUSY_TEXT[1]}</p><p>{BUSY_TEXT[0]}</p>'
+                    f'<p><a href="{again}">登录 / Log in</a></p>').encode()
+        start_response("503 Service Unavailable", [
+            ("Content-Type", kind), ("Retry-After", str(self.RETRY_AFTER)),
+            ("Cache-Control", "no-store"), ("Content-Length", str(len(body)))])
+        return [body]
 
 
 class IvrOnly:
@@ -82,21 +118,37 @@ class IvrOnly:
         return [self.NOT_HERE]
 
 
+def _positive_env(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    return int(value) if value.strip().isdigit() and int(value) > 0 else default
+
+
 def login_slots() -> int:
-    value = os.environ.get("MINPING_LOGIN_SLOTS", "")
-    return int(value) if value.strip().isdigit() and int(value) > 0 else DEFAULT_LOGIN_SLOTS
+    """Log-ins checked at once per worker process (``MINPING_LOGIN_SLOTS``)."""
+    return _positive_env("MINPING_LOGIN_SLOTS", DEFAULT_LOGIN_SLOTS)
+
+
+def login_queue() -> int:
+    """Log-ins waiting for their turn per worker process (``MINPING_LOGIN_QUEUE``; 0
+    refuses every log-in that finds the slots taken)."""
+    value = os.environ.get("MINPING_LOGIN_QUEUE", "").strip()
+    return int(value) if value.isdigit() else DEFAULT_LOGIN_QUEUE
 
 
 def wsgi_app(slots: int | None = None, *, pool: str = "all"):
     """The app as ``minping serve`` runs it: :func:`minping.app.create_app` behind a
-    :class:`LoginGate` (``pool="ivr"``: behind :class:`IvrOnly` instead)."""
+    :class:`LoginGate`, its password checks at the lowest CPU priority
+    (``pool="ivr"``: behind :class:`IvrOnly` instead)."""
     from minping.app import create_app
+    from minping.users import check_hashes_at_low_priority
 
     app = create_app()
     if pool == "ivr":
         app.wsgi_app = IvrOnly(app.wsgi_app)
     else:
-        app.wsgi_app = LoginGate(app.wsgi_app, slots or login_slots())
+        slots = slots or login_slots()
+        check_hashes_at_low_priority(slots, os.environ.get("MINPING_LOGIN_PRIORITY", "idle"))
+        app.wsgi_app = LoginGate(app.wsgi_app, slots + login_queue())
     return app
 
 
@@ -151,7 +203,12 @@ def serve(bind: str, workers: int, threads: int, timeout: int, ivr_bind: str | N
     from sqlalchemy import text
 
     from minping.app import create_app, database_of, settings_of
+    from minping.users import LOGIN_PRIORITIES
 
+    priority = os.environ.get("MINPING_LOGIN_PRIORITY", "idle")
+    if priority not in LOGIN_PRIORITIES:
+        raise click.ClickException(f"MINPING_LOGIN_PRIORITY: one of "
+                                   f"{', '.join(LOGIN_PRIORITIES)}, got {priority!r}")
     app = create_app()  # raises SettingsError naming what is missing
     settings = settings_of(app)
     from ivr.gateway import deliverability_problems
