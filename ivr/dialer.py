@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from twilio.base.exceptions import TwilioException, TwilioRestException
 
@@ -59,6 +59,22 @@ QUIET_FOREVER = _EVER
 
 #: How often a dialer at its concurrency limit looks for a free line again (real time).
 CONCURRENCY_POLL_SECONDS = 0.5
+
+# The claim's statements, built once: the dialer runs them for every call it places,
+# and building a statement and its cache key cost more than running it.
+_lease, _attempt = Lease.__table__.c, CallAttempt.__table__.c
+#: Lock the pacing row (its row lock on PostgreSQL, the write lock on SQLite); its state.
+_LOCK_PACING = (update(Lease.__table__).where(_lease.name == PACING_LEASE)
+                .values(updated_at=bindparam("now")).returning(_lease.state))
+#: Stamp the pacing row with the call just claimed.
+_STAMP_PACING = (update(Lease.__table__).where(_lease.name == PACING_LEASE)
+                 .values(state=bindparam("pacing", type_=_lease.state.type),
+                         holder=bindparam("holder")))
+#: The IVR attempts still open: the calls in flight of every dialer.
+_OPEN_ATTEMPTS = (select(func.count()).select_from(CallAttempt.__table__)
+                  .where(_attempt.channel == "ivr", _attempt.outcome.is_(None)))
+_PHONE = select(FrameContact.__table__.c.phone).where(
+    FrameContact.__table__.c.id == bindparam("contact_id"))
 
 
 @dataclass(frozen=True)
@@ -177,6 +193,7 @@ class Dialer:
         #: when this dialer last placed a call: no dialer may place the next one
         #: before ``1 / calls_per_second`` after it (any dialer's is at least as late)
         self._last_dial: datetime | None = None
+        self._next_due_query = None  # built on first use (next_due)
         self._ensure_lease()
 
     # --- coordination ----------------------------------------------------------------
@@ -191,15 +208,12 @@ class Dialer:
             except IntegrityError:  # another dialer created it first
                 s.rollback()
 
-    def _lock_pacing(self, s, now: datetime) -> Lease:
-        s.execute(update(Lease).where(Lease.name == PACING_LEASE).values(updated_at=now)
-                  .execution_options(synchronize_session=False))
-        return s.scalars(select(Lease).where(Lease.name == PACING_LEASE)
-                         .execution_options(populate_existing=True)).one()
+    def _lock_pacing(self, s, now: datetime) -> dict:
+        """Lock the pacing row until the transaction ends; returns its state."""
+        return s.connection().execute(_LOCK_PACING, {"now": now}).scalar_one() or {}
 
     def open_attempts(self, s) -> int:
-        return s.scalar(select(func.count()).select_from(CallAttempt).where(
-            CallAttempt.channel == "ivr", CallAttempt.outcome.is_(None))) or 0
+        return s.connection().execute(_OPEN_ATTEMPTS).scalar() or 0
 
     def next_due(self, s, now: datetime) -> datetime | None:
         """When the next case becomes due (``now`` if one is due), or None.
@@ -209,9 +223,12 @@ class Dialer:
         appointment, CATI-first not tried yet) are not waited for, as the dialer will
         not take them when their time comes; a case held now counts.
         """
-        row = s.execute(select(func.count().filter(SampleCase.next_attempt_at.is_(None)),
-                               func.min(SampleCase.next_attempt_at))
-                        .where(*self._some_time_due())).one()
+        if self._next_due_query is None:
+            self._next_due_query = (
+                select(func.count().filter(SampleCase.next_attempt_at.is_(None)),
+                       func.min(SampleCase.next_attempt_at))
+                .where(*self._some_time_due()))
+        row = s.execute(self._next_due_query).one()
         if row[0]:
             return now
         return row[1]
@@ -287,8 +304,7 @@ class Dialer:
                 if nxt is None and in_flight == 0:
                     return StepResult(0, "done", None, 0)
                 return StepResult(0, "window", nxt, in_flight)
-            lease = self._lock_pacing(s, now)
-            last = lease.state.get("last_dial") if lease.state else None
+            last = self._lock_pacing(s, now).get("last_dial")
             if last:
                 ready = datetime.fromisoformat(last) + timedelta(
                     seconds=1.0 / self.rules.calls_per_second)
@@ -319,10 +335,11 @@ class Dialer:
             if calltimes.defer_first_attempt(s, self.rules, case, now=now) is not None:
                 return StepResult(0, "idle", now, in_flight)
             attempt = cases.start_attempt(s, case, channel="ivr", now=now)
-            lease.state = {"last_dial": now.isoformat(), "by": self.name}
-            lease.holder = self.name
+            conn = s.connection()
+            conn.execute(_STAMP_PACING, {"pacing": {"last_dial": now.isoformat(), "by": self.name},
+                                         "holder": self.name})
             self._last_dial = now
-            phone = s.scalar(select(FrameContact.phone).where(FrameContact.id == case.contact_id))
+            phone = conn.execute(_PHONE, {"contact_id": case.contact_id}).scalar()
             return case.id, attempt.id, phone, in_flight + 1
 
     def _place(self, case_id: int, attempt_id: int, phone: str, in_flight: int) -> bool:

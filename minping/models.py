@@ -249,6 +249,8 @@ class Stratum(Base):
 
 #: Released cases still in the field (the predicate of the scheduler's partial indexes).
 IN_FIELD_SQL = "release_state = 'released' AND state IN ('pending', 'in_field', 'handoff_cati')"
+#: Released cases the IVR dialer may take (the predicate of its due-case index).
+DIALABLE_SQL = "release_state = 'released' AND state IN ('pending', 'in_field')"
 #: Cases handed over from the IVR or with a supervisor's priority.
 URGENT_SQL = "state = 'handoff_cati' OR priority <> 0"
 
@@ -277,6 +279,10 @@ class SampleCase(Base):
         Index("ix_sample_case_holder", "locked_by",
               postgresql_where=text("locked_by IS NOT NULL"),
               sqlite_where=text("locked_by IS NOT NULL")),
+        # the dialer's due cases in its order (minping.cases.hold_cases_for_ivr)
+        Index("ix_sample_case_due", text("(next_attempt_at IS NOT NULL)"),
+              text("next_attempt_at"), text("priority DESC"), text("id"),
+              postgresql_where=text(DIALABLE_SQL), sqlite_where=text(DIALABLE_SQL)),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     draw_id: Mapped[int] = mapped_column(ForeignKey("sample_draw.id", ondelete="CASCADE"))

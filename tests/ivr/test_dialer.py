@@ -149,3 +149,53 @@ def test_learned_call_times_hold_a_never_tried_case_until_its_best_time(rig_fact
         assert len(rig.calls_to(0)) == 1 and rig.case(0).final_disposition == "1.1"
     finally:
         calltimes.CACHE.clear()
+
+
+def test_each_call_is_claimed_in_the_dialers_order_off_its_index(rig_factory):
+    """Never-tried cases first, then the earliest due; the pacing row names the last call.
+
+    On SQLite the due-case query reads ``ix_sample_case_due`` in that order and sorts
+    nothing (it sorted every released case on every call placed before).
+    """
+    from datetime import timedelta
+
+    from sqlalchemy import event
+
+    from minping import cases
+    from minping.models import Lease, SampleCase
+
+    rig = rig_factory(n_cases=4)
+    with rig.db.transaction() as s:  # case 0 due an hour ago, case 1 half an hour ago
+        for i, minutes in ((0, 60), (1, 30)):
+            s.execute(update(SampleCase).where(SampleCase.id == rig.case_id(i)).values(
+                next_attempt_at=FIELD_START - timedelta(minutes=minutes)))
+    for i in range(4):
+        rig.persona(i, line="busy")
+    dialed = []
+    for _ in range(4):
+        rig.dial()
+        dialed.append(next(c.to for c in rig.sim.calls.values() if c.to not in dialed))
+        with rig.db.session() as s:
+            lease = s.get(Lease, "ivr-dialer")
+            assert lease.holder == rig.dialer.name
+            assert lease.state["last_dial"] == rig.dialer._last_dial.isoformat()
+        rig.later(seconds=1)
+    assert dialed == [rig.phone(2), rig.phone(3), rig.phone(0), rig.phone(1)]
+    if rig.db.dialect == "sqlite":  # the statements the dialer's hold runs, and their plans
+        seen = []
+        engine = rig.db.engine
+
+        def keep(conn, cursor, statement, parameters, context, executemany):
+            seen.append((statement, parameters))
+
+        event.listen(engine, "before_cursor_execute", keep)
+        try:
+            with rig.db.transaction() as s:
+                cases.hold_cases_for_ivr(s, now=FIELD_START, limit=1, max_attempts=6)
+                dbapi = s.connection().connection.dbapi_connection
+                plans = [" ".join(str(r) for r in dbapi.execute("EXPLAIN QUERY PLAN " + sql, p))
+                         for sql, p in seen if sql.lstrip().upper().startswith("SELECT")]
+                s.rollback()
+        finally:
+            event.remove(engine, "before_cursor_execute", keep)
+        assert "ix_sample_case_due" in plans[0] and "TEMP B-TREE" not in plans[0], plans[0]
