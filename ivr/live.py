@@ -106,13 +106,23 @@ _U = Unit.__table__
 #: The attempt's columns a call needs (and may change), then its case's.
 LIVE_FIELDS = ("id", "case_id", "channel", "call_sid", "status", "status_rank", "last_sequence",
                "answered_by", "answered_at", "outcome")
-_OPTED_OUT = (select(_E.c.id).where(_E.c.attempt_id == _A.c.id, _E.c.kind == "opt_out")
-              .exists().label("opted_out"))
-_LIVE_COLUMNS = [*(_A.c[name] for name in LIVE_FIELDS), _C.c.state.label("case_state"),
-                 _C.c.language.label("case_language"), _OPTED_OUT]
+
+
+def _opted_out(attempt_id):
+    """Whether the attempt has an ``opt_out`` event (``attempt_id``: its column, or the
+    statement's parameter: a subquery run once, off the index on ``attempt_id``; the
+    column's correlated form was hashed over every ``opt_out`` event of the table in
+    PostgreSQL's generic plan)."""
+    return (select(_E.c.id).where(_E.c.attempt_id == attempt_id, _E.c.kind == "opt_out")
+            .exists().label("opted_out"))
+
+
+_ATTEMPT = [*(_A.c[name] for name in LIVE_FIELDS), _C.c.state.label("case_state"),
+            _C.c.language.label("case_language")]
+_LIVE_COLUMNS = [*_ATTEMPT, _opted_out(bindparam("attempt_id"))]
 _BY_ID = (select(*_LIVE_COLUMNS).join_from(_A, _C, _C.c.id == _A.c.case_id)
           .where(_A.c.id == bindparam("attempt_id")))
-_BY_SID = (select(*_LIVE_COLUMNS).join_from(_A, _C, _C.c.id == _A.c.case_id)
+_BY_SID = (select(*_ATTEMPT, _opted_out(_A.c.id)).join_from(_A, _C, _C.c.id == _A.c.case_id)
            .where(_A.c.call_sid == bindparam("call_sid"), _A.c.channel == "ivr"))
 #: The attempt, its case and the case's units with their answers, in one statement
 #: (one row per unit, in order; the attempt's columns repeat).

@@ -47,9 +47,9 @@ from __future__ import annotations
 import contextlib
 import hmac
 import logging
+import os
 import re
 import time
-import uuid
 from datetime import datetime
 from http import HTTPStatus
 from urllib.parse import unquote_plus
@@ -523,7 +523,7 @@ class IvrFront:
         path = path.encode("latin-1").decode("utf-8", "replace")
         context = {"path": path,
                    "request_id": environ.get("HTTP_I_TWILIO_IDEMPOTENCY_TOKEN")
-                   or environ.get("HTTP_X_REQUEST_ID") or uuid.uuid4().hex[:16]}
+                   or environ.get("HTTP_X_REQUEST_ID") or os.urandom(8).hex()}
         reset = REQUEST_CONTEXT.set(context)
         method = environ.get("REQUEST_METHOD", "GET")
         try:
