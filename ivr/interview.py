@@ -21,6 +21,7 @@ from ivr.callstate import close_attempt
 from ivr.handoff import hand_over
 from ivr.live import (
     _ANS,
+    _E,
     NOT_A_PERSON,
     Live,
     Urls,
@@ -56,6 +57,17 @@ _REC = Recording.__table__
 #: (:meth:`ivr.live.Live.write_with`): the answer locked, changed if the rating differs,
 #: and the change audited with the old and the new value, as :func:`_save_answer` does
 #: on SQLite with its ``SELECT ... FOR UPDATE`` first.
+#: A comment's recording stored once (its SID is unique) and, if new, its event: on
+#: PostgreSQL in the attempt's write statement, as :func:`ivr.live.insert_once` and
+#: :func:`ivr.live.add_event` do it in two.
+_COMMENT_ONCE = (
+    ("rec", "INSERT INTO recording (case_id, attempt_id, kind, url, recording_sid, "
+            "duration_seconds, created_at) VALUES (%({p}case_id)s, %({p}attempt_id)s, "
+            "%({p}kind)s, %({p}url)s, %({p}recording_sid)s, %({p}duration_seconds)s, "
+            "%({p}created_at)s) ON CONFLICT (recording_sid) DO NOTHING RETURNING id"),
+    ("event", "INSERT INTO attempt_event (attempt_id, at, kind, payload) "
+              "SELECT %({p}attempt_id)s, %({p}at)s, 'comment', %({p}payload)s FROM {w}rec"),
+)
 _CHANGE_ANSWER = (
     ("old", "SELECT id, rating, channel FROM answer WHERE case_id = %({p}case_id)s "
             "AND unit_id = %({p}unit_id)s FOR UPDATE"),
@@ -400,9 +412,14 @@ def save_comment(session: Session, attempt: Live, *, recording_url: str | None,
         row = {"case_id": attempt.case_id, "attempt_id": attempt.id, "kind": "comment",
                "url": recording_url[:500], "recording_sid": recording_sid,
                "duration_seconds": duration, "created_at": now}
+        payload = {"recording_sid": recording_sid, "duration": duration}
+        if (recording_sid and isinstance(attempt, Live)
+                and fastsql.is_postgresql(connection(session))):
+            # the recording and its event in the attempt's one write statement
+            attempt.write_with(_COMMENT_ONCE, fastsql.bind(_REC, row)
+                               | fastsql.bind(_E, {"at": now, "payload": payload}))
+            return flow.hangup()
         stored = insert_once(session, _REC, row, "recording_sid") if recording_sid else True
         if stored:
-            add_event(session, attempt, "comment", now=now,
-                      payload={"recording_sid": recording_sid, "duration": duration})
+            add_event(session, attempt, "comment", now=now, payload=payload)
     return flow.hangup()
-
