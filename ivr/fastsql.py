@@ -5,12 +5,14 @@ compiled cache spares their compilation, but each execution still builds a
 cache key and walks the statement; a statement whose shape varies (the
 attempt's changed fields, the events of this request) was compiled afresh every
 time.  Here each statement, or each *shape* of the webhook's one write
-statement, is turned into PostgreSQL text once and run with
-:meth:`sqlalchemy.engine.Connection.exec_driver_sql` on the request's
-connection: same transaction, same error translation (``IntegrityError``, a
-lost connection), and psycopg prepares a statement on the server once it has
-run a few times.  Values are bound as SQLAlchemy would bind them for our
-columns: aware datetimes in UTC, JSON columns as ``json``.
+statement, is turned into PostgreSQL text once and run by :func:`execute` on the
+psycopg connection under the request's SQLAlchemy connection, prepared on the
+server at its first run: same transaction, the same errors as SQLAlchemy raises
+(``IntegrityError``, a lost connection invalidated), and none of SQLAlchemy's
+per-execution work (events, result metadata, row processing), which cost three
+times the driver's own.  Rows come back as plain tuples.  Values are bound as
+SQLAlchemy would bind them for our columns: aware datetimes in UTC, JSON columns
+as ``json``.
 
 SQLite keeps the Core statements (the tests run both).
 
