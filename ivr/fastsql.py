@@ -10,7 +10,7 @@ psycopg connection under the request's SQLAlchemy connection, prepared on the
 server at its first run: same transaction, the same errors as SQLAlchemy raises
 (``IntegrityError``, a lost connection invalidated), and none of SQLAlchemy's
 per-execution work (events, result metadata, row processing), which cost three
-times the driver's own.  Rows come back as plain tuples.  Values are bound as
+times the driver's own.  Rows come back as named tuples.  Values are bound as
 SQLAlchemy would bind them for our columns: aware datetimes in UTC, JSON columns
 as ``json``.
 
@@ -40,10 +40,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import psycopg
+from psycopg.rows import namedtuple_row
 from psycopg.types.json import Json
 from sqlalchemy import JSON
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, MultipleResultsFound, NoResultFound
 
 #: (Core statement's id, parameter names) -> (driver SQL, constant parameters, statement).
 _COMPILED: dict[tuple, tuple[str, dict, object]] = {}
@@ -57,22 +58,52 @@ def is_postgresql(conn: Connection) -> bool:
 
 def run(conn: Connection, stmt, params: dict):
     """Run the Core ``stmt`` (built once, at import) as driver SQL compiled once (per
-    set of parameter names: an ``INSERT`` names the columns given); returns the
-    psycopg cursor (``fetchone()``, ``fetchall()``: plain tuples)."""
+    set of parameter names: an ``INSERT`` names the columns given); returns its
+    :class:`Rows`."""
     key = (id(stmt), tuple(params))
     entry = _COMPILED.get(key)
     if entry is None or entry[2] is not stmt:
         compiled = stmt.compile(dialect=conn.dialect, column_keys=list(params))
         entry = _COMPILED[key] = (str(compiled), dict(compiled.params), stmt)
     sql, constants, _ = entry
-    return execute(conn, sql, {**constants, **params} if constants else params)
+    return Rows(execute(conn, sql, {**constants, **params} if constants else params))
+
+
+class Rows:
+    """The rows of :func:`run` with the methods of SQLAlchemy's ``Result`` the callers
+    use; a row is a named tuple (``row.case_id``, ``row[1]``)."""
+
+    __slots__ = ("cursor",)
+
+    def __init__(self, cursor):
+        self.cursor = cursor
+
+    def fetchone(self):
+        return self.cursor.fetchone()
+
+    def fetchall(self) -> list:
+        return self.cursor.fetchall()
+
+    first = fetchone
+    all = fetchall
+
+    def one(self):
+        rows = self.cursor.fetchall()
+        if len(rows) != 1:
+            raise (NoResultFound if not rows else MultipleResultsFound)(
+                f"{len(rows)} rows where one was required")
+        return rows[0]
+
+    def scalar(self):
+        row = self.cursor.fetchone()
+        return None if row is None else row[0]
 
 
 def execute(conn: Connection, sql: str, params: dict):
     """Run ``sql`` on the request's psycopg connection itself, prepared on the server.
 
     SQLAlchemy's execution path (events, result metadata, row processing) cost three
-    times the driver's own work per statement; the webhooks read plain tuples.  On a
+    times the driver's own work per statement; rows are named tuples.  On a
     lazy connection a statement that may not run alone opens the transaction first,
     as :func:`_before_execute` does for SQLAlchemy's statements.  Errors are raised as
     SQLAlchemy raises them (``IntegrityError``; a lost connection invalidated, with
@@ -83,7 +114,7 @@ def execute(conn: Connection, sql: str, params: dict):
     try:
         if info.get(_LAZY) and not info.get(_ALONE) and raw.pgconn.transaction_status == 0:
             raw.execute("BEGIN")
-        cursor = raw.cursor()
+        cursor = raw.cursor(row_factory=namedtuple_row)
         cursor.execute(sql, params, prepare=True)
     except psycopg.Error as error:
         lost = raw.broken or raw.closed
