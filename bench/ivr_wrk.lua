@@ -1,22 +1,25 @@
 -- wrk script of bench/ivr.py: replays pre-signed webhook requests.
 --
---   wrk -s bench/ivr_wrk.lua URL -- REQUESTS_FILE
+--   wrk -t N -s bench/ivr_wrk.lua URL -- REQUESTS_FILE N
 --
 -- REQUESTS_FILE has one request a line: path, X-Twilio-Signature,
 -- I-Twilio-Idempotency-Token and the url-encoded form, separated by tabs.
--- Thread k of n replays lines k, k+n, k+2n, ... in turn (each request is sent
--- once before any is repeated).  done() prints one JSON line for bench/ivr.py.
+-- Thread k of N replays lines k, k+N, k+2N, ... in turn (each request is sent
+-- once before any is repeated).  N must be given again after the file: each
+-- thread's init() runs in a Lua state of its own, which does not see what setup()
+-- counted in the main one (a thread that found no line of its own sent nothing,
+-- and its connections sat open and silent).  done() prints one JSON line for
+-- bench/ivr.py.
 
-local threads = {}
+local count = 0
 
 function setup(thread)
-   thread:set("id", #threads)
-   table.insert(threads, thread)
+   thread:set("id", count)
+   count = count + 1
 end
 
 function init(args)
-   local nthreads = #threads
-   if nthreads == 0 then nthreads = 1 end
+   local nthreads = tonumber(args[2]) or 1
    local mine = id or 0
    reqs = {}
    local i = 0
@@ -29,6 +32,9 @@ function init(args)
          reqs[#reqs + 1] = wrk.format("POST", path, headers, body)
       end
       i = i + 1
+   end
+   if #reqs == 0 then
+      error("thread " .. mine .. " of " .. nthreads .. ": no request of its own in " .. args[1])
    end
    n = 0
 end

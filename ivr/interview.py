@@ -21,11 +21,13 @@ from ivr.callstate import close_attempt
 from ivr.handoff import hand_over
 from ivr.live import (
     _ANS,
+    _E,
     NOT_A_PERSON,
     Live,
     Urls,
     add_event,
     bounded_int,
+    connection,
     insert_once,
     language_of,
     unit_texts,
@@ -45,11 +47,39 @@ _INSERT_ANSWER = insert(_ANS)
 _UPDATE_ANSWER = (update(_ANS).where(_ANS.c.id == bindparam("answer_id"))
                   .values(rating=bindparam("rating"), channel="ivr",
                           attempt_id=bindparam("attempt"), updated_at=bindparam("now")))
-_INSERT_AUDIT = insert(AuditLog.__table__)
+_AUDIT = AuditLog.__table__
+_INSERT_AUDIT = insert(_AUDIT)
 _ANSWER_FOR_UPDATE = (select(_ANS.c.id, _ANS.c.rating, _ANS.c.channel)
                       .where(_ANS.c.case_id == bindparam("case_id"),
                              _ANS.c.unit_id == bindparam("unit_id")).with_for_update())
 _REC = Recording.__table__
+#: A changed answer on PostgreSQL, in the attempt's write statement
+#: (:meth:`ivr.live.Live.write_with`): the answer locked, changed if the rating differs,
+#: and the change audited with the old and the new value, as :func:`_save_answer` does
+#: on SQLite with its ``SELECT ... FOR UPDATE`` first.
+#: A comment's recording stored once (its SID is unique) and, if new, its event: on
+#: PostgreSQL in the attempt's write statement, as :func:`ivr.live.insert_once` and
+#: :func:`ivr.live.add_event` do it in two.
+_COMMENT_ONCE = (
+    ("rec", "INSERT INTO recording (case_id, attempt_id, kind, url, recording_sid, "
+            "duration_seconds, created_at) VALUES (%({p}case_id)s, %({p}attempt_id)s, "
+            "%({p}kind)s, %({p}url)s, %({p}recording_sid)s, %({p}duration_seconds)s, "
+            "%({p}created_at)s) ON CONFLICT (recording_sid) DO NOTHING RETURNING id"),
+    ("event", "INSERT INTO attempt_event (attempt_id, at, kind, payload) "
+              "SELECT %({p}attempt_id)s, %({p}at)s, 'comment', %({p}payload)s FROM {w}rec"),
+)
+_CHANGE_ANSWER = (
+    ("old", "SELECT id, rating, channel FROM answer WHERE case_id = %({p}case_id)s "
+            "AND unit_id = %({p}unit_id)s FOR UPDATE"),
+    ("new", "UPDATE answer SET rating = %({p}rating)s, channel = 'ivr', "
+            "attempt_id = %({p}attempt_id)s, updated_at = %({p}updated_at)s FROM {w}old "
+            "WHERE answer.id = {w}old.id AND {w}old.rating IS DISTINCT FROM %({p}rating)s "
+            "RETURNING {w}old.id, {w}old.rating, {w}old.channel"),
+    ("audit", "INSERT INTO audit_log (at, actor, action, entity, entity_id, old, new, detail) "
+              "SELECT %({p}updated_at)s, 'ivr', 'answer.change', 'answer', {w}new.id::text, "
+              "jsonb_build_object('rating', {w}new.rating, 'channel', {w}new.channel)::json, "
+              "%({p}new)s, %({p}detail)s FROM {w}new"),
+)
 
 
 
@@ -297,7 +327,7 @@ def _save_answer(session: Session, attempt, unit: cases.CaseUnitState,
     new value, as :func:`minping.cases.record_answer` does; the same rating again
     changes nothing.
     """
-    conn = session.connection()
+    conn = connection(session)
     if not unit.answered:
         row = {"case_id": attempt.case_id, "unit_id": unit.unit_id, "rating": rating,
                "channel": "ivr", "attempt_id": attempt.id, "answered_at": now, "updated_at": now}
@@ -306,23 +336,32 @@ def _save_answer(session: Session, attempt, unit: cases.CaseUnitState,
         else:
             conn.execute(_INSERT_ANSWER, row)
         return
-    execute = fastsql.run if fastsql.is_postgresql(conn) else Connection.execute
+    postgresql = fastsql.is_postgresql(conn)
+    if postgresql and isinstance(attempt, Live):
+        # lock, compare, change and audit in the attempt's one write statement
+        attempt.write_with(_CHANGE_ANSWER, fastsql.bind(_ANS, {
+            "case_id": attempt.case_id, "unit_id": unit.unit_id, "rating": rating,
+            "attempt_id": attempt.id, "updated_at": now}) | fastsql.bind(_AUDIT, {
+                "new": {"rating": rating, "channel": "ivr"},
+                "detail": f"case {attempt.case_id} unit {unit.unit_id}"}))
+        return
+    execute = fastsql.run if postgresql else Connection.execute
     row = execute(conn, _ANSWER_FOR_UPDATE, {"case_id": attempt.case_id,
-                                             "unit_id": unit.unit_id}).first()
-    if row.rating == rating:
+                                             "unit_id": unit.unit_id}).fetchone()
+    if row[1] == rating:
         return
     audit = {"at": now, "user_id": None, "actor": "ivr", "action": "answer.change",
-             "entity": "answer", "entity_id": str(row.id),
-             "old": {"rating": row.rating, "channel": row.channel},
+             "entity": "answer", "entity_id": str(row[0]),
+             "old": {"rating": row[1], "channel": row[2]},
              "new": {"rating": rating, "channel": "ivr"},
              "detail": f"case {attempt.case_id} unit {unit.unit_id}"}
     if isinstance(attempt, Live):  # the row is locked: written with the attempt's event
-        attempt.write_insert(AuditLog.__table__, audit)
-        attempt.write_update(_ANS, row.id, {"rating": rating, "channel": "ivr",
+        attempt.write_insert(_AUDIT, audit)
+        attempt.write_update(_ANS, row[0], {"rating": rating, "channel": "ivr",
                                             "attempt_id": attempt.id, "updated_at": now})
         return
     conn.execute(_INSERT_AUDIT, audit)
-    conn.execute(_UPDATE_ANSWER, {"answer_id": row.id, "rating": rating, "attempt": attempt.id,
+    conn.execute(_UPDATE_ANSWER, {"answer_id": row[0], "rating": rating, "attempt": attempt.id,
                                   "now": now})
 
 
@@ -373,9 +412,14 @@ def save_comment(session: Session, attempt: Live, *, recording_url: str | None,
         row = {"case_id": attempt.case_id, "attempt_id": attempt.id, "kind": "comment",
                "url": recording_url[:500], "recording_sid": recording_sid,
                "duration_seconds": duration, "created_at": now}
+        payload = {"recording_sid": recording_sid, "duration": duration}
+        if (recording_sid and isinstance(attempt, Live)
+                and fastsql.is_postgresql(connection(session))):
+            # the recording and its event in the attempt's one write statement
+            attempt.write_with(_COMMENT_ONCE, fastsql.bind(_REC, row)
+                               | fastsql.bind(_E, {"at": now, "payload": payload}))
+            return flow.hangup()
         stored = insert_once(session, _REC, row, "recording_sid") if recording_sid else True
         if stored:
-            add_event(session, attempt, "comment", now=now,
-                      payload={"recording_sid": recording_sid, "duration": duration})
+            add_event(session, attempt, "comment", now=now, payload=payload)
     return flow.hangup()
-

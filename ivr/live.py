@@ -24,9 +24,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from urllib.parse import urlencode
 
 from sqlalchemy import and_, bindparam, insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from ivr import fastsql
@@ -57,35 +57,36 @@ class Urls:
 
     base: str
 
-    def _url(self, name: str, **query: object) -> str:
-        return f"{self.base}/ivr/{name}" + (f"?{urlencode(query)}" if query else "")
+    def _url(self, name: str, query: str = "") -> str:
+        return f"{self.base}/ivr/{name}?{query}" if query else f"{self.base}/ivr/{name}"
 
+    # The query's values are whole numbers (ids, positions, counts): nothing to quote.
     def voice(self, attempt_id: int) -> str:
-        return self._url("voice", attempt=attempt_id)
+        return self._url("voice", f"attempt={int(attempt_id)}")
 
     def consent(self, attempt_id: int, tries: int = 0) -> str:
-        return self._url("consent", attempt=attempt_id, **{"try": tries})
+        return self._url("consent", f"attempt={int(attempt_id)}&try={int(tries)}")
 
     def answer(self, attempt_id: int, pos: int, tries: int = 0) -> str:
-        return self._url("answer", attempt=attempt_id, pos=pos, **{"try": tries})
+        return self._url("answer", f"attempt={int(attempt_id)}&pos={int(pos)}&try={int(tries)}")
 
     def comment(self, attempt_id: int) -> str:
-        return self._url("comment", attempt=attempt_id)
+        return self._url("comment", f"attempt={int(attempt_id)}")
 
     def status(self, attempt_id: int | None = None) -> str:
-        return self._url("status", attempt=attempt_id) if attempt_id else self._url("status")
+        return self._url("status", f"attempt={int(attempt_id)}" if attempt_id else "")
 
     def amd(self, attempt_id: int) -> str:
-        return self._url("amd", attempt=attempt_id)
+        return self._url("amd", f"attempt={int(attempt_id)}")
 
     def verify(self, case_id: int, tries: int = 0) -> str:
-        return self._url("verify", case=case_id, **{"try": tries})
+        return self._url("verify", f"case={int(case_id)}&try={int(tries)}")
 
     def handoff(self, attempt_id: int, interviewer_id: int) -> str:
-        return self._url("handoff", attempt=attempt_id, interviewer=interviewer_id)
+        return self._url("handoff", f"attempt={int(attempt_id)}&interviewer={int(interviewer_id)}")
 
     def callback(self, attempt_id: int, tries: int = 0) -> str:
-        return self._url("callback", attempt=attempt_id, **{"try": tries})
+        return self._url("callback", f"attempt={int(attempt_id)}&try={int(tries)}")
 
 
 # --- lookups ------------------------------------------------------------------------------
@@ -105,13 +106,23 @@ _U = Unit.__table__
 #: The attempt's columns a call needs (and may change), then its case's.
 LIVE_FIELDS = ("id", "case_id", "channel", "call_sid", "status", "status_rank", "last_sequence",
                "answered_by", "answered_at", "outcome")
-_OPTED_OUT = (select(_E.c.id).where(_E.c.attempt_id == _A.c.id, _E.c.kind == "opt_out")
-              .exists().label("opted_out"))
-_LIVE_COLUMNS = [*(_A.c[name] for name in LIVE_FIELDS), _C.c.state.label("case_state"),
-                 _C.c.language.label("case_language"), _OPTED_OUT]
+
+
+def _opted_out(attempt_id):
+    """Whether the attempt has an ``opt_out`` event (``attempt_id``: its column, or the
+    statement's parameter: a subquery run once, off the index on ``attempt_id``; the
+    column's correlated form was hashed over every ``opt_out`` event of the table in
+    PostgreSQL's generic plan)."""
+    return (select(_E.c.id).where(_E.c.attempt_id == attempt_id, _E.c.kind == "opt_out")
+            .exists().label("opted_out"))
+
+
+_ATTEMPT = [*(_A.c[name] for name in LIVE_FIELDS), _C.c.state.label("case_state"),
+            _C.c.language.label("case_language")]
+_LIVE_COLUMNS = [*_ATTEMPT, _opted_out(bindparam("attempt_id"))]
 _BY_ID = (select(*_LIVE_COLUMNS).join_from(_A, _C, _C.c.id == _A.c.case_id)
           .where(_A.c.id == bindparam("attempt_id")))
-_BY_SID = (select(*_LIVE_COLUMNS).join_from(_A, _C, _C.c.id == _A.c.case_id)
+_BY_SID = (select(*_ATTEMPT, _opted_out(_A.c.id)).join_from(_A, _C, _C.c.id == _A.c.case_id)
            .where(_A.c.call_sid == bindparam("call_sid"), _A.c.channel == "ivr"))
 #: The attempt, its case and the case's units with their answers, in one statement
 #: (one row per unit, in order; the attempt's columns repeat).
@@ -125,6 +136,7 @@ _BY_ID_WITH_UNITS = (
     .where(_A.c.id == bindparam("attempt_id"))
     .order_by(_CU.c.position)
 )
+_ROW_FIELDS = (*LIVE_FIELDS, "case_state", "case_language", "opted_out")
 _INSERT_EVENT = insert(_E)
 _SET_CALL_SID = (update(_A).where(_A.c.id == bindparam("attempt_id"), _A.c.call_sid.is_(None))
                  .values(call_sid=bindparam("sid")))
@@ -143,8 +155,9 @@ class Live:
                  "_events", "_writes")
 
     def __init__(self, row, units: list | None = None):
-        for name in (*LIVE_FIELDS, "case_state", "case_language", "opted_out"):
-            object.__setattr__(self, name, getattr(row, name))
+        """``row``: the columns of :data:`_LIVE_COLUMNS` in their order (a tuple)."""
+        for name, value in zip(_ROW_FIELDS, row, strict=False):
+            object.__setattr__(self, name, value)
         object.__setattr__(self, "units", units)
         object.__setattr__(self, "_changed", {})
         object.__setattr__(self, "_events", [])
@@ -162,6 +175,11 @@ class Live:
     def write_update(self, table, row_id: int, values: dict) -> None:
         """Set ``values`` on ``table``'s row ``row_id`` with :meth:`save`."""
         self._writes.append(("update", table, values, row_id))
+
+    def write_with(self, ctes: tuple, params: dict) -> None:
+        """Run the named statements ``ctes`` with :meth:`save` (PostgreSQL only; see
+        :func:`ivr.fastsql.write`)."""
+        self._writes.append(("with", None, ctes, params))
 
     def save(self, session: Session) -> None:
         """Write what is pending -- rows given to :meth:`write_insert` and
@@ -183,7 +201,7 @@ class Live:
         object.__setattr__(self, "_changed", {})
         object.__setattr__(self, "_events", [])
         object.__setattr__(self, "_writes", [])
-        conn = session.connection()
+        conn = connection(session)
         if fastsql.is_postgresql(conn):
             fastsql.write(conn, parts)
             return
@@ -208,7 +226,7 @@ def find_attempt(session: Session, *, attempt_id: int | None, call_sid: str | No
     alone identifies the attempt (inbound calls, status callbacks configured at
     the phone number).  ``with_units``: read the case's units and answers too.
     """
-    conn = session.connection()
+    conn = connection(session)
     if fastsql.is_postgresql(conn):
         def execute(conn, stmt, params):  # a read (and a guarded, idempotent UPDATE)
             return fastsql.run_alone(conn, fastsql.run, conn, stmt, params)
@@ -216,15 +234,15 @@ def find_attempt(session: Session, *, attempt_id: int | None, call_sid: str | No
         execute = _core
     if attempt_id is not None:
         if with_units:
-            rows = execute(conn, _BY_ID_WITH_UNITS, {"attempt_id": attempt_id}).all()
+            rows = execute(conn, _BY_ID_WITH_UNITS, {"attempt_id": attempt_id}).fetchall()
             if not rows:
                 return None
-            units = [cases.CaseUnitState(r.position, r.unit_id, r.code, r.name, r.name_en,
-                                         r.rating, r.answer_id is not None)
-                     for r in rows if r.position is not None]
+            n = len(_ROW_FIELDS)
+            units = [cases.CaseUnitState(*r[n:n + 5], r[n + 6], r[n + 5] is not None)
+                     for r in rows if r[n] is not None]
             attempt = Live(rows[0], units)
         else:
-            row = execute(conn, _BY_ID, {"attempt_id": attempt_id}).first()
+            row = execute(conn, _BY_ID, {"attempt_id": attempt_id}).fetchone()
             if row is None:
                 return None
             attempt = Live(row)
@@ -240,8 +258,15 @@ def find_attempt(session: Session, *, attempt_id: int | None, call_sid: str | No
         return attempt
     if not call_sid:
         return None
-    row = execute(conn, _BY_SID, {"call_sid": call_sid}).first()
+    row = execute(conn, _BY_SID, {"call_sid": call_sid}).fetchone()
     return Live(row) if row is not None else None
+
+
+def connection(session: Session):
+    """The session's connection: the one it is bound to (a webhook's, :mod:`ivr.webhooks`:
+    used as it stands, without starting the session's transaction), else its own."""
+    bind = session.bind
+    return bind if isinstance(bind, Connection) else session.connection()
 
 
 def _core(conn, stmt, params: dict):
@@ -273,7 +298,7 @@ def add_event(session: Session, attempt, kind: str, *, now: datetime, payload: d
     if isinstance(attempt, Live) and sequence_number is None and idempotency_token is None:
         attempt._events.append(row)
         return
-    session.connection().execute(_INSERT_EVENT, row)
+    connection(session).execute(_INSERT_EVENT, row)
 
 
 def event_kinds(session: Session, attempt) -> set[str]:
@@ -301,7 +326,7 @@ _INSERT_ONCE = {}
 
 def insert_once(session: Session, table, row: dict, unique: str) -> bool:
     """Insert ``row`` unless a row with the same ``unique`` value exists; True if new."""
-    conn = session.connection()
+    conn = connection(session)
     dialect = conn.dialect.name
     key = (table.name, dialect)
     stmt = _INSERT_ONCE.get(key)
@@ -321,7 +346,7 @@ def insert_once(session: Session, table, row: dict, unique: str) -> bool:
         conn.execute(insert(table), row)
         return True
     if dialect == "postgresql":
-        return fastsql.run(conn, stmt, fastsql.bind(table, row)).first() is not None
+        return fastsql.run(conn, stmt, fastsql.bind(table, row)).fetchone() is not None
     return conn.execute(stmt, row).first() is not None
 
 

@@ -3,8 +3,9 @@
 Nothing builds an app at import time: ``create_app(config)`` reads the settings
 from the environment, lets ``config`` (a mapping, as tests pass it) override
 them, opens the database, registers the runtime (:mod:`minping.runtime`: the clock,
-the Twilio client and the survey configuration the blueprints share) and the
-``ivr`` and ``cati`` blueprints.  The request helpers are in :mod:`minping.db`.
+the Twilio client and the survey configuration the blueprints share), the ``cati``
+blueprint and, before Flask, the ``ivr`` webhooks' WSGI front.  The request helpers
+are in :mod:`minping.db`.
 """
 
 from __future__ import annotations
@@ -76,10 +77,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         survey_config=config.get("MINPING_SURVEY_CONFIG"))
 
     from cati.views import bp as cati_bp
-    from ivr.webhooks import bp as ivr_bp
+    from ivr.webhooks import mount as mount_ivr
 
-    app.register_blueprint(ivr_bp)
     app.register_blueprint(cati_bp)
+    mount_ivr(app)  # /ivr/...: the webhooks' WSGI front, before Flask
     __import__("minping.headers", fromlist=["init_app"]).init_app(app)
 
     app.teardown_appcontext(close_session)

@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import sys
+from contextvars import ContextVar
 from datetime import UTC, datetime
 
 CONTEXT_FIELDS = ("case_id", "call_sid", "attempt_id", "user", "request_id", "path", "status",
@@ -63,7 +64,15 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, ensure_ascii=False)
 
 
+#: The log context of a request answered outside Flask (the IVR webhooks' front,
+#: :mod:`ivr.webhooks`), read like ``flask.g.log_context``.
+REQUEST_CONTEXT: ContextVar[dict | None] = ContextVar("minping_request_context", default=None)
+
+
 def _flask_context() -> dict:
+    context = REQUEST_CONTEXT.get()
+    if context is not None:
+        return dict(context)
     try:
         from flask import g, has_app_context
 

@@ -62,3 +62,26 @@ def test_steps_commit_their_writes_and_leave_the_pool_clean(rig_factory, client,
     assert kinds.count("status") == 1  # the repeated callback stored once
     assert row.answered_by == "human" and row.last_sequence == 7
     assert ratings == ["3"]
+
+
+def test_a_changed_answer_is_audited_with_its_old_and_new_value(rig_factory, client):
+    """A key pressed again at a question replaces the rating (one write statement on
+    PostgreSQL), and the audit log keeps the old and the new value; the same key
+    again changes nothing and audits nothing."""
+    from minping.models import AuditLog
+
+    rig = rig_factory()
+    attempt = _open_attempt(rig)
+    form = {"CallSid": attempt.call_sid, "AccountSid": rig.sim.account_sid}
+    path = f"/ivr/answer?attempt={attempt.id}&pos=0&try=0"
+    for digits in ("1", "3", "3"):
+        r = signed_post(client, rig.public_url, path, form | {"Digits": digits})
+        assert r.status_code == 200 and "<Gather" in r.text
+    assert rig.answers() == {0: "3"}
+    with rig.db.session() as s:
+        (log,) = s.scalars(select(AuditLog).where(AuditLog.action == "answer.change")).all()
+        answer = s.scalars(select(Answer)).one()
+    assert (log.actor, log.entity, log.entity_id) == ("ivr", "answer", str(answer.id))
+    assert log.old == {"rating": "1", "channel": "ivr"}
+    assert log.new == {"rating": "3", "channel": "ivr"}
+    assert answer.attempt_id == attempt.id and answer.channel == "ivr"

@@ -159,26 +159,28 @@ def test_a_transaction_cut_by_a_lost_database_connection_is_run_again(rig_factor
                                                                      monkeypatch):
     """PostgreSQL restarting under a webhook: the answer is stored once, no 500."""
     from sqlalchemy.exc import OperationalError
-    from sqlalchemy.orm import Session
+
+    from ivr.webhooks import Step
 
     rig = rig_factory()
     attempt = _open_attempt(rig)
-    real_commit = Session.commit
+    real_commit = Step.commit
     failures = []
 
     def commit_once_lost(self):
-        if not failures:
+        if not failures:  # the connection dies under the commit: nothing was stored
             failures.append(1)
+            self.conn.invalidate()
             err = OperationalError("COMMIT", {}, Exception("server closed the connection"))
             err.connection_invalidated = True
             raise err
         return real_commit(self)
 
-    monkeypatch.setattr(Session, "commit", commit_once_lost)
+    monkeypatch.setattr(Step, "commit", commit_once_lost)
     path = f"/ivr/answer?attempt={attempt.id}&pos=0&try=0"
     r = signed_post(client, rig.public_url, path, {"CallSid": attempt.call_sid, "Digits": "2"})
     assert r.status_code == 200 and failures == [1]
-    monkeypatch.setattr(Session, "commit", real_commit)
+    monkeypatch.setattr(Step, "commit", real_commit)
     assert list(rig.answers().values()) == ["2"]
 
 
