@@ -10,8 +10,9 @@
 * ``Cache-Control: no-store`` on every CATI page and JSON answer (they show
   names, numbers and answers); static files keep their caching.
 
-The Twilio webhooks (``/ivr``) get only ``nosniff``: their TwiML is read by
-Twilio, not a browser, and their path is the hot one.
+The Twilio webhooks (``/ivr``) never reach these hooks: their WSGI front
+(:mod:`ivr.webhooks`) answers before Flask and sends only ``nosniff``, since their
+TwiML is read by Twilio, not a browser, and their path is the hot one.
 """
 
 from __future__ import annotations
@@ -49,8 +50,6 @@ def init_app(app: Flask) -> None:
     def _headers(response):
         h = response.headers
         h.setdefault("X-Content-Type-Options", "nosniff")
-        if request.blueprint == "ivr":
-            return response
         h.setdefault("Content-Security-Policy", policy(csp_nonce()))
         h.setdefault("X-Frame-Options", "DENY")
         h.setdefault("Referrer-Policy", "same-origin")

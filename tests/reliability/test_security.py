@@ -293,6 +293,10 @@ def test_security_headers(db_url):
         static = client.get("/cati/static/cati.css")
         assert "no-store" not in static.headers.get("Cache-Control", "")
         static.close()
+        webhook = client.post("/ivr/voice?attempt=1", data={"CallSid": "CA1"})  # unsigned
+        assert webhook.status_code == 403
+        assert webhook.headers["X-Content-Type-Options"] == "nosniff"  # TwiML: no page headers
+        assert "Content-Security-Policy" not in webhook.headers
         app.extensions["minping.db"].dispose()
 
 
