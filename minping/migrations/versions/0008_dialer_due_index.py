@@ -6,7 +6,7 @@ released cases in the field.  Without an index in that order the database read
 every such case and sorted them on each call placed (10 ms on SQLite at 2,000
 cases); with it, it reads the index from the start and stops at the first due ones.
 
-Revision ID: 0008_demo
+Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-02 01:15:00.000000
 """
@@ -14,7 +14,7 @@ Create Date: 2026-12-02 01:15:00.000000
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008_demo"
+revision = "0008"
 down_revision = "0007"
 branch_labels = None
 depends_on = None
