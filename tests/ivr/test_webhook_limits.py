@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from ivr.webhooks import MAX_BODY
+from ivr.front import MAX_BODY
 
 
 class NotToBeRead:

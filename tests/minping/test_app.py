@@ -4,7 +4,7 @@ from minping import create_app
 
 
 def test_create_app_registers_the_blueprints(app):
-    from ivr.webhooks import IvrFront
+    from ivr.front import IvrFront
 
     assert "cati" in app.blueprints
     assert isinstance(app.wsgi_app, IvrFront)  # /ivr/: the webhooks' front, before Flask
